@@ -1,0 +1,175 @@
+"""``ecofed-sim``: run, validate and compare scenarios; list what the simulator knows.
+
+Bad input (scenario, override, profile, results directory) prints one line naming the
+file and field, and exits with status 2, without a traceback and without writing anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+EXAMPLES = """examples:
+  ecofed-sim run scenarios/quickstart.yaml --out results/qs
+  ecofed-sim run scenarios/quickstart.yaml --set 'method={name: fedavg}' --set rounds=5
+  ecofed-sim validate scenarios/quickstart.yaml
+  ecofed-sim compare results/qs-fedavg results/qs-splitfed --out results/qs-compare
+  ecofed-sim layers vgg11 --shape 3 32 32
+  ecofed-sim list profiles
+"""
+
+
+def _add_set(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE",
+                   help="override a scenario field, e.g. --set network.x=1 or "
+                        "--set population.devices[0].link=4g (value parsed as YAML); repeatable")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ecofed-sim", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Simulate federated and split (DNN-partitioned) learning: real PyTorch "
+                    "training for accuracy, simulated devices and networks for time and bytes.",
+        epilog=EXAMPLES)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("run", help="simulate one scenario and write its results directory",
+                       description="Simulate a scenario. Writes rounds.csv/.parquet, "
+                       "transfers.parquet, timeline.parquet, scenario.resolved.yaml and "
+                       "manifest.json to --out (default results/<name>-<method>).")
+    p.add_argument("scenario", type=Path, help="scenario YAML file")
+    p.add_argument("--out", type=Path, help="results directory (replaced atomically)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    _add_set(p)
+
+    p = sub.add_parser("validate", help="check a scenario without running it",
+                       description="Check schema, profiles, links and split point; print "
+                       "the resolved scenario with --print.")
+    p.add_argument("scenario", type=Path)
+    p.add_argument("--print", action="store_true", help="print the fully resolved scenario")
+    _add_set(p)
+
+    p = sub.add_parser("compare", help="table and figures comparing finished runs",
+                       description="Print final accuracy, simulated time and bytes of each "
+                       "run, and write accuracy-vs-time and accuracy-vs-bytes figures.")
+    p.add_argument("runs", type=Path, nargs="+", help="results directories of `run`")
+    p.add_argument("--out", type=Path, help="where to write comparison.csv and the figures")
+
+    p = sub.add_parser("layers", help="per-layer shapes, parameters and FLOPs of a model",
+                       description="Show each unit of a zoo model: the split index, output "
+                       "shape, parameters, forward MFLOP and activation bytes per sample.")
+    p.add_argument("model")
+    p.add_argument("--shape", type=int, nargs=3, default=(3, 32, 32), metavar=("C", "H", "W"))
+    p.add_argument("--classes", type=int, default=10)
+
+    p = sub.add_parser("list", help="list models, methods, datasets, profiles or links")
+    p.add_argument("what", choices=["models", "methods", "datasets", "profiles", "links"])
+    return parser
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from ecofed_sim.results import write_results
+    from ecofed_sim.run import run
+    from ecofed_sim.scenario import load_scenario
+
+    scenario = load_scenario(args.scenario, args.overrides)
+    out = args.out or Path("results") / f"{scenario.name}-{scenario.method.name}"
+    progress = not args.quiet and sys.stderr.isatty()
+    results = run(scenario, progress=progress, source=str(args.scenario),
+                  base_dir=args.scenario.parent)
+    write_results(results, out)
+    if not args.quiet:
+        last = results.rounds.iloc[-1]
+        print(f"{scenario.name} [{scenario.method.name}]: accuracy {last.test_accuracy:.4f}, "
+              f"simulated {last.sim_time_s:.1f} s, {last.cum_bytes / 2**20:.1f} MiB -> {out}")
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from ecofed_sim.prepare import check
+    from ecofed_sim.scenario import load_scenario, to_yaml
+
+    scenario = load_scenario(args.scenario, args.overrides)
+    check(scenario, str(args.scenario), args.scenario.parent)
+    print(to_yaml(scenario) if args.print else f"{args.scenario}: ok")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from ecofed_sim.compare import compare
+
+    print(compare(args.runs, args.out))
+    return 0
+
+
+def cmd_layers(args: argparse.Namespace) -> int:
+    from ecofed_sim.models import ZOO, build_model, layer_stats
+
+    if args.model not in ZOO:
+        raise _user_error(f"model: unknown model {args.model!r} (accepted: {', '.join(ZOO)})")
+    stats = layer_stats(build_model(args.model, tuple(args.shape), args.classes),
+                        tuple(args.shape))
+    print(f"{'split':>5}  {'unit':<8} {'output':<14} {'params':>10} {'MFLOP':>9} "
+          f"{'act bytes':>10}")
+    for s in stats:
+        print(f"{s.index + 1:>5}  {s.name:<8} {'x'.join(map(str, s.out_shape)):<14} "
+              f"{s.params:>10,} {s.forward_flops / 1e6:>9.2f} {s.out_elements * 4:>10,}")
+    print("split = k puts units 1..k on the device; act bytes = fp32 activation per sample")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from ecofed_sim.methods import REGISTRY
+    from ecofed_sim.models import ZOO
+    from ecofed_sim.profiles import load_library
+    from ecofed_sim.scenario import DataSpec
+
+    if args.what == "models":
+        rows = list(ZOO)
+    elif args.what == "methods":
+        rows = [f"{n:<12} {_first_line(sys.modules[m.__module__].__doc__)}"
+                for n, m in REGISTRY.items()]
+    elif args.what == "datasets":
+        rows = list(DataSpec.model_fields["dataset"].annotation.__args__)
+    elif args.what == "profiles":
+        lib = load_library()
+        rows = [f"{n:<16} {p.kind:<7} {p.description}" for n, p in sorted(lib.devices.items())]
+    else:
+        lib = load_library()
+        rows = [f"{n:<10} up {link.uplink_mbps:>7g} Mbps  down {link.downlink_mbps:>7g} Mbps  "
+                f"latency {link.latency_ms:g} ms" for n, link in sorted(lib.links.items())]
+    print("\n".join(rows))
+    return 0
+
+
+def _first_line(text: str | None) -> str:
+    return (text or "").strip().splitlines()[0] if text else ""
+
+
+def _user_error(msg: str) -> Exception:
+    from ecofed_sim.errors import ScenarioError
+
+    return ScenarioError(msg)
+
+
+COMMANDS = {"run": cmd_run, "validate": cmd_validate, "compare": cmd_compare,
+            "layers": cmd_layers, "list": cmd_list}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from ecofed_sim.errors import ScenarioError
+
+    try:
+        return COMMANDS[args.command](args)
+    except ScenarioError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; nothing was written", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

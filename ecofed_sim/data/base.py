@@ -1,0 +1,64 @@
+"""The in-memory image set every loader returns, and the loader registry."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+
+@dataclass(frozen=True)
+class ImageSet:
+    """Images kept as uint8 (4x less memory than float32), normalised per batch on access."""
+
+    images_u8: torch.Tensor  # [N, C, H, W], uint8
+    labels: torch.Tensor  # [N], int64
+    num_classes: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(self.images_u8.shape[1:])  # type: ignore[return-value]
+
+    def batch(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalised float32 images and labels for the given sample indices."""
+        x = self.images_u8[index].float().div_(255.0)
+        mean = torch.tensor(self.mean).view(1, -1, 1, 1)
+        std = torch.tensor(self.std).view(1, -1, 1, 1)
+        return (x - mean) / std, self.labels[index]
+
+    def subset(self, index: torch.Tensor) -> ImageSet:
+        return ImageSet(self.images_u8[index], self.labels[index], self.num_classes,
+                        self.mean, self.std)
+
+
+def channel_stats(images_u8: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std of uint8 images, in [0, 1] units."""
+    x = images_u8.float().div_(255.0).transpose(0, 1).reshape(images_u8.shape[1], -1)
+    return tuple(x.mean(1).tolist()), tuple(x.std(1).clamp_min(1e-6).tolist())
+
+
+def make_set(images_u8: torch.Tensor, labels: torch.Tensor, num_classes: int,
+             stats_from: torch.Tensor | None = None) -> ImageSet:
+    """An ImageSet normalised with the statistics of ``stats_from`` (the train split)."""
+    mean, std = channel_stats(images_u8 if stats_from is None else stats_from)
+    return ImageSet(images_u8, labels.long(), num_classes, mean, std)
+
+
+def load_dataset(spec, base_dir: Path | None = None) -> tuple[ImageSet, ImageSet]:
+    """(train, test) for a scenario's ``data`` section; see ``ScenarioData``."""
+    from ecofed_sim.data import embedded, files, synthetic
+
+    if spec.dataset == "embedded_mnist":
+        return embedded.load_embedded_mnist(spec.test_samples, spec.split_seed)
+    if spec.dataset == "synthetic":
+        return synthetic.make_synthetic(spec.synthetic, spec.split_seed)
+    root = Path(spec.root) if spec.root else Path("data")
+    if base_dir is not None and not root.is_absolute() and spec.root:
+        root = base_dir / root
+    return files.load_files(spec.dataset, root, download=spec.download)

@@ -1,0 +1,60 @@
+"""A learnable synthetic image set of any shape and class count.
+
+Each class has a smooth random template (a sum of low-frequency 2-D sinusoids per channel);
+a sample is its class template, shifted by a few pixels, scaled in contrast and covered in
+pixel noise. Classes are separable but not trivially so, which is what byte and time studies
+at paper scale need (e.g. 3x32x32, 10 classes, 50,000 samples) without real data.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ecofed_sim.data.base import ImageSet, make_set
+
+
+def _templates(classes: int, shape: tuple[int, int, int], gen: torch.Generator) -> torch.Tensor:
+    c, h, w = shape
+    ys = torch.linspace(0, 1, h).view(h, 1)
+    xs = torch.linspace(0, 1, w).view(1, w)
+    out = torch.zeros(classes, c, h, w)
+    for _ in range(4):  # four random waves per class and channel
+        fy, fx = (torch.randint(1, 4, (2, classes, c), generator=gen).float())
+        phase = torch.rand(classes, c, generator=gen) * 2 * math.pi
+        amp = torch.rand(classes, c, generator=gen) + 0.5
+        arg = 2 * math.pi * (fy[..., None, None] * ys + fx[..., None, None] * xs)
+        out += amp[..., None, None] * torch.sin(arg + phase[..., None, None])
+    return out / out.abs().amax(dim=(1, 2, 3), keepdim=True)
+
+
+def _render(templates: torch.Tensor, labels: torch.Tensor, noise: float,
+            gen: torch.Generator) -> torch.Tensor:
+    n = labels.shape[0]
+    x = templates[labels]
+    shift = torch.randint(-2, 3, (n, 2), generator=gen)
+    for dy in range(-2, 3):  # per-sample translation, grouped by offset
+        for dx in range(-2, 3):
+            pick = (shift[:, 0] == dy) & (shift[:, 1] == dx)
+            x[pick] = torch.roll(x[pick], shifts=(dy, dx), dims=(2, 3))
+    x = x * (0.6 + 0.8 * torch.rand(n, 1, 1, 1, generator=gen))
+    x = x + noise * torch.randn(x.shape, generator=gen)
+    return ((x.clamp(-2, 2) + 2) * (255 / 4)).round().to(torch.uint8)
+
+
+def make_synthetic(spec, split_seed: int) -> tuple[ImageSet, ImageSet]:
+    """Train and test sets from a ``data.synthetic`` section, deterministic in its seed."""
+    gen = torch.Generator().manual_seed(spec.seed)
+    shape = tuple(spec.shape)
+    templates = _templates(spec.classes, shape, gen)
+    total = spec.train_samples + spec.test_samples
+    labels = torch.randint(0, spec.classes, (total,), generator=gen)
+    chunks = [_render(templates, labels[i:i + 4096], spec.noise, gen)
+              for i in range(0, total, 4096)]  # chunked to bound float32 memory
+    images = torch.cat(chunks)
+    tr = slice(0, spec.train_samples)
+    te = slice(spec.train_samples, total)
+    train = make_set(images[tr], labels[tr], spec.classes)
+    test = make_set(images[te], labels[te], spec.classes, stats_from=images[tr])
+    return train, test

@@ -1,0 +1,80 @@
+"""Every transfer and every compute, transfer and idle span of a run, and the per-round
+totals derived from them. Tables are built only from these records."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+
+@dataclass
+class Ledger:
+    transfers: list[dict] = field(default_factory=list)
+    timeline: list[dict] = field(default_factory=list)
+    rounds: list[dict] = field(default_factory=list)
+    _message_id: int = 0
+    _cum_bytes: int = 0
+    _round_start: int = 0  # index of this round's first transfer row
+    _span_start: int = 0  # index of this round's first timeline row
+
+    def transfer(self, round_index: int, device: str, client: int, direction: str,
+                 parts: dict[str, int], t_start_s: float, t_end_s: float) -> None:
+        """One message: one row per payload kind, sharing a ``message_id``."""
+        for kind, payload_bytes in parts.items():
+            self.transfers.append({
+                "round": round_index, "message_id": self._message_id, "t_start_s": t_start_s,
+                "t_end_s": t_end_s, "client": client, "device": device,
+                "direction": direction, "kind": kind, "payload_bytes": int(payload_bytes)})
+        self._message_id += 1
+        span = "upload" if direction == "up" else "download"
+        self.span(round_index, device, client, span, "+".join(parts), t_start_s, t_end_s)
+
+    def span(self, round_index: int, device: str, client: int, state: str, what: str,
+             t_start_s: float, t_end_s: float) -> None:
+        self.timeline.append({"round": round_index, "device": device, "client": client,
+                              "state": state, "what": what, "t_start_s": t_start_s,
+                              "t_end_s": t_end_s})
+
+    def idle_spans(self, round_index: int, devices: list[str], t0: float, t1: float) -> None:
+        """Fill each device's gaps in [t0, t1] with idle spans (waiting on others)."""
+        busy: dict[str, list[tuple[float, float]]] = {d: [] for d in devices}
+        for row in self.timeline[self._span_start:]:
+            if row["device"] in busy:
+                busy[row["device"]].append((row["t_start_s"], row["t_end_s"]))
+        for device, spans in busy.items():
+            cursor = t0
+            for start, end in sorted(spans):
+                if start > cursor:
+                    self.span(round_index, device, -1, "idle", "wait", cursor, start)
+                cursor = max(cursor, end)
+            if t1 > cursor:
+                self.span(round_index, device, -1, "idle", "wait", cursor, t1)
+
+    def close_round(self, round_index: int, t0: float, t1: float, clients: int,
+                    metrics: dict[str, float]) -> dict:
+        rows = self.transfers[self._round_start:]
+        self._round_start, self._span_start = len(self.transfers), len(self.timeline)
+        up = sum(r["payload_bytes"] for r in rows if r["direction"] == "up")
+        down = sum(r["payload_bytes"] for r in rows if r["direction"] == "down")
+        self._cum_bytes += up + down
+        row = {"round": round_index, "sim_time_s": t1, "round_time_s": t1 - t0,
+               "bytes_up": up, "bytes_down": down, "cum_bytes": self._cum_bytes,
+               **metrics, "clients": clients}
+        for r in rows:
+            col = f"{r['direction']}_{r['kind']}_bytes"
+            row[col] = row.get(col, 0) + r["payload_bytes"]
+        self.rounds.append(row)
+        return row
+
+    def frames(self) -> dict[str, pd.DataFrame]:
+        rounds = pd.DataFrame(self.rounds)
+        byte_cols = [c for c in rounds.columns if c.endswith("_bytes") and
+                     c.split("_")[0] in ("up", "down")]
+        rounds[byte_cols] = rounds[byte_cols].fillna(0).astype("int64")
+        return {"rounds": rounds,
+                "transfers": pd.DataFrame(self.transfers, columns=[
+                    "round", "message_id", "t_start_s", "t_end_s", "client", "device",
+                    "direction", "kind", "payload_bytes"]),
+                "timeline": pd.DataFrame(self.timeline, columns=[
+                    "round", "device", "client", "state", "what", "t_start_s", "t_end_s"])}

@@ -1,0 +1,112 @@
+"""The small interface every method implements, and the engine services it may use.
+
+A method never touches SimPy or the results format: it gets a ``RoundContext`` whose
+``compute``, ``transfer`` and ``server_work`` are process fragments to ``yield from``.
+The engine drives ``begin_round`` -> ``client_round`` (one per sampled client, as a SimPy
+process on that client's device) -> ``end_round``, and evaluates ``eval_model()``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator, Iterator
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol, TypeVar
+
+import torch
+from pydantic import BaseModel, ConfigDict
+from torch import nn
+
+from ecofed_sim.models import LayerModel, LayerStats
+
+T = TypeVar("T")
+
+LABEL_DTYPE = torch.int64  # labels cross the network as the tensor dtype torch trains on
+
+
+def tensor_bytes(t: torch.Tensor) -> int:
+    """Payload bytes of a tensor from its shape and dtype."""
+    return t.numel() * t.element_size()
+
+
+class MethodConfigBase(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SplitConfigBase(MethodConfigBase):
+    split: int
+    """Split index: the device holds model units [0, split), the server the rest."""
+
+
+@dataclass(frozen=True)
+class Device:
+    """A (physical or logical) device: its profile's time model and its access link."""
+
+    name: str
+    profile: Any  # profiles.DeviceProfile
+    link: Any  # network.DeviceLink
+
+
+@dataclass(frozen=True)
+class Setup:
+    """What a method needs to build its state; handed over once per run."""
+
+    model_name: str
+    new_model: Callable[[], LayerModel]  # seeded: same initial weights every call
+    stats: list[LayerStats]
+    training: Any  # scenario.TrainingSpec
+    num_clients: int
+
+
+@dataclass
+class ClientUpdate:
+    client: int
+    num_samples: int
+    payload: Any
+
+
+class RoundContext(Protocol):
+    round: int
+
+    def batches(self, client: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]: ...
+
+    def num_samples(self, client: int) -> int: ...
+
+    def compute(self, device: Device, client: int, seconds: float,
+                what: str) -> Generator: ...
+
+    def transfer(self, device: Device, client: int, direction: str,
+                 parts: dict[str, int]) -> Generator: ...
+
+    def server_work(self, client: int, seconds: float, work: Callable[[], T],
+                    what: str) -> Generator[Any, Any, T]: ...
+
+
+class Method:
+    """Base class: subclasses set ``name`` and ``Config`` and implement the hooks."""
+
+    name: ClassVar[str]
+    Config: ClassVar[type[MethodConfigBase]]
+
+    def __init__(self, config: MethodConfigBase, setup: Setup) -> None:
+        self.config = config
+        self.setup = setup
+
+    def begin_round(self, round_index: int, clients: list[int]) -> None:
+        """Called before any client of the round starts."""
+
+    def client_round(self, ctx: RoundContext, client: int, device: Device) -> Generator:
+        """One client's work in a round, as a process fragment; returns a ClientUpdate."""
+        raise NotImplementedError
+
+    def end_round(self, updates: list[ClientUpdate]) -> None:
+        """Aggregate; called once every client of the round has finished."""
+        raise NotImplementedError
+
+    def eval_model(self) -> nn.Module:
+        raise NotImplementedError
+
+
+def sgd(params, training) -> torch.optim.SGD:
+    """The paper's optimiser; created per client per round, so its momentum starts at 0."""
+    return torch.optim.SGD(params, lr=training.lr, momentum=training.momentum,
+                           weight_decay=training.weight_decay)

@@ -1,0 +1,108 @@
+"""Vanilla DPFL, SplitFed-V1 (Thapa et al. 2022) as the EcoFed paper runs it.
+
+The device holds units [0, split), the server one copy of [split, n) per client. Every
+batch: fp32 activation and labels go up, the server trains its copy and sends the
+activation's gradient down, the device back-propagates. At the end of the round both the
+device parts and the server copies are FedAvg-averaged. With equal optimisers and data
+order this is FedAvg exactly (tested as an oracle).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Generator
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ecofed_sim.aggregate import fedavg
+from ecofed_sim.methods.base import (
+    ClientUpdate,
+    Device,
+    Method,
+    RoundContext,
+    SplitConfigBase,
+    sgd,
+    tensor_bytes,
+)  # fmt: skip
+from ecofed_sim.models import state_bytes
+
+
+class SplitFedConfig(SplitConfigBase):
+    name: Literal["splitfed"]
+
+
+class SplitFed(Method):
+    name = "splitfed"
+    Config = SplitFedConfig
+
+    def __init__(self, config: SplitFedConfig, setup) -> None:
+        super().__init__(config, setup)
+        self.global_model = setup.new_model()
+        k = config.split
+        self.device_stats, self.server_stats = setup.stats[:k], setup.stats[k:]
+        self.device_bytes = state_bytes(self.global_model.part(0, k))
+
+    # --- timing helpers: modelled seconds from the profiles, never from the host clock
+    def _device_s(self, device: Device, batch: int, backward: bool) -> float:
+        return device.profile.pass_s(self.setup.model_name, self.device_stats, batch, backward)
+
+    def server_step_s(self, server_profile, batch: int) -> float:
+        name = self.setup.model_name
+        return (server_profile.pass_s(name, self.server_stats, batch, backward=False)
+                + server_profile.pass_s(name, self.server_stats, batch, backward=True))
+
+    def server_part_for(self, client: int) -> tuple[nn.Module, torch.optim.Optimizer]:
+        """V1: a fresh copy of the global server part per client (V2 overrides)."""
+        part = copy.deepcopy(self.global_model.part(self.config.split)).train()
+        return part, sgd(part.parameters(), self.setup.training)
+
+    def client_round(self, ctx: RoundContext, client: int, device: Device) -> Generator:
+        yield from ctx.transfer(device, client, "down", {"weights": self.device_bytes})
+        dev_part = copy.deepcopy(self.global_model.part(0, self.config.split)).train()
+        dev_opt = sgd(dev_part.parameters(), self.setup.training)
+        srv_part, srv_opt = self.server_part_for(client)
+        for x, y in ctx.batches(client):
+            dev_opt.zero_grad(set_to_none=True)
+            act = dev_part(x)
+            yield from ctx.compute(device, client, self._device_s(device, len(y), False), "fwd")
+            sent = act.detach()
+            yield from ctx.transfer(device, client, "up",
+                                    {"activations": tensor_bytes(sent), "labels": tensor_bytes(y)})
+
+            def server_step(sent=sent, y=y) -> torch.Tensor:
+                srv_opt.zero_grad(set_to_none=True)
+                a = sent.requires_grad_(True)
+                F.cross_entropy(srv_part(a), y).backward()
+                srv_opt.step()
+                return a.grad
+
+            grad = yield from ctx.server_work(client, self.server_step_s(ctx.server_profile,
+                                                                         len(y)),
+                                              server_step, "server_step")
+            yield from ctx.transfer(device, client, "down", {"gradients": tensor_bytes(grad)})
+            act.backward(grad)
+            dev_opt.step()
+            yield from ctx.compute(device, client, self._device_s(device, len(y), True), "bwd")
+        yield from ctx.transfer(device, client, "up", {"weights": self.device_bytes})
+        return ClientUpdate(client, ctx.num_samples(client),
+                            (dev_part.state_dict(), self.server_state(srv_part)))
+
+    def server_state(self, srv_part: nn.Module) -> dict | None:
+        return srv_part.state_dict()
+
+    def end_round(self, updates: list[ClientUpdate]) -> None:
+        if not updates:
+            return
+        weights = [u.num_samples for u in updates]
+        self.global_model.part(0, self.config.split).load_state_dict(
+            fedavg([u.payload[0] for u in updates], weights))
+        server_states = [u.payload[1] for u in updates if u.payload[1] is not None]
+        if server_states:
+            self.global_model.part(self.config.split).load_state_dict(
+                fedavg(server_states, weights))
+
+    def eval_model(self) -> nn.Module:
+        return self.global_model

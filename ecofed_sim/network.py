@@ -1,0 +1,127 @@
+"""Flow-level network model: per-device access links and a shared server access link.
+
+A transfer waits the one-way latency, then becomes a flow crossing two capacity
+constraints: the device's uplink and the server's ingress (uploads), or the server's
+egress and the device's downlink (downloads). Concurrent flows share capacity max-min
+fairly (progressive filling, as in SimGrid's flow model); rates are recomputed whenever a
+flow starts or ends, so every transfer ends exactly when its bytes are through.
+
+Delay lives here, as in SimPy's ``Cable`` example: processes only ``yield`` the events.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Generator
+from dataclasses import dataclass, field
+
+import simpy
+
+BITS_PER_BYTE = 8
+MBPS = 1e6  # bits per second in one Mbit/s
+_EPS_S = 1e-12  # completion slack for floating-point remainders
+
+
+@dataclass(eq=False)
+class Capacity:
+    """One direction of one link, in bits per second."""
+
+    name: str
+    rate_bps: float
+
+
+@dataclass(eq=False)
+class Flow:
+    constraints: tuple[Capacity, ...]
+    remaining_bits: float
+    done: simpy.Event
+    rate_bps: float = 0.0
+
+
+@dataclass(eq=False)
+class DeviceLink:
+    """A device's access link: separate up and down capacities and a one-way latency."""
+
+    up: Capacity
+    down: Capacity
+    latency_s: float
+
+    @classmethod
+    def from_mbps(cls, name: str, uplink_mbps: float, downlink_mbps: float,
+                  latency_ms: float) -> DeviceLink:
+        return cls(Capacity(f"{name}/up", uplink_mbps * MBPS),
+                   Capacity(f"{name}/down", downlink_mbps * MBPS), latency_ms / 1e3)
+
+
+def max_min_rates(flows: list[Flow]) -> dict[int, float]:
+    """Max-min fair rates by progressive filling; pure, keyed by position in ``flows``."""
+    rates: dict[int, float] = {}
+    left = {id(c): c.rate_bps for f in flows for c in f.constraints}
+    active = set(range(len(flows)))
+    while active:
+        users: dict[int, list[int]] = {}
+        for i in active:
+            for c in flows[i].constraints:
+                users.setdefault(id(c), []).append(i)
+        bottleneck = min(users, key=lambda c: left[c] / len(users[c]))
+        share = left[bottleneck] / len(users[bottleneck])
+        for i in users[bottleneck]:
+            rates[i] = share
+            active.discard(i)
+            for c in flows[i].constraints:
+                left[id(c)] -= share
+    return rates
+
+
+@dataclass(eq=False)
+class Network:
+    """All flows of one run. Owned by one ``simpy.Environment``; no globals."""
+
+    env: simpy.Environment
+    server_in: Capacity
+    server_out: Capacity
+    flows: list[Flow] = field(default_factory=list)
+    _last_update_s: float = 0.0
+    _generation: itertools.count = field(default_factory=itertools.count)
+    _current: int = -1
+
+    def transfer(self, link: DeviceLink, direction: str, payload_bytes: int) -> Generator:
+        """Process fragment: latency, then the flow; ends when the last bit arrives."""
+        if link.latency_s > 0:
+            yield self.env.timeout(link.latency_s)
+        if payload_bytes <= 0:
+            return
+        path = (link.up, self.server_in) if direction == "up" else (self.server_out, link.down)
+        flow = Flow(path, payload_bytes * BITS_PER_BYTE, self.env.event())
+        self._advance()
+        self.flows.append(flow)
+        self._reschedule()
+        yield flow.done
+
+    def _advance(self) -> None:
+        """Drain bits sent since the last rate change."""
+        elapsed = self.env.now - self._last_update_s
+        for f in self.flows:
+            f.remaining_bits -= f.rate_bps * elapsed
+        self._last_update_s = self.env.now
+
+    def _reschedule(self) -> None:
+        rates = max_min_rates(self.flows)
+        for i, f in enumerate(self.flows):
+            f.rate_bps = rates[i]
+        if not self.flows:
+            return
+        wait_s = min(max(f.remaining_bits, 0.0) / f.rate_bps for f in self.flows)
+        self._current = next(self._generation)
+        self.env.process(self._wake(wait_s, self._current))
+
+    def _wake(self, wait_s: float, generation: int) -> Generator:
+        yield self.env.timeout(wait_s)
+        if generation != self._current:
+            return  # a flow started or ended meanwhile; a newer wake-up is scheduled
+        self._advance()
+        finished = [f for f in self.flows if f.remaining_bits <= f.rate_bps * _EPS_S]
+        self.flows = [f for f in self.flows if f not in finished]
+        for f in finished:
+            f.done.succeed()
+        self._reschedule()

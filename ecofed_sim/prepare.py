@@ -1,0 +1,99 @@
+"""Semantic checks and the shared, read-only inputs of a run (profiles, data, model facts).
+
+Shape errors are caught by the schema; this catches what needs context: unknown profiles
+and links, a split point outside the model, a dataset the model cannot take, more samples
+asked for than exist. Every failure is a one-line ``ScenarioError`` naming the field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ecofed_sim.data import ImageSet, load_dataset, partition
+from ecofed_sim.data.files import DatasetFilesError
+from ecofed_sim.errors import ScenarioError
+from ecofed_sim.models import MIN_SIDE, LayerModel, LayerStats, build_model, layer_stats
+from ecofed_sim.population import build_population
+from ecofed_sim.profiles import DeviceProfile, ProfileError, ProfileLibrary, load_library
+from ecofed_sim.scenario import Scenario
+
+
+@dataclass(frozen=True)
+class Prepared:
+    scenario: Scenario
+    source: str
+    library: ProfileLibrary
+    server_profile: DeviceProfile
+    in_shape: tuple[int, int, int]
+    num_classes: int
+    stats: list[LayerStats]
+    train: ImageSet | None = None
+    test: ImageSet | None = None
+    client_indices: list[np.ndarray] | None = None
+
+    def build_model(self) -> LayerModel:
+        return build_model(self.scenario.model.name, self.in_shape, self.num_classes)
+
+
+def _input_spec(sc: Scenario) -> tuple[tuple[int, int, int], int]:
+    """Input shape and class count, known without loading the data."""
+    data = sc.data
+    if data.dataset == "synthetic":
+        return tuple(data.synthetic.shape), data.synthetic.classes
+    if data.dataset in ("cifar10", "cifar100"):
+        return (3, 32, 32), 10 if data.dataset == "cifar10" else 100
+    return (1, 28, 28), 10
+
+
+def _library(sc: Scenario, base_dir: Path | None) -> ProfileLibrary:
+    extra = ()
+    if sc.profiles_dir:
+        d = Path(sc.profiles_dir)
+        d = d if d.is_absolute() or base_dir is None else base_dir / d
+        if not d.is_dir():
+            raise ScenarioError(f"profiles_dir: no such directory {str(d)!r}")
+        extra = (str(d),)
+    try:
+        return load_library(extra)
+    except ProfileError as err:
+        raise ScenarioError(str(err)) from None
+
+
+def check(sc: Scenario, source: str, base_dir: Path | None = None) -> Prepared:
+    """Everything that can be checked without loading data; raises ScenarioError."""
+    library = _library(sc, base_dir)
+    in_shape, classes = _input_spec(sc)
+    if min(in_shape[1:]) < MIN_SIDE[sc.model.name]:
+        raise ScenarioError(f"{source}: data.synthetic.shape: {sc.model.name} needs images of "
+                            f"at least {MIN_SIDE[sc.model.name]} pixels a side "
+                            f"(got {list(in_shape)})")
+    stats = layer_stats(build_model(sc.model.name, in_shape, classes), in_shape)
+    split = getattr(sc.method, "split", None)
+    if split is not None and not 1 <= split < len(stats):
+        raise ScenarioError(f"{source}: method.split: must be in 1..{len(stats) - 1} for "
+                            f"{sc.model.name} ({len(stats)} units) (got {split})")
+    if sc.server.profile not in library.devices:
+        raise ScenarioError(f"{source}: server.profile: unknown profile {sc.server.profile!r} "
+                            f"(accepted: {', '.join(sorted(library.devices))})")
+    build_population(sc, library, source)  # raises on unknown device profiles and links
+    return Prepared(sc, source, library, library.devices[sc.server.profile], in_shape,
+                    classes, stats)
+
+
+def prepare(sc: Scenario, source: str, base_dir: Path | None = None) -> Prepared:
+    """``check`` plus the data: train/test sets and each client's sample indices."""
+    checked = check(sc, source, base_dir)
+    try:
+        train, test = load_dataset(sc.data, base_dir)
+    except DatasetFilesError as err:
+        raise ScenarioError(f"{source}: data.root: {err}") from None
+    try:
+        parts = partition(train.labels.numpy(), sc.population.clients, sc.data.partition,
+                          sc.seed)
+    except ValueError as err:
+        raise ScenarioError(f"{source}: data.partition: {err}") from None
+    return Prepared(**{**checked.__dict__, "train": train, "test": test,
+                       "client_indices": parts})

@@ -1,0 +1,165 @@
+"""Device, server and link profiles (``device_profiles/*.yaml``) and the compute-time model.
+
+Compute time of one pass over a model part, per unit, in order of preference:
+1. a measured per-layer latency table keyed by (model, layer, batch size), scaled linearly
+   in batch size from the nearest measured batch when the exact one is missing;
+2. the fallback: forward FLOPs of each layer kind / that kind's effective FLOP/s, plus a
+   fixed per-layer overhead; backward = ``backward_factor`` x forward.
+Effective throughput varies 10x or more across architectures on one device
+(DEVICE_NETWORK_FACTS.md), which is why tables win when they exist.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, ValidationError
+
+from ecofed_sim.models import LAYER_KINDS, LayerStats
+
+REPO_PROFILES_DIR = Path(__file__).resolve().parent.parent / "device_profiles"
+LINKS_FILE = "links.yaml"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LayerLatency(_Strict):
+    forward_ms: float = Field(ge=0)
+    backward_ms: float = Field(ge=0)
+
+
+class LatencyTable(_Strict):
+    """Measured per-layer latency for one model at one batch size."""
+
+    model: str
+    batch_size: int = Field(ge=1)
+    layers: dict[str, LayerLatency]
+    source: str = ""
+
+
+class KindRates(_Strict):
+    """Effective forward FLOP/s per layer kind (see ``models.LAYER_KINDS``)."""
+
+    conv: PositiveFloat
+    linear: PositiveFloat
+    norm: PositiveFloat
+    pool: PositiveFloat
+    act: PositiveFloat
+
+
+class FlopsModel(_Strict):
+    flops_per_s: KindRates
+    backward_factor: float = Field(2.0, gt=0)
+    layer_overhead_ms: float = Field(0.0, ge=0)
+    source: str = ""
+
+
+class PowerW(_Strict):
+    idle: float = Field(ge=0)
+    compute: float = Field(ge=0)
+    transmit: float = Field(ge=0)
+    receive: float = Field(ge=0)
+    source: str = ""
+
+
+class DeviceProfile(_Strict):
+    """One device or server class."""
+
+    name: str
+    kind: Literal["device", "server"] = "device"
+    description: str = ""
+    compute: FlopsModel
+    latency_tables: list[LatencyTable] = []
+    memory_gb: float | None = Field(None, gt=0)
+    power_w: PowerW | None = None
+    sources: list[str] = []
+
+    def _table(self, model: str, batch: int) -> tuple[LatencyTable, float] | None:
+        """The table for ``model`` nearest in batch size, and the batch scaling factor."""
+        tables = [t for t in self.latency_tables if t.model == model]
+        if not tables:
+            return None
+        best = min(tables, key=lambda t: (abs(t.batch_size - batch), t.batch_size))
+        return best, batch / best.batch_size
+
+    def pass_s(self, model: str, layers: list[LayerStats], batch: int, backward: bool) -> float:
+        """Modelled seconds of one forward (or backward) pass of ``layers`` at ``batch``."""
+        found = self._table(model, batch)
+        total_s = 0.0
+        for layer in layers:
+            if found and layer.name in found[0].layers:
+                entry = found[0].layers[layer.name]
+                ms = entry.backward_ms if backward else entry.forward_ms
+                total_s += ms * found[1] / 1e3
+                continue
+            rates = self.compute.flops_per_s
+            fwd_s = sum(layer.flops_by_kind[k] / getattr(rates, k) for k in LAYER_KINDS) * batch
+            factor = self.compute.backward_factor if backward else 1.0
+            total_s += fwd_s * factor + self.compute.layer_overhead_ms / 1e3
+        return total_s
+
+
+class LinkProfile(_Strict):
+    """A device's access link: separate up and down rates, one-way latency."""
+
+    uplink_mbps: PositiveFloat = Field(json_schema_extra={"timing_only": True})
+    downlink_mbps: PositiveFloat = Field(json_schema_extra={"timing_only": True})
+    latency_ms: float = Field(0.0, ge=0, json_schema_extra={"timing_only": True})
+    source: str = ""
+
+
+class ProfileError(ValueError):
+    """A profile file that cannot be read; the message is one line naming file and field."""
+
+
+def _read_yaml(path: Path) -> object:
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark else ""
+        raise ProfileError(f"{path}: {where}invalid YAML") from None
+
+
+def _first_error(path: Path, err: ValidationError) -> str:
+    e = err.errors()[0]
+    loc = ".".join(str(p) for p in e["loc"])
+    return f"{path}: {loc}: {e['msg'].lower()} (got {e.get('input')!r})"
+
+
+class ProfileLibrary:
+    """All profiles found in a list of directories; later directories override earlier."""
+
+    def __init__(self, dirs: list[Path]) -> None:
+        self.devices: dict[str, DeviceProfile] = {}
+        self.links: dict[str, LinkProfile] = {}
+        self.files: dict[str, Path] = {}
+        for d in dirs:
+            for path in sorted(Path(d).glob("*.yaml")):
+                self._load(path)
+
+    def _load(self, path: Path) -> None:
+        raw = _read_yaml(path)
+        try:
+            if path.name == LINKS_FILE:
+                if not isinstance(raw, dict):
+                    raise ProfileError(f"{path}: expected a mapping of link names")
+                for name, body in raw.items():
+                    self.links[str(name)] = LinkProfile.model_validate(body)
+                return
+            profile = DeviceProfile.model_validate(raw)
+        except ValidationError as err:
+            raise ProfileError(_first_error(path, err)) from None
+        self.devices[profile.name] = profile
+        self.files[profile.name] = path
+
+
+@functools.lru_cache(maxsize=8)
+def load_library(extra_dirs: tuple[str, ...] = ()) -> ProfileLibrary:
+    """The shipped profiles plus any extra directories (cached: profiles are read-only)."""
+    return ProfileLibrary([REPO_PROFILES_DIR, *map(Path, extra_dirs)])

@@ -1,0 +1,56 @@
+"""Writing and reading a run's results directory, atomically.
+
+Layout: rounds.csv, rounds.parquet, transfers.parquet, timeline.parquet,
+scenario.resolved.yaml, manifest.json. Everything is written to a hidden temporary
+directory next to the target and renamed into place, so a failed or killed run never
+leaves a half-written results directory.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from ecofed_sim.run import Results
+from ecofed_sim.scenario import to_yaml
+
+TABLES = ("rounds", "transfers", "timeline")
+
+
+def write_results(results: Results, out_dir: str | Path) -> Path:
+    out = Path(out_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        results.rounds.to_csv(tmp / "rounds.csv", index=False, float_format="%.9g")
+        for name in TABLES:
+            getattr(results, name).to_parquet(tmp / f"{name}.parquet", index=False)
+        (tmp / "scenario.resolved.yaml").write_text(to_yaml(results.scenario))
+        (tmp / "manifest.json").write_text(json.dumps(results.manifest, indent=2) + "\n")
+        if out.exists():
+            old = out.with_name(f".{out.name}.old-{tmp.name.rsplit('-', 1)[-1]}")
+            out.rename(old)
+            tmp.rename(out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def read_rounds(run_dir: str | Path) -> pd.DataFrame:
+    """A run's per-round table, with its method and scenario name as columns."""
+    import yaml
+
+    run_dir = Path(run_dir)
+    rounds = pd.read_parquet(run_dir / "rounds.parquet")
+    scenario = yaml.safe_load((run_dir / "scenario.resolved.yaml").read_text())
+    rounds.insert(0, "method", scenario["method"]["name"])
+    rounds.insert(0, "run", run_dir.name)
+    return rounds

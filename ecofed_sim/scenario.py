@@ -1,0 +1,232 @@
+"""The scenario schema (typed, frozen pydantic models), loading and ``--set`` overrides.
+
+Unknown keys are errors; every error is one line naming the file, the field path, what was
+given and what is accepted (see ``errors.format_validation_error``). Fields that can only
+change timing, never what is learned, carry ``timing_only`` in their schema metadata.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, ValidationError, model_validator
+
+from ecofed_sim.errors import ScenarioError, format_validation_error
+from ecofed_sim.methods import MethodConfig
+from ecofed_sim.models import ZOO
+
+TIMING = {"timing_only": True}
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelSpec(Strict):
+    name: Literal[tuple(ZOO)]  # type: ignore[valid-type]
+
+
+class SyntheticSpec(Strict):
+    """Learnable synthetic images: class templates + shift, contrast and pixel noise."""
+
+    shape: tuple[int, int, int] = (3, 32, 32)
+    classes: int = Field(10, ge=2)
+    train_samples: int = Field(50_000, ge=1)
+    test_samples: int = Field(10_000, ge=1)
+    noise: float = Field(0.5, ge=0)
+    seed: int = 0
+
+
+class PartitionSpec(Strict):
+    kind: Literal["iid", "shards", "dirichlet"] = "iid"
+    samples_per_client: int | None = Field(None, ge=1)
+    shard_size: int = Field(100, ge=1)
+    sort_by_label: bool = True
+    alpha: float = Field(0.5, gt=0)
+
+
+class DataSpec(Strict):
+    dataset: Literal[
+        "embedded_mnist", "synthetic", "cifar10", "cifar100", "mnist", "fashion_mnist"
+    ] = "embedded_mnist"
+    root: str | None = None
+    download: bool = False
+    test_samples: int = Field(1000, ge=1, description="held-out digits (embedded_mnist only)")
+    split_seed: int = 0
+    eval_samples: int | None = Field(None, ge=1, description="evaluate on the first N test")
+    synthetic: SyntheticSpec = SyntheticSpec()
+    partition: PartitionSpec = PartitionSpec()
+
+
+class TrainingSpec(Strict):
+    batch_size: int = Field(10, ge=1)
+    local_epochs: int = Field(1, ge=1)
+    lr: float = Field(0.01, gt=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0)
+
+
+class LinkSpec(Strict):
+    uplink_mbps: PositiveFloat = Field(json_schema_extra=TIMING)
+    downlink_mbps: PositiveFloat = Field(json_schema_extra=TIMING)
+    latency_ms: float = Field(0.0, ge=0, json_schema_extra=TIMING)
+
+
+class DeviceClassSpec(Strict):
+    """A class of devices: a profile name, how many, and their access link."""
+
+    profile: str = Field(json_schema_extra=TIMING)
+    count: int | None = Field(None, ge=1)
+    share: float | None = Field(None, gt=0, le=1)
+    link: str | LinkSpec = Field("wifi", json_schema_extra=TIMING)
+
+    @model_validator(mode="after")
+    def _count_or_share(self) -> DeviceClassSpec:
+        if (self.count is None) == (self.share is None):
+            raise ValueError("give exactly one of count or share")
+        return self
+
+
+class PopulationSpec(Strict):
+    clients: int = Field(10, ge=1)
+    clients_per_round: int = Field(10, ge=1)
+    waves: bool = False
+    devices: list[DeviceClassSpec] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PopulationSpec:
+        if self.clients_per_round > self.clients:
+            raise ValueError(f"clients_per_round ({self.clients_per_round}) exceeds "
+                             f"clients ({self.clients})")
+        counts = [d.count for d in self.devices if d.count is not None]
+        if self.waves and len(counts) != len(self.devices):
+            raise ValueError("with waves, every device class gives a count of physical devices")
+        if len(counts) == len(self.devices) and not self.waves and sum(counts) != self.clients:
+            raise ValueError(f"device counts sum to {sum(counts)}, not clients ({self.clients})")
+        if counts and len(counts) != len(self.devices):
+            raise ValueError("use count for every device class or share for every one")
+        shares = [d.share for d in self.devices if d.share is not None]
+        if shares and abs(sum(shares) - 1.0) > 1e-6:
+            raise ValueError(f"device shares sum to {sum(shares):g}, not 1")
+        return self
+
+
+class ServerLinkSpec(Strict):
+    """The server's access link, shared max-min fairly by concurrent transfers."""
+
+    ingress_mbps: PositiveFloat = Field(1000.0, json_schema_extra=TIMING)
+    egress_mbps: PositiveFloat = Field(1000.0, json_schema_extra=TIMING)
+
+
+class ServerSpec(Strict):
+    profile: str = Field("server_gpu", json_schema_extra=TIMING)
+    workers: int = Field(1, ge=1)
+    link: ServerLinkSpec = ServerLinkSpec()
+
+
+class EvaluationSpec(Strict):
+    every: int = Field(1, ge=1, description="evaluate every N rounds (and after the last)")
+    batch_size: int = Field(500, ge=1)
+
+
+class Scenario(Strict):
+    """One simulated experiment; see README 'Scenario schema' for every field and unit."""
+
+    name: str
+    description: str = ""
+    seed: int = 0
+    rounds: int = Field(ge=1)
+    model: ModelSpec
+    data: DataSpec = DataSpec()
+    training: TrainingSpec = TrainingSpec()
+    method: MethodConfig
+    population: PopulationSpec
+    server: ServerSpec = ServerSpec()
+    evaluation: EvaluationSpec = EvaluationSpec()
+    profiles_dir: str | None = None
+
+
+def parse_override(text: str) -> tuple[list[str], object]:
+    """``a.b[0].c=value`` -> (['a', 'b', '0', 'c'], YAML-parsed value)."""
+    if "=" not in text:
+        raise ScenarioError(f"--set {text}: expected path=value")
+    path, value = text.split("=", 1)
+    parts = path.replace("[", ".").replace("]", "").strip(".").split(".")
+    if not path or any(not p for p in parts):
+        raise ScenarioError(f"--set {text}: malformed field path")
+    return parts, yaml.safe_load(value) if value else ""
+
+
+def apply_override(raw: dict, parts: list[str], value: object, label: str) -> None:
+    node: object = raw
+    for i, key in enumerate(parts[:-1]):
+        nxt = _child(node, key, create=True, label=label, path=parts[: i + 1])
+        node = nxt
+    last = parts[-1]
+    if isinstance(node, list):
+        node[_index(node, last, label, parts)] = value
+    elif isinstance(node, dict):
+        node[last] = value
+    else:
+        raise ScenarioError(f"--set {label}: {'.'.join(parts[:-1])} is not a section")
+
+
+def _index(node: list, key: str, label: str, path: list[str]) -> int:
+    if not key.isdigit() or int(key) >= len(node):
+        raise ScenarioError(f"--set {label}: {'.'.join(path)}: no list item {key!r} "
+                            f"(the list has {len(node)})")
+    return int(key)
+
+
+def _child(node: object, key: str, create: bool, label: str, path: list[str]) -> object:
+    if isinstance(node, list):
+        return node[_index(node, key, label, path)]
+    if isinstance(node, dict):
+        if key not in node or node[key] is None:
+            node[key] = {}
+        return node[key]
+    raise ScenarioError(f"--set {label}: {'.'.join(path[:-1])} is not a section")
+
+
+def read_raw(path: Path) -> dict:
+    """The YAML mapping in ``path``, or a one-line ScenarioError."""
+    if not path.exists():
+        raise ScenarioError(f"{path}: file not found")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(err, "problem", None) or "parse error"
+        raise ScenarioError(f"{path}: {where}invalid YAML ({problem})") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ScenarioError(f"{path}: cannot read ({err.__class__.__name__})") from None
+    if raw is None:
+        raise ScenarioError(f"{path}: empty file (expected a scenario mapping)")
+    if not isinstance(raw, dict):
+        raise ScenarioError(f"{path}: expected a mapping at the top level, "
+                            f"got {type(raw).__name__}")
+    return raw
+
+
+def scenario_from_dict(raw: dict, source: str, overrides: list[str] = ()) -> Scenario:
+    for text in overrides:
+        parts, value = parse_override(text)
+        apply_override(raw, parts, value, text)
+    try:
+        return Scenario.model_validate(raw)
+    except ValidationError as err:
+        raise ScenarioError(format_validation_error(source, err, Scenario)) from None
+
+
+def load_scenario(path: str | Path, overrides: list[str] = ()) -> Scenario:
+    """Read, override and validate a scenario file (shape only; see ``validate.check``)."""
+    path = Path(path)
+    return scenario_from_dict(read_raw(path), str(path), list(overrides))
+
+
+def to_yaml(scenario: Scenario) -> str:
+    """The fully resolved scenario, every default written out."""
+    return yaml.safe_dump(scenario.model_dump(mode="json"), sort_keys=False)
