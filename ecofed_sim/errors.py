@@ -27,23 +27,29 @@ def _members(annotation: object) -> list[object]:
     return [annotation]
 
 
-def _model_at(root: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
-    """The pydantic model class addressed by a validation-error location, if any."""
+def _is_model(cls: object) -> bool:
+    return isinstance(cls, type) and issubclass(cls, BaseModel)
+
+
+def _walk(root: type[BaseModel], loc: tuple) -> tuple[tuple, type[BaseModel] | None]:
+    """The location as the user wrote it (union-branch tags dropped), and the pydantic
+    model class it ends in, if any."""
     current: list[object] = [root]
+    kept: list = []
     for part in loc:
-        nxt: list[object] = []
-        for cls in current:
-            if not (isinstance(cls, type) and issubclass(cls, BaseModel)):
-                continue
-            if part in cls.model_fields:
-                nxt += _members(cls.model_fields[part].annotation)
-            else:  # a union tag or a list index: stay on the matching member
-                tag = cls.model_fields.get("name")
-                if isinstance(part, int) or (tag and part in typing.get_args(tag.annotation)):
-                    nxt.append(cls)
-        current = nxt
-    models = [c for c in current if isinstance(c, type) and issubclass(c, BaseModel)]
-    return models[0] if models else None
+        models = [c for c in current if _is_model(c)]
+        owners = [c for c in models if part in c.model_fields]
+        if owners:
+            kept.append(part)
+            current = _members(owners[0].model_fields[part].annotation)
+        elif isinstance(part, int):
+            kept.append(part)
+        else:  # a union branch ("LinkSpec", "str") or a discriminator tag ("fedavg")
+            narrowed = [c for c in models if c.__name__ == part or part in typing.get_args(
+                getattr(c.model_fields.get("name"), "annotation", None))]
+            current = narrowed or current
+    models = [c for c in current if _is_model(c)]
+    return tuple(kept), (models[0] if models else None)
 
 
 def _loc_text(loc: tuple) -> str:
@@ -53,27 +59,13 @@ def _loc_text(loc: tuple) -> str:
     return out
 
 
-def _clean_loc(loc: tuple, root: type[BaseModel]) -> tuple:
-    """Drop union tags and validator pseudo-locations that users never wrote."""
-    kept: list = []
-    for i, part in enumerate(loc):
-        if isinstance(part, str) and ("[" in part or "function-after" in part):
-            continue
-        parent = _model_at(root, tuple(loc[:i]))
-        if parent is not None and isinstance(part, str) and part not in parent.model_fields \
-                and part in typing.get_args(getattr(parent.model_fields.get("name"),
-                                                    "annotation", None)):
-            continue
-        kept.append(part)
-    return tuple(kept)
-
-
 def describe_error(err: dict, root: type[BaseModel]) -> tuple[str, str]:
     """(field path, message) for one pydantic error dict."""
     kind, loc, given = err["type"], err["loc"], err.get("input")
-    path = _loc_text(_clean_loc(loc, root)) or "(top level)"
+    clean, _ = _walk(root, loc)
+    path = _loc_text(clean) or "(top level)"
     if kind == "extra_forbidden":
-        parent = _model_at(root, loc[:-1])
+        _, parent = _walk(root, loc[:-1])
         accepted = ", ".join(parent.model_fields) if parent else "?"
         return path, f"unknown field (accepted: {accepted})"
     if kind == "missing":
@@ -93,7 +85,12 @@ def describe_error(err: dict, root: type[BaseModel]) -> tuple[str, str]:
 
 
 def format_validation_error(source: str, error: ValidationError, root: type[BaseModel]) -> str:
-    errs = error.errors()
+    # The deepest error first: for a union such as ``str | LinkSpec`` given a mapping, the
+    # mapping's own field error says more than "not a string".
+    errs = sorted(error.errors(), key=lambda e: -len(e["loc"]))
     path, msg = describe_error(errs[0], root)
-    more = f" (+{len(errs) - 1} more)" if len(errs) > 1 else ""
+    chosen = _walk(root, errs[0]["loc"])[0]
+    others = {_walk(root, e["loc"])[0] for e in errs[1:]}
+    others = {o for o in others if o != chosen[: len(o)]}  # union alternatives of the same
+    more = f" (+{len(others)} more)" if others else ""
     return f"{source}: {path}: {msg}{more}"
