@@ -64,8 +64,9 @@ def describe_error(err: dict, root: type[BaseModel]) -> tuple[str, str]:
     kind, loc, given = err["type"], err["loc"], err.get("input")
     clean, _ = _walk(root, loc)
     path = _loc_text(clean) or "(top level)"
-    if kind == "extra_forbidden":
-        _, parent = _walk(root, loc[:-1])
+    if kind == "extra_forbidden":  # the unknown key is not a field: keep it in the path
+        head, parent = _walk(root, loc[:-1])
+        path = _loc_text((*head, loc[-1]))
         accepted = ", ".join(parent.model_fields) if parent else "?"
         return path, f"unknown field (accepted: {accepted})"
     if kind == "missing":
@@ -77,7 +78,7 @@ def describe_error(err: dict, root: type[BaseModel]) -> tuple[str, str]:
         return path, f"must be one of {err['ctx']['expected']} (got {given!r})"
     if kind in _COMPARISONS:
         bound = next(iter(err["ctx"].values()))
-        return path, f"must be {_COMPARISONS[kind]} {bound} (got {given!r})"
+        return path, f"must be {_COMPARISONS[kind]} {bound:g} (got {given!r})"
     if kind == "value_error":
         return path, str(err["ctx"]["error"])
     msg = err["msg"][0].lower() + err["msg"][1:]

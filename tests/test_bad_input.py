@@ -1,0 +1,108 @@
+"""Malformed scenarios: exit status 2, one line naming file and field, no traceback, and
+no results directory."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import yaml
+from conftest import tiny, write_scenario
+
+from ecofed_sim.cli import main
+
+CASES = {
+    "unknown_key": (tiny(colour="red"), "colour: unknown field (accepted: name,"),
+    "unknown_nested_key": (tiny(**{"training.lrr": 0.1}),
+                           "training.lrr: unknown field (accepted: batch_size"),
+    "wrong_type": (tiny(rounds="many"), "rounds: input should be a valid integer"),
+    "negative_bandwidth": (tiny(**{"population.devices.0.link.uplink_mbps": -5}),
+                           "population.devices[0].link.uplink_mbps: must be > 0 (got -5)"),
+    "zero_server_bandwidth": (tiny(**{"server.link.ingress_mbps": 0}),
+                              "server.link.ingress_mbps: must be > 0 (got 0)"),
+    "unknown_profile": (tiny(**{"population.devices.0.profile": "rpi9"}),
+                        "population.devices[0].profile: unknown profile 'rpi9' (accepted:"),
+    "unknown_server_profile": (tiny(**{"server.profile": "cray"}),
+                               "server.profile: unknown profile 'cray'"),
+    "unknown_link": (tiny(**{"population.devices.0.link": "6g"}),
+                     "population.devices[0].link: unknown link '6g' (accepted:"),
+    "unknown_method": (tiny(method={"name": "fedprox"}),
+                       "method.name: unknown method 'fedprox' (accepted: 'fedavg'"),
+    "split_out_of_range": (tiny(method={"name": "splitfed", "split": 7}),
+                           "method.split: must be in 1..6 for small_cnn (7 units) (got 7)"),
+    "split_missing": (tiny(method={"name": "splitfed"}), "method.split: required field missing"),
+    "split_on_fedavg": (tiny(method={"name": "fedavg", "split": 2}),
+                        "method.split: unknown field (accepted: name)"),
+    "unknown_model": (tiny(model={"name": "vgg99"}), "model.name: must be one of"),
+    "too_many_per_round": (tiny(**{"population.clients_per_round": 3}),
+                           "population: clients_per_round (3) exceeds clients (2)"),
+    "shares_not_one": (tiny(**{"population.devices": [
+        {"profile": "unit_dev", "share": 0.5}]}), "population: device shares sum to 0.5"),
+    "too_many_samples": (tiny(**{"data.partition.samples_per_client": 500}),
+                         "data.partition: 2 clients x 500 samples exceeds"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_scenario(tiny_dir, capsys, case):
+    raw, expected = CASES[case]
+    path = write_scenario(tiny_dir, raw)
+    out = tiny_dir / "out"
+    assert main(["run", str(path), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert err.startswith(f"error: {path}: "), err
+    assert expected in err, err
+    assert not out.exists()
+    assert [p.name for p in tiny_dir.iterdir() if p.name.startswith(".")] == []
+
+
+@pytest.mark.parametrize("content, expected", [
+    ("rounds: [1, 2\nname: x\n", "invalid YAML"),
+    ("", "empty file (expected a scenario mapping)"),
+    ("- 1\n- 2\n", "expected a mapping at the top level, got list"),
+])
+def test_unreadable_file(tmp_path, capsys, content, expected):
+    path = tmp_path / "s.yaml"
+    path.write_text(content)
+    assert main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: {path}: {expected}\n" or (expected in err and err.count("\n") == 1)
+
+
+def test_missing_file(tmp_path, capsys):
+    assert main(["run", str(tmp_path / "nope.yaml")]) == 2
+    assert capsys.readouterr().err == f"error: {tmp_path / 'nope.yaml'}: file not found\n"
+
+
+@pytest.mark.parametrize("override, expected", [
+    ("rounds=0", "rounds: must be >= 1 (got 0)"),
+    ("population.devices[5].profile=x", "no list item '5'"),
+    ("rounds", "expected path=value"),
+    ("method.split=3", "method.split: unknown field"),
+])
+def test_bad_override(tiny_dir, capsys, override, expected):
+    path = write_scenario(tiny_dir, tiny())
+    assert main(["validate", str(path), "--set", override]) == 2
+    err = capsys.readouterr().err
+    assert expected in err and err.count("\n") == 1, err
+
+
+def test_validate_accepts_good_scenario_and_override(tiny_dir, capsys):
+    path = write_scenario(tiny_dir, tiny())
+    assert main(["validate", str(path), "--set", "population.devices[0].link=wifi",
+                 "--print"]) == 0
+    resolved = yaml.safe_load(capsys.readouterr().out)
+    assert resolved["population"]["devices"][0]["link"] == "wifi"
+    assert resolved["training"]["batch_size"] == 10  # defaults written out
+
+
+def test_real_process_exit_status_and_no_traceback(tiny_dir):
+    path = write_scenario(tiny_dir, tiny(**{"population.devices.0.link.uplink_mbps": -5}))
+    proc = subprocess.run([sys.executable, "-m", "ecofed_sim.cli", "run", str(path),
+                           "--out", str(tiny_dir / "o")], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1
+    assert "uplink_mbps: must be > 0 (got -5)" in proc.stderr
+    assert not (tiny_dir / "o").exists()
