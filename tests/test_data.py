@@ -1,0 +1,128 @@
+"""Datasets and partitioners, on files the tests write in the standard formats."""
+
+from __future__ import annotations
+
+import gzip
+import pickle
+import struct
+
+import numpy as np
+import pytest
+import torch
+
+from ecofed_sim.data.embedded import load_embedded_mnist
+from ecofed_sim.data.files import DatasetFilesError, load_files, read_idx
+from ecofed_sim.data.partition import dirichlet, iid, shards
+from ecofed_sim.data.synthetic import make_synthetic
+from ecofed_sim.scenario import SyntheticSpec
+
+
+def _write_idx(path, array: np.ndarray, compress: bool) -> None:
+    header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I",
+                                                                    *array.shape)
+    data = header + array.astype(np.uint8).tobytes()
+    if compress:
+        with gzip.open(str(path) + ".gz", "wb") as f:
+            f.write(data)
+    else:
+        path.write_bytes(data)
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_mnist_idx_files(tmp_path, compress):
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "fashion_mnist"
+    folder.mkdir()
+    tr_x, te_x = rng.integers(0, 256, (30, 28, 28)), rng.integers(0, 256, (10, 28, 28))
+    tr_y, te_y = rng.integers(0, 10, 30), rng.integers(0, 10, 10)
+    for prefix, x, y in (("train", tr_x, tr_y), ("t10k", te_x, te_y)):
+        _write_idx(folder / f"{prefix}-images-idx3-ubyte", x, compress)
+        _write_idx(folder / f"{prefix}-labels-idx1-ubyte", y, compress)
+    train, test = load_files("fashion_mnist", tmp_path)
+    assert train.images_u8.shape == (30, 1, 28, 28) and len(test) == 10
+    assert torch.equal(train.images_u8[:, 0], torch.from_numpy(tr_x.astype(np.uint8)))
+    assert train.labels.tolist() == tr_y.tolist()
+    x, _ = train.batch(torch.arange(30))
+    assert abs(float(x.mean())) < 1e-4  # normalised with the train statistics
+
+
+def test_cifar10_and_cifar100_pickles(tmp_path):
+    rng = np.random.default_rng(1)
+    c10 = tmp_path / "cifar-10-batches-py"
+    c10.mkdir()
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        batch = {b"data": rng.integers(0, 256, (4, 3072), dtype=np.uint8),
+                 b"labels": rng.integers(0, 10, 4).tolist()}
+        (c10 / name).write_bytes(pickle.dumps(batch))
+    train, test = load_files("cifar10", tmp_path)
+    assert train.images_u8.shape == (20, 3, 32, 32) and test.num_classes == 10
+    first = pickle.loads((c10 / "data_batch_1").read_bytes())
+    assert torch.equal(train.images_u8[0].flatten(), torch.from_numpy(first[b"data"][0]))
+    c100 = tmp_path / "cifar-100-python"
+    c100.mkdir()
+    for name, n in (("train", 6), ("test", 3)):
+        (c100 / name).write_bytes(pickle.dumps({
+            b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+            b"fine_labels": rng.integers(0, 100, n).tolist()}))
+    train, test = load_files("cifar100", tmp_path)
+    assert len(train) == 6 and train.num_classes == 100
+
+
+def test_missing_files_name_the_file(tmp_path):
+    with pytest.raises(DatasetFilesError, match="data_batch_1: file not found"):
+        load_files("cifar10", tmp_path)
+    with pytest.raises(DatasetFilesError, match="not found"):
+        read_idx(tmp_path / "x-idx3-ubyte")
+
+
+def test_embedded_mnist_is_real_digits():
+    train, test = load_embedded_mnist(1000, 0)
+    assert len(train) == 4000 and len(test) == 1000 and train.shape == (1, 28, 28)
+    assert sorted(torch.unique(train.labels).tolist()) == list(range(10))
+    assert train.images_u8.float().mean() < 60  # mostly black background, as MNIST
+
+
+def test_synthetic_is_deterministic_and_learnable():
+    spec = SyntheticSpec(shape=(3, 16, 16), classes=5, train_samples=2000, test_samples=500)
+    train, test = make_synthetic(spec, 0)
+    again, _ = make_synthetic(spec, 0)
+    assert torch.equal(train.images_u8, again.images_u8)
+    # a nearest-class-mean classifier on raw pixels is far above chance (0.2) ...
+    x_tr, y_tr = train.batch(torch.arange(len(train)))
+    x_te, y_te = test.batch(torch.arange(len(test)))
+    means = torch.stack([x_tr[y_tr == c].mean(0) for c in range(5)]).flatten(1)
+    pred = torch.cdist(x_te.flatten(1), means).argmin(1)
+    accuracy = float((pred == y_te).float().mean())
+    assert accuracy > 0.6
+    # ... but not trivial: samples of a class differ (noise, shift, contrast)
+    assert float(x_tr[y_tr == 0].std(0).mean()) > 0.2
+
+
+def test_iid_partition_is_disjoint_and_equal():
+    parts = iid(1000, 10, 100, np.random.default_rng(0))
+    flat = np.concatenate(parts)
+    assert len(flat) == len(set(flat.tolist())) == 1000
+    assert {len(p) for p in parts} == {100}
+
+
+def test_label_shards_limit_classes_per_client():
+    labels = np.random.default_rng(5).permutation(np.repeat(np.arange(10), 100))
+    rng = np.random.default_rng(0)
+    parts = shards(labels, clients=10, per_client=100, shard_size=20, sort_by_label=True,
+                   rng=rng)
+    assert all(len(np.unique(labels[p])) <= 5 for p in parts)
+    assert len(np.unique(np.concatenate(parts))) == 1000
+    unsorted = shards(labels, 10, 100, 20, sort_by_label=False, rng=np.random.default_rng(0))
+    assert np.mean([len(np.unique(labels[p])) for p in unsorted]) > 8  # the paper's IID
+
+
+def test_dirichlet_small_alpha_skews_labels():
+    labels = np.repeat(np.arange(10), 200)
+    skewed = dirichlet(labels, 20, 0.05, np.random.default_rng(0))
+    even = dirichlet(labels, 20, 100.0, np.random.default_rng(0))
+    assert sorted(np.concatenate(skewed).tolist()) == list(range(2000))
+
+    def mean_classes(parts):
+        return np.mean([len(np.unique(labels[p])) for p in parts if len(p)])
+
+    assert mean_classes(skewed) < 4 < 9 < mean_classes(even)

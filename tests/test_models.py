@@ -1,0 +1,48 @@
+"""Per-layer facts derived from shapes agree with hand counts."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ecofed_sim.models import ZOO, build_model, layer_stats, state_bytes
+
+
+def test_small_cnn_params_and_flops_by_hand():
+    stats = layer_stats(build_model("small_cnn", (1, 8, 8), 2), (1, 8, 8))
+    assert [s.params for s in stats] == [80 + 16, 0, 1168 + 32, 0, 0, 64 * 24 + 24, 50]
+    conv1 = stats[0].flops_by_kind
+    assert conv1["conv"] == 2 * 1 * 9 * 8 * 64 + 8 * 64  # MACs x 2 + bias, 8x8 output
+    assert conv1["norm"] == 4 * 8 * 64
+    assert conv1["act"] == 8 * 64
+    assert stats[1].flops_by_kind["pool"] == 4 * 8 * 16  # 2x2 window per 4x4 output
+    assert stats[5].flops_by_kind["linear"] == 2 * 64 * 24 + 24
+    assert [s.out_shape for s in stats][:4] == [(8, 8, 8), (8, 4, 4), (16, 4, 4), (16, 2, 2)]
+
+
+def test_vgg11_paper_split_and_size():
+    stats = layer_stats(build_model("vgg11", (3, 32, 32), 10), (3, 32, 32))
+    assert stats[3].out_shape == (128, 8, 8)  # the paper's split: after CBR128 + max-pool
+    assert [s.name for s in stats[12:]] == ["flatten", "fc1", "fc2", "fc3"]
+    assert stats[12].out_shape == (2048,)
+    conv_params = sum(9 * a * b + b + 2 * b for a, b in [
+        (3, 64), (64, 128), (128, 256), (256, 256), (256, 512), (512, 512), (512, 512),
+        (512, 512)])
+    fc_params = 2048 * 4096 + 4096 + 4096 * 4096 + 4096 + 4096 * 10 + 10
+    assert sum(s.params for s in stats) == conv_params + fc_params
+
+
+@pytest.mark.parametrize("name", sorted(ZOO))
+def test_every_split_reassembles_the_model(name):
+    shape = (1, 28, 28) if name == "small_cnn" else (3, 32, 32)
+    torch.manual_seed(0)
+    model = build_model(name, shape, 10)
+    x = torch.randn(4, *shape)
+    full = model(x)
+    stats = layer_stats(model, shape)
+    for k in range(1, len(model)):
+        act = model.part(0, k)(x)
+        assert tuple(act.shape[1:]) == stats[k - 1].out_shape
+        torch.testing.assert_close(model.part(k)(act), full)
+    assert state_bytes(model) == 4 * sum(s.params for s in stats)
+    assert sum(s.params for s in stats) == sum(p.numel() for p in model.parameters())
