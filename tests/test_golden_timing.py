@@ -74,7 +74,7 @@ def test_server_workers_queue_requests(tiny_dir):
 
 def test_timeline_covers_each_device_round_without_gaps(tiny_dir):
     res = run_dict(tiny(), tiny_dir)
-    for (rnd, device), spans in res.timeline[res.timeline.device != "server"].groupby(
+    for (rnd, _device), spans in res.timeline[res.timeline.device != "server"].groupby(
             ["round", "device"]):
         spans = spans.sort_values("t_start_s")
         total = (spans.t_end_s - spans.t_start_s).sum()
