@@ -11,14 +11,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from ecofed_sim.data import ImageSet, load_dataset, partition
 from ecofed_sim.data.files import DatasetFilesError
 from ecofed_sim.errors import ScenarioError
 from ecofed_sim.models import MIN_SIDE, LayerModel, LayerStats, build_model, layer_stats
 from ecofed_sim.population import build_population
+from ecofed_sim.pretrain import pretrained_state
 from ecofed_sim.profiles import DeviceProfile, ProfileError, ProfileLibrary, load_library
 from ecofed_sim.scenario import Scenario
+from ecofed_sim.seeding import PUBLIC, torch_gen
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,13 @@ class Prepared:
     train: ImageSet | None = None
     test: ImageSet | None = None
     client_indices: list[np.ndarray] | None = None
+    pretrained: dict | None = None
+    base_dir: Path | None = None
+
+    @property
+    def pretrain_units(self) -> int | None:
+        """Leading units initialised from the pre-trained model (None: not used)."""
+        return self.scenario.pretrain.units or getattr(self.scenario.method, "split", None)
 
     def build_model(self) -> LayerModel:
         return build_model(self.scenario.model.name, self.in_shape, self.num_classes)
@@ -79,8 +89,30 @@ def check(sc: Scenario, source: str, base_dir: Path | None = None) -> Prepared:
         raise ScenarioError(f"{source}: server.profile: unknown profile {sc.server.profile!r} "
                             f"(accepted: {', '.join(sorted(library.devices))})")
     build_population(sc, library, source)  # raises on unknown device profiles and links
+    _check_pretrain(sc, source, len(stats))
     return Prepared(sc, source, library, library.devices[sc.server.profile], in_shape,
-                    classes, stats)
+                    classes, stats, base_dir=base_dir)
+
+
+def _check_pretrain(sc: Scenario, source: str, n_units: int) -> None:
+    spec = sc.pretrain
+    if spec.source == "none":
+        return
+    units = spec.units or getattr(sc.method, "split", None)
+    if units is None:
+        raise ScenarioError(f"{source}: pretrain.units: required for {sc.method.name}, "
+                            "which has no split point")
+    if units >= n_units:
+        raise ScenarioError(f"{source}: pretrain.units: must be < {n_units} (got {units})")
+
+
+def _public_split(sc: Scenario, train: ImageSet) -> tuple[ImageSet, ImageSet | None]:
+    """(clients' training data, public pre-training data held out from every client)."""
+    if sc.pretrain.source != "public_split":
+        return train, None
+    order = torch.randperm(len(train), generator=torch_gen(sc.seed, PUBLIC))
+    n_public = int(round(sc.pretrain.public_fraction * len(train)))
+    return train.subset(order[n_public:]), train.subset(order[:n_public])
 
 
 def prepare(sc: Scenario, source: str, base_dir: Path | None = None) -> Prepared:
@@ -90,10 +122,15 @@ def prepare(sc: Scenario, source: str, base_dir: Path | None = None) -> Prepared
         train, test = load_dataset(sc.data, base_dir)
     except DatasetFilesError as err:
         raise ScenarioError(f"{source}: data.root: {err}") from None
+    train, public = _public_split(sc, train)
     try:
         parts = partition(train.labels.numpy(), sc.population.clients, sc.data.partition,
                           sc.seed)
     except ValueError as err:
         raise ScenarioError(f"{source}: data.partition: {err}") from None
+    try:
+        pretrained = pretrained_state(sc, checked.in_shape, public, base_dir)
+    except DatasetFilesError as err:
+        raise ScenarioError(f"{source}: pretrain.dataset.root: {err}") from None
     return Prepared(**{**checked.__dict__, "train": train, "test": test,
-                       "client_indices": parts})
+                       "client_indices": parts, "pretrained": pretrained})

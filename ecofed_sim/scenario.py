@@ -62,6 +62,9 @@ class DataSpec(Strict):
 
 class TrainingSpec(Strict):
     batch_size: int = Field(10, ge=1)
+    shuffle: Literal["every_round", "fixed"] = Field(
+        "every_round", description="reshuffle local data each round, or keep one order per "
+        "client (then frozen-layer activations can be reused across rounds)")
     local_epochs: int = Field(1, ge=1)
     lr: float = Field(0.01, gt=0)
     momentum: float = Field(0.9, ge=0, lt=1)
@@ -126,6 +129,47 @@ class ServerSpec(Strict):
     link: ServerLinkSpec = ServerLinkSpec()
 
 
+class FractalSpec(Strict):
+    """Formula-driven pre-training images (rendered IFS fractals, FractalDB-style)."""
+
+    classes: int = Field(10, ge=2)
+    samples_per_class: int = Field(200, ge=1)
+    jitter: float = Field(0.1, ge=0, le=1)
+    seed: int = 0
+
+
+class PretrainSpec(Strict):
+    """Pre-trained initialisation of the device-side units (EcoFed, Wu et al. 2024).
+
+    The whole model is trained centrally on the source, once, and cached on disk keyed by
+    a hash of everything that determines it; its first ``units`` units (default: the
+    method's split) initialise the device part. Pre-training is offline: it costs wall
+    time, not simulated time.
+    """
+
+    source: Literal["none", "public_split", "dataset", "fractal", "checkpoint"] = "none"
+    public_fraction: float = Field(0.1, gt=0, lt=1, description="public_split: share of the "
+                                   "training set held out from every client")
+    dataset: DataSpec | None = Field(None, description="dataset: the source data")
+    fractal: FractalSpec = FractalSpec()
+    checkpoint: str | None = Field(None, description="checkpoint: a state-dict file")
+    epochs: int = Field(5, ge=1)
+    batch_size: int = Field(64, ge=1)
+    lr: float = Field(0.05, gt=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    units: int | None = Field(None, ge=1, description="leading units to initialise")
+    init_baselines: bool = Field(False, description="also initialise non-EcoFed methods")
+    cache_dir: str | None = None
+
+    @model_validator(mode="after")
+    def _source_fields(self) -> PretrainSpec:
+        if self.source == "dataset" and self.dataset is None:
+            raise ValueError("source 'dataset' needs a dataset section")
+        if self.source == "checkpoint" and not self.checkpoint:
+            raise ValueError("source 'checkpoint' needs a checkpoint path")
+        return self
+
+
 class EvaluationSpec(Strict):
     every: int = Field(1, ge=1, description="evaluate every N rounds (and after the last)")
     batch_size: int = Field(500, ge=1)
@@ -145,6 +189,7 @@ class Scenario(Strict):
     population: PopulationSpec
     server: ServerSpec = ServerSpec()
     evaluation: EvaluationSpec = EvaluationSpec()
+    pretrain: PretrainSpec = PretrainSpec()
     profiles_dir: str | None = None
 
 

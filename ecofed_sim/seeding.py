@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-INIT, SAMPLING, DATA_ORDER, BINDING = 1, 2, 3, 4
+INIT, SAMPLING, DATA_ORDER, BINDING, PUBLIC, CODEC, REPLAY, PRETRAIN = 1, 2, 3, 4, 5, 6, 7, 8
 
 
 def key(seed: int, stream: int, *parts: int) -> int:

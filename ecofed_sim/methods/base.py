@@ -55,6 +55,7 @@ class Setup:
     stats: list[LayerStats]
     training: Any  # scenario.TrainingSpec
     num_clients: int
+    seed: int
 
 
 @dataclass
@@ -67,7 +68,13 @@ class ClientUpdate:
 class RoundContext(Protocol):
     round: int
 
+    server_profile: Any
+
     def batches(self, client: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]: ...
+
+    def indexed_batches(self, client: int) -> Iterator[tuple[torch.Tensor, ...]]: ...
+
+    def generator(self, stream: int, *parts: int) -> torch.Generator: ...
 
     def num_samples(self, client: int) -> int: ...
 
@@ -80,12 +87,21 @@ class RoundContext(Protocol):
     def server_work(self, client: int, seconds: float, work: Callable[[], T],
                     what: str) -> Generator[Any, Any, T]: ...
 
+    def server_async(self, client: int, seconds: float, work: Callable[[], T],
+                     what: str) -> object: ...
+
+    def start(self, fragment: Generator) -> object: ...
+
+    def wait(self, handles: list) -> Generator[Any, Any, list]: ...
+
 
 class Method:
     """Base class: subclasses set ``name`` and ``Config`` and implement the hooks."""
 
     name: ClassVar[str]
     Config: ClassVar[type[MethodConfigBase]]
+    uses_pretrained_device: ClassVar[bool] = False
+    """True when the method always starts its device part from pre-trained weights."""
 
     def __init__(self, config: MethodConfigBase, setup: Setup) -> None:
         self.config = config
@@ -98,12 +114,28 @@ class Method:
         """One client's work in a round, as a process fragment; returns a ClientUpdate."""
         raise NotImplementedError
 
+    def server_round(self, ctx: RoundContext) -> Generator | None:
+        """Server-only work of a round (e.g. EcoFed's replay), run beside the devices'
+        processes; returns a list of ClientUpdates. None: nothing to do."""
+        return None
+
     def end_round(self, updates: list[ClientUpdate]) -> None:
         """Aggregate; called once every client of the round has finished."""
         raise NotImplementedError
 
     def eval_model(self) -> nn.Module:
         raise NotImplementedError
+
+    def eval_logits(self, model: nn.Module, x: torch.Tensor, batch_start: int) -> torch.Tensor:
+        """Test logits of one fixed test batch; EcoFed reuses frozen-layer outputs here."""
+        return model(x)
+
+    def observe(self, round_index: int, metrics: dict[str, float]) -> None:
+        """Sees each round's test metrics (NaN when not evaluated), e.g. to adapt."""
+
+    def round_metrics(self) -> dict[str, Any]:
+        """Extra per-round columns (e.g. EcoFed's buffer_bytes, update_round)."""
+        return {}
 
 
 def sgd(params, training) -> torch.optim.SGD:

@@ -15,9 +15,11 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import nn
 
 from ecofed_sim.aggregate import fedavg
+from ecofed_sim.codecs import CodecSpec, make_codec
 from ecofed_sim.methods.base import (
     ClientUpdate,
     Device,
@@ -28,10 +30,15 @@ from ecofed_sim.methods.base import (
     tensor_bytes,
 )  # fmt: skip
 from ecofed_sim.models import state_bytes
+from ecofed_sim.seeding import CODEC
 
 
 class SplitFedConfig(SplitConfigBase):
     name: Literal["splitfed"]
+    activation_codec: CodecSpec = CodecSpec()
+    gradient_codec: CodecSpec = CodecSpec()
+    freeze_device: bool = Field(False, description="keep the device part at its initial "
+                                "weights: no gradient and no weights cross the network")
 
 
 class SplitFed(Method):
@@ -44,6 +51,8 @@ class SplitFed(Method):
         k = config.split
         self.device_stats, self.server_stats = setup.stats[:k], setup.stats[k:]
         self.device_bytes = state_bytes(self.global_model.part(0, k))
+        self.act_codec = make_codec(config.activation_codec)
+        self.grad_codec = make_codec(config.gradient_codec)
 
     # --- timing helpers: modelled seconds from the profiles, never from the host clock
     def _device_s(self, device: Device, batch: int, backward: bool) -> float:
@@ -60,33 +69,40 @@ class SplitFed(Method):
         return part, sgd(part.parameters(), self.setup.training)
 
     def client_round(self, ctx: RoundContext, client: int, device: Device) -> Generator:
-        yield from ctx.transfer(device, client, "down", {"weights": self.device_bytes})
+        frozen = self.config.freeze_device
+        if not frozen:
+            yield from ctx.transfer(device, client, "down", {"weights": self.device_bytes})
         dev_part = copy.deepcopy(self.global_model.part(0, self.config.split)).train()
         dev_opt = sgd(dev_part.parameters(), self.setup.training)
         srv_part, srv_opt = self.server_part_for(client)
-        for x, y in ctx.batches(client):
+        for b, (x, y) in enumerate(ctx.batches(client)):
             dev_opt.zero_grad(set_to_none=True)
-            act = dev_part(x)
+            with torch.set_grad_enabled(not frozen):
+                act = dev_part(x)
             yield from ctx.compute(device, client, self._device_s(device, len(y), False), "fwd")
-            sent = act.detach()
-            yield from ctx.transfer(device, client, "up",
-                                    {"activations": tensor_bytes(sent), "labels": tensor_bytes(y)})
+            enc = self.act_codec.encode(act, ctx.generator(CODEC, client, b))
+            yield from ctx.transfer(device, client, "up", {"activations": enc.payload_bytes,
+                                                           "labels": tensor_bytes(y)})
 
-            def server_step(sent=sent, y=y) -> torch.Tensor:
+            def server_step(sent=enc.decoded, y=y) -> torch.Tensor:
                 srv_opt.zero_grad(set_to_none=True)
                 a = sent.requires_grad_(True)
                 F.cross_entropy(srv_part(a), y).backward()
                 srv_opt.step()
                 return a.grad
 
-            grad = yield from ctx.server_work(client, self.server_step_s(ctx.server_profile,
-                                                                         len(y)),
-                                              server_step, "server_step")
-            yield from ctx.transfer(device, client, "down", {"gradients": tensor_bytes(grad)})
-            act.backward(grad)
+            grad = yield from ctx.server_work(
+                client, self.server_step_s(ctx.server_profile, len(y)), server_step,
+                "server_step")
+            if frozen:
+                continue  # nothing to send back: the device part does not learn
+            g = self.grad_codec.encode(grad, ctx.generator(CODEC, client, b, 1))
+            yield from ctx.transfer(device, client, "down", {"gradients": g.payload_bytes})
+            act.backward(g.decoded)
             dev_opt.step()
             yield from ctx.compute(device, client, self._device_s(device, len(y), True), "bwd")
-        yield from ctx.transfer(device, client, "up", {"weights": self.device_bytes})
+        if not frozen:
+            yield from ctx.transfer(device, client, "up", {"weights": self.device_bytes})
         return ClientUpdate(client, ctx.num_samples(client),
                             (dev_part.state_dict(), self.server_state(srv_part)))
 

@@ -1,0 +1,245 @@
+"""EcoFed (Wu, Ullah, Rodgers, Kilpatrick, Spence, Varghese; IEEE TPDS 2024).
+
+1. Pre-trained initialisation: the device units [0, split) come from a centrally
+   pre-trained model and stay frozen. Devices run a no-grad forward pass only, so no
+   gradient and no weights ever cross the network.
+2. Replay buffer: devices send activations only in buffer-update rounds (``round % period
+   == 0``, or an adaptive rule). The server keeps each client's latest epoch, encoded. In
+   replay rounds the devices are idle and the server trains on buffered epochs of clients
+   drawn at random (without replacement when enough are stored).
+3. Quantization: activations are encoded on the device (default: the paper's 8-bit, one
+   scale per batch tensor, scale = max / 127) and decoded on the server.
+4. Aggregation: FedAvg of the server-side copies; test accuracy uses the frozen device
+   part plus the global server part.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import OrderedDict
+from collections.abc import Generator
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from torch import nn
+
+from ecofed_sim.aggregate import fedavg
+from ecofed_sim.codecs import PAPER_CODEC, CodecSpec, make_codec
+from ecofed_sim.methods.base import (
+    ClientUpdate,
+    Device,
+    Method,
+    RoundContext,
+    SplitConfigBase,
+    sgd,
+    tensor_bytes,
+)  # fmt: skip
+from ecofed_sim.replay_buffer import ReplayBuffer
+from ecofed_sim.seeding import CODEC, REPLAY, torch_gen
+
+
+class AdaptivePeriod(BaseModel):
+    """Adapt the period to the relative test-accuracy gain over a window of rounds.
+
+    gain = (acc_now - acc_window_ago) / acc_window_ago. A gain above ``grow_above`` means
+    replay is still paying off: double the period (fewer uploads). A gain below
+    ``shrink_below`` means the buffer has gone stale: halve it. The EcoFed code ships such
+    a rule disabled; these thresholds are ours to sweep.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    window: int = Field(4, ge=1)
+    grow_above: float = 0.02
+    shrink_below: float = 0.005
+    min_period: int = Field(1, ge=1)
+    max_period: int = Field(16, ge=1)
+
+
+class EcoFedConfig(SplitConfigBase):
+    name: Literal["ecofed"]
+    period: int = Field(2, ge=1, description="buffer-update every `period` rounds")
+    adaptive: AdaptivePeriod | None = None
+    replay: Literal["buffer", "round"] = Field(
+        "buffer", description="replay clients drawn from the whole buffer, or only this "
+        "round's sampled clients")
+    buffer_cap_bytes: int | None = Field(None, ge=1)
+    eviction: Literal["oldest", "random"] = "oldest"
+    activation_codec: CodecSpec = PAPER_CODEC
+    reuse_frozen: bool = Field(True, description="compute frozen outputs once per batch "
+                               "composition (simulated time is still charged every time)")
+    frozen_cache_mib: float = Field(2048, gt=0)
+
+    @model_validator(mode="after")
+    def _period_range(self) -> EcoFedConfig:
+        a = self.adaptive
+        if a is not None and not a.min_period <= self.period <= a.max_period:
+            raise ValueError(f"period {self.period} is outside adaptive.min_period.."
+                             f"max_period ({a.min_period}..{a.max_period})")
+        return self
+
+
+class FrozenCache:
+    """Outputs of the frozen device part, keyed by (who, exact batch composition).
+
+    BatchNorm without running statistics normalises with the batch, so the key is the
+    whole ordered index list, not single samples. LRU-bounded in bytes.
+    """
+
+    def __init__(self, cap_bytes: float) -> None:
+        self.cap_bytes = cap_bytes
+        self.items: OrderedDict[tuple, torch.Tensor] = OrderedDict()
+        self.nbytes = 0
+        self.hits = self.misses = 0
+
+    def get_or_compute(self, key: tuple, compute) -> torch.Tensor:
+        if key in self.items:
+            self.hits += 1
+            self.items.move_to_end(key)
+            return self.items[key]
+        self.misses += 1
+        value = compute()
+        self.items[key] = value
+        self.nbytes += tensor_bytes(value)
+        while self.nbytes > self.cap_bytes and self.items:
+            _, old = self.items.popitem(last=False)
+            self.nbytes -= tensor_bytes(old)
+        return value
+
+
+def train_server_step(part: nn.Module, opt: torch.optim.Optimizer, act: torch.Tensor,
+                      y: torch.Tensor) -> None:
+    opt.zero_grad(set_to_none=True)
+    F.cross_entropy(part(act), y).backward()
+    opt.step()
+
+
+class EcoFed(Method):
+    name = "ecofed"
+    Config = EcoFedConfig
+    uses_pretrained_device = True
+
+    def __init__(self, config: EcoFedConfig, setup) -> None:
+        super().__init__(config, setup)
+        k = config.split
+        self.global_model = setup.new_model()
+        self.frozen = self.global_model.part(0, k).eval().requires_grad_(False)
+        self.device_stats, self.server_stats = setup.stats[:k], setup.stats[k:]
+        self.codec = make_codec(config.activation_codec)
+        self.buffer = ReplayBuffer(config.buffer_cap_bytes, config.eviction)
+        self.cache = FrozenCache(config.frozen_cache_mib * 2**20 if config.reuse_frozen else 0)
+        self.period = config.period
+        self.last_update = -(10**9)
+        self.accuracy: list[tuple[int, float]] = []
+        self.update_round = True
+        self.replay_targets: list[int] = []
+
+    # --- frozen device part
+    def frozen_forward(self, key: tuple, x: torch.Tensor) -> torch.Tensor:
+        def compute() -> torch.Tensor:
+            with torch.no_grad():
+                return self.frozen(x)
+
+        return self.cache.get_or_compute(key, compute)
+
+    def _server_step_s(self, profile, batch: int) -> float:
+        name = self.setup.model_name
+        return (profile.pass_s(name, self.server_stats, batch, backward=False)
+                + profile.pass_s(name, self.server_stats, batch, backward=True))
+
+    def _fresh_server_copy(self) -> tuple[nn.Module, torch.optim.Optimizer]:
+        part = copy.deepcopy(self.global_model.part(self.config.split)).train()
+        return part, sgd(part.parameters(), self.setup.training)
+
+    # --- round structure
+    def begin_round(self, round_index: int, clients: list[int]) -> None:
+        self.round_index = round_index
+        self.update_round = round_index - self.last_update >= self.period
+        if self.update_round:
+            self.last_update = round_index
+            self.replay_targets = []
+            return
+        if self.config.replay == "round":
+            self.replay_targets = [c for c in clients if c in self.buffer.entries]
+        else:
+            gen = torch_gen(self.setup.seed, REPLAY, round_index)
+            self.replay_targets = self.buffer.draw(len(clients), gen)
+
+    def client_round(self, ctx: RoundContext, client: int, device: Device) -> Generator:
+        """Update rounds: frozen forward, encode, upload; the server trains as batches
+        arrive (nothing comes back, so the device never waits). Replay rounds: idle."""
+        if not self.update_round:
+            return None
+        part, opt = self._fresh_server_copy()
+        stored, handles = [], []
+        for b, (idx, x, y) in enumerate(ctx.indexed_batches(client)):
+            act = self.frozen_forward((client, idx.numpy().tobytes()), x)
+            fwd_s = device.profile.pass_s(self.setup.model_name, self.device_stats, len(y),
+                                          backward=False)
+            yield from ctx.compute(device, client, fwd_s, "frozen_forward")
+            enc = self.codec.encode(act, ctx.generator(CODEC, client, b))
+            yield from ctx.transfer(device, client, "up", {"activations": enc.payload_bytes,
+                                                           "labels": tensor_bytes(y)})
+            stored.append((enc.stored, y))
+            handles.append(ctx.server_async(
+                client, self._server_step_s(ctx.server_profile, len(y)),
+                lambda a=enc.decoded, y=y: train_server_step(part, opt, a, y), "server_step"))
+        yield from ctx.wait(handles)
+        self.buffer.put(client, stored, ctx.generator(REPLAY, client))
+        return ClientUpdate(client, ctx.num_samples(client), part.state_dict())
+
+    def server_round(self, ctx: RoundContext) -> Generator | None:
+        """Replay rounds: one server process per drawn client, trained on its buffer."""
+        if self.update_round or not self.replay_targets:
+            return None
+        return self._replay_all(ctx)
+
+    def _replay_all(self, ctx: RoundContext) -> Generator:
+        handles = [ctx.start(self._replay_one(ctx, c)) for c in self.replay_targets]
+        return (yield from ctx.wait(handles))
+
+    def _replay_one(self, ctx: RoundContext, client: int) -> Generator:
+        part, opt = self._fresh_server_copy()
+        entry = self.buffer.entries[client]
+        for stored, y in entry.batches:
+            act = self.codec.decode(stored)
+            yield from ctx.server_work(client, self._server_step_s(ctx.server_profile, len(y)),
+                                       lambda a=act, y=y: train_server_step(part, opt, a, y),
+                                       "replay_step")
+        samples = sum(len(y) for _, y in entry.batches)
+        return ClientUpdate(client, samples, part.state_dict())
+
+    def end_round(self, updates: list[ClientUpdate]) -> None:
+        updates = [u for u in updates if u is not None]
+        if updates:
+            self.global_model.part(self.config.split).load_state_dict(
+                fedavg([u.payload for u in updates], [u.num_samples for u in updates]))
+
+    # --- evaluation and adaptation
+    def eval_model(self) -> nn.Module:
+        return self.global_model
+
+    def eval_logits(self, model: nn.Module, x: torch.Tensor, batch_start: int) -> torch.Tensor:
+        act = self.frozen_forward(("test", batch_start, len(x)), x)
+        return model.part(self.config.split)(act)
+
+    def observe(self, round_index: int, metrics: dict[str, float]) -> None:
+        a = self.config.adaptive
+        acc = metrics.get("test_accuracy", float("nan"))
+        if a is None or acc != acc:  # NaN: not evaluated this round
+            return
+        self.accuracy.append((round_index, acc))
+        past = [v for r, v in self.accuracy if r <= round_index - a.window]
+        if not past or past[-1] <= 0:
+            return
+        gain = (acc - past[-1]) / past[-1]
+        if gain > a.grow_above:
+            self.period = min(self.period * 2, a.max_period)
+        elif gain < a.shrink_below:
+            self.period = max(self.period // 2, a.min_period)
+
+    def round_metrics(self) -> dict[str, Any]:
+        return {"update_round": self.update_round, "buffer_bytes": self.buffer.nbytes,
+                "period": self.period}

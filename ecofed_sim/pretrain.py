@@ -1,0 +1,133 @@
+"""Pre-training the device-side units once, offline, and caching the result on disk.
+
+EcoFed (Wu et al., IEEE TPDS 2024) initialises the device-side layers from the same model
+pre-trained centrally on another dataset and freezes them, so no gradient and no weights
+ever cross the network. Sources: a public split of the task's own data (held out from every
+client), another dataset, rendered IFS fractals (no real data at all), or a checkpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from ecofed_sim.data import ImageSet, load_dataset
+from ecofed_sim.data.fractal import make_fractal
+from ecofed_sim.errors import ScenarioError
+from ecofed_sim.models import build_model
+from ecofed_sim.seeding import DATA_ORDER, INIT, PRETRAIN, torch_gen
+
+CACHE_VERSION = 1
+
+
+def cache_root(spec) -> Path:
+    if spec.cache_dir:
+        return Path(spec.cache_dir)
+    if os.environ.get("ECOFED_SIM_CACHE"):
+        return Path(os.environ["ECOFED_SIM_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "ecofed_sim"
+
+
+def cache_key(sc, in_shape: tuple[int, ...]) -> str:
+    """Hash of everything that determines the pre-trained weights."""
+    spec = sc.pretrain.model_dump(mode="json", exclude={"units", "init_baselines",
+                                                        "cache_dir", "checkpoint"})
+    facts = {"v": CACHE_VERSION, "model": sc.model.name, "in_shape": list(in_shape),
+             "pretrain": spec, "seed": sc.seed, "torch": torch.__version__.split("+")[0]}
+    if sc.pretrain.source == "public_split":
+        facts["data"] = sc.data.model_dump(mode="json")
+    return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def source_set(sc, in_shape: tuple[int, int, int], public: ImageSet | None,
+               base_dir: Path | None) -> ImageSet:
+    spec = sc.pretrain
+    if spec.source == "public_split":
+        return public
+    if spec.source == "fractal":
+        f = spec.fractal
+        return make_fractal(f.classes, f.samples_per_class, in_shape, f.seed, f.jitter)
+    data, _ = load_dataset(spec.dataset, base_dir)
+    if data.shape != in_shape:
+        raise ScenarioError(f"pretrain.dataset: images are {list(data.shape)}, the task's "
+                            f"are {list(in_shape)}")
+    return data
+
+
+def train_centrally(sc, in_shape, data: ImageSet) -> dict[str, torch.Tensor]:
+    """Plain centralised SGD on the source set; deterministic in the scenario seed."""
+    spec = sc.pretrain
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(torch_gen(sc.seed, PRETRAIN, INIT).initial_seed())
+        model = build_model(sc.model.name, in_shape, data.num_classes).train()
+    opt = torch.optim.SGD(model.parameters(), lr=spec.lr, momentum=spec.momentum)
+    for epoch in range(spec.epochs):
+        order = torch.randperm(len(data), generator=torch_gen(sc.seed, PRETRAIN,
+                                                              DATA_ORDER, epoch))
+        for start in range(0, len(order), spec.batch_size):
+            x, y = data.batch(order[start:start + spec.batch_size])
+            if len(y) < 2:
+                continue  # BatchNorm in train mode needs two samples
+            opt.zero_grad(set_to_none=True)
+            F.cross_entropy(model(x), y).backward()
+            opt.step()
+    return model.state_dict()
+
+
+def load_checkpoint(path: Path) -> dict[str, torch.Tensor]:
+    if not path.exists():
+        raise ScenarioError(f"pretrain.checkpoint: file not found: {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 (any unreadable file is one user error)
+        raise ScenarioError(f"pretrain.checkpoint: cannot load {path} "
+                            f"({err.__class__.__name__})") from None
+    if isinstance(state, dict) and "state_dict" in state:
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise ScenarioError(f"pretrain.checkpoint: {path} holds no state dict")
+    return state
+
+
+def pretrained_state(sc, in_shape, public: ImageSet | None,
+                     base_dir: Path | None) -> dict[str, torch.Tensor] | None:
+    """The pre-trained model's state dict (from cache when possible), or None."""
+    spec = sc.pretrain
+    if spec.source == "none":
+        return None
+    if spec.source == "checkpoint":
+        path = Path(spec.checkpoint)
+        return load_checkpoint(path if path.is_absolute() or base_dir is None
+                               else base_dir / path)
+    path = cache_root(spec) / f"pretrain-{sc.model.name}-{cache_key(sc, in_shape)}.pt"
+    if path.exists():
+        return torch.load(path, map_location="cpu", weights_only=True)
+    state = train_centrally(sc, in_shape, source_set(sc, in_shape, public, base_dir))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".pretrain-", suffix=".tmp")
+    os.close(fd)
+    torch.save(state, tmp)
+    os.replace(tmp, path)  # atomic: a killed run never leaves a half-written cache entry
+    return state
+
+
+def init_units(model, state: dict[str, torch.Tensor], units: int) -> None:
+    """Copy the first ``units`` units of a pre-trained state dict into ``model``."""
+    prefixes = tuple(f"units.{i}." for i in range(units))
+    picked = {k: v for k, v in state.items() if k.startswith(prefixes)}
+    expected = {k for k in model.state_dict() if k.startswith(prefixes)}
+    if set(picked) != expected:
+        missing = sorted(expected - set(picked))[:3]
+        raise ScenarioError(f"pretrain: pre-trained weights do not match units 1..{units} of "
+                            f"{model.name} (missing {missing})")
+    try:
+        model.load_state_dict(picked, strict=False)
+    except RuntimeError:
+        raise ScenarioError(f"pretrain: pre-trained tensor shapes do not match {model.name}"
+                            ) from None
