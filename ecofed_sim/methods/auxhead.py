@@ -1,0 +1,101 @@
+"""Shared machinery of the methods that train the device part on a local objective
+through an auxiliary head (local-loss DPFL, FedGKT): the head, its timing, the per-round
+weight exchange and the three-way FedAvg (device part, head, server copies)."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Generator
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+from torch import nn
+
+from ecofed_sim.aggregate import fedavg
+from ecofed_sim.codecs import CodecSpec, make_codec
+from ecofed_sim.methods.base import ClientUpdate, Device, Method, SplitConfigBase, sgd
+from ecofed_sim.models import LayerModel, layer_stats, state_bytes
+from ecofed_sim.seeding import INIT, torch_gen
+
+
+class AuxConfigBase(SplitConfigBase):
+    aux_hidden: list[int] = Field(
+        default_factory=list, description="hidden widths of the auxiliary head; [] = one "
+        "linear layer on the flattened activation (Han et al. 2021)")
+    activation_codec: CodecSpec = CodecSpec()
+
+
+def build_aux_head(in_shape: tuple[int, ...], hidden: list[int], classes: int) -> LayerModel:
+    layers: list[nn.Module] = [nn.Flatten()]
+    width = int(torch.tensor(in_shape).prod())
+    for h in hidden:
+        layers += [nn.Linear(width, h), nn.ReLU()]
+        width = h
+    layers.append(nn.Linear(width, classes))
+    return LayerModel("aux", [("aux", nn.Sequential(*layers))])
+
+
+class AuxHeadMethod(Method):
+    """Device part + auxiliary head go down and up each round; all three parts averaged."""
+
+    def __init__(self, config: AuxConfigBase, setup) -> None:
+        super().__init__(config, setup)
+        k = config.split
+        self.global_model = setup.new_model()
+        self.device_stats, self.server_stats = setup.stats[:k], setup.stats[k:]
+        act_shape, classes = setup.stats[k - 1].out_shape, setup.stats[-1].out_shape[0]
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(torch_gen(setup.seed, INIT, 1).initial_seed())
+            self.aux = build_aux_head(act_shape, config.aux_hidden, classes)
+        self.aux_stats = layer_stats(self.aux, act_shape)
+        self.codec = make_codec(config.activation_codec)
+        self.weight_bytes = state_bytes(self.global_model.part(0, k)) + state_bytes(self.aux)
+
+    def device_step_s(self, device: Device, batch: int, backward: bool) -> float:
+        """Device part + head, forward or backward (the head is priced by FLOPs)."""
+        name, profile = self.setup.model_name, device.profile
+        return (profile.pass_s(name, self.device_stats, batch, backward)
+                + profile.pass_s("aux", self.aux_stats, batch, backward))
+
+    def server_step_s(self, profile, batch: int) -> float:
+        name = self.setup.model_name
+        return (profile.pass_s(name, self.server_stats, batch, backward=False)
+                + profile.pass_s(name, self.server_stats, batch, backward=True))
+
+    def local_models(self):
+        """Fresh per-client copies: (device part, head, device optimiser, server part,
+        server optimiser)."""
+        dev = copy.deepcopy(self.global_model.part(0, self.config.split)).train()
+        aux = copy.deepcopy(self.aux).train()
+        srv = copy.deepcopy(self.global_model.part(self.config.split)).train()
+        return (dev, aux, sgd([*dev.parameters(), *aux.parameters()], self.setup.training),
+                srv, sgd(srv.parameters(), self.setup.training))
+
+    def client_round(self, ctx, client: int, device: Device) -> Generator:
+        yield from ctx.transfer(device, client, "down", {"weights": self.weight_bytes})
+        dev, aux, srv = yield from self.train_locally(ctx, client, device)
+        yield from ctx.transfer(device, client, "up", {"weights": self.weight_bytes})
+        return ClientUpdate(client, ctx.num_samples(client),
+                            (dev.state_dict(), aux.state_dict(), srv.state_dict()))
+
+    def train_locally(self, ctx, client: int, device: Device) -> Generator:
+        raise NotImplementedError
+
+    def end_round(self, updates: list[ClientUpdate]) -> None:
+        if not updates:
+            return
+        w = [u.num_samples for u in updates]
+        k = self.config.split
+        self.global_model.part(0, k).load_state_dict(fedavg([u.payload[0] for u in updates], w))
+        self.aux.load_state_dict(fedavg([u.payload[1] for u in updates], w))
+        self.global_model.part(k).load_state_dict(fedavg([u.payload[2] for u in updates], w))
+
+    def eval_model(self) -> nn.Module:
+        return self.global_model
+
+
+def server_ce_step(part, opt, act: torch.Tensor, y: torch.Tensor) -> None:
+    opt.zero_grad(set_to_none=True)
+    F.cross_entropy(part(act), y).backward()
+    opt.step()

@@ -1,0 +1,75 @@
+"""FedGKT (He et al., NeurIPS 2020, "Group knowledge transfer") as adapted in the EcoFed
+paper's code: both sides learn by cross-entropy plus knowledge distillation.
+
+Per batch the device sends activations, labels and its head's logits; the server trains
+its copy on CE + alpha * KD(server logits || client logits) and returns its logits; the
+device trains its part and head on CE + alpha * KD(client logits || server logits).
+KD is the temperature-scaled KL divergence times T^2 (Hinton et al. 2015).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+
+from ecofed_sim.methods.auxhead import AuxConfigBase, AuxHeadMethod
+from ecofed_sim.methods.base import Device, tensor_bytes
+from ecofed_sim.seeding import CODEC
+
+
+class FedGKTConfig(AuxConfigBase):
+    name: Literal["fedgkt"]
+    alpha: float = Field(1.0, ge=0, description="weight of the distillation term")
+    temperature: float = Field(3.0, gt=0)
+
+
+def kd_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+    t = temperature
+    return F.kl_div(F.log_softmax(student / t, 1), F.softmax(teacher / t, 1),
+                    reduction="batchmean") * t * t
+
+
+class FedGKT(AuxHeadMethod):
+    name = "fedgkt"
+    Config = FedGKTConfig
+
+    def train_locally(self, ctx, client: int, device: Device) -> Generator:
+        cfg = self.config
+        dev, aux, dev_opt, srv, srv_opt = self.local_models()
+        for b, (x, y) in enumerate(ctx.batches(client)):
+            dev_opt.zero_grad(set_to_none=True)
+            act = dev(x)
+            client_logits = aux(act)
+            yield from ctx.compute(device, client, self.device_step_s(device, len(y), False),
+                                   "fwd")
+            enc = self.codec.encode(act, ctx.generator(CODEC, client, b))
+            sent_logits = client_logits.detach()
+            yield from ctx.transfer(device, client, "up", {
+                "activations": enc.payload_bytes, "labels": tensor_bytes(y),
+                "logits": tensor_bytes(sent_logits)})
+
+            def server_step(a=enc.decoded, y=y, teacher=sent_logits) -> torch.Tensor:
+                srv_opt.zero_grad(set_to_none=True)
+                logits = srv(a)
+                loss = F.cross_entropy(logits, y) + cfg.alpha * kd_loss(
+                    logits, teacher, cfg.temperature)
+                loss.backward()
+                srv_opt.step()
+                return logits.detach()
+
+            server_logits = yield from ctx.server_work(
+                client, self.server_step_s(ctx.server_profile, len(y)), server_step,
+                "server_step")
+            yield from ctx.transfer(device, client, "down",
+                                    {"logits": tensor_bytes(server_logits)})
+            loss = F.cross_entropy(client_logits, y) + cfg.alpha * kd_loss(
+                client_logits, server_logits, cfg.temperature)
+            loss.backward()
+            dev_opt.step()
+            yield from ctx.compute(device, client, self.device_step_s(device, len(y), True),
+                                   "bwd")
+        return dev, aux, srv

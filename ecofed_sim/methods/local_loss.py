@@ -1,0 +1,48 @@
+"""Local-loss DPFL (Han et al. 2021, "Accelerating federated learning with split learning
+on locally generated losses").
+
+The device trains its part and an auxiliary head on a local cross-entropy loss, and sends
+activations and labels up; nothing comes back per batch, so the device never waits for
+the server. The server trains its per-client copy on the activations as they arrive.
+Device part, head and server copies are FedAvg-averaged every round.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Literal
+
+import torch.nn.functional as F
+
+from ecofed_sim.methods.auxhead import AuxConfigBase, AuxHeadMethod, server_ce_step
+from ecofed_sim.methods.base import Device, tensor_bytes
+from ecofed_sim.seeding import CODEC
+
+
+class LocalLossConfig(AuxConfigBase):
+    name: Literal["local_loss"]
+
+
+class LocalLoss(AuxHeadMethod):
+    name = "local_loss"
+    Config = LocalLossConfig
+
+    def train_locally(self, ctx, client: int, device: Device) -> Generator:
+        dev, aux, dev_opt, srv, srv_opt = self.local_models()
+        handles = []
+        for b, (x, y) in enumerate(ctx.batches(client)):
+            dev_opt.zero_grad(set_to_none=True)
+            act = dev(x)
+            F.cross_entropy(aux(act), y).backward()
+            dev_opt.step()
+            step_s = (self.device_step_s(device, len(y), False)
+                      + self.device_step_s(device, len(y), True))
+            yield from ctx.compute(device, client, step_s, "local_step")
+            enc = self.codec.encode(act, ctx.generator(CODEC, client, b))
+            yield from ctx.transfer(device, client, "up", {"activations": enc.payload_bytes,
+                                                           "labels": tensor_bytes(y)})
+            handles.append(ctx.server_async(
+                client, self.server_step_s(ctx.server_profile, len(y)),
+                lambda a=enc.decoded, y=y: server_ce_step(srv, srv_opt, a, y), "server_step"))
+        yield from ctx.wait(handles)
+        return dev, aux, srv
