@@ -1,0 +1,84 @@
+"""Pre-training sources, the disk cache and checkpoint loading."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import tiny
+from helpers import run_dict
+
+import ecofed_sim.pretrain as pretrain
+from ecofed_sim.engine import Engine
+from ecofed_sim.errors import ScenarioError
+from ecofed_sim.models import build_model
+from ecofed_sim.prepare import prepare
+from ecofed_sim.scenario import scenario_from_dict
+
+ECOFED = {"name": "ecofed", "split": 4}
+
+
+def _prep(raw, base_dir):
+    return prepare(scenario_from_dict(raw, "tiny.yaml"), "tiny.yaml", base_dir)
+
+
+def test_public_split_is_held_out_and_cached(tiny_dir, monkeypatch):
+    raw = tiny(method=ECOFED, pretrain={"source": "public_split", "public_fraction": 0.25,
+                                        "epochs": 2, "cache_dir": str(tiny_dir / "c")})
+    prep = _prep(raw, tiny_dir)
+    assert len(prep.train) == 30  # 40 - 25% public
+    assert sum(len(p) for p in prep.client_indices) == 30
+    assert len(list((tiny_dir / "c").glob("pretrain-*.pt"))) == 1
+
+    def fail(*args, **kwargs):
+        raise AssertionError("retrained although cached")
+
+    monkeypatch.setattr(pretrain, "train_centrally", fail)
+    again = _prep(raw, tiny_dir)
+    assert all(torch.equal(again.pretrained[k], prep.pretrained[k]) for k in prep.pretrained)
+    with pytest.raises(AssertionError, match="retrained"):
+        _prep(tiny(method=ECOFED, pretrain={**raw["pretrain"], "epochs": 3}), tiny_dir)
+
+
+def test_ecofed_starts_from_pretrained_units_baselines_only_on_request(tiny_dir):
+    spec = {"source": "fractal", "epochs": 1, "cache_dir": str(tiny_dir / "c"),
+            "fractal": {"classes": 3, "samples_per_class": 8}}
+    prep = _prep(tiny(method=ECOFED, pretrain=spec), tiny_dir)
+    eco = Engine(prep).method.global_model.state_dict()
+    for key in (k for k in eco if k.startswith(("units.0.", "units.2."))):
+        assert torch.equal(eco[key], prep.pretrained[key]), key
+    assert prep.pretrained["units.6.weight"].shape[0] == 3  # the source's classes
+    split = {"name": "splitfed", "split": 4}
+    plain = Engine(_prep(tiny(method=split, pretrain=spec), tiny_dir))
+    fair = Engine(_prep(tiny(method=split, pretrain={**spec, "init_baselines": True}),
+                        tiny_dir))
+    key = "units.0.0.weight"
+    assert not torch.equal(plain.method.global_model.state_dict()[key], prep.pretrained[key])
+    assert torch.equal(fair.method.global_model.state_dict()[key], prep.pretrained[key])
+
+
+def test_checkpoint_source(tiny_dir):
+    model = build_model("small_cnn", (1, 8, 8), 7)
+    torch.save({"state_dict": model.state_dict()}, tiny_dir / "ckpt.pt")
+    res = run_dict(tiny(rounds=1, method=ECOFED,
+                        pretrain={"source": "checkpoint", "checkpoint": "ckpt.pt"}), tiny_dir)
+    assert len(res.rounds) == 1
+    torch.save({"units.0.0.weight": torch.zeros(3)}, tiny_dir / "bad.pt")
+    with pytest.raises(ScenarioError, match="do not match units 1..4"):
+        run_dict(tiny(rounds=1, method=ECOFED,
+                      pretrain={"source": "checkpoint", "checkpoint": "bad.pt"}), tiny_dir)
+    with pytest.raises(ScenarioError, match="pretrain.checkpoint: file not found"):
+        _prep(tiny(method=ECOFED, pretrain={"source": "checkpoint", "checkpoint": "no.pt"}),
+              tiny_dir)
+
+
+def test_other_dataset_must_match_the_input_shape(tiny_dir):
+    other = {"dataset": "synthetic", "synthetic": {"shape": [3, 8, 8], "train_samples": 20,
+                                                   "test_samples": 5}}
+    with pytest.raises(ScenarioError, match=r"pretrain.dataset: images are \[3, 8, 8\]"):
+        _prep(tiny(method=ECOFED, pretrain={"source": "dataset", "dataset": other,
+                                            "cache_dir": str(tiny_dir / "c")}), tiny_dir)
+
+
+def test_fedavg_with_pretraining_needs_units(tiny_dir):
+    with pytest.raises(ScenarioError, match="pretrain.units: required for fedavg"):
+        _prep(tiny(pretrain={"source": "fractal", "init_baselines": True}), tiny_dir)
