@@ -235,8 +235,33 @@ def _child(node: object, key: str, create: bool, label: str, path: list[str]) ->
     raise ScenarioError(f"--set {label}: {'.'.join(path[:-1])} is not a section")
 
 
-def read_raw(path: Path) -> dict:
-    """The YAML mapping in ``path``, or a one-line ScenarioError."""
+def deep_merge(base: dict, child: dict) -> dict:
+    """``child`` over ``base``: mappings merge key by key, anything else replaces."""
+    out = dict(base)
+    for key, value in child.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def read_raw(path: Path, _seen: tuple[Path, ...] = ()) -> dict:
+    """The YAML mapping in ``path`` (with ``extends: base.yaml`` merged under it, the
+    base's path relative to this file), or a one-line ScenarioError."""
+    raw = _read_mapping(path)
+    base = raw.pop("extends", None)
+    if base is None:
+        return raw
+    if not isinstance(base, str):
+        raise ScenarioError(f"{path}: extends: expected a file path (got {base!r})")
+    base_path = (path.parent / base).resolve()
+    if base_path in _seen or base_path == path.resolve():
+        raise ScenarioError(f"{path}: extends: circular ({base})")
+    return deep_merge(read_raw(base_path, (*_seen, path.resolve())), raw)
+
+
+def _read_mapping(path: Path) -> dict:
     if not path.exists():
         raise ScenarioError(f"{path}: file not found")
     try:

@@ -1,0 +1,53 @@
+"""Scenario files: extends, overrides, and the shipped scenarios all validate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ecofed_sim.cli import main
+from ecofed_sim.errors import ScenarioError
+from ecofed_sim.prepare import check
+from ecofed_sim.scenario import load_scenario
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_extends_merges_mappings_and_child_wins(tmp_path):
+    (tmp_path / "base.yaml").write_text(
+        "seed: 1\nrounds: 3\nmodel: {name: small_cnn}\n"
+        "training: {lr: 0.5, batch_size: 4}\n"
+        "population: {clients: 2, clients_per_round: 2, devices: [{profile: rpi4b, count: 2}]}\n")
+    (tmp_path / "child.yaml").write_text(
+        "extends: base.yaml\nname: c\ntraining: {lr: 0.1}\nmethod: {name: fedavg}\n")
+    sc = load_scenario(tmp_path / "child.yaml")
+    assert (sc.seed, sc.training.lr, sc.training.batch_size) == (1, 0.1, 4)
+
+
+def test_extends_cycle_is_one_line_error(tmp_path):
+    (tmp_path / "a.yaml").write_text("extends: b.yaml\nname: a\n")
+    (tmp_path / "b.yaml").write_text("extends: a.yaml\n")
+    with pytest.raises(ScenarioError, match="extends: circular"):
+        load_scenario(tmp_path / "a.yaml")
+
+
+@pytest.mark.parametrize("path", sorted(p for p in (ROOT / "scenarios").rglob("*.yaml")
+                                        if not p.name.startswith("_")), ids=lambda p: p.name)
+def test_shipped_scenarios_validate(path):
+    check(load_scenario(path), str(path), path.parent)
+
+
+def test_list_commands_print_what_exists(capsys):
+    for what in ("models", "methods", "datasets", "profiles", "links"):
+        assert main(["list", what]) == 0
+    out = capsys.readouterr().out
+    for name in ("vgg11", "ecofed", "local_loss", "embedded_mnist", "jetson_nano", "4g"):
+        assert name in out
+
+
+def test_layers_command(capsys):
+    assert main(["layers", "vgg11"]) == 0
+    out = capsys.readouterr().out
+    assert "128x8x8" in out and "34,440,970" not in out  # per-unit, not the total
+    assert main(["layers", "nope"]) == 2
