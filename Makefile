@@ -19,7 +19,9 @@ setup: $(STAMP)
 demo: setup
 	$(BIN)/ecofed-sim run scenarios/quickstart.yaml --set 'method={name: fedavg}' --out $(OUT)/fedavg
 	$(BIN)/ecofed-sim run scenarios/quickstart.yaml --out $(OUT)/splitfed
-	$(BIN)/ecofed-sim compare $(OUT)/fedavg $(OUT)/splitfed --out $(OUT)
+	$(BIN)/ecofed-sim run scenarios/quickstart.yaml --set 'method={name: ecofed, split: 4}' \
+		--set pretrain.source=public_split --out $(OUT)/ecofed
+	$(BIN)/ecofed-sim compare $(OUT)/fedavg $(OUT)/splitfed $(OUT)/ecofed --out $(OUT)
 
 test: setup
 	$(BIN)/ruff check .
@@ -27,6 +29,7 @@ test: setup
 
 bench: setup
 	$(BIN)/python benchmarks/overhead.py
+	$(BIN)/python benchmarks/ecofed_cache.py
 
 clean:
 	rm -rf results .pytest_cache
