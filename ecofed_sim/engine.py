@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from ecofed_sim.ledger import Ledger
 from ecofed_sim.methods import REGISTRY
-from ecofed_sim.methods.base import ClientUpdate, Device, Setup
+from ecofed_sim.methods.base import ClientUpdate, Cost, Device, Setup
 from ecofed_sim.network import Capacity, Network
 from ecofed_sim.population import build_population, sample_clients
 from ecofed_sim.prepare import Prepared
@@ -60,10 +60,10 @@ class RoundContext:
         rnd = self.round if round_index is None else round_index
         return torch_gen(self.engine.scenario.seed, stream, rnd, *parts)
 
-    def compute(self, device: Device, client: int, seconds: float, what: str) -> Generator:
+    def compute(self, device: Device, client: int, cost: Cost, what: str) -> Generator:
         env = self.engine.env
         t0 = env.now
-        yield env.timeout(seconds)
+        yield env.timeout(device.profile.cost_s(cost))
         self.engine.ledger.span(self.round, device.name, client, "compute", what, t0, env.now)
 
     def transfer(self, device: Device, client: int, direction: str,
@@ -75,22 +75,22 @@ class RoundContext:
         self.engine.ledger.transfer(self.round, device.name, client, direction, parts, t0,
                                     env.now)
 
-    def server_work(self, client: int, seconds: float, work: Callable[[], T],
+    def server_work(self, client: int, cost: Cost, work: Callable[[], T],
                     what: str) -> Generator[Any, Any, T]:
-        """Wait for a server worker, do the real work, hold the worker for ``seconds``."""
+        """Wait for a server worker, do the real work, hold the worker for its cost."""
         env = self.engine.env
         with self.engine.server_workers.request() as slot:
             yield slot
             t0 = env.now
             result = work()
-            yield env.timeout(seconds)
+            yield env.timeout(self.server_profile.cost_s(cost))
             self.engine.ledger.span(self.round, "server", client, "compute", what, t0, env.now)
         return result
 
-    def server_async(self, client: int, seconds: float, work: Callable[[], T],
+    def server_async(self, client: int, cost: Cost, work: Callable[[], T],
                      what: str) -> object:
         """Start server work without waiting for it; pass the handle to ``wait``."""
-        return self.start(self.server_work(client, seconds, work, what))
+        return self.start(self.server_work(client, cost, work, what))
 
     def start(self, fragment: Generator) -> object:
         """Run a process fragment concurrently; pass the handle to ``wait``."""

@@ -87,6 +87,10 @@ class DeviceProfile(_Strict):
         best = min(tables, key=lambda t: (abs(t.batch_size - batch), t.batch_size))
         return best, batch / best.batch_size
 
+    def cost_s(self, passes) -> float:
+        """Modelled seconds of a sequence of ``methods.base.Pass``."""
+        return sum(self.pass_s(p.model, p.layers, p.batch, p.backward) for p in passes)
+
     def pass_s(self, model: str, layers: list[LayerStats], batch: int, backward: bool) -> float:
         """Modelled seconds of one forward (or backward) pass of ``layers`` at ``batch``."""
         found = self._table(model, batch)

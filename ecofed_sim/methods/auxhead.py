@@ -14,7 +14,17 @@ from torch import nn
 
 from ecofed_sim.aggregate import fedavg
 from ecofed_sim.codecs import CodecSpec, make_codec
-from ecofed_sim.methods.base import ClientUpdate, Device, Method, SplitConfigBase, sgd
+from ecofed_sim.methods.base import (
+    ClientUpdate,
+    Cost,
+    Device,
+    Method,
+    SplitConfigBase,
+    backward,
+    forward,
+    sgd,
+    train_step,
+)
 from ecofed_sim.models import LayerModel, layer_stats, state_bytes
 from ecofed_sim.seeding import INIT, torch_gen
 
@@ -52,16 +62,20 @@ class AuxHeadMethod(Method):
         self.codec = make_codec(config.activation_codec)
         self.weight_bytes = state_bytes(self.global_model.part(0, k)) + state_bytes(self.aux)
 
-    def device_step_s(self, device: Device, batch: int, backward: bool) -> float:
-        """Device part + head, forward or backward (the head is priced by FLOPs)."""
-        name, profile = self.setup.model_name, device.profile
-        return (profile.pass_s(name, self.device_stats, batch, backward)
-                + profile.pass_s("aux", self.aux_stats, batch, backward))
-
-    def server_step_s(self, profile, batch: int) -> float:
+    def device_cost(self, batch: int, fwd: bool = True, bwd: bool = True) -> Cost:
+        """Device part + head (the head has no latency table: it is priced by FLOPs)."""
         name = self.setup.model_name
-        return (profile.pass_s(name, self.server_stats, batch, backward=False)
-                + profile.pass_s(name, self.server_stats, batch, backward=True))
+        cost: Cost = ()
+        if fwd:
+            cost += forward(name, self.device_stats, batch)
+            cost += forward("aux", self.aux_stats, batch)
+        if bwd:
+            cost += backward(name, self.device_stats, batch)
+            cost += backward("aux", self.aux_stats, batch)
+        return cost
+
+    def server_cost(self, batch: int) -> Cost:
+        return train_step(self.setup.model_name, self.server_stats, batch)
 
     def local_models(self):
         """Fresh per-client copies: (device part, head, device optimiser, server part,

@@ -23,6 +23,36 @@ T = TypeVar("T")
 LABEL_DTYPE = torch.int64  # labels cross the network as the tensor dtype torch trains on
 
 
+@dataclass(frozen=True)
+class Pass:
+    """One forward or backward pass over some units at a batch size.
+
+    Methods describe compute this way and the engine prices it with the device's or the
+    server's profile, so the same description can be re-priced for other hardware (the
+    learning-trace reuse of sweeps) without running the torch work again.
+    """
+
+    model: str  # latency-table key ("aux" for auxiliary heads)
+    layers: tuple[LayerStats, ...]
+    batch: int
+    backward: bool
+
+
+Cost = tuple[Pass, ...]
+
+
+def forward(model: str, layers, batch: int) -> Cost:
+    return (Pass(model, tuple(layers), batch, False),)
+
+
+def backward(model: str, layers, batch: int) -> Cost:
+    return (Pass(model, tuple(layers), batch, True),)
+
+
+def train_step(model: str, layers, batch: int) -> Cost:
+    return forward(model, layers, batch) + backward(model, layers, batch)
+
+
 def tensor_bytes(t: torch.Tensor) -> int:
     """Payload bytes of a tensor from its shape and dtype."""
     return t.numel() * t.element_size()
@@ -68,8 +98,6 @@ class ClientUpdate:
 class RoundContext(Protocol):
     round: int
 
-    server_profile: Any
-
     def batches(self, client: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]: ...
 
     def indexed_batches(self, client: int) -> Iterator[tuple[torch.Tensor, ...]]: ...
@@ -78,16 +106,15 @@ class RoundContext(Protocol):
 
     def num_samples(self, client: int) -> int: ...
 
-    def compute(self, device: Device, client: int, seconds: float,
-                what: str) -> Generator: ...
+    def compute(self, device: Device, client: int, cost: Cost, what: str) -> Generator: ...
 
     def transfer(self, device: Device, client: int, direction: str,
                  parts: dict[str, int]) -> Generator: ...
 
-    def server_work(self, client: int, seconds: float, work: Callable[[], T],
+    def server_work(self, client: int, cost: Cost, work: Callable[[], T],
                     what: str) -> Generator[Any, Any, T]: ...
 
-    def server_async(self, client: int, seconds: float, work: Callable[[], T],
+    def server_async(self, client: int, cost: Cost, work: Callable[[], T],
                      what: str) -> object: ...
 
     def start(self, fragment: Generator) -> object: ...

@@ -33,9 +33,11 @@ from ecofed_sim.methods.base import (
     Method,
     RoundContext,
     SplitConfigBase,
+    forward,
     sgd,
     tensor_bytes,
-)  # fmt: skip
+    train_step,
+)
 from ecofed_sim.replay_buffer import ReplayBuffer
 from ecofed_sim.seeding import CODEC, REPLAY, torch_gen
 
@@ -144,11 +146,6 @@ class EcoFed(Method):
 
         return self.cache.get_or_compute(key, compute)
 
-    def _server_step_s(self, profile, batch: int) -> float:
-        name = self.setup.model_name
-        return (profile.pass_s(name, self.server_stats, batch, backward=False)
-                + profile.pass_s(name, self.server_stats, batch, backward=True))
-
     def _fresh_server_copy(self) -> tuple[nn.Module, torch.optim.Optimizer]:
         part = copy.deepcopy(self.global_model.part(self.config.split)).train()
         return part, sgd(part.parameters(), self.setup.training)
@@ -176,15 +173,14 @@ class EcoFed(Method):
         stored, handles = [], []
         for b, (idx, x, y) in enumerate(ctx.indexed_batches(client)):
             act = self.frozen_forward((client, idx.numpy().tobytes()), x)
-            fwd_s = device.profile.pass_s(self.setup.model_name, self.device_stats, len(y),
-                                          backward=False)
-            yield from ctx.compute(device, client, fwd_s, "frozen_forward")
+            yield from ctx.compute(device, client, forward(
+                self.setup.model_name, self.device_stats, len(y)), "frozen_forward")
             enc = self.codec.encode(act, ctx.generator(CODEC, client, b))
             yield from ctx.transfer(device, client, "up", {"activations": enc.payload_bytes,
                                                            "labels": tensor_bytes(y)})
             stored.append((enc.stored, y))
             handles.append(ctx.server_async(
-                client, self._server_step_s(ctx.server_profile, len(y)),
+                client, train_step(self.setup.model_name, self.server_stats, len(y)),
                 lambda a=enc.decoded, y=y: train_server_step(part, opt, a, y), "server_step"))
         yield from ctx.wait(handles)
         self.buffer.put(client, stored, ctx.generator(REPLAY, client))
@@ -205,7 +201,8 @@ class EcoFed(Method):
         entry = self.buffer.entries[client]
         for stored, y in entry.batches:
             act = self.codec.decode(stored)
-            yield from ctx.server_work(client, self._server_step_s(ctx.server_profile, len(y)),
+            yield from ctx.server_work(client, train_step(self.setup.model_name,
+                                                          self.server_stats, len(y)),
                                        lambda a=act, y=y: train_server_step(part, opt, a, y),
                                        "replay_step")
         samples = sum(len(y) for _, y in entry.batches)

@@ -21,7 +21,8 @@ from ecofed_sim.methods.base import (
     MethodConfigBase,
     RoundContext,
     sgd,
-)  # fmt: skip
+    train_step,
+)
 from ecofed_sim.models import state_bytes
 
 
@@ -47,9 +48,7 @@ class FedAvg(Method):
             opt.zero_grad(set_to_none=True)
             F.cross_entropy(model(x), y).backward()
             opt.step()
-            step_s = (device.profile.pass_s(name, stats, len(y), backward=False)
-                      + device.profile.pass_s(name, stats, len(y), backward=True))
-            yield from ctx.compute(device, client, step_s, "train")
+            yield from ctx.compute(device, client, train_step(name, stats, len(y)), "train")
         yield from ctx.transfer(device, client, "up", {"weights": self.model_bytes})
         return ClientUpdate(client, ctx.num_samples(client), model.state_dict())
 

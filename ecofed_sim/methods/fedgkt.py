@@ -44,8 +44,7 @@ class FedGKT(AuxHeadMethod):
             dev_opt.zero_grad(set_to_none=True)
             act = dev(x)
             client_logits = aux(act)
-            yield from ctx.compute(device, client, self.device_step_s(device, len(y), False),
-                                   "fwd")
+            yield from ctx.compute(device, client, self.device_cost(len(y), bwd=False), "fwd")
             enc = self.codec.encode(act, ctx.generator(CODEC, client, b))
             sent_logits = client_logits.detach()
             yield from ctx.transfer(device, client, "up", {
@@ -62,14 +61,12 @@ class FedGKT(AuxHeadMethod):
                 return logits.detach()
 
             server_logits = yield from ctx.server_work(
-                client, self.server_step_s(ctx.server_profile, len(y)), server_step,
-                "server_step")
+                client, self.server_cost(len(y)), server_step, "server_step")
             yield from ctx.transfer(device, client, "down",
                                     {"logits": tensor_bytes(server_logits)})
             loss = F.cross_entropy(client_logits, y) + cfg.alpha * kd_loss(
                 client_logits, server_logits, cfg.temperature)
             loss.backward()
             dev_opt.step()
-            yield from ctx.compute(device, client, self.device_step_s(device, len(y), True),
-                                   "bwd")
+            yield from ctx.compute(device, client, self.device_cost(len(y), fwd=False), "bwd")
         return dev, aux, srv

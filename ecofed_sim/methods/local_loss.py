@@ -35,14 +35,12 @@ class LocalLoss(AuxHeadMethod):
             act = dev(x)
             F.cross_entropy(aux(act), y).backward()
             dev_opt.step()
-            step_s = (self.device_step_s(device, len(y), False)
-                      + self.device_step_s(device, len(y), True))
-            yield from ctx.compute(device, client, step_s, "local_step")
+            yield from ctx.compute(device, client, self.device_cost(len(y)), "local_step")
             enc = self.codec.encode(act, ctx.generator(CODEC, client, b))
             yield from ctx.transfer(device, client, "up", {"activations": enc.payload_bytes,
                                                            "labels": tensor_bytes(y)})
             handles.append(ctx.server_async(
-                client, self.server_step_s(ctx.server_profile, len(y)),
+                client, self.server_cost(len(y)),
                 lambda a=enc.decoded, y=y: server_ce_step(srv, srv_opt, a, y), "server_step"))
         yield from ctx.wait(handles)
         return dev, aux, srv

@@ -26,9 +26,12 @@ from ecofed_sim.methods.base import (
     Method,
     RoundContext,
     SplitConfigBase,
+    backward,
+    forward,
     sgd,
     tensor_bytes,
-)  # fmt: skip
+    train_step,
+)
 from ecofed_sim.models import state_bytes
 from ecofed_sim.seeding import CODEC
 
@@ -54,22 +57,13 @@ class SplitFed(Method):
         self.act_codec = make_codec(config.activation_codec)
         self.grad_codec = make_codec(config.gradient_codec)
 
-    # --- timing helpers: modelled seconds from the profiles, never from the host clock
-    def _device_s(self, device: Device, batch: int, backward: bool) -> float:
-        return device.profile.pass_s(self.setup.model_name, self.device_stats, batch, backward)
-
-    def server_step_s(self, server_profile, batch: int) -> float:
-        name = self.setup.model_name
-        return (server_profile.pass_s(name, self.server_stats, batch, backward=False)
-                + server_profile.pass_s(name, self.server_stats, batch, backward=True))
-
     def server_part_for(self, client: int) -> tuple[nn.Module, torch.optim.Optimizer]:
         """V1: a fresh copy of the global server part per client (V2 overrides)."""
         part = copy.deepcopy(self.global_model.part(self.config.split)).train()
         return part, sgd(part.parameters(), self.setup.training)
 
     def client_round(self, ctx: RoundContext, client: int, device: Device) -> Generator:
-        frozen = self.config.freeze_device
+        frozen, name = self.config.freeze_device, self.setup.model_name
         if not frozen:
             yield from ctx.transfer(device, client, "down", {"weights": self.device_bytes})
         dev_part = copy.deepcopy(self.global_model.part(0, self.config.split)).train()
@@ -79,7 +73,8 @@ class SplitFed(Method):
             dev_opt.zero_grad(set_to_none=True)
             with torch.set_grad_enabled(not frozen):
                 act = dev_part(x)
-            yield from ctx.compute(device, client, self._device_s(device, len(y), False), "fwd")
+            yield from ctx.compute(device, client, forward(name, self.device_stats, len(y)),
+                                   "fwd")
             enc = self.act_codec.encode(act, ctx.generator(CODEC, client, b))
             yield from ctx.transfer(device, client, "up", {"activations": enc.payload_bytes,
                                                            "labels": tensor_bytes(y)})
@@ -92,15 +87,15 @@ class SplitFed(Method):
                 return a.grad
 
             grad = yield from ctx.server_work(
-                client, self.server_step_s(ctx.server_profile, len(y)), server_step,
-                "server_step")
+                client, train_step(name, self.server_stats, len(y)), server_step, "server_step")
             if frozen:
                 continue  # nothing to send back: the device part does not learn
             g = self.grad_codec.encode(grad, ctx.generator(CODEC, client, b, 1))
             yield from ctx.transfer(device, client, "down", {"gradients": g.payload_bytes})
             act.backward(g.decoded)
             dev_opt.step()
-            yield from ctx.compute(device, client, self._device_s(device, len(y), True), "bwd")
+            yield from ctx.compute(device, client, backward(name, self.device_stats, len(y)),
+                                   "bwd")
         if not frozen:
             yield from ctx.transfer(device, client, "up", {"weights": self.device_bytes})
         return ClientUpdate(client, ctx.num_samples(client),
