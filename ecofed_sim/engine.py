@@ -22,6 +22,7 @@ from ecofed_sim.population import build_population, sample_clients
 from ecofed_sim.prepare import Prepared
 from ecofed_sim.pretrain import init_units
 from ecofed_sim.seeding import DATA_ORDER, INIT, torch_gen
+from ecofed_sim.trace import Recorder
 
 T = TypeVar("T")
 
@@ -29,7 +30,7 @@ T = TypeVar("T")
 class RoundContext:
     """The engine services one round offers to a method (see ``methods.base``)."""
 
-    def __init__(self, engine: Engine, round_index: int) -> None:
+    def __init__(self, engine: World, round_index: int) -> None:
         self.engine = engine
         self.round = round_index
         self.server_profile = engine.prep.server_profile
@@ -60,7 +61,12 @@ class RoundContext:
         rnd = self.round if round_index is None else round_index
         return torch_gen(self.engine.scenario.seed, stream, rnd, *parts)
 
+    def _record(self, *op) -> None:
+        if self.engine.recorder is not None:
+            self.engine.recorder.op(op)
+
     def compute(self, device: Device, client: int, cost: Cost, what: str) -> Generator:
+        self._record("compute", client, cost, what)
         env = self.engine.env
         t0 = env.now
         yield env.timeout(device.profile.cost_s(cost))
@@ -69,6 +75,7 @@ class RoundContext:
     def transfer(self, device: Device, client: int, direction: str,
                  parts: dict[str, int]) -> Generator:
         """One message of one or more kinds (e.g. activations + labels) as one flow."""
+        self._record("transfer", client, direction, dict(parts))
         env = self.engine.env
         t0 = env.now
         yield from self.engine.network.transfer(device.link, direction, sum(parts.values()))
@@ -78,6 +85,7 @@ class RoundContext:
     def server_work(self, client: int, cost: Cost, work: Callable[[], T],
                     what: str) -> Generator[Any, Any, T]:
         """Wait for a server worker, do the real work, hold the worker for its cost."""
+        self._record("server", client, cost, what)
         env = self.engine.env
         with self.engine.server_workers.request() as slot:
             yield slot
@@ -94,17 +102,24 @@ class RoundContext:
 
     def start(self, fragment: Generator) -> object:
         """Run a process fragment concurrently; pass the handle to ``wait``."""
-        return self.engine.env.process(fragment)
+        proc = self.engine.env.process(fragment)
+        if self.engine.recorder is not None:
+            self.engine.recorder.child(proc)
+        return proc
 
     def wait(self, handles: list) -> Generator[Any, Any, list]:
         """Until every handle's server work is done; returns their results in order."""
+        if self.engine.recorder is not None:
+            self.engine.recorder.waits(handles)
         if handles:
             yield self.engine.env.all_of(handles)
         return [h.value for h in handles]
 
 
-class Engine:
-    """Builds one run's simulated world from a prepared scenario and plays its rounds."""
+class World:
+    """The simulated world of one run: clock, network, server workers, population and
+    ledger. It knows nothing of learning; ``Engine`` adds the method and the data, and
+    ``trace.Replayer`` re-plays a recorded run under other timing parameters."""
 
     def __init__(self, prep: Prepared) -> None:
         self.prep = prep
@@ -116,12 +131,53 @@ class Engine:
         self.server_workers = simpy.Resource(self.env, capacity=sc.server.workers)
         self.population = build_population(sc, prep.library, prep.source)
         self.ledger = Ledger()
+        self.recorder: Recorder | None = None
+
+    def play_round(self, ctx: RoundContext, selected: list[int], client_round: Callable,
+                   server_fragment: Generator | None) -> tuple[list[ClientUpdate], float]:
+        """Run every scheduled client's fragment on its device, and the server's fragment
+        beside them, until all are done; returns the updates and the round's start time."""
+        t0 = self.env.now
+        updates: list[ClientUpdate] = []
+        schedule = self.population.schedule(selected)
+        procs = [self.env.process(self._device_process(ctx, device, clients, client_round,
+                                                       updates))
+                 for device, clients in schedule]
+        if server_fragment is not None:
+            procs.append(self.env.process(self._server_process(server_fragment, updates)))
+        self.env.run(until=self.env.all_of(procs))
+        self.ledger.idle_spans(ctx.round, [d.name for d, _ in schedule], t0, self.env.now)
+        return updates, t0
+
+    def _device_process(self, ctx: RoundContext, device: Device, clients: list[int],
+                        client_round: Callable, updates: list[ClientUpdate]) -> Generator:
+        for client in clients:  # waves: one client after another on this device
+            if self.recorder is not None:
+                self.recorder.own(self.env.active_process, ("client", client))
+            update = yield from client_round(ctx, client, device)
+            if update is not None:
+                updates.append(update)
+
+    def _server_process(self, fragment: Generator, updates: list[ClientUpdate]) -> Generator:
+        if self.recorder is not None:
+            self.recorder.own(self.env.active_process, ("server",))
+        updates.extend((yield from fragment) or [])
+
+
+class Engine(World):
+    """A full run: the real training of the scenario's method inside the world."""
+
+    def __init__(self, prep: Prepared, record: bool = False) -> None:
+        super().__init__(prep)
+        sc = self.scenario
         method_cls = REGISTRY[sc.method.name]
         self.init_pretrained = prep.pretrained is not None and (
             method_cls.uses_pretrained_device or sc.pretrain.init_baselines)
         setup = Setup(sc.model.name, self._new_model, prep.stats, sc.training,
                       sc.population.clients, sc.seed)
         self.method = method_cls(sc.method, setup)
+        if record:
+            self.recorder = Recorder(self.env)
 
     def _new_model(self):
         """The initial global model, identical on every call (seeded, RNG state restored),
@@ -133,39 +189,25 @@ class Engine:
             init_units(model, self.prep.pretrained, self.prep.pretrain_units)
         return model
 
-    def _device_process(self, ctx: RoundContext, device: Device, clients: list[int],
-                        updates: list[ClientUpdate]) -> Generator:
-        for client in clients:  # waves: one client after another on this device
-            update = yield from self.method.client_round(ctx, client, device)
-            if update is not None:
-                updates.append(update)
-
-    def _server_process(self, fragment: Generator, updates: list[ClientUpdate]) -> Generator:
-        updates.extend((yield from fragment) or [])
-
     def run_round(self, round_index: int) -> dict:
         sc = self.scenario
         selected = sample_clients(sc.seed, round_index, sc.population.clients,
                                   sc.population.clients_per_round)
         ctx = RoundContext(self, round_index)
-        t0 = self.env.now
         self.method.begin_round(round_index, selected)
-        updates: list[ClientUpdate] = []
-        procs = [self.env.process(self._device_process(ctx, device, clients, updates))
-                 for device, clients in self.population.schedule(selected)]
-        server_work = self.method.server_round(ctx)
-        if server_work is not None:
-            procs.append(self.env.process(self._server_process(server_work, updates)))
-        self.env.run(until=self.env.all_of(procs))
+        if self.recorder is not None:
+            self.recorder.begin_round(selected)
+        updates, t0 = self.play_round(ctx, selected, self.method.client_round,
+                                      self.method.server_round(ctx))
         self.method.end_round(sorted(updates, key=lambda u: u.client))
-        self.ledger.idle_spans(round_index, [d.name for d, _ in
-                                             self.population.schedule(selected)], t0, self.env.now)
         last = round_index == sc.rounds - 1
         metrics = (self.evaluate() if last or (round_index + 1) % sc.evaluation.every == 0
                    else {"test_accuracy": float("nan"), "test_loss": float("nan")})
         self.method.observe(round_index, metrics)
-        return self.ledger.close_round(round_index, t0, self.env.now, len(selected),
-                                       {**metrics, **self.method.round_metrics()})
+        metrics = {**metrics, **self.method.round_metrics()}
+        if self.recorder is not None:
+            self.recorder.end_round(metrics)
+        return self.ledger.close_round(round_index, t0, self.env.now, len(selected), metrics)
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:

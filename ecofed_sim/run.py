@@ -15,6 +15,7 @@ from tqdm import tqdm
 from ecofed_sim.engine import Engine
 from ecofed_sim.prepare import prepare
 from ecofed_sim.scenario import Scenario, load_scenario
+from ecofed_sim.trace import Trace, learning_key
 
 
 @dataclass
@@ -26,6 +27,7 @@ class Results:
     transfers: pd.DataFrame
     timeline: pd.DataFrame
     manifest: dict = field(default_factory=dict)
+    trace: Trace | None = None  # set when run with record=True
 
 
 def git_revision() -> str | None:
@@ -37,26 +39,35 @@ def git_revision() -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
-def run(scenario: Scenario | str | Path, *, progress: bool = False,
-        source: str | None = None, base_dir: Path | None = None) -> Results:
-    """Simulate a scenario (object or YAML path); raises ``ScenarioError`` on bad input."""
+def manifest(scenario: Scenario, started: float, resimulated: bool = False) -> dict:
     from ecofed_sim import __version__
 
+    return {"ecofed_sim_version": __version__, "git_revision": git_revision(),
+            "seed": scenario.seed, "python": platform.python_version(),
+            "torch": torch.__version__, "resimulated": resimulated,
+            "wall_clock_s": round(time.perf_counter() - started, 3)}
+
+
+def run(scenario: Scenario | str | Path, *, progress: bool = False,
+        source: str | None = None, base_dir: Path | None = None,
+        record: bool = False) -> Results:
+    """Simulate a scenario (object or YAML path); raises ``ScenarioError`` on bad input.
+
+    With ``record=True`` the result carries a trace that ``resimulate`` can re-play under
+    other timing parameters (see ``ecofed_sim.trace``)."""
     if not isinstance(scenario, Scenario):
         path = Path(scenario)
         scenario, source, base_dir = load_scenario(path), str(path), path.parent
     started = time.perf_counter()
-    engine = Engine(prepare(scenario, source or scenario.name, base_dir))
+    engine = Engine(prepare(scenario, source or scenario.name, base_dir), record=record)
     bar = tqdm(range(scenario.rounds), desc=f"{scenario.name} [{scenario.method.name}]",
                unit="round", disable=not progress, leave=False)
     for r in bar:
         row = engine.run_round(r)
         bar.set_postfix(acc=f"{row['test_accuracy']:.3f}", sim_s=f"{row['sim_time_s']:.0f}")
     frames = engine.ledger.frames()
-    manifest = {
-        "ecofed_sim_version": __version__, "git_revision": git_revision(),
-        "seed": scenario.seed, "python": platform.python_version(),
-        "torch": torch.__version__, "wall_clock_s": round(time.perf_counter() - started, 3),
-    }
+    trace = None
+    if record:
+        trace = Trace(learning_key(scenario), engine.recorder.rounds)
     return Results(scenario, frames["rounds"], frames["transfers"], frames["timeline"],
-                   manifest)
+                   manifest(scenario, started), trace)

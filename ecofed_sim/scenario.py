@@ -17,7 +17,8 @@ from ecofed_sim.errors import ScenarioError, format_validation_error
 from ecofed_sim.methods import MethodConfig
 from ecofed_sim.models import ZOO
 
-TIMING = {"timing_only": True}
+TIMING = {"timing_only": True}  # can change simulated time, never what is learned
+LABEL = {"label_only": True}  # names and notes
 
 
 class Strict(BaseModel):
@@ -81,8 +82,8 @@ class DeviceClassSpec(Strict):
     """A class of devices: a profile name, how many, and their access link."""
 
     profile: str = Field(json_schema_extra=TIMING)
-    count: int | None = Field(None, ge=1)
-    share: float | None = Field(None, gt=0, le=1)
+    count: int | None = Field(None, ge=1, json_schema_extra=TIMING)
+    share: float | None = Field(None, gt=0, le=1, json_schema_extra=TIMING)
     link: str | LinkSpec = Field("wifi", json_schema_extra=TIMING)
 
     @model_validator(mode="after")
@@ -95,8 +96,8 @@ class DeviceClassSpec(Strict):
 class PopulationSpec(Strict):
     clients: int = Field(10, ge=1)
     clients_per_round: int = Field(10, ge=1)
-    waves: bool = False
-    devices: list[DeviceClassSpec] = Field(min_length=1)
+    waves: bool = Field(False, json_schema_extra=TIMING)
+    devices: list[DeviceClassSpec] = Field(min_length=1, json_schema_extra=TIMING)
 
     @model_validator(mode="after")
     def _consistent(self) -> PopulationSpec:
@@ -125,7 +126,7 @@ class ServerLinkSpec(Strict):
 
 class ServerSpec(Strict):
     profile: str = Field("server_gpu", json_schema_extra=TIMING)
-    workers: int = Field(1, ge=1)
+    workers: int = Field(1, ge=1, json_schema_extra=TIMING)
     link: ServerLinkSpec = ServerLinkSpec()
 
 
@@ -178,8 +179,8 @@ class EvaluationSpec(Strict):
 class Scenario(Strict):
     """One simulated experiment; see README 'Scenario schema' for every field and unit."""
 
-    name: str
-    description: str = ""
+    name: str = Field(json_schema_extra=LABEL)
+    description: str = Field("", json_schema_extra=LABEL)
     seed: int = 0
     rounds: int = Field(ge=1)
     model: ModelSpec
@@ -190,7 +191,7 @@ class Scenario(Strict):
     server: ServerSpec = ServerSpec()
     evaluation: EvaluationSpec = EvaluationSpec()
     pretrain: PretrainSpec = PretrainSpec()
-    profiles_dir: str | None = None
+    profiles_dir: str | None = Field(None, json_schema_extra=TIMING)
 
 
 def parse_override(text: str) -> tuple[list[str], object]:

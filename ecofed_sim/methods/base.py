@@ -129,6 +129,8 @@ class Method:
     Config: ClassVar[type[MethodConfigBase]]
     uses_pretrained_device: ClassVar[bool] = False
     """True when the method always starts its device part from pre-trained weights."""
+    timing_independent: ClassVar[bool] = True
+    """False when what is learned depends on arrival order (then no trace reuse)."""
 
     def __init__(self, config: MethodConfigBase, setup: Setup) -> None:
         self.config = config

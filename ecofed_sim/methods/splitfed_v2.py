@@ -20,6 +20,7 @@ class SplitFedV2Config(SplitFedConfig):
 class SplitFedV2(SplitFed):
     name = "splitfed_v2"
     Config = SplitFedV2Config
+    timing_independent = False  # the shared model learns in arrival order
 
     def begin_round(self, round_index: int, clients: list[int]) -> None:
         """One optimiser for the shared server part per round (momentum restarts at 0)."""

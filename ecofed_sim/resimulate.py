@@ -1,0 +1,45 @@
+"""Re-simulate a recorded run's clocks under other timing parameters (no training)."""
+
+from __future__ import annotations
+
+import time
+
+from ecofed_sim.engine import RoundContext, World
+from ecofed_sim.errors import ScenarioError
+from ecofed_sim.prepare import check
+from ecofed_sim.trace import Trace, interpret, learning_key
+
+
+class Replayer(World):
+    def __init__(self, prep, trace: Trace) -> None:
+        super().__init__(prep)
+        self.trace = trace
+
+    def run_round(self, round_index: int) -> dict:
+        recorded = self.trace.rounds[round_index]
+        ctx = RoundContext(self, round_index)
+        logs = recorded.logs
+
+        def client_round(ctx, client, device):
+            return interpret(ctx, logs, ("client", client), device)
+
+        server = interpret(ctx, logs, ("server",), None) if ("server",) in logs else None
+        _, t0 = self.play_round(ctx, recorded.selected, client_round, server)
+        return self.ledger.close_round(round_index, t0, self.env.now, len(recorded.selected),
+                                       dict(recorded.metrics))
+
+
+def resimulate(scenario, trace: Trace, source: str | None = None, base_dir=None):
+    """Results of ``scenario`` from a trace recorded on a scenario that learns the same."""
+    from ecofed_sim.run import Results, manifest
+
+    if learning_key(scenario) != trace.learning_key:
+        raise ScenarioError(f"{source or scenario.name}: differs from the recorded run in a "
+                            "field that can change what is learned; run it in full")
+    started = time.perf_counter()
+    replayer = Replayer(check(scenario, source or scenario.name, base_dir), trace)
+    for r in range(scenario.rounds):
+        replayer.run_round(r)
+    frames = replayer.ledger.frames()
+    return Results(scenario, frames["rounds"], frames["transfers"], frames["timeline"],
+                   manifest(scenario, started, resimulated=True))
