@@ -14,6 +14,7 @@ EXAMPLES = """examples:
   ecofed-sim run scenarios/quickstart.yaml --out results/qs
   ecofed-sim run scenarios/quickstart.yaml --set 'method={name: fedavg}' --set rounds=5
   ecofed-sim validate scenarios/quickstart.yaml
+  ecofed-sim sweep scenarios/sweeps/quickstart_uplink.yaml --workers 2
   ecofed-sim compare results/qs-fedavg results/qs-splitfed --out results/qs-compare
   ecofed-sim layers vgg11 --shape 3 32 32
   ecofed-sim list profiles
@@ -56,6 +57,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("runs", type=Path, nargs="+", help="results directories of `run`")
     p.add_argument("--out", type=Path, help="where to write comparison.csv and the figures")
 
+    p = sub.add_parser("sweep", help="run a sweep file (grid or zip of axes x seeds)",
+                       description="Expand a sweep file into runs and execute them, locally "
+                       "or on Dask. Resumable: finished runs are skipped. Runs that differ only "
+                       "in timing-only fields (bandwidth, latency, profiles) train once and are "
+                       "re-simulated. Writes DIR/runs/<run_id>/, DIR/summary.parquet, "
+                       "DIR/metrics.csv and DIR/sweep.resolved.yaml.")
+    p.add_argument("sweep", type=Path, help="sweep YAML file")
+    p.add_argument("--out", type=Path, help="results directory (default results/<name>)")
+    p.add_argument("--executor", choices=["local", "dask"], default="local")
+    p.add_argument("--workers", type=int, default=1,
+                   help="worker processes (1: in this process); torch threads per worker = "
+                        "cores / workers")
+    p.add_argument("--scheduler", help="Dask scheduler address (default: a LocalCluster)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="list the runs and how many learning runs they need")
+    p.add_argument("--no-reuse", action="store_true",
+                   help="train every run in full (no learning-trace reuse)")
+    p.add_argument("--target", type=float, action="append", default=[],
+                   help="accuracy target for time/bytes-to-accuracy; repeatable")
+    p.add_argument("--quiet", action="store_true")
+
     p = sub.add_parser("layers", help="per-layer shapes, parameters and FLOPs of a model",
                        description="Show each unit of a zoo model: the split index, output "
                        "shape, parameters, forward MFLOP and activation bytes per sample.")
@@ -94,6 +116,23 @@ def cmd_validate(args: argparse.Namespace) -> int:
     check(scenario, str(args.scenario), args.scenario.parent)
     print(to_yaml(scenario) if args.print else f"{args.scenario}: ok")
     return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from ecofed_sim.sweep import dry_run, run_sweep
+    from ecofed_sim.sweep_spec import load_sweep
+
+    if args.workers < 1:
+        raise _user_error(f"--workers: must be >= 1 (got {args.workers})")
+    out = args.out or Path("results") / load_sweep(args.sweep).name
+    if args.dry_run:
+        print(dry_run(args.sweep, out, reuse=not args.no_reuse))
+        return 0
+    tally = run_sweep(args.sweep, out, args.executor, args.workers, args.scheduler,
+                      reuse=not args.no_reuse, targets=args.target,
+                      progress=not args.quiet and sys.stderr.isatty())
+    print(f"{out}: done {tally.done}, skipped {tally.skipped}, failed {tally.failed}")
+    return 1 if tally.failed else 0
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -153,7 +192,8 @@ def _user_error(msg: str) -> Exception:
     return ScenarioError(msg)
 
 
-COMMANDS = {"run": cmd_run, "validate": cmd_validate, "compare": cmd_compare,
+COMMANDS = {"run": cmd_run, "validate": cmd_validate, "sweep": cmd_sweep,
+            "compare": cmd_compare,
             "layers": cmd_layers, "list": cmd_list}
 
 

@@ -171,8 +171,7 @@ class Engine(World):
         super().__init__(prep)
         sc = self.scenario
         method_cls = REGISTRY[sc.method.name]
-        self.init_pretrained = prep.pretrained is not None and (
-            method_cls.uses_pretrained_device or sc.pretrain.init_baselines)
+        self.init_pretrained = prep.pretrained is not None
         setup = Setup(sc.model.name, self._new_model, prep.stats, sc.training,
                       sc.population.clients, sc.seed)
         self.method = method_cls(sc.method, setup)

@@ -94,9 +94,17 @@ def check(sc: Scenario, source: str, base_dir: Path | None = None) -> Prepared:
                     classes, stats, base_dir=base_dir)
 
 
+def uses_pretrained(sc: Scenario) -> bool:
+    """Whether this run's initial model takes pre-trained units."""
+    from ecofed_sim.methods import REGISTRY
+
+    return sc.pretrain.source != "none" and (
+        REGISTRY[sc.method.name].uses_pretrained_device or sc.pretrain.init_baselines)
+
+
 def _check_pretrain(sc: Scenario, source: str, n_units: int) -> None:
     spec = sc.pretrain
-    if spec.source == "none":
+    if not uses_pretrained(sc):
         return
     units = spec.units or getattr(sc.method, "split", None)
     if units is None:
@@ -128,9 +136,11 @@ def prepare(sc: Scenario, source: str, base_dir: Path | None = None) -> Prepared
                           sc.seed)
     except ValueError as err:
         raise ScenarioError(f"{source}: data.partition: {err}") from None
-    try:
-        pretrained = pretrained_state(sc, checked.in_shape, public, base_dir)
-    except DatasetFilesError as err:
-        raise ScenarioError(f"{source}: pretrain.dataset.root: {err}") from None
+    pretrained = None
+    if uses_pretrained(sc):  # a public split is held out either way, for equal client data
+        try:
+            pretrained = pretrained_state(sc, checked.in_shape, public, base_dir)
+        except DatasetFilesError as err:
+            raise ScenarioError(f"{source}: pretrain.dataset.root: {err}") from None
     return Prepared(**{**checked.__dict__, "train": train, "test": test,
                        "client_indices": parts, "pretrained": pretrained})
