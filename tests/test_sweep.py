@@ -1,0 +1,166 @@
+"""Sweeps: expansion and ids, dry-run counts, reuse, resume after SIGKILL, Dask, failures."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from conftest import tiny, write_scenario
+
+from ecofed_sim.cli import main
+from ecofed_sim.errors import ScenarioError
+from ecofed_sim.sweep import dry_run, run_sweep
+from ecofed_sim.sweep_spec import expand, load_sweep
+
+LINK = "population.devices[0].link.uplink_mbps"
+
+
+def _sweep(directory: Path, **changes) -> Path:
+    write_scenario(directory, tiny(rounds=2), "base.yaml")
+    spec = {"name": "s", "base": "base.yaml", "mode": "grid", "axes": [
+        {"path": "method", "values": [{"name": "fedavg"}, {"name": "splitfed", "split": 4}],
+         "labels": ["fedavg", "splitfed"]},
+        {"path": LINK, "values": [1, 2, 4]}], "seeds": [0, 1], "targets": [0.5]}
+    spec.update(changes)
+    path = directory / "sweep.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+def test_grid_expansion_is_stable_and_unique(tiny_dir):
+    path = _sweep(tiny_dir)
+    runs = expand(path, load_sweep(path))
+    assert len(runs) == 2 * 3 * 2
+    assert len({r.run_id for r in runs}) == 12
+    assert [r.run_id for r in runs] == [r.run_id for r in expand(path, load_sweep(path))]
+    assert runs[0].params == {"method": "fedavg", LINK: 1, "seed": 0}
+    assert runs[0].scenario.population.devices[0].link.uplink_mbps == 1
+    # bandwidth is timing-only: 2 methods x 2 seeds learn differently, 3 bandwidths do not
+    assert len({r.learning_key for r in runs}) == 4
+
+
+def test_zip_mode_and_dry_run_counts(tiny_dir):
+    path = _sweep(tiny_dir, mode="zip", axes=[
+        {"path": "training.lr", "values": [0.1, 0.2]}, {"path": LINK, "values": [1, 2]}],
+        seeds=[])
+    assert [r.params for r in expand(path, load_sweep(path))] == [
+        {"training.lr": 0.1, LINK: 1}, {"training.lr": 0.2, LINK: 2}]
+    full = _sweep(tiny_dir)
+    text = dry_run(full, tiny_dir / "out", reuse=True)
+    assert text.splitlines()[-1] == "12 runs (0 done, 12 to do); 4 learning runs, 8 re-simulated"
+    no_reuse = dry_run(full, tiny_dir / "out", reuse=False).splitlines()[-1]
+    assert no_reuse.startswith("12 runs (0 done, 12 to do); 12 learning runs, 0 re-simulated")
+
+
+@pytest.mark.parametrize("changes, expected", [
+    ({"axes": [{"path": LINK, "values": [-1]}]},
+     "population.devices[0].link.uplink_mbps: must be > 0 (got -1)"),
+    ({"axes": [{"path": "training.lrr", "values": [1]}]}, "training.lrr: unknown field"),
+    ({"mode": "zip", "axes": [{"path": "seed", "values": [1, 2]},
+                              {"path": "rounds", "values": [1]}]}, "zip mode needs axes"),
+    ({"colour": 1}, "colour: unknown field (accepted: name, base,"),
+    ({"base": "nope.yaml"}, "base: "),
+])
+def test_bad_sweep_is_one_line_exit_2(tiny_dir, capsys, changes, expected):
+    path = _sweep(tiny_dir, **changes)
+    assert main(["sweep", str(path), "--out", str(tiny_dir / "out")]) == 2
+    err = capsys.readouterr().err
+    assert expected in err and err.count("\n") == 1, err
+    assert not (tiny_dir / "out").exists()
+
+
+def _tables(out: Path) -> dict[str, pd.DataFrame]:
+    runs = sorted(p.name for p in (out / "runs").iterdir())
+    return {r: pd.read_csv(out / "runs" / r / "rounds.csv") for r in runs}
+
+
+def test_reuse_equals_full_runs_and_summary(tiny_dir):
+    path = _sweep(tiny_dir)
+    tally = run_sweep(path, tiny_dir / "a", progress=False)
+    assert (tally.done, tally.skipped, tally.failed) == (12, 0, 0)
+    run_sweep(path, tiny_dir / "b", reuse=False, progress=False)
+    a, b = _tables(tiny_dir / "a"), _tables(tiny_dir / "b")
+    assert a.keys() == b.keys()
+    for run_id in a:
+        pd.testing.assert_frame_equal(a[run_id], b[run_id])
+    summary = pd.read_parquet(tiny_dir / "a" / "summary.parquet")
+    assert len(summary) == 12 * 2
+    assert list(summary.columns[:5]) == ["run_id", "round", "method", LINK, "seed"]
+    metrics = pd.read_csv(tiny_dir / "a" / "metrics.csv")
+    assert {"time_to_0.5_s", "bytes_to_0.5", "final_accuracy", "total_bytes"} <= set(
+        metrics.columns)
+    again = run_sweep(path, tiny_dir / "a", progress=False)
+    assert (again.done, again.skipped) == (0, 12)
+
+
+def test_resume_after_sigkill(tiny_dir):
+    path = _sweep(tiny_dir, seeds=[0, 1, 2])
+    out = tiny_dir / "out"
+    cmd = [sys.executable, "-m", "ecofed_sim.cli", "sweep", str(path), "--out", str(out),
+           "--quiet", "--no-reuse"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while time.time() < deadline:  # kill once some, but not all, runs are written
+        done = len(list((out / "runs").glob("*/manifest.json"))) if out.exists() else 0
+        if done >= 3:
+            break
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    finished_before = {p.parent.name: p.stat().st_mtime_ns
+                       for p in (out / "runs").glob("*/manifest.json")}
+    assert 3 <= len(finished_before) < 18
+    assert subprocess.run(cmd).returncode == 0
+    runs = list((out / "runs").iterdir())
+    assert len(runs) == 18 and all(not p.name.startswith(".") for p in runs)
+    for run in runs:
+        assert {p.name for p in run.iterdir()} == {
+            "rounds.csv", "rounds.parquet", "transfers.parquet", "timeline.parquet",
+            "scenario.resolved.yaml", "manifest.json"}
+    for run_id, mtime in finished_before.items():  # never recomputed
+        assert (out / "runs" / run_id / "manifest.json").stat().st_mtime_ns == mtime
+    assert not [p for p in out.rglob(".*")]
+    assert len(pd.read_parquet(out / "summary.parquet")) == 18 * 2
+
+
+def test_failing_run_is_recorded_and_others_finish(tiny_dir, capsys):
+    path = _sweep(tiny_dir, axes=[{"path": "data.partition.samples_per_client",
+                                   "values": [5, 500]}], seeds=[])
+    assert main(["sweep", str(path), "--out", str(tiny_dir / "o")]) == 1
+    out = capsys.readouterr().out
+    assert "done 1, skipped 0, failed 1" in out
+    failed = yaml.safe_load((tiny_dir / "o" / "failed.yaml").read_text())
+    assert len(failed) == 1 and "exceeds" in next(iter(failed.values()))
+
+
+def test_dask_local_cluster_matches_local_executor(tiny_dir):
+    pytest.importorskip("dask.distributed")
+    path = _sweep(tiny_dir, seeds=[0])
+    run_sweep(path, tiny_dir / "local", progress=False)
+    run_sweep(path, tiny_dir / "dask", executor="dask", workers=2, progress=False)
+    a, b = _tables(tiny_dir / "local"), _tables(tiny_dir / "dask")
+    assert a.keys() == b.keys() and len(a) == 6
+    for run_id in a:
+        pd.testing.assert_frame_equal(a[run_id], b[run_id])
+
+
+def test_local_worker_processes_match_in_process(tiny_dir):
+    path = _sweep(tiny_dir, seeds=[0])
+    run_sweep(path, tiny_dir / "one", progress=False)
+    run_sweep(path, tiny_dir / "two", workers=2, progress=False)
+    a, b = _tables(tiny_dir / "one"), _tables(tiny_dir / "two")
+    for run_id in a:
+        pd.testing.assert_frame_equal(a[run_id], b[run_id])
+
+
+def test_missing_base_is_scenario_error(tiny_dir):
+    path = _sweep(tiny_dir, base="missing.yaml")
+    with pytest.raises(ScenarioError, match="missing.yaml: file not found"):
+        expand(path, load_sweep(path))
