@@ -17,11 +17,8 @@ $(STAMP): setup.cfg pyproject.toml
 setup: $(STAMP)
 
 demo: setup
-	$(BIN)/ecofed-sim run scenarios/quickstart.yaml --set 'method={name: fedavg}' --out $(OUT)/fedavg
-	$(BIN)/ecofed-sim run scenarios/quickstart.yaml --out $(OUT)/splitfed
-	$(BIN)/ecofed-sim run scenarios/quickstart.yaml --set 'method={name: ecofed, split: 4}' \
-		--set pretrain.source=public_split --out $(OUT)/ecofed
-	$(BIN)/ecofed-sim compare $(OUT)/fedavg $(OUT)/splitfed $(OUT)/ecofed --out $(OUT)
+	$(BIN)/ecofed-sim sweep scenarios/sweeps/quickstart_uplink.yaml --out $(OUT)
+	$(BIN)/ecofed-sim plot $(OUT) --format png,pdf
 
 test: setup
 	$(BIN)/ruff check .
@@ -30,6 +27,7 @@ test: setup
 bench: setup
 	$(BIN)/python benchmarks/overhead.py
 	$(BIN)/python benchmarks/ecofed_cache.py
+	$(BIN)/python benchmarks/sweep_reuse.py
 
 clean:
 	rm -rf results .pytest_cache

@@ -10,11 +10,15 @@ import argparse
 import sys
 from pathlib import Path
 
+PLOT_KINDS = ("accuracy-time", "accuracy-bytes", "time-bars", "bytes-bars", "heatmap",
+              "gantt", "round-cdf")
+
 EXAMPLES = """examples:
   ecofed-sim run scenarios/quickstart.yaml --out results/qs
   ecofed-sim run scenarios/quickstart.yaml --set 'method={name: fedavg}' --set rounds=5
   ecofed-sim validate scenarios/quickstart.yaml
   ecofed-sim sweep scenarios/sweeps/quickstart_uplink.yaml --workers 2
+  ecofed-sim plot results/quickstart_uplink --format png,pdf
   ecofed-sim compare results/qs-fedavg results/qs-splitfed --out results/qs-compare
   ecofed-sim layers vgg11 --shape 3 32 32
   ecofed-sim list profiles
@@ -78,6 +82,27 @@ def build_parser() -> argparse.ArgumentParser:
                    help="accuracy target for time/bytes-to-accuracy; repeatable")
     p.add_argument("--quiet", action="store_true")
 
+    p = sub.add_parser("plot", help="figures from a sweep's or a run's results directory",
+                       description="Make figures from results tables (never re-runs "
+                       "anything). Kinds: accuracy-time, accuracy-bytes (mean and band over "
+                       "seeds), time-bars, bytes-bars (factors vs --baseline on the bars), "
+                       "heatmap (speed-up and traffic reduction of --method vs --baseline over "
+                       "two swept axes), gantt (one round's device timeline), round-cdf.")
+    p.add_argument("results", type=Path, help="sweep directory or run directory")
+    p.add_argument("--kind", action="append", choices=[*PLOT_KINDS, "all"],
+                   help="repeatable; default all")
+    p.add_argument("--format", default="png,pdf", help="comma-separated: png, pdf, svg")
+    p.add_argument("--out", type=Path, help="default RESULTS/figures")
+    p.add_argument("--style", choices=["paper", "slides"], default="paper")
+    p.add_argument("--target", type=float, action="append", default=[],
+                   help="accuracy for time/bytes-to-accuracy (default: the sweep's first)")
+    p.add_argument("--baseline", default="fedavg", help="method the factors compare against")
+    p.add_argument("--method", default="ecofed", help="method of the heatmap")
+    p.add_argument("--axes", nargs=2, metavar=("Y", "X"), help="heatmap axes (swept columns)")
+    p.add_argument("--run", help="run id of the gantt chart (default: the first)")
+    p.add_argument("--round", type=int, default=0, dest="round_index",
+                   help="round of the gantt chart")
+
     p = sub.add_parser("layers", help="per-layer shapes, parameters and FLOPs of a model",
                        description="Show each unit of a zoo model: the split index, output "
                        "shape, parameters, forward MFLOP and activation bytes per sample.")
@@ -131,8 +156,37 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     tally = run_sweep(args.sweep, out, args.executor, args.workers, args.scheduler,
                       reuse=not args.no_reuse, targets=args.target,
                       progress=not args.quiet and sys.stderr.isatty())
+    if not args.quiet and (out / "metrics.csv").exists():
+        print(_metrics_table(out / "metrics.csv"))
     print(f"{out}: done {tally.done}, skipped {tally.skipped}, failed {tally.failed}")
     return 1 if tally.failed else 0
+
+
+def _metrics_table(path: Path) -> str:
+    import pandas as pd
+
+    m = pd.read_csv(path)
+    m["total_mib"] = m.pop("total_bytes") / 2**20
+    m = m.drop(columns=[c for c in m if c.startswith("bytes_to_")] + ["run_id", "rounds"])
+    return m.to_string(index=False, float_format=lambda v: f"{v:.4g}")
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from ecofed_sim.plot_kinds import plot
+
+    formats = [f.strip() for f in args.format.split(",") if f.strip()]
+    bad = [f for f in formats if f not in ("png", "pdf", "svg")]
+    if bad or not formats:
+        raise _user_error(f"--format: accepted png, pdf, svg (got {args.format!r})")
+    kinds = args.kind or ["all"]
+    every = "all" in kinds
+    kinds = list(PLOT_KINDS) if every else kinds
+    out = args.out or args.results / "figures"
+    paths = plot(args.results, kinds, out, formats, args.style, args.target,
+                 skip_unavailable=every, baseline=args.baseline, method=args.method,
+                 axes=args.axes, run=args.run, round_index=args.round_index)
+    print("\n".join(str(p) for p in paths))
+    return 0
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -192,7 +246,7 @@ def _user_error(msg: str) -> Exception:
     return ScenarioError(msg)
 
 
-COMMANDS = {"run": cmd_run, "validate": cmd_validate, "sweep": cmd_sweep,
+COMMANDS = {"run": cmd_run, "validate": cmd_validate, "sweep": cmd_sweep, "plot": cmd_plot,
             "compare": cmd_compare,
             "layers": cmd_layers, "list": cmd_list}
 

@@ -233,7 +233,7 @@ def layer_stats(model: LayerModel, in_shape: tuple[int, ...]) -> list[LayerStats
                 params=sum(p.numel() for p in params),
                 param_bytes=sum(p.numel() * p.element_size() for p in params),
                 flops_by_kind=flops,
-            ))  # fmt: skip
+            ))
     return stats
 
 

@@ -1,11 +1,13 @@
 """Figures from results tables only (never re-runs a simulation).
 
-One fixed colour and marker per method across every figure, from the Okabe-Ito
-colour-blind-safe palette; units in every axis label; PNG for viewing, PDF for papers.
+One fixed colour and marker per method in every figure (Okabe-Ito, colour-blind safe),
+units in every axis label, single-column paper width by default (``--style slides`` for
+talks), PNG for viewing and PDF/SVG (vector) for papers.
 """
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 import matplotlib
@@ -24,34 +26,72 @@ METHOD_STYLE = {
 LABELS = {"fedavg": "Classic FL (FedAvg)", "splitfed": "Vanilla DPFL (SplitFed-V1)",
           "splitfed_v2": "SplitFed-V2", "local_loss": "Local-loss DPFL", "fedgkt": "FedGKT",
           "ecofed": "EcoFed"}
+STATE_COLOURS = {"compute": OKABE_ITO[2], "upload": OKABE_ITO[1], "download": OKABE_ITO[0],
+                 "idle": "#DDDDDD"}
+STYLES = {
+    "paper": {"figure.figsize": (3.4, 2.5), "font.size": 8, "axes.labelsize": 8,
+              "legend.fontsize": 6.5, "xtick.labelsize": 7, "ytick.labelsize": 7,
+              "lines.linewidth": 1.2, "lines.markersize": 3.5},
+    "slides": {"figure.figsize": (6.4, 4.2), "font.size": 13, "axes.labelsize": 14,
+               "legend.fontsize": 11, "xtick.labelsize": 12, "ytick.labelsize": 12,
+               "lines.linewidth": 2.2, "lines.markersize": 7},
+}
 
 
 def style(method: str) -> dict:
+    """Colour, marker and legend label of a method: the same in every figure."""
     colour, marker = METHOD_STYLE.get(method, (OKABE_ITO[5], "x"))
     return {"color": colour, "marker": marker, "label": LABELS.get(method, method)}
 
 
-def _axis(rounds: pd.DataFrame, x: str, xlabel: str, xscale: float, out: Path) -> list[Path]:
-    fig, ax = plt.subplots(figsize=(3.4, 2.5), dpi=150)  # single-column paper width
-    for _, df in rounds.groupby("run", sort=False):
-        df = df.dropna(subset=["test_accuracy"])
-        ax.plot(df[x] / xscale, df["test_accuracy"] * 100, markersize=3, linewidth=1.2,
-                markevery=max(1, len(df) // 8), **style(df["method"].iloc[0]))
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel("Test accuracy (%)")
-    ax.grid(alpha=0.3, linewidth=0.5)
-    ax.legend(fontsize=7, frameon=False)
-    fig.tight_layout()
-    paths = [out.with_suffix(".png"), out.with_suffix(".pdf")]
+@contextmanager
+def figure_style(name: str = "paper"):
+    with plt.rc_context({**STYLES[name], "axes.grid": True, "grid.alpha": 0.3,
+                         "grid.linewidth": 0.5, "savefig.bbox": "tight",
+                         "pdf.fonttype": 42, "svg.fonttype": "none"}):
+        yield
+
+
+def save(fig, out: Path, formats: list[str]) -> list[Path]:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    paths = [out.with_suffix(f".{fmt}") for fmt in formats]
     for p in paths:
-        fig.savefig(p)
+        fig.savefig(p, dpi=200)
     plt.close(fig)
     return paths
 
 
+def curves(ax, summary: pd.DataFrame, x: str, xscale: float) -> None:
+    """Mean accuracy over seeds per method against ``x``, with a min-max band."""
+    for method, df in summary.groupby("method", sort=False):
+        df = df.dropna(subset=["test_accuracy"])
+        by_round = df.groupby("round")
+        xs = by_round[x].mean() / xscale
+        acc = by_round["test_accuracy"]
+        st = style(method)
+        ax.plot(xs, acc.mean() * 100, markevery=max(1, len(xs) // 8), **st)
+        if df["run_id"].nunique() > 1:
+            ax.fill_between(xs, acc.min() * 100, acc.max() * 100, color=st["color"],
+                            alpha=0.18, linewidth=0)
+    ax.set_ylabel("Test accuracy (%)")
+
+
+def accuracy_vs(summary: pd.DataFrame, x: str, out: Path, formats: list[str],
+                style_name: str = "paper") -> list[Path]:
+    xlabel, xscale = (("Simulated training time (s)", 1.0) if x == "sim_time_s"
+                      else ("Cumulative traffic (MiB)", 2**20))
+    with figure_style(style_name):
+        fig, ax = plt.subplots()
+        curves(ax, summary, x, xscale)
+        ax.set_xlabel(xlabel)
+        ax.legend(frameon=False)
+        return save(fig, out, formats)
+
+
+# Compatibility helpers used by `ecofed-sim compare` (single runs, one curve each).
 def accuracy_vs_time(rounds: pd.DataFrame, out: Path) -> list[Path]:
-    return _axis(rounds, "sim_time_s", "Simulated training time (s)", 1.0, out)
+    return accuracy_vs(rounds.assign(run_id=rounds["run"]), "sim_time_s", out, ["png", "pdf"])
 
 
 def accuracy_vs_bytes(rounds: pd.DataFrame, out: Path) -> list[Path]:
-    return _axis(rounds, "cum_bytes", "Cumulative traffic (MiB)", 2**20, out)
+    return accuracy_vs(rounds.assign(run_id=rounds["run"]), "cum_bytes", out, ["png", "pdf"])

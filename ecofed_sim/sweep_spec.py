@@ -38,7 +38,7 @@ from ecofed_sim.scenario import (
     parse_override,
     read_raw,
     scenario_from_dict,
-)  # fmt: skip
+)
 from ecofed_sim.trace import learning_key
 
 

@@ -1,0 +1,84 @@
+"""Every plot kind renders from a tiny results set; method colours are fixed everywhere."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import pytest
+import yaml
+from conftest import tiny, write_scenario
+
+from ecofed_sim import plot_kinds
+from ecofed_sim.cli import PLOT_KINDS, main
+from ecofed_sim.plots import METHOD_STYLE, style
+from ecofed_sim.sweep import run_sweep
+
+LINK = "population.devices[0].link.uplink_mbps"
+
+
+@pytest.fixture(scope="module")
+def sweep_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("plots")
+    (d / "profiles").mkdir()
+    from conftest import UNIT_DEVICE, UNIT_SERVER
+
+    (d / "profiles" / "unit_dev.yaml").write_text(yaml.safe_dump(UNIT_DEVICE))
+    (d / "profiles" / "unit_srv.yaml").write_text(yaml.safe_dump(UNIT_SERVER))
+    write_scenario(d, tiny(rounds=2), "base.yaml")
+    (d / "sweep.yaml").write_text(yaml.safe_dump({
+        "name": "p", "base": "base.yaml", "targets": [0.3],
+        "axes": [{"path": "method", "values": [{"name": "fedavg"},
+                                               {"name": "ecofed", "split": 4}]},
+                 {"path": LINK, "values": [1, 4]},
+                 {"path": "server.workers", "values": [1, 2]}],
+        "seeds": [0, 1]}))
+    run_sweep(d / "sweep.yaml", d / "out", progress=False)
+    return d / "out"
+
+
+@pytest.mark.parametrize("kind", PLOT_KINDS)
+def test_every_kind_renders(sweep_dir, tmp_path, kind):
+    args = ["plot", str(sweep_dir), "--kind", kind, "--format", "png,pdf,svg",
+            "--out", str(tmp_path)]
+    if kind == "heatmap":
+        args += ["--axes", LINK, "server.workers"]
+    assert main(args) == 0
+    files = list(tmp_path.iterdir())
+    assert files and all(f.stat().st_size > 0 for f in files)
+    assert {f.suffix for f in files} == {".png", ".pdf", ".svg"}
+
+
+def test_single_run_directory_and_slides_style(sweep_dir, tmp_path):
+    run = next((sweep_dir / "runs").iterdir())
+    assert main(["plot", str(run), "--style", "slides", "--format", "png", "--out",
+                 str(tmp_path)]) == 0
+    assert (tmp_path / "accuracy_time.png").stat().st_size > 0
+
+
+def test_method_colours_are_the_same_across_kinds(sweep_dir, tmp_path, monkeypatch):
+    seen: dict[str, set] = {}
+    real_save = plot_kinds.save
+
+    def spy(fig, out, formats):
+        for ax in fig.axes:
+            handles, labels = ax.get_legend_handles_labels()
+            for h, label in zip(handles, labels, strict=True):
+                colour = h.patches[0].get_facecolor() if hasattr(h, "patches") \
+                    else h.get_color()
+                seen.setdefault(label, set()).add(tuple(plt.matplotlib.colors.to_rgb(colour)))
+        return real_save(fig, out, formats)
+
+    monkeypatch.setattr(plot_kinds, "save", spy)
+    for kind in ("accuracy-time", "accuracy-bytes", "time-bars", "bytes-bars", "round-cdf"):
+        assert main(["plot", str(sweep_dir), "--kind", kind, "--format", "png",
+                     "--out", str(tmp_path)]) == 0
+    for method in ("fedavg", "ecofed"):
+        label = style(method)["label"]
+        expected = plt.matplotlib.colors.to_rgb(METHOD_STYLE[method][0])
+        assert seen[label] == {expected}, (label, seen[label])
+
+
+def test_bad_plot_options(sweep_dir, tmp_path, capsys):
+    assert main(["plot", str(tmp_path), "--out", str(tmp_path)]) == 2
+    assert "not a results directory" in capsys.readouterr().err
+    assert main(["plot", str(sweep_dir), "--format", "gif"]) == 2
+    assert main(["plot", str(sweep_dir), "--kind", "heatmap", "--axes", "seed", "nope"]) == 2
