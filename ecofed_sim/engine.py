@@ -69,7 +69,7 @@ class RoundContext:
         self._record("compute", client, cost, what)
         env = self.engine.env
         t0 = env.now
-        yield env.timeout(device.profile.cost_s(cost))
+        yield env.timeout(self.engine.cost_s(device.profile, cost))
         self.engine.ledger.span(self.round, device.name, client, "compute", what, t0, env.now)
 
     def transfer(self, device: Device, client: int, direction: str,
@@ -91,7 +91,7 @@ class RoundContext:
             yield slot
             t0 = env.now
             result = work()
-            yield env.timeout(self.server_profile.cost_s(cost))
+            yield env.timeout(self.engine.cost_s(self.server_profile, cost))
             self.engine.ledger.span(self.round, "server", client, "compute", what, t0, env.now)
         return result
 
@@ -132,6 +132,16 @@ class World:
         self.population = build_population(sc, prep.library, prep.source)
         self.ledger = Ledger()
         self.recorder: Recorder | None = None
+        self._cost_cache: dict[tuple, float] = {}
+
+    def cost_s(self, profile, cost: Cost) -> float:
+        """Modelled seconds of ``cost`` on ``profile``, memoised: every batch repeats it."""
+        key = (profile.name, tuple((p.model, p.layers[0].index, len(p.layers), p.batch,
+                                    p.backward) for p in cost))
+        seconds = self._cost_cache.get(key)
+        if seconds is None:
+            seconds = self._cost_cache[key] = profile.cost_s(cost)
+        return seconds
 
     def play_round(self, ctx: RoundContext, selected: list[int], client_round: Callable,
                    server_fragment: Generator | None) -> tuple[list[ClientUpdate], float]:

@@ -84,6 +84,9 @@ class Network:
     _last_update_s: float = 0.0
     _generation: itertools.count = field(default_factory=itertools.count)
     _current: int = -1
+    # Rates depend only on which constraints the active flows cross (capacities are fixed
+    # for a run), and the same patterns recur every batch: memoise them.
+    _rates_cache: dict[tuple, list[float]] = field(default_factory=dict)
 
     def transfer(self, link: DeviceLink, direction: str, payload_bytes: int) -> Generator:
         """Process fragment: latency, then the flow; ends when the last bit arrives."""
@@ -105,18 +108,24 @@ class Network:
             f.remaining_bits -= f.rate_bps * elapsed
         self._last_update_s = self.env.now
 
+    def _rates(self) -> list[float]:
+        key = tuple(tuple(id(c) for c in f.constraints) for f in self.flows)
+        rates = self._rates_cache.get(key)
+        if rates is None:
+            by_position = max_min_rates(self.flows)
+            rates = self._rates_cache[key] = [by_position[i] for i in range(len(self.flows))]
+        return rates
+
     def _reschedule(self) -> None:
-        rates = max_min_rates(self.flows)
-        for i, f in enumerate(self.flows):
-            f.rate_bps = rates[i]
         if not self.flows:
             return
+        for f, rate in zip(self.flows, self._rates(), strict=True):
+            f.rate_bps = rate
         wait_s = min(max(f.remaining_bits, 0.0) / f.rate_bps for f in self.flows)
-        self._current = next(self._generation)
-        self.env.process(self._wake(wait_s, self._current))
+        self._current = generation = next(self._generation)
+        self.env.timeout(wait_s).callbacks.append(lambda _event: self._wake(generation))
 
-    def _wake(self, wait_s: float, generation: int) -> Generator:
-        yield self.env.timeout(wait_s)
+    def _wake(self, generation: int) -> None:
         if generation != self._current:
             return  # a flow started or ended meanwhile; a newer wake-up is scheduled
         self._advance()

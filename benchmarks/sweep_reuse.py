@@ -1,0 +1,91 @@
+"""A 20-point uplink-bandwidth sweep with and without learning-trace reuse.
+
+Bandwidth cannot change what is learned, so with reuse the sweep trains once and
+re-simulates the clocks of the other 19 points. Prints the wall-clock of one run, of the
+sweep with reuse and of the sweep without, their ratios (goal: the reused sweep costs at
+most 1.3x one run) and the peak RSS of each, all measured in one invocation.
+
+    python benchmarks/sweep_reuse.py [--points 20] [--method splitfed]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def write_sweep(directory: Path, points: int, method: str) -> Path:
+    uplinks = [round(100 ** (i / (points - 1)), 3) for i in range(points)]  # 1..100 Mbit/s
+    spec = {"name": "bench_sweep_reuse", "base": str(ROOT / "scenarios" / "quickstart.yaml"),
+            "set": {"rounds": 10, "method": {"name": method, "split": 4} if method != "fedavg"
+                    else {"name": "fedavg"}},
+            "axes": [{"path": ["population.devices[0].link", "population.devices[1].link"],
+                      "label": "uplink_mbps", "labels": [str(u) for u in uplinks],
+                      "values": [{"uplink_mbps": u, "downlink_mbps": 4 * u, "latency_ms": 20}
+                                 for u in uplinks]}]}
+    path = directory / "sweep.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+def child(kind: str, sweep: Path, out: Path) -> dict:
+    from ecofed_sim.sweep import run_sweep
+
+    start = time.perf_counter()
+    if kind == "one":
+        import ecofed_sim
+        from ecofed_sim.sweep_spec import expand, load_sweep
+
+        first = expand(sweep, load_sweep(sweep))[0]
+        ecofed_sim.run(first.scenario, base_dir=ROOT / "scenarios")
+    else:
+        tally = run_sweep(sweep, out, reuse=kind == "reuse", progress=False, log=lambda m: None)
+        assert tally.failed == 0
+    return {"wall_s": time.perf_counter() - start,
+            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--points", type=int, default=20)
+    parser.add_argument("--method", default="splitfed")
+    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child(args.child[0], Path(args.child[1]), Path(args.child[2]))))
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        sweep = write_sweep(Path(tmp), args.points, args.method)
+        res = {}
+        for kind in ("one", "reuse", "no_reuse"):
+            out = subprocess.run([sys.executable, __file__, "--child", kind, str(sweep),
+                                  str(Path(tmp) / kind)], capture_output=True, text=True,
+                                 check=True)
+            res[kind] = json.loads(out.stdout.strip().splitlines()[-1])
+        same = all((Path(tmp) / "reuse" / "runs" / r.name / "rounds.csv").read_bytes()
+                   == (r / "rounds.csv").read_bytes()
+                   for r in (Path(tmp) / "no_reuse" / "runs").iterdir())
+    print(f"{args.points}-point uplink sweep (1-100 Mbit/s), {args.method}, quickstart "
+          "scenario, 10 rounds; each in a fresh process")
+    print(f"{'':<16} {'wall_s':>8} {'peak_rss_MiB':>13}")
+    for kind, label in (("one", "one run"), ("reuse", "sweep, reuse"),
+                        ("no_reuse", "sweep, no reuse")):
+        print(f"{label:<16} {res[kind]['wall_s']:>8.2f} {res[kind]['peak_rss_mib']:>13.0f}")
+    one = res["one"]["wall_s"]
+    print(f"sweep with reuse / one run    = {res['reuse']['wall_s'] / one:.2f}  (goal <= 1.3)")
+    print(f"sweep without reuse / one run = {res['no_reuse']['wall_s'] / one:.2f}")
+    print(f"identical rounds tables with and without reuse: {same}")
+
+
+if __name__ == "__main__":
+    main()
