@@ -162,6 +162,8 @@ def heatmap(rs: ResultSet, out: Path, fmts: list[str], st: str, target: float | 
             raise ScenarioError(f"--method/--baseline: {method!r} and {baseline!r} must both "
                                 f"be in the results (have {list(mean.columns)})")
         grid = (mean[baseline] / mean[method]).unstack(axes[1])
+        grid = grid.reindex(index=rs.metrics[axes[0]].unique(),  # sweep order, not sorted
+                            columns=rs.metrics[axes[1]].unique())
         with figure_style(st):
             fig, ax = plt.subplots()
             im = ax.imshow(grid.to_numpy(dtype=float), cmap="cividis", aspect="auto",

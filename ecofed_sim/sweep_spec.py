@@ -47,7 +47,7 @@ class Axis(BaseModel):
 
     path: str | list[str] = Field(description="a field path, or several set to one value")
     values: list[Any] = Field(min_length=1)
-    labels: list[str] | None = None
+    labels: list[str | int | float] | None = None
     label: str | None = Field(None, description="column name (default: the path)")
 
     @model_validator(mode="after")

@@ -164,3 +164,17 @@ def test_missing_base_is_scenario_error(tiny_dir):
     path = _sweep(tiny_dir, base="missing.yaml")
     with pytest.raises(ScenarioError, match="missing.yaml: file not found"):
         expand(path, load_sweep(path))
+
+
+def test_time_and_bytes_to_accuracy():
+    from ecofed_sim.sweep_summary import run_metrics, to_accuracy
+
+    rounds = pd.DataFrame({"round": [0, 1, 2], "sim_time_s": [1.0, 2.5, 4.0],
+                           "cum_bytes": [10, 20, 30],
+                           "test_accuracy": [0.5, float("nan"), 0.8]})
+    assert to_accuracy(rounds, 0.6) == (4.0, 30.0)
+    assert to_accuracy(rounds, 0.5) == (1.0, 10.0)
+    t, b = to_accuracy(rounds, 0.9)
+    assert t != t and b != b  # NaN: never reached
+    m = run_metrics(rounds, [0.6])
+    assert m["final_accuracy"] == 0.8 and m["total_bytes"] == 30 and m["time_to_0.6_s"] == 4.0

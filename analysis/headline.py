@@ -1,0 +1,136 @@
+"""EcoFed's headline comparison across uplink bandwidth and device mix, and where in that
+space the paper's figures (21x and 2.86x faster, 133x and 16x less traffic than classic FL
+and vanilla DPFL) are reached.
+
+Runs (or resumes) scenarios/sweeps/paper_headline.yaml: VGG11 at the paper's setup, four
+methods x four device mixes x seven uplinks (1-100 Mbit/s). Each method trains once; the
+other 27 points per method are re-simulated. Ratios are at equal rounds (per-round time
+and traffic are stationary). Writes analysis/out/headline.csv, where_paper_figures.csv
+and figures under analysis/out/figures/.
+
+    python analysis/headline.py [--workers 2]      # ~25 min on 2 cores, resumable
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from ecofed_sim.plot_kinds import heatmap, load
+from ecofed_sim.plots import OKABE_ITO, figure_style, save, style
+from ecofed_sim.sweep import run_sweep
+
+ROOT = Path(__file__).resolve().parent.parent
+SWEEP = ROOT / "scenarios" / "sweeps" / "paper_headline.yaml"
+OUT = ROOT / "analysis" / "out"
+CLAIMS = [  # (quantity, baseline, paper's factor)
+    ("speedup", "fedavg", 21.0), ("speedup", "splitfed", 2.86),
+    ("comm_reduction", "fedavg", 133.0), ("comm_reduction", "splitfed", 16.0)]
+
+
+def ratios(metrics: pd.DataFrame) -> pd.DataFrame:
+    """One row per (devices, uplink): per-round time of each method and EcoFed's factors."""
+    m = metrics.assign(uplink_mbps=metrics.uplink_mbps.astype(float))
+    per_round = m.assign(round_time_s=m.total_sim_time_s / m.rounds,
+                         mib_per_round=m.total_bytes / m.rounds / 2**20)
+    time = per_round.pivot_table(index=["devices", "uplink_mbps"], columns="method",
+                                 values="round_time_s")
+    traffic = per_round.pivot_table(index=["devices", "uplink_mbps"], columns="method",
+                                    values="mib_per_round")
+    out = time.add_suffix("_round_time_s").join(traffic.add_suffix("_mib_per_round"))
+    for base in ("fedavg", "splitfed", "local_loss"):
+        out[f"speedup_vs_{base}"] = time[base] / time["ecofed"]
+        out[f"comm_reduction_vs_{base}"] = traffic[base] / traffic["ecofed"]
+    return out.reset_index()
+
+
+def where_reached(table: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for quantity, base, claim in CLAIMS:
+        col = f"{quantity}_vs_{base}"
+        hit = table[table[col] >= claim]
+        rows.append({"claim": f"{claim:g}x {quantity.replace('_', ' ')} vs {base}",
+                     "simulated_min": table[col].min(), "simulated_max": table[col].max(),
+                     "points_reaching": f"{len(hit)} of {len(table)}",
+                     "where": "; ".join(f"{d} @ {u:g} Mbit/s" for d, u in
+                                        zip(hit.devices, hit.uplink_mbps, strict=True))
+                     or "nowhere"})
+    return pd.DataFrame(rows)
+
+
+def speedup_lines(table: pd.DataFrame, out: Path) -> list[Path]:
+    paths = []
+    for quantity, label in (("speedup", "Speed-up of EcoFed (x)"),
+                            ("comm_reduction", "Traffic reduction of EcoFed (x)")):
+        with figure_style("paper"):
+            fig, axes = plt.subplots(1, 2, figsize=(6.8, 2.6), sharey=True)
+            for ax, (base, claim) in zip(axes, [(b, c) for q, b, c in CLAIMS if q == quantity],
+                                         strict=True):
+                for i, (devices, df) in enumerate(table.groupby("devices", sort=False)):
+                    ax.plot(df.uplink_mbps, df[f"{quantity}_vs_{base}"], marker="os^D"[i],
+                            color=OKABE_ITO[i], label=devices)
+                ax.axhline(claim, color="grey", linestyle="--", linewidth=0.8)
+                ax.annotate(f"paper: {claim:g}x", (1, claim), xytext=(0, 2),
+                            textcoords="offset points", fontsize=6.5, color="grey")
+                ax.set_xscale("log")
+                ax.set_yscale("log")
+                ax.set_xlabel("Device uplink (Mbit/s)")
+                ax.set_title(f"vs {style(base)['label']}", fontsize=8)
+            axes[0].set_ylabel(label)
+            axes[1].legend(frameon=False, fontsize=6)
+            paths += save(fig, out / f"{quantity}_vs_uplink", ["png", "pdf"])
+    return paths
+
+
+def round_times(table: pd.DataFrame, out: Path, devices: str = "5x rpi4b") -> list[Path]:
+    df = table[table.devices == devices]
+    with figure_style("paper"):
+        fig, ax = plt.subplots()
+        for method in ("fedavg", "splitfed", "local_loss", "ecofed"):
+            ax.plot(df.uplink_mbps, df[f"{method}_round_time_s"], **style(method))
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("Device uplink (Mbit/s)")
+        ax.set_ylabel("Simulated time per round (s)")
+        ax.set_title(f"VGG11, {devices}, 20 clients per round", fontsize=8)
+        ax.legend(frameon=False)
+        return save(fig, out / "round_time_vs_uplink", ["png", "pdf"])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=OUT)
+    args = parser.parse_args()
+    results = args.out / "headline"
+    tally = run_sweep(SWEEP, results, workers=args.workers, progress=sys.stderr.isatty())
+    if tally.failed:
+        print(f"{tally.failed} runs failed; see {results / 'failed.yaml'}", file=sys.stderr)
+        return 1
+    rs = load(results, [])
+    table = ratios(rs.metrics)
+    table.to_csv(args.out / "headline.csv", index=False, float_format="%.6g")
+    reached = where_reached(table)
+    reached.to_csv(args.out / "where_paper_figures.csv", index=False, float_format="%.4g")
+    figures = args.out / "figures"
+    paths = speedup_lines(table, figures) + round_times(table, figures)
+    for base in ("fedavg", "splitfed"):
+        paths += heatmap(rs, figures / f"heatmap_ecofed_vs_{base}", ["png", "pdf"], "paper",
+                         baseline=base, method="ecofed", axes=["devices", "uplink_mbps"])
+    cols = ["devices", "uplink_mbps", "speedup_vs_fedavg", "speedup_vs_splitfed",
+            "comm_reduction_vs_fedavg", "comm_reduction_vs_splitfed"]
+    print(table[cols].to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+    print()
+    print(reached[["claim", "simulated_min", "simulated_max", "points_reaching"]].to_string(
+        index=False, float_format=lambda v: f"{v:.3g}"))
+    print("wrote", args.out / "headline.csv", args.out / "where_paper_figures.csv",
+          *map(str, paths), sep="\n  ")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
