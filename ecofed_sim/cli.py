@@ -10,8 +10,8 @@ import argparse
 import sys
 from pathlib import Path
 
-PLOT_KINDS = ("accuracy-time", "accuracy-bytes", "time-bars", "bytes-bars", "heatmap",
-              "gantt", "round-cdf")
+PLOT_KINDS = ("accuracy-time", "accuracy-bytes", "accuracy-energy", "time-bars",
+              "bytes-bars", "heatmap", "gantt", "round-cdf")
 
 EXAMPLES = """examples:
   ecofed-sim run scenarios/quickstart.yaml --out results/qs

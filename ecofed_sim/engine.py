@@ -130,7 +130,8 @@ class World:
                                Capacity("server/out", link.egress_mbps * 1e6))
         self.server_workers = simpy.Resource(self.env, capacity=sc.server.workers)
         self.population = build_population(sc, prep.library, prep.source)
-        self.ledger = Ledger()
+        self.ledger = Ledger(power={d.name: d.profile.power_w for d in self.population.devices
+                                    if d.profile.power_w is not None})
         self.recorder: Recorder | None = None
         self._cost_cache: dict[tuple, float] = {}
 

@@ -7,12 +7,17 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from ecofed_sim.energy import device_energy
+
 
 @dataclass
 class Ledger:
     transfers: list[dict] = field(default_factory=list)
     timeline: list[dict] = field(default_factory=list)
     rounds: list[dict] = field(default_factory=list)
+    energy: list[dict] = field(default_factory=list)
+    power: dict = field(default_factory=dict)  # device name -> profiles.PowerW
+    _cum_energy_j: float = 0.0
     _message_id: int = 0
     _cum_bytes: int = 0
     _round_start: int = 0  # index of this round's first transfer row
@@ -54,18 +59,35 @@ class Ledger:
     def close_round(self, round_index: int, t0: float, t1: float, clients: int,
                     metrics: dict[str, float]) -> dict:
         rows = self.transfers[self._round_start:]
+        energy_j = self._round_energy(round_index)
         self._round_start, self._span_start = len(self.transfers), len(self.timeline)
         up = sum(r["payload_bytes"] for r in rows if r["direction"] == "up")
         down = sum(r["payload_bytes"] for r in rows if r["direction"] == "down")
         self._cum_bytes += up + down
         row = {"round": round_index, "sim_time_s": t1, "round_time_s": t1 - t0,
                "bytes_up": up, "bytes_down": down, "cum_bytes": self._cum_bytes,
-               **metrics, "clients": clients}
+               **metrics, "clients": clients, **energy_j}
         for r in rows:
             col = f"{r['direction']}_{r['kind']}_bytes"
             row[col] = row.get(col, 0) + r["payload_bytes"]
         self.rounds.append(row)
         return row
+
+    def _round_energy(self, round_index: int) -> dict[str, float]:
+        """Per-device energy rows of this round; the round's total and the running sum."""
+        if not self.power:
+            return {}
+        spans: dict[str, list[dict]] = {}
+        for row in self.timeline[self._span_start:]:
+            if row["device"] in self.power:
+                spans.setdefault(row["device"], []).append(row)
+        total = 0.0
+        for device, device_spans in spans.items():
+            joules = device_energy(device_spans, self.power[device])
+            self.energy.append({"round": round_index, "device": device, **joules})
+            total += joules["energy_j"]
+        self._cum_energy_j += total
+        return {"energy_j": total, "cum_energy_j": self._cum_energy_j}
 
     def frames(self) -> dict[str, pd.DataFrame]:
         rounds = pd.DataFrame(self.rounds)
@@ -77,4 +99,7 @@ class Ledger:
                     "round", "message_id", "t_start_s", "t_end_s", "client", "device",
                     "direction", "kind", "payload_bytes"]),
                 "timeline": pd.DataFrame(self.timeline, columns=[
-                    "round", "device", "client", "state", "what", "t_start_s", "t_end_s"])}
+                    "round", "device", "client", "state", "what", "t_start_s", "t_end_s"]),
+                "energy": pd.DataFrame(self.energy, columns=[
+                    "round", "device", "compute_j", "transmit_j", "receive_j", "idle_j",
+                    "energy_j"])}

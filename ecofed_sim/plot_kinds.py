@@ -85,9 +85,16 @@ def _grid(n: int, style_name: str):
     return fig, list(axes.flat[:n])
 
 
+X_AXES = {"sim_time_s": ("Simulated training time (s)", 1.0),
+          "cum_bytes": ("Cumulative traffic (MiB)", 2**20),
+          "cum_energy_j": ("Cumulative device energy (kJ)", 1e3)}
+
+
 def accuracy_curves(rs: ResultSet, x: str, out: Path, fmts: list[str], st: str, **_) -> list:
-    xlabel, xscale = (("Simulated training time (s)", 1.0) if x == "sim_time_s"
-                      else ("Cumulative traffic (MiB)", 2**20))
+    if x not in rs.summary:
+        raise ScenarioError(f"--kind: the results have no {x} column (energy needs power "
+                            "figures in the device profiles)")
+    xlabel, xscale = X_AXES[x]
     facets = _facets(rs)
     with figure_style(st):
         fig, axes = _grid(len(facets), st)
@@ -238,6 +245,8 @@ def round_time_cdf(rs: ResultSet, out: Path, fmts: list[str], st: str, **_) -> l
 KINDS = {
     "accuracy-time": lambda rs, out, f, s, **k: accuracy_curves(rs, "sim_time_s", out, f, s),
     "accuracy-bytes": lambda rs, out, f, s, **k: accuracy_curves(rs, "cum_bytes", out, f, s),
+    "accuracy-energy": lambda rs, out, f, s, **k: accuracy_curves(rs, "cum_energy_j", out, f,
+                                                                  s),
     "time-bars": lambda rs, out, f, s, **k: bars(rs, "time", out, f, s, **k),
     "bytes-bars": lambda rs, out, f, s, **k: bars(rs, "bytes", out, f, s, **k),
     "heatmap": heatmap,
@@ -255,8 +264,9 @@ def plot(root: Path, kinds: list[str], out: Path, formats: list[str], style_name
         target = float(found[0][8:-2]) if found else None
     paths: list[Path] = []
     for kind in kinds:
-        if skip_unavailable and kind == "heatmap" and len(rs.params) < 2:
-            continue  # needs two swept axes
+        if skip_unavailable and ((kind == "heatmap" and len(rs.params) < 2) or (
+                kind == "accuracy-energy" and "cum_energy_j" not in rs.summary)):
+            continue  # needs two swept axes, or power figures
         paths += KINDS[kind](rs, out / kind.replace("-", "_"), formats, style_name,
                              target=target, **options)
     return paths

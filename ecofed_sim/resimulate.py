@@ -42,4 +42,4 @@ def resimulate(scenario, trace: Trace, source: str | None = None, base_dir=None)
         replayer.run_round(r)
     frames = replayer.ledger.frames()
     return Results(scenario, frames["rounds"], frames["transfers"], frames["timeline"],
-                   manifest(scenario, started, resimulated=True))
+                   frames["energy"], manifest(scenario, started, resimulated=True))

@@ -26,6 +26,7 @@ class Results:
     rounds: pd.DataFrame
     transfers: pd.DataFrame
     timeline: pd.DataFrame
+    energy: pd.DataFrame = field(default_factory=pd.DataFrame)
     manifest: dict = field(default_factory=dict)
     trace: Trace | None = None  # set when run with record=True
 
@@ -70,4 +71,4 @@ def run(scenario: Scenario | str | Path, *, progress: bool = False,
     if record:
         trace = Trace(learning_key(scenario), engine.recorder.rounds)
     return Results(scenario, frames["rounds"], frames["transfers"], frames["timeline"],
-                   manifest(scenario, started), trace)
+                   frames["energy"], manifest(scenario, started), trace)
