@@ -103,6 +103,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--round", type=int, default=0, dest="round_index",
                    help="round of the gantt chart")
 
+    p = sub.add_parser("profile", help="measure per-layer latency here; write a profile",
+                       description="Measure the per-layer forward and backward latency of a "
+                       "zoo model on this machine (warm-up, then the median of --repeats) and "
+                       "write or update a device profile YAML that scenarios can use. Run it "
+                       "on a Raspberry Pi or Jetson to simulate that device.")
+    p.add_argument("model")
+    p.add_argument("--shape", type=int, nargs=3, default=(3, 32, 32), metavar=("C", "H", "W"))
+    p.add_argument("--classes", type=int, default=10)
+    p.add_argument("--batch-sizes", type=int, nargs="+", default=[10])
+    p.add_argument("--threads", type=int, default=torch_threads_default())
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=10)
+    p.add_argument("--name", default="this_machine", help="profile name (new files only)")
+    p.add_argument("--kind", choices=["device", "server"], default="device")
+    p.add_argument("--out", type=Path, help="default device_profiles/<name>.yaml")
+
     p = sub.add_parser("layers", help="per-layer shapes, parameters and FLOPs of a model",
                        description="Show each unit of a zoo model: the split index, output "
                        "shape, parameters, forward MFLOP and activation bytes per sample.")
@@ -189,6 +205,29 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_profile(args: argparse.Namespace) -> int:
+    from ecofed_sim.models import ZOO
+    from ecofed_sim.profiler import profile
+
+    if args.model not in ZOO:
+        raise _user_error(f"model: unknown model {args.model!r} (accepted: {', '.join(ZOO)})")
+    if min(args.batch_sizes) < 2 or args.repeats < 1 or args.threads < 1:
+        raise _user_error("--batch-sizes must be >= 2 (BatchNorm), --repeats and --threads >= 1")
+    out = args.out or Path("device_profiles") / f"{args.name}.yaml"
+    path = profile(args.model, tuple(args.shape), args.classes, args.batch_sizes, args.threads,
+                   args.warmup, args.repeats, args.name, out, args.kind,
+                   log=lambda m: print(m, file=sys.stderr))
+    print(path)
+    return 0
+
+
+def torch_threads_default() -> int:
+    import os
+
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+               else os.cpu_count() or 1)
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     from ecofed_sim.compare import compare
 
@@ -247,6 +286,7 @@ def _user_error(msg: str) -> Exception:
 
 
 COMMANDS = {"run": cmd_run, "validate": cmd_validate, "sweep": cmd_sweep, "plot": cmd_plot,
+            "profile": cmd_profile,
             "compare": cmd_compare,
             "layers": cmd_layers, "list": cmd_list}
 
