@@ -19,6 +19,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pandas as pd
+from matplotlib.ticker import NullFormatter, ScalarFormatter
 
 from ecofed_sim.plot_kinds import heatmap, load
 from ecofed_sim.plots import OKABE_ITO, figure_style, save, style
@@ -78,6 +79,9 @@ def speedup_lines(table: pd.DataFrame, out: Path) -> list[Path]:
                             textcoords="offset points", fontsize=6.5, color="grey")
                 ax.set_xscale("log")
                 ax.set_yscale("log")
+                for axis in (ax.xaxis, ax.yaxis):
+                    axis.set_major_formatter(ScalarFormatter())
+                    axis.set_minor_formatter(NullFormatter())
                 ax.set_xlabel("Device uplink (Mbit/s)")
                 ax.set_title(f"vs {style(base)['label']}", fontsize=8)
             axes[0].set_ylabel(label)

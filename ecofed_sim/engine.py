@@ -127,9 +127,14 @@ class World:
         self.env = simpy.Environment()
         link = sc.server.link
         self.network = Network(self.env, Capacity("server/in", link.ingress_mbps * 1e6),
-                               Capacity("server/out", link.egress_mbps * 1e6))
+                               Capacity("server/out", link.egress_mbps * 1e6),
+                               sc.network.framing_bytes, sc.network.framing_fraction)
         self.server_workers = simpy.Resource(self.env, capacity=sc.server.workers)
-        self.population = build_population(sc, prep.library, prep.source)
+        self.population = build_population(sc, prep.library, prep.source, prep.base_dir)
+        for device in self.population.devices:
+            for direction, (trace, loop, offset_s) in device.link.traces.items():
+                capacity = device.link.up if direction == "up" else device.link.down
+                self.network.drive(capacity, trace, loop, offset_s)
         self.ledger = Ledger(power={d.name: d.profile.power_w for d in self.population.devices
                                     if d.profile.power_w is not None})
         self.recorder: Recorder | None = None

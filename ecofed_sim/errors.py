@@ -88,7 +88,8 @@ def describe_error(err: dict, root: type[BaseModel]) -> tuple[str, str]:
 def format_validation_error(source: str, error: ValidationError, root: type[BaseModel]) -> str:
     # The deepest error first: for a union such as ``str | LinkSpec`` given a mapping, the
     # mapping's own field error says more than "not a string".
-    errs = sorted(error.errors(), key=lambda e: -len(e["loc"]))
+    # (and a branch's own complaint before another branch's "not a string"):
+    errs = sorted(error.errors(), key=lambda e: (e["type"].endswith("_type"), -len(e["loc"])))
     path, msg = describe_error(errs[0], root)
     chosen = _walk(root, errs[0]["loc"])[0]
     others = {_walk(root, e["loc"])[0] for e in errs[1:]}

@@ -15,7 +15,10 @@ import itertools
 from collections.abc import Generator
 from dataclasses import dataclass, field
 
+import numpy as np
 import simpy
+
+from ecofed_sim.traces import segments
 
 BITS_PER_BYTE = 8
 MBPS = 1e6  # bits per second in one Mbit/s
@@ -40,11 +43,20 @@ class Flow:
 
 @dataclass(eq=False)
 class DeviceLink:
-    """A device's access link: separate up and down capacities and a one-way latency."""
+    """A device's access link: separate up and down capacities and a one-way latency, plus
+    optional uniform jitter (drawn from a generator seeded per device) and rate traces."""
 
     up: Capacity
     down: Capacity
     latency_s: float
+    jitter_s: float = 0.0
+    rng: np.random.Generator | None = None
+    traces: dict = field(default_factory=dict)  # "up"/"down" -> (Trace, loop, offset_s)
+
+    def delay_s(self) -> float:
+        if self.jitter_s > 0 and self.rng is not None:
+            return self.latency_s + float(self.rng.uniform(0.0, self.jitter_s))
+        return self.latency_s
 
     @classmethod
     def from_mbps(cls, name: str, uplink_mbps: float, downlink_mbps: float,
@@ -80,6 +92,8 @@ class Network:
     env: simpy.Environment
     server_in: Capacity
     server_out: Capacity
+    framing_bytes: int = 0  # protocol overhead per message
+    framing_fraction: float = 0.0  # and per payload byte
     flows: list[Flow] = field(default_factory=list)
     _last_update_s: float = 0.0
     _generation: itertools.count = field(default_factory=itertools.count)
@@ -88,14 +102,20 @@ class Network:
     # for a run), and the same patterns recur every batch: memoise them.
     _rates_cache: dict[tuple, list[float]] = field(default_factory=dict)
 
+    def wire_bytes(self, payload_bytes: int) -> float:
+        if payload_bytes <= 0:
+            return 0.0
+        return payload_bytes * (1.0 + self.framing_fraction) + self.framing_bytes
+
     def transfer(self, link: DeviceLink, direction: str, payload_bytes: int) -> Generator:
         """Process fragment: latency, then the flow; ends when the last bit arrives."""
-        if link.latency_s > 0:
-            yield self.env.timeout(link.latency_s)
+        delay_s = link.delay_s()
+        if delay_s > 0:
+            yield self.env.timeout(delay_s)
         if payload_bytes <= 0:
             return
         path = (link.up, self.server_in) if direction == "up" else (self.server_out, link.down)
-        flow = Flow(path, payload_bytes * BITS_PER_BYTE, self.env.event())
+        flow = Flow(path, self.wire_bytes(payload_bytes) * BITS_PER_BYTE, self.env.event())
         self._advance()
         self.flows.append(flow)
         self._reschedule()
@@ -107,6 +127,27 @@ class Network:
         for f in self.flows:
             f.remaining_bits -= f.rate_bps * elapsed
         self._last_update_s = self.env.now
+
+    def drive(self, capacity: Capacity, trace, loop: bool, offset_s: float) -> None:
+        """Start a process that sets ``capacity`` from a bandwidth trace; a transfer that
+        spans a change is integrated exactly (bits drained at each rate in turn)."""
+
+        def process() -> Generator:
+            for mbps, duration_s in segments(trace, offset_s, loop):
+                self.set_rate(capacity, mbps * MBPS)
+                if duration_s == float("inf"):
+                    return
+                yield self.env.timeout(duration_s)
+
+        self.env.process(process())
+
+    def set_rate(self, capacity: Capacity, rate_bps: float) -> None:
+        if capacity.rate_bps == rate_bps:
+            return
+        self._advance()
+        capacity.rate_bps = rate_bps
+        self._rates_cache.clear()
+        self._reschedule()
 
     def _rates(self) -> list[float]:
         key = tuple(tuple(id(c) for c in f.constraints) for f in self.flows)

@@ -9,12 +9,14 @@ device k mod P, after the clients dealt to that device before it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from ecofed_sim.errors import ScenarioError
 from ecofed_sim.methods.base import Device
 from ecofed_sim.network import DeviceLink
-from ecofed_sim.profiles import LinkProfile, ProfileLibrary
-from ecofed_sim.seeding import BINDING, SAMPLING, np_rng
+from ecofed_sim.profiles import ProfileLibrary
+from ecofed_sim.seeding import BINDING, JITTER, SAMPLING, np_rng
+from ecofed_sim.traces import read_trace
 
 
 def class_counts(pop, total: int) -> list[int]:
@@ -29,14 +31,34 @@ def class_counts(pop, total: int) -> list[int]:
     return counts
 
 
-def resolve_link(spec, library: ProfileLibrary, where: str) -> LinkProfile:
+def resolve_link(spec, library: ProfileLibrary, where: str):
+    """A named link from links.yaml, or the scenario's inline LinkSpec as is."""
     if isinstance(spec, str):
         if spec not in library.links:
             raise ScenarioError(f"{where}: unknown link {spec!r} "
                                 f"(accepted: {', '.join(sorted(library.links))})")
         return library.links[spec]
-    return LinkProfile(uplink_mbps=spec.uplink_mbps, downlink_mbps=spec.downlink_mbps,
-                       latency_ms=spec.latency_ms)
+    return spec
+
+
+def make_link(name: str, spec, index_in_class: int, seed: int, device_index: int,
+              base_dir: Path | None, where: str) -> DeviceLink:
+    """A device's link: fixed rates or traces, latency and seeded jitter."""
+    traces = {}
+    for d in ("up", "down"):
+        path = getattr(spec, f"{d}link_trace", None)
+        if path:
+            p = Path(path)
+            p = p if p.is_absolute() or base_dir is None else base_dir / p
+            offset = spec.trace_offset_s + index_in_class * spec.trace_offset_step_s
+            traces[d] = (read_trace(p, f"{where}.{d}link_trace"), spec.trace_loop, offset)
+    up = getattr(spec, "uplink_mbps", None) or traces["up"][0].rates_mbps[0]
+    down = getattr(spec, "downlink_mbps", None) or traces["down"][0].rates_mbps[0]
+    link = DeviceLink.from_mbps(name, up, down, spec.latency_ms)
+    link.jitter_s = getattr(spec, "latency_jitter_ms", 0.0) / 1e3
+    link.rng = np_rng(seed, JITTER, device_index)
+    link.traces = traces
+    return link
 
 
 @dataclass(frozen=True)
@@ -53,7 +75,8 @@ class Population:
         return [(d, selected[i::p]) for i, d in enumerate(self.devices) if selected[i::p]]
 
 
-def build_population(scenario, library: ProfileLibrary, source: str) -> Population:
+def build_population(scenario, library: ProfileLibrary, source: str,
+                     base_dir: Path | None = None) -> Population:
     pop = scenario.population
     total = sum(d.count for d in pop.devices) if pop.waves else pop.clients
     counts = class_counts(pop, total)
@@ -61,7 +84,9 @@ def build_population(scenario, library: ProfileLibrary, source: str) -> Populati
     if not pop.waves:  # a seeded deal so shares do not line up with partition order
         classes = [classes[i] for i in np_rng(scenario.seed, BINDING).permutation(total)]
     devices, names = [], []
+    seen: dict[int, int] = {}
     for idx, cls in enumerate(classes):
+        seen[cls] = seen.get(cls, -1) + 1
         spec = pop.devices[cls]
         where = f"{source}: population.devices[{cls}]"
         if spec.profile not in library.devices:
@@ -69,8 +94,8 @@ def build_population(scenario, library: ProfileLibrary, source: str) -> Populati
                                 f"(accepted: {', '.join(sorted(library.devices))})")
         link = resolve_link(spec.link, library, where + ".link")
         name = f"{spec.profile}-{idx}"
-        devices.append(Device(name, library.devices[spec.profile], DeviceLink.from_mbps(
-            name, link.uplink_mbps, link.downlink_mbps, link.latency_ms)))
+        devices.append(Device(name, library.devices[spec.profile], make_link(
+            name, link, seen[cls], scenario.seed, idx, base_dir, where + ".link")))
         names.append(spec.profile)
     return Population(devices, names, pop.waves)
 

@@ -7,6 +7,7 @@ asked for than exist. Every failure is a one-line ``ScenarioError`` naming the f
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +49,13 @@ class Prepared:
         return build_model(self.scenario.model.name, self.in_shape, self.num_classes)
 
 
+@functools.lru_cache(maxsize=32)
+def model_stats(name: str, in_shape: tuple[int, int, int], classes: int) -> list[LayerStats]:
+    """Shape-derived unit facts; cached because a sweep checks many scenarios of one model
+    (pure: the same arguments always give the same, never mutated, list)."""
+    return layer_stats(build_model(name, in_shape, classes), in_shape)
+
+
 def _input_spec(sc: Scenario) -> tuple[tuple[int, int, int], int]:
     """Input shape and class count, known without loading the data."""
     data = sc.data
@@ -80,7 +88,7 @@ def check(sc: Scenario, source: str, base_dir: Path | None = None) -> Prepared:
         raise ScenarioError(f"{source}: data.synthetic.shape: {sc.model.name} needs images of "
                             f"at least {MIN_SIDE[sc.model.name]} pixels a side "
                             f"(got {list(in_shape)})")
-    stats = layer_stats(build_model(sc.model.name, in_shape, classes), in_shape)
+    stats = model_stats(sc.model.name, in_shape, classes)
     split = getattr(sc.method, "split", None)
     if split is not None and not 1 <= split < len(stats):
         raise ScenarioError(f"{source}: method.split: must be in 1..{len(stats) - 1} for "
@@ -88,7 +96,7 @@ def check(sc: Scenario, source: str, base_dir: Path | None = None) -> Prepared:
     if sc.server.profile not in library.devices:
         raise ScenarioError(f"{source}: server.profile: unknown profile {sc.server.profile!r} "
                             f"(accepted: {', '.join(sorted(library.devices))})")
-    build_population(sc, library, source)  # raises on unknown device profiles and links
+    build_population(sc, library, source, base_dir)  # unknown profiles, links, bad traces
     _check_pretrain(sc, source, len(stats))
     return Prepared(sc, source, library, library.devices[sc.server.profile], in_shape,
                     classes, stats, base_dir=base_dir)

@@ -73,9 +73,35 @@ class TrainingSpec(Strict):
 
 
 class LinkSpec(Strict):
-    uplink_mbps: PositiveFloat = Field(json_schema_extra=TIMING)
-    downlink_mbps: PositiveFloat = Field(json_schema_extra=TIMING)
+    """A device class's access link: fixed rates, or bandwidth traces (time_s, Mbit/s)."""
+
+    uplink_mbps: PositiveFloat | None = Field(None, json_schema_extra=TIMING)
+    downlink_mbps: PositiveFloat | None = Field(None, json_schema_extra=TIMING)
     latency_ms: float = Field(0.0, ge=0, json_schema_extra=TIMING)
+    latency_jitter_ms: float = Field(0.0, ge=0, json_schema_extra=TIMING,
+                                     description="extra latency, uniform in [0, jitter]")
+    uplink_trace: str | None = Field(None, json_schema_extra=TIMING,
+                                     description="CSV of time_s, Mbit/s (relative to the "
+                                     "scenario file); replaces uplink_mbps")
+    downlink_trace: str | None = Field(None, json_schema_extra=TIMING)
+    trace_loop: bool = Field(True, json_schema_extra=TIMING)
+    trace_offset_s: float = Field(0.0, ge=0, json_schema_extra=TIMING)
+    trace_offset_step_s: float = Field(0.0, ge=0, json_schema_extra=TIMING,
+                                       description="added to the offset per device")
+
+    @model_validator(mode="after")
+    def _rate_or_trace(self) -> LinkSpec:
+        for d in ("uplink", "downlink"):
+            if (getattr(self, f"{d}_mbps") is None) == (getattr(self, f"{d}_trace") is None):
+                raise ValueError(f"give exactly one of {d}_mbps or {d}_trace")
+        return self
+
+
+class NetworkSpec(Strict):
+    """Protocol overhead on the wire, per message and as a fraction of the payload."""
+
+    framing_bytes: int = Field(0, ge=0, json_schema_extra=TIMING)
+    framing_fraction: float = Field(0.0, ge=0, json_schema_extra=TIMING)
 
 
 class DeviceClassSpec(Strict):
@@ -190,6 +216,7 @@ class Scenario(Strict):
     population: PopulationSpec
     server: ServerSpec = ServerSpec()
     evaluation: EvaluationSpec = EvaluationSpec()
+    network: NetworkSpec = Field(NetworkSpec(), json_schema_extra=TIMING)
     pretrain: PretrainSpec = PretrainSpec()
     profiles_dir: str | None = Field(None, json_schema_extra=TIMING)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-INIT, SAMPLING, DATA_ORDER, BINDING, PUBLIC, CODEC, REPLAY, PRETRAIN = 1, 2, 3, 4, 5, 6, 7, 8
+INIT, SAMPLING, DATA_ORDER, BINDING, PUBLIC, CODEC, REPLAY, PRETRAIN, JITTER = range(1, 10)
 
 
 def key(seed: int, stream: int, *parts: int) -> int:

@@ -33,9 +33,19 @@ def test_extends_cycle_is_one_line_error(tmp_path):
 
 
 @pytest.mark.parametrize("path", sorted(p for p in (ROOT / "scenarios").rglob("*.yaml")
-                                        if not p.name.startswith("_")), ids=lambda p: p.name)
+                                        if not p.name.startswith("_")
+                                        and p.parent.name != "sweeps"), ids=lambda p: p.name)
 def test_shipped_scenarios_validate(path):
     check(load_scenario(path), str(path), path.parent)
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "scenarios" / "sweeps").glob("*.yaml")),
+                         ids=lambda p: p.name)
+def test_shipped_sweeps_expand(path):
+    from ecofed_sim.sweep_spec import expand, load_sweep
+
+    runs = expand(path, load_sweep(path))
+    assert len({r.run_id for r in runs}) == len(runs) > 1
 
 
 def test_list_commands_print_what_exists(capsys):
