@@ -27,10 +27,29 @@ _EPS_S = 1e-12  # completion slack for floating-point remainders
 
 @dataclass(eq=False)
 class Capacity:
-    """One direction of one link, in bits per second."""
+    """One direction of one link, in bits per second.
+
+    An optional token bucket (``burst_bits``, as a ``tc tbf`` shaper has) refills at the
+    rate while the direction is idle; a message starting on an idle direction sends up to
+    the accumulated tokens at once. While busy the bucket stays empty."""
 
     name: str
     rate_bps: float
+    burst_bits: float = 0.0
+    active: int = 0
+    idle_since_s: float = 0.0
+    tokens_bits: float = 0.0  # left in the bucket at ``idle_since_s``
+
+    def take_tokens(self, now_s: float, wanted_bits: float) -> float:
+        """Bits a new flow sends at once: what the bucket holds after refilling while idle
+        (nothing while another flow keeps the direction busy and the bucket empty)."""
+        if self.burst_bits <= 0 or self.active > 0:
+            return 0.0
+        tokens = min(self.burst_bits,
+                     self.tokens_bits + (now_s - self.idle_since_s) * self.rate_bps)
+        taken = min(tokens, wanted_bits)
+        self.tokens_bits, self.idle_since_s = tokens - taken, now_s
+        return taken
 
 
 @dataclass(eq=False)
@@ -52,6 +71,9 @@ class DeviceLink:
     jitter_s: float = 0.0
     rng: np.random.Generator | None = None
     traces: dict = field(default_factory=dict)  # "up"/"down" -> (Trace, loop, offset_s)
+
+    def set_burst(self, burst_bytes: float) -> None:
+        self.up.burst_bits = self.down.burst_bits = burst_bytes * BITS_PER_BYTE
 
     def delay_s(self) -> float:
         if self.jitter_s > 0 and self.rng is not None:
@@ -115,11 +137,19 @@ class Network:
         if payload_bytes <= 0:
             return
         path = (link.up, self.server_in) if direction == "up" else (self.server_out, link.down)
-        flow = Flow(path, self.wire_bytes(payload_bytes) * BITS_PER_BYTE, self.env.event())
-        self._advance()
-        self.flows.append(flow)
-        self._reschedule()
-        yield flow.done
+        device_side = link.up if direction == "up" else link.down
+        bits = self.wire_bytes(payload_bytes) * BITS_PER_BYTE
+        bits -= device_side.take_tokens(self.env.now, bits)
+        device_side.active += 1
+        if bits > 0:
+            flow = Flow(path, bits, self.env.event())
+            self._advance()
+            self.flows.append(flow)
+            self._reschedule()
+            yield flow.done
+        device_side.active -= 1
+        if device_side.active == 0 and bits > 0:  # a rate-limited flow drained the bucket
+            device_side.idle_since_s, device_side.tokens_bits = self.env.now, 0.0
 
     def _advance(self) -> None:
         """Drain bits sent since the last rate change."""

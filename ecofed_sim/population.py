@@ -56,6 +56,7 @@ def make_link(name: str, spec, index_in_class: int, seed: int, device_index: int
     down = getattr(spec, "downlink_mbps", None) or traces["down"][0].rates_mbps[0]
     link = DeviceLink.from_mbps(name, up, down, spec.latency_ms)
     link.jitter_s = getattr(spec, "latency_jitter_ms", 0.0) / 1e3
+    link.set_burst(getattr(spec, "burst_bytes", 0.0))
     link.rng = np_rng(seed, JITTER, device_index)
     link.traces = traces
     return link

@@ -80,6 +80,9 @@ class LinkSpec(Strict):
     latency_ms: float = Field(0.0, ge=0, json_schema_extra=TIMING)
     latency_jitter_ms: float = Field(0.0, ge=0, json_schema_extra=TIMING,
                                      description="extra latency, uniform in [0, jitter]")
+    burst_bytes: float = Field(0.0, ge=0, json_schema_extra=TIMING,
+                               description="token bucket of a shaper: sent at once after "
+                               "an idle period")
     uplink_trace: str | None = Field(None, json_schema_extra=TIMING,
                                      description="CSV of time_s, Mbit/s (relative to the "
                                      "scenario file); replaces uplink_mbps")

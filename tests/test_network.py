@@ -52,3 +52,25 @@ def test_progressive_filling_pure_function():
     flows = [Flow((c, server), 1.0, None) for c in caps]
     rates = max_min_rates(flows)
     assert rates == {0: 1.0, 1: 5.5, 2: 5.5}
+
+
+def test_token_bucket_sends_its_burst_after_idle_only():
+    env = simpy.Environment()
+    net = Network(env, Capacity("in", 1e12), Capacity("out", 1e12))
+    link = DeviceLink.from_mbps("a", 8, 8, 0)
+    link.set_burst(100_000)
+    ends = []
+
+    def proc():
+        yield env.timeout(1.0)  # idle 1 s: the bucket is full (100 KB)
+        yield from net.transfer(link, "up", 1_000_000)
+        ends.append(env.now)  # 900 KB at 1 MB/s after the burst: 0.9 s
+        yield from net.transfer(link, "up", 1_000_000)
+        ends.append(env.now)  # back to back: no tokens, 1.0 s
+        yield env.timeout(0.05)  # 50 ms idle refills 50 KB
+        yield from net.transfer(link, "up", 1_000_000)
+        ends.append(env.now)
+
+    env.process(proc())
+    env.run()
+    assert ends == pytest.approx([1.9, 2.9, 2.95 + 0.95], rel=1e-12)
