@@ -62,7 +62,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=2, help="clients per round (and in all)")
     parser.add_argument("--rounds", type=int, default=2, help="an even number of rounds")
-    parser.add_argument("--cifar-root", help="directory holding cifar-10-batches-py/")
+    parser.add_argument("--cifar-root", default=str(ROOT / "data"),
+                        help="directory holding cifar-10-batches-py/ (used when present; "
+                        "default: data/ in the repository), else synthetic CIFAR-shaped data")
     parser.add_argument("--eval-samples", type=int, default=100)
     parser.add_argument("--pretrain", action="store_true",
                         help="pre-train EcoFed's device part (slow on a CPU; bytes are the same)")

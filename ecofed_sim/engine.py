@@ -142,8 +142,7 @@ class World:
 
     def cost_s(self, profile, cost: Cost) -> float:
         """Modelled seconds of ``cost`` on ``profile``, memoised: every batch repeats it."""
-        key = (profile.name, tuple((p.model, p.layers[0].index, len(p.layers), p.batch,
-                                    p.backward) for p in cost))
+        key = (profile.name, *(p.key for p in cost))
         seconds = self._cost_cache.get(key)
         if seconds is None:
             seconds = self._cost_cache[key] = profile.cost_s(cost)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ImageSet:
     """Images kept as uint8 (4x less memory than float32), normalised per batch on access."""
 
@@ -27,10 +28,14 @@ class ImageSet:
 
     def batch(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Normalised float32 images and labels for the given sample indices."""
+        mean, std = self._mean_std
         x = self.images_u8[index].float().div_(255.0)
-        mean = torch.tensor(self.mean).view(1, -1, 1, 1)
-        std = torch.tensor(self.std).view(1, -1, 1, 1)
         return (x - mean) / std, self.labels[index]
+
+    @functools.cached_property
+    def _mean_std(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return (torch.tensor(self.mean).view(1, -1, 1, 1),
+                torch.tensor(self.std).view(1, -1, 1, 1))
 
     def subset(self, index: torch.Tensor) -> ImageSet:
         return ImageSet(self.images_u8[index], self.labels[index], self.num_classes,

@@ -8,6 +8,7 @@ process on that client's device) -> ``end_round``, and evaluates ``eval_model()`
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, TypeVar
@@ -36,6 +37,11 @@ class Pass:
     layers: tuple[LayerStats, ...]
     batch: int
     backward: bool
+
+    @functools.cached_property
+    def key(self) -> tuple:
+        """What the price depends on (besides the profile), hashable."""
+        return (self.model, self.layers[0].index, len(self.layers), self.batch, self.backward)
 
 
 Cost = tuple[Pass, ...]
