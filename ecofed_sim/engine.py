@@ -206,7 +206,8 @@ class Engine(World):
     def run_round(self, round_index: int) -> dict:
         sc = self.scenario
         selected = sample_clients(sc.seed, round_index, sc.population.clients,
-                                  sc.population.clients_per_round)
+                                  sc.population.clients_per_round,
+                                  sc.population.online_probability)
         ctx = RoundContext(self, round_index)
         self.method.begin_round(round_index, selected)
         if self.recorder is not None:

@@ -126,6 +126,8 @@ class PopulationSpec(Strict):
     clients: int = Field(10, ge=1)
     clients_per_round: int = Field(10, ge=1)
     waves: bool = Field(False, json_schema_extra=TIMING)
+    online_probability: float = Field(1.0, gt=0, le=1, description="chance a client is "
+                                      "online in a round; only online clients are sampled")
     devices: list[DeviceClassSpec] = Field(min_length=1, json_schema_extra=TIMING)
 
     @model_validator(mode="after")

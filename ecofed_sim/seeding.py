@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-INIT, SAMPLING, DATA_ORDER, BINDING, PUBLIC, CODEC, REPLAY, PRETRAIN, JITTER = range(1, 10)
+(INIT, SAMPLING, DATA_ORDER, BINDING, PUBLIC, CODEC, REPLAY, PRETRAIN, JITTER,
+ AVAILABILITY) = range(1, 11)
 
 
 def key(seed: int, stream: int, *parts: int) -> int:

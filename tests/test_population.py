@@ -30,3 +30,44 @@ def test_sampling_is_keyed_by_seed_and_round():
     assert a == sample_clients(7, 3, 100, 20)
     assert len(set(a)) == 20
     assert a != sample_clients(7, 4, 100, 20) and a != sample_clients(8, 3, 100, 20)
+
+
+def test_offline_clients_are_never_selected():
+    from ecofed_sim.population import online_clients
+
+    for r in range(20):
+        online = set(online_clients(3, r, 50, 0.3))
+        picked = sample_clients(3, r, 50, 10, online_probability=0.3)
+        assert set(picked) <= online
+        assert len(picked) == min(10, len(online)) == len(set(picked))
+    assert online_clients(3, 0, 50, 1.0) == list(range(50))
+    assert sample_clients(3, 0, 50, 10, 1.0) == sample_clients(3, 0, 50, 10)
+
+
+def test_availability_in_a_run(tiny_dir):
+    from helpers import run_dict
+
+    raw = tiny(rounds=6, **{"population.clients": 4, "population.clients_per_round": 4,
+                            "population.devices.0.count": 4,
+                            "population.online_probability": 0.5,
+                            "data.synthetic.train_samples": 80})
+    res = run_dict(raw, tiny_dir)
+    assert res.rounds.clients.max() <= 4 and res.rounds.clients.min() < 4
+    for r, row in res.rounds.set_index("round").iterrows():
+        served = set(res.transfers[res.transfers["round"] == r].client)
+        assert len(served) == row.clients
+
+
+def test_a_round_with_nobody_online_passes_and_resimulates(tiny_dir):
+    import pandas as pd
+
+    import ecofed_sim
+    from ecofed_sim.resimulate import resimulate
+
+    raw = tiny(rounds=8, **{"population.online_probability": 0.2})
+    sc = scenario_from_dict(raw, "tiny.yaml")
+    full = ecofed_sim.run(sc, base_dir=tiny_dir, record=True)
+    assert (full.rounds.clients == 0).any()
+    assert (full.rounds.round_time_s[full.rounds.clients == 0] == 0).all()
+    pd.testing.assert_frame_equal(resimulate(sc, full.trace, base_dir=tiny_dir).rounds,
+                                  full.rounds)
