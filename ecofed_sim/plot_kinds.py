@@ -24,8 +24,6 @@ from ecofed_sim.plots import (
 )
 from ecofed_sim.sweep_summary import run_metrics
 
-METRIC_COLUMNS = {"final_accuracy", "total_sim_time_s", "total_bytes", "rounds"}
-
 
 @dataclass
 class ResultSet:
@@ -74,7 +72,7 @@ def _facets(rs: ResultSet) -> list[tuple[str, pd.Series]]:
     return out
 
 
-def _grid(n: int, style_name: str):
+def _grid(n: int):
     cols = min(n, 3)
     rows = math.ceil(n / cols)
     w, h = plt.rcParams["figure.figsize"]
@@ -97,7 +95,7 @@ def accuracy_curves(rs: ResultSet, x: str, out: Path, fmts: list[str], st: str, 
     xlabel, xscale = X_AXES[x]
     facets = _facets(rs)
     with figure_style(st):
-        fig, axes = _grid(len(facets), st)
+        fig, axes = _grid(len(facets))
         for ax, (title, mask) in zip(axes, facets, strict=True):
             curves(ax, rs.summary[mask], x, xscale)
             ax.set_xlabel(xlabel)

@@ -12,8 +12,6 @@ from dataclasses import dataclass, field
 
 import torch
 
-LABEL_BYTES = 8  # int64 labels, as trained on
-
 
 @dataclass
 class Entry:
@@ -36,7 +34,7 @@ class ReplayBuffer:
 
     def put(self, client: int, batches: list, gen: torch.Generator | None = None) -> None:
         """Replace ``client``'s epoch, evicting others while the cap would be exceeded."""
-        nbytes = sum(s.nbytes + y.numel() * LABEL_BYTES for s, y in batches)
+        nbytes = sum(s.nbytes + y.numel() * y.element_size() for s, y in batches)
         self.entries.pop(client, None)
         if self.cap_bytes is not None and nbytes > self.cap_bytes:
             self.dropped += 1

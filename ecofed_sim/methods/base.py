@@ -21,8 +21,6 @@ from ecofed_sim.models import LayerModel, LayerStats
 
 T = TypeVar("T")
 
-LABEL_DTYPE = torch.int64  # labels cross the network as the tensor dtype torch trains on
-
 
 @dataclass(frozen=True)
 class Pass:
