@@ -7,6 +7,7 @@ the clock advances only by modelled compute time (profiles) and transfer time (n
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Generator, Iterator
 from typing import Any, TypeVar
 
@@ -14,10 +15,12 @@ import simpy
 import torch
 import torch.nn.functional as F
 
+from ecofed_sim.availability import build_availability
 from ecofed_sim.ledger import Ledger
 from ecofed_sim.methods import REGISTRY
 from ecofed_sim.methods.base import ClientUpdate, Cost, Device, Setup
 from ecofed_sim.network import Capacity, Network
+from ecofed_sim.participation import RoundPlay, guarded
 from ecofed_sim.population import build_population, sample_clients
 from ecofed_sim.prepare import Prepared
 from ecofed_sim.pretrain import init_units
@@ -34,6 +37,7 @@ class RoundContext:
         self.engine = engine
         self.round = round_index
         self.server_profile = engine.prep.server_profile
+        self.children: dict[simpy.Process, list[simpy.Process]] = {}  # for cutting off
 
     def num_samples(self, client: int) -> int:
         return len(self.engine.prep.client_indices[client])
@@ -69,18 +73,27 @@ class RoundContext:
         self._record("compute", client, cost, what)
         env = self.engine.env
         t0 = env.now
-        yield env.timeout(self.engine.cost_s(device.profile, cost))
-        self.engine.ledger.span(self.round, device.name, client, "compute", what, t0, env.now)
+        try:
+            yield env.timeout(self.engine.cost_s(device.profile, cost))
+        finally:  # a cut-off compute still spent its time (and energy) until the cut
+            self.engine.ledger.span(self.round, device.name, client, "compute", what, t0,
+                                    env.now)
 
     def transfer(self, device: Device, client: int, direction: str,
                  parts: dict[str, int]) -> Generator:
         """One message of one or more kinds (e.g. activations + labels) as one flow."""
         self._record("transfer", client, direction, dict(parts))
-        env = self.engine.env
+        env, ledger = self.engine.env, self.engine.ledger
         t0 = env.now
-        yield from self.engine.network.transfer(device.link, direction, sum(parts.values()))
-        self.engine.ledger.transfer(self.round, device.name, client, direction, parts, t0,
-                                    env.now)
+        try:
+            yield from self.engine.network.transfer(device.link, direction,
+                                                    sum(parts.values()))
+        except simpy.Interrupt as cut:  # the bytes that got through before the cut
+            share = cut.delivered_fraction
+            ledger.transfer(self.round, device.name, client, direction,
+                            {k: int(v * share) for k, v in parts.items()}, t0, env.now)
+            raise
+        ledger.transfer(self.round, device.name, client, direction, parts, t0, env.now)
 
     def server_work(self, client: int, cost: Cost, work: Callable[[], T],
                     what: str) -> Generator[Any, Any, T]:
@@ -91,8 +104,11 @@ class RoundContext:
             yield slot
             t0 = env.now
             result = work()
-            yield env.timeout(self.engine.cost_s(self.server_profile, cost))
-            self.engine.ledger.span(self.round, "server", client, "compute", what, t0, env.now)
+            try:
+                yield env.timeout(self.engine.cost_s(self.server_profile, cost))
+            finally:
+                self.engine.ledger.span(self.round, "server", client, "compute", what, t0,
+                                        env.now)
         return result
 
     def server_async(self, client: int, cost: Cost, work: Callable[[], T],
@@ -101,8 +117,11 @@ class RoundContext:
         return self.start(self.server_work(client, cost, work, what))
 
     def start(self, fragment: Generator) -> object:
-        """Run a process fragment concurrently; pass the handle to ``wait``."""
-        proc = self.engine.env.process(fragment)
+        """Run a process fragment concurrently; pass the handle to ``wait``. It is cut off
+        with the process that started it (a dropped client's server steps stop too)."""
+        env = self.engine.env
+        proc = env.process(guarded(fragment))
+        self.children.setdefault(env.active_process, []).append(proc)
         if self.engine.recorder is not None:
             self.engine.recorder.child(proc)
         return proc
@@ -131,6 +150,7 @@ class World:
                                sc.network.framing_bytes, sc.network.framing_fraction)
         self.server_workers = simpy.Resource(self.env, capacity=sc.server.workers)
         self.population = build_population(sc, prep.library, prep.source, prep.base_dir)
+        self.availability = build_availability(sc, prep.base_dir, prep.source)
         for device in self.population.devices:
             for direction, (trace, loop, offset_s) in device.link.traces.items():
                 capacity = device.link.up if direction == "up" else device.link.down
@@ -148,30 +168,35 @@ class World:
             seconds = self._cost_cache[key] = profile.cost_s(cost)
         return seconds
 
-    def play_round(self, ctx: RoundContext, selected: list[int], client_round: Callable,
-                   server_fragment: Generator | None) -> tuple[list[ClientUpdate], float]:
+    def play_round(self, ctx: RoundContext, selected: list[int], keep: int,
+                   client_round: Callable, server_fragment: Generator | None,
+                   offline_at: Callable[[int], float] = lambda client: math.inf
+                   ) -> tuple[list[ClientUpdate], dict[str, int]]:
         """Run every scheduled client's fragment on its device, and the server's fragment
-        beside them, until all are done; returns the updates and the round's start time."""
-        t0 = self.env.now
-        updates: list[ClientUpdate] = []
+        beside them. The round closes when ``keep`` clients have finished, when every
+        client is done or dropped, or at the deadline; clients still working then are
+        cut off (see ``participation``). Returns the kept updates and the counts."""
+        env, deadline_s = self.env, self.scenario.population.deadline_s
+        play = RoundPlay(env, ctx.round, env.now, keep, len(selected), offline_at,
+                         self.ledger, ctx.children)
         schedule = self.population.schedule(selected)
-        procs = [self.env.process(self._device_process(ctx, device, clients, client_round,
-                                                       updates))
-                 for device, clients in schedule]
-        if server_fragment is not None:
-            procs.append(self.env.process(self._server_process(server_fragment, updates)))
-        self.env.run(until=self.env.all_of(procs))
-        self.ledger.idle_spans(ctx.round, [d.name for d, _ in schedule], t0, self.env.now)
-        return updates, t0
 
-    def _device_process(self, ctx: RoundContext, device: Device, clients: list[int],
-                        client_round: Callable, updates: list[ClientUpdate]) -> Generator:
-        for client in clients:  # waves: one client after another on this device
+        def client_process(client: int, device: Device) -> Generator:
             if self.recorder is not None:
-                self.recorder.own(self.env.active_process, ("client", client))
-            update = yield from client_round(ctx, client, device)
-            if update is not None:
-                updates.append(update)
+                self.recorder.own(env.active_process, ("client", client))
+            return (yield from client_round(ctx, client, device))
+
+        procs = [env.process(play.device_process(device, clients, client_process))
+                 for device, clients in schedule]
+        if server_fragment is not None:  # server-only work is never cut off
+            procs.append(env.process(self._server_process(server_fragment, play.updates)))
+        env.run(until=play.enough if deadline_s is None
+                else play.enough | env.timeout(deadline_s))
+        play.close()
+        env.run(until=env.all_of(procs))
+        counts = play.finish(env.now)
+        self.ledger.idle_spans(ctx.round, [d.name for d, _ in schedule], play.t0_s, env.now)
+        return play.updates, counts
 
     def _server_process(self, fragment: Generator, updates: list[ClientUpdate]) -> Generator:
         if self.recorder is not None:
@@ -188,7 +213,7 @@ class Engine(World):
         method_cls = REGISTRY[sc.method.name]
         self.init_pretrained = prep.pretrained is not None
         setup = Setup(sc.model.name, self._new_model, prep.stats, sc.training,
-                      sc.population.clients, sc.seed)
+                      sc.population.clients, sc.population.clients_per_round, sc.seed)
         self.method = method_cls(sc.method, setup)
         if record:
             self.recorder = Recorder(self.env)
@@ -204,16 +229,20 @@ class Engine(World):
         return model
 
     def run_round(self, round_index: int) -> dict:
-        sc = self.scenario
-        selected = sample_clients(sc.seed, round_index, sc.population.clients,
-                                  sc.population.clients_per_round,
-                                  sc.population.online_probability)
+        sc, pop, env = self.scenario, self.scenario.population, self.env
+        t0 = env.now
+        self._wait_for_someone_online()
+        online = self.availability.online(round_index, env.now)
+        selected = sample_clients(sc.seed, round_index, online, pop.clients, pop.select_count)
         ctx = RoundContext(self, round_index)
         self.method.begin_round(round_index, selected)
         if self.recorder is not None:
             self.recorder.begin_round(selected)
-        updates, t0 = self.play_round(ctx, selected, self.method.client_round,
-                                      self.method.server_round(ctx))
+        start_s = env.now
+        updates, counts = self.play_round(
+            ctx, selected, min(pop.clients_per_round, len(selected)), self.method.client_round,
+            self.method.server_round(ctx),
+            lambda client: self.availability.offline_at(round_index, client, start_s))
         self.method.end_round(sorted(updates, key=lambda u: u.client))
         last = round_index == sc.rounds - 1
         metrics = (self.evaluate() if last or (round_index + 1) % sc.evaluation.every == 0
@@ -222,7 +251,13 @@ class Engine(World):
         metrics = {**metrics, **self.method.round_metrics()}
         if self.recorder is not None:
             self.recorder.end_round(metrics)
-        return self.ledger.close_round(round_index, t0, self.env.now, len(selected), metrics)
+        return self.ledger.close_round(round_index, t0, env.now, counts, metrics)
+
+    def _wait_for_someone_online(self) -> None:
+        """With an availability trace, a round starts once some client is online."""
+        t_s = self.availability.next_online_s(self.env.now)
+        if self.env.now < t_s < math.inf:
+            self.env.run(until=self.env.timeout(t_s - self.env.now))
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:

@@ -16,6 +16,7 @@ class Ledger:
     timeline: list[dict] = field(default_factory=list)
     rounds: list[dict] = field(default_factory=list)
     energy: list[dict] = field(default_factory=list)
+    participation: list[dict] = field(default_factory=list)
     power: dict = field(default_factory=dict)  # device name -> profiles.PowerW
     _cum_energy_j: float = 0.0
     _message_id: int = 0
@@ -41,6 +42,13 @@ class Ledger:
                               "state": state, "what": what, "t_start_s": t_start_s,
                               "t_end_s": t_end_s})
 
+    def participant(self, round_index: int, client: int, device: str, outcome: str,
+                    t_start_s: float, t_end_s: float) -> None:
+        """How one selected client's round ended: completed, dropped or straggler."""
+        self.participation.append({"round": round_index, "client": client, "device": device,
+                                   "outcome": outcome, "t_start_s": t_start_s,
+                                   "t_end_s": t_end_s})
+
     def idle_spans(self, round_index: int, devices: list[str], t0: float, t1: float) -> None:
         """Fill each device's gaps in [t0, t1] with idle spans (waiting on others)."""
         busy: dict[str, list[tuple[float, float]]] = {d: [] for d in devices}
@@ -56,8 +64,9 @@ class Ledger:
             if t1 > cursor:
                 self.span(round_index, device, -1, "idle", "wait", cursor, t1)
 
-    def close_round(self, round_index: int, t0: float, t1: float, clients: int,
+    def close_round(self, round_index: int, t0: float, t1: float, counts: dict[str, int],
                     metrics: dict[str, float]) -> dict:
+        """The round's row; ``counts``: selected, completed, dropped, stragglers."""
         rows = self.transfers[self._round_start:]
         energy_j = self._round_energy(round_index)
         self._round_start, self._span_start = len(self.transfers), len(self.timeline)
@@ -66,7 +75,7 @@ class Ledger:
         self._cum_bytes += up + down
         row = {"round": round_index, "sim_time_s": t1, "round_time_s": t1 - t0,
                "bytes_up": up, "bytes_down": down, "cum_bytes": self._cum_bytes,
-               **metrics, "clients": clients, **energy_j}
+               **metrics, **counts, **energy_j}
         for r in rows:
             col = f"{r['direction']}_{r['kind']}_bytes"
             row[col] = row.get(col, 0) + r["payload_bytes"]
@@ -102,4 +111,6 @@ class Ledger:
                     "round", "device", "client", "state", "what", "t_start_s", "t_end_s"]),
                 "energy": pd.DataFrame(self.energy, columns=[
                     "round", "device", "compute_j", "transmit_j", "receive_j", "idle_j",
-                    "energy_j"])}
+                    "energy_j"]),
+                "participation": pd.DataFrame(self.participation, columns=[
+                    "round", "client", "device", "outcome", "t_start_s", "t_end_s"])}

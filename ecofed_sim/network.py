@@ -130,26 +130,47 @@ class Network:
         return payload_bytes * (1.0 + self.framing_fraction) + self.framing_bytes
 
     def transfer(self, link: DeviceLink, direction: str, payload_bytes: int) -> Generator:
-        """Process fragment: latency, then the flow; ends when the last bit arrives."""
+        """Process fragment: latency, then the flow; ends when the last bit arrives.
+
+        If the process is interrupted (its device dropped out, or the round closed), the
+        flow leaves the network at once and the ``simpy.Interrupt`` goes on up with a
+        ``delivered_fraction`` attribute: the share of the wire bytes that got through."""
         delay_s = link.delay_s()
+        wire_bits = self.wire_bytes(payload_bytes) * BITS_PER_BYTE
         if delay_s > 0:
-            yield self.env.timeout(delay_s)
+            try:
+                yield self.env.timeout(delay_s)
+            except simpy.Interrupt as cut:
+                cut.delivered_fraction = 0.0
+                raise
         if payload_bytes <= 0:
             return
         path = (link.up, self.server_in) if direction == "up" else (self.server_out, link.down)
         device_side = link.up if direction == "up" else link.down
-        bits = self.wire_bytes(payload_bytes) * BITS_PER_BYTE
-        bits -= device_side.take_tokens(self.env.now, bits)
+        bits = wire_bits - device_side.take_tokens(self.env.now, wire_bits)
         device_side.active += 1
-        if bits > 0:
-            flow = Flow(path, bits, self.env.event())
-            self._advance()
-            self.flows.append(flow)
-            self._reschedule()
-            yield flow.done
-        device_side.active -= 1
-        if device_side.active == 0 and bits > 0:  # a rate-limited flow drained the bucket
-            device_side.idle_since_s, device_side.tokens_bits = self.env.now, 0.0
+        try:
+            if bits > 0:
+                flow = Flow(path, bits, self.env.event())
+                self._advance()
+                self.flows.append(flow)
+                self._reschedule()
+                try:
+                    yield flow.done
+                except simpy.Interrupt as cut:
+                    self._remove(flow)
+                    cut.delivered_fraction = 1.0 - max(flow.remaining_bits, 0.0) / wire_bits
+                    raise
+        finally:
+            device_side.active -= 1
+            if device_side.active == 0 and bits > 0:  # a rate-limited flow drained the bucket
+                device_side.idle_since_s, device_side.tokens_bits = self.env.now, 0.0
+
+    def _remove(self, flow: Flow) -> None:
+        """Take a flow off the network mid-way; the others' rates are recomputed."""
+        self._advance()
+        self.flows.remove(flow)
+        self._reschedule()
 
     def _advance(self) -> None:
         """Drain bits sent since the last rate change."""

@@ -15,7 +15,7 @@ from ecofed_sim.errors import ScenarioError
 from ecofed_sim.methods.base import Device
 from ecofed_sim.network import DeviceLink
 from ecofed_sim.profiles import ProfileLibrary
-from ecofed_sim.seeding import AVAILABILITY, BINDING, JITTER, SAMPLING, np_rng
+from ecofed_sim.seeding import BINDING, JITTER, SAMPLING, np_rng
 from ecofed_sim.traces import read_trace
 
 
@@ -101,24 +101,13 @@ def build_population(scenario, library: ProfileLibrary, source: str,
     return Population(devices, names, pop.waves)
 
 
-def online_clients(seed: int, round_index: int, clients: int,
-                   online_probability: float) -> list[int]:
-    """Clients online this round: each independently with ``online_probability``, drawn
-    from a stream keyed by (seed, round), so every method sees the same availability."""
-    if online_probability >= 1.0:
-        return list(range(clients))
-    draws = np_rng(seed, AVAILABILITY, round_index).random(clients)
-    return [c for c in range(clients) if draws[c] < online_probability]
-
-
-def sample_clients(seed: int, round_index: int, clients: int, per_round: int,
-                   online_probability: float = 1.0) -> list[int]:
-    """K distinct online clients (all of them when fewer are online), in an order keyed by
-    (seed, round): the order sets the waves. Offline clients are never selected."""
-    online = online_clients(seed, round_index, clients, online_probability)
+def sample_clients(seed: int, round_index: int, online: list[int], clients: int,
+                   count: int) -> list[int]:
+    """``count`` distinct clients drawn from those ``online`` (all of them when fewer are),
+    in an order keyed by (seed, round): the order sets the waves. Offline clients are never
+    selected."""
     rng = np_rng(seed, SAMPLING, round_index)
     if len(online) == clients:
-        return [int(c) for c in rng.choice(clients, size=per_round, replace=False)]
-    picked = rng.choice(len(online), size=min(per_round, len(online)), replace=False)
+        return [int(c) for c in rng.choice(clients, size=count, replace=False)]
+    picked = rng.choice(len(online), size=min(count, len(online)), replace=False)
     return [online[int(i)] for i in picked]
-

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ecofed_sim.availability import build_availability
 from ecofed_sim.data import ImageSet, load_dataset, partition
 from ecofed_sim.data.files import DatasetFilesError
 from ecofed_sim.errors import ScenarioError
@@ -97,6 +98,7 @@ def check(sc: Scenario, source: str, base_dir: Path | None = None) -> Prepared:
         raise ScenarioError(f"{source}: server.profile: unknown profile {sc.server.profile!r} "
                             f"(accepted: {', '.join(sorted(library.devices))})")
     build_population(sc, library, source, base_dir)  # unknown profiles, links, bad traces
+    build_availability(sc, base_dir, source)  # a bad availability trace
     _check_pretrain(sc, source, len(stats))
     return Prepared(sc, source, library, library.devices[sc.server.profile], in_shape,
                     classes, stats, base_dir=base_dir)

@@ -24,8 +24,10 @@ class Replayer(World):
             return interpret(ctx, logs, ("client", client), device)
 
         server = interpret(ctx, logs, ("server",), None) if ("server",) in logs else None
-        _, t0 = self.play_round(ctx, recorded.selected, client_round, server)
-        return self.ledger.close_round(round_index, t0, self.env.now, len(recorded.selected),
+        t0 = self.env.now
+        _, counts = self.play_round(ctx, recorded.selected, len(recorded.selected),
+                                    client_round, server)
+        return self.ledger.close_round(round_index, t0, self.env.now, counts,
                                        dict(recorded.metrics))
 
 
@@ -33,6 +35,10 @@ def resimulate(scenario, trace: Trace, source: str | None = None, base_dir=None)
     """Results of ``scenario`` from a trace recorded on a scenario that learns the same."""
     from ecofed_sim.run import Results, manifest
 
+    if scenario.population.timing_shapes_learning:
+        raise ScenarioError(f"{source or scenario.name}: population: with a deadline, "
+                            "over-selection or dropout, timing decides what is learned; run "
+                            "it in full")
     if learning_key(scenario) != trace.learning_key:
         raise ScenarioError(f"{source or scenario.name}: differs from the recorded run in a "
                             "field that can change what is learned; run it in full")
@@ -41,5 +47,4 @@ def resimulate(scenario, trace: Trace, source: str | None = None, base_dir=None)
     for r in range(scenario.rounds):
         replayer.run_round(r)
     frames = replayer.ledger.frames()
-    return Results(scenario, frames["rounds"], frames["transfers"], frames["timeline"],
-                   frames["energy"], manifest(scenario, started, resimulated=True))
+    return Results.from_frames(scenario, frames, manifest(scenario, started, resimulated=True))

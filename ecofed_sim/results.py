@@ -1,9 +1,9 @@
 """Writing and reading a run's results directory, atomically.
 
 Layout: rounds.csv, rounds.parquet, transfers.parquet, timeline.parquet, energy.parquet,
-scenario.resolved.yaml, manifest.json. Everything is written to a hidden temporary
-directory next to the target and renamed into place, so a failed or killed run never
-leaves a half-written results directory.
+participation.parquet, scenario.resolved.yaml, manifest.json. Everything is written to a
+hidden temporary directory next to the target and renamed into place, so a failed or
+killed run never leaves a half-written results directory.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import pandas as pd
 from ecofed_sim.run import Results
 from ecofed_sim.scenario import to_yaml
 
-TABLES = ("rounds", "transfers", "timeline", "energy")
+TABLES = ("rounds", "transfers", "timeline", "energy", "participation")
 
 
 def write_results(results: Results, out_dir: str | Path) -> Path:

@@ -29,6 +29,13 @@ class Results:
     energy: pd.DataFrame = field(default_factory=pd.DataFrame)
     manifest: dict = field(default_factory=dict)
     trace: Trace | None = None  # set when run with record=True
+    participation: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    @classmethod
+    def from_frames(cls, scenario: Scenario, frames: dict[str, pd.DataFrame], manifest: dict,
+                    trace: Trace | None = None) -> Results:
+        return cls(scenario, frames["rounds"], frames["transfers"], frames["timeline"],
+                   frames["energy"], manifest, trace, frames["participation"])
 
 
 def git_revision() -> str | None:
@@ -70,5 +77,4 @@ def run(scenario: Scenario | str | Path, *, progress: bool = False,
     trace = None
     if record:
         trace = Trace(learning_key(scenario), engine.recorder.rounds)
-    return Results(scenario, frames["rounds"], frames["transfers"], frames["timeline"],
-                   frames["energy"], manifest(scenario, started), trace)
+    return Results.from_frames(scenario, frames, manifest(scenario, started), trace)

@@ -7,6 +7,7 @@ change timing, never what is learned, carry ``timing_only`` in their schema meta
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Literal
 
@@ -128,7 +129,32 @@ class PopulationSpec(Strict):
     waves: bool = Field(False, json_schema_extra=TIMING)
     online_probability: float = Field(1.0, gt=0, le=1, description="chance a client is "
                                       "online in a round; only online clients are sampled")
+    availability_trace: str | None = Field(
+        None, description="CSV of client, online_s, offline_s (relative to the scenario "
+        "file): clients are sampled only while online and drop out when their interval ends")
+    availability_trace_loop: bool = True
+    mean_online_s: PositiveFloat | None = Field(
+        None, description="churn: a sampled client stays online for an exponential time "
+        "with this mean from the round's start, and drops out if its work is not done")
+    over_selection: float = Field(1.0, ge=1, description="sample ceil(factor x "
+                                  "clients_per_round) clients; keep the first "
+                                  "clients_per_round to finish (FedScale)")
+    deadline_s: PositiveFloat | None = Field(
+        None, description="a round closes this long after it starts at the latest; clients "
+        "still working then are stragglers and their work is discarded")
     devices: list[DeviceClassSpec] = Field(min_length=1, json_schema_extra=TIMING)
+
+    @property
+    def select_count(self) -> int:
+        """Clients sampled per round: ``clients_per_round`` times the over-selection."""
+        return min(self.clients, math.ceil(self.over_selection * self.clients_per_round - 1e-9))
+
+    @property
+    def timing_shapes_learning(self) -> bool:
+        """Whether simulated time decides which updates are kept (then timing-only fields
+        can change what is learned, and a learning trace must not be reused)."""
+        return (self.deadline_s is not None or self.over_selection > 1
+                or self.availability_trace is not None or self.mean_online_s is not None)
 
     @model_validator(mode="after")
     def _consistent(self) -> PopulationSpec:

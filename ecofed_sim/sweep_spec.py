@@ -157,7 +157,8 @@ def expand(path: Path, spec: SweepSpec) -> list[RunSpec]:
             where = f"{path} ({_describe(params)})"
             scenario = scenario_from_dict(raw, where)
             check(scenario, where, base_path.parent)
-            reusable = REGISTRY[scenario.method.name].timing_independent
+            reusable = (REGISTRY[scenario.method.name].timing_independent
+                        and not scenario.population.timing_shapes_learning)
             runs.append(RunSpec(run_id(scenario), scenario, params, learning_key(scenario),
                                 reusable))
     ids = [r.run_id for r in runs]

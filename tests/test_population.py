@@ -26,22 +26,25 @@ def test_shares_round_by_largest_remainder_and_deal_seeded():
 
 
 def test_sampling_is_keyed_by_seed_and_round():
-    a = sample_clients(7, 3, 100, 20)
-    assert a == sample_clients(7, 3, 100, 20)
+    everyone = list(range(100))
+    a = sample_clients(7, 3, everyone, 100, 20)
+    assert a == sample_clients(7, 3, everyone, 100, 20)
     assert len(set(a)) == 20
-    assert a != sample_clients(7, 4, 100, 20) and a != sample_clients(8, 3, 100, 20)
+    assert a != sample_clients(7, 4, everyone, 100, 20)
+    assert a != sample_clients(8, 3, everyone, 100, 20)
 
 
 def test_offline_clients_are_never_selected():
-    from ecofed_sim.population import online_clients
+    from ecofed_sim.availability import Availability
 
+    avail = Availability(seed=3, clients=50, online_probability=0.3)
     for r in range(20):
-        online = set(online_clients(3, r, 50, 0.3))
-        picked = sample_clients(3, r, 50, 10, online_probability=0.3)
-        assert set(picked) <= online
+        online = avail.online(r, 0.0)
+        assert 0 < len(online) < 50
+        picked = sample_clients(3, r, online, 50, 10)
+        assert set(picked) <= set(online)
         assert len(picked) == min(10, len(online)) == len(set(picked))
-    assert online_clients(3, 0, 50, 1.0) == list(range(50))
-    assert sample_clients(3, 0, 50, 10, 1.0) == sample_clients(3, 0, 50, 10)
+    assert Availability(3, 50).online(0, 0.0) == list(range(50))
 
 
 def test_availability_in_a_run(tiny_dir):
@@ -52,10 +55,11 @@ def test_availability_in_a_run(tiny_dir):
                             "population.online_probability": 0.5,
                             "data.synthetic.train_samples": 80})
     res = run_dict(raw, tiny_dir)
-    assert res.rounds.clients.max() <= 4 and res.rounds.clients.min() < 4
+    assert res.rounds.selected.max() <= 4 and res.rounds.selected.min() < 4
+    assert (res.rounds.completed == res.rounds.selected).all()
     for r, row in res.rounds.set_index("round").iterrows():
         served = set(res.transfers[res.transfers["round"] == r].client)
-        assert len(served) == row.clients
+        assert len(served) == row.selected
 
 
 def test_a_round_with_nobody_online_passes_and_resimulates(tiny_dir):
@@ -67,7 +71,7 @@ def test_a_round_with_nobody_online_passes_and_resimulates(tiny_dir):
     raw = tiny(rounds=8, **{"population.online_probability": 0.2})
     sc = scenario_from_dict(raw, "tiny.yaml")
     full = ecofed_sim.run(sc, base_dir=tiny_dir, record=True)
-    assert (full.rounds.clients == 0).any()
-    assert (full.rounds.round_time_s[full.rounds.clients == 0] == 0).all()
+    assert (full.rounds.selected == 0).any()
+    assert (full.rounds.round_time_s[full.rounds.selected == 0] == 0).all()
     pd.testing.assert_frame_equal(resimulate(sc, full.trace, base_dir=tiny_dir).rounds,
                                   full.rounds)

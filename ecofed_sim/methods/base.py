@@ -89,6 +89,7 @@ class Setup:
     stats: list[LayerStats]
     training: Any  # scenario.TrainingSpec
     num_clients: int
+    clients_per_round: int
     seed: int
 
 

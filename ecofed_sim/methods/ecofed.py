@@ -162,7 +162,9 @@ class EcoFed(Method):
             self.replay_targets = [c for c in clients if c in self.buffer.entries]
         else:
             gen = torch_gen(self.setup.seed, REPLAY, round_index)
-            self.replay_targets = self.buffer.draw(len(clients), gen)
+            # as many as a round keeps (over-selected clients do no work in replay rounds)
+            count = min(len(clients), self.setup.clients_per_round)
+            self.replay_targets = self.buffer.draw(count, gen)
 
     def client_round(self, ctx: RoundContext, client: int, device: Device) -> Generator:
         """Update rounds: frozen forward, encode, upload; the server trains as batches

@@ -1,0 +1,140 @@
+"""Who finishes a round: completion, dropout, stragglers and the round's close.
+
+One ``RoundPlay`` per round. Each device runs its scheduled clients one after another (a
+wave). A client's work is its method's fragment, run as its own SimPy process so that it
+can be cut off:
+
+- **dropped**: the client went offline (``availability``) before its work was done. Its
+  process, and every server process it started, is interrupted where it stands; the
+  bytes that got through and the compute it spent stay on the ledger, and its update is
+  discarded.
+- **straggler**: the round closed while the client was still working (or waiting for its
+  turn in a wave): ``keep`` clients had already finished, FedScale's over-selection, or
+  the deadline passed. Its work is cut off and discarded the same way.
+- **completed**: its fragment returned; the first ``keep`` of these are the round's
+  updates (the round closes at the ``keep``-th, so no more can finish).
+
+What a cut-off client's *partial* work does to learning is the method's semantics, and
+needs no code here: per-client copies (FedAvg, SplitFed-V1, local loss, FedGKT, EcoFed's
+server copies) are never aggregated, EcoFed's buffer keeps the client's previous full
+epoch, and SplitFed-V2's shared server part keeps the steps it already took, as a real
+shared server would.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+
+import simpy
+
+from ecofed_sim.methods.base import ClientUpdate, Device
+
+CUT = object()  # what a cut-off process returns
+
+
+def guarded(fragment: Generator) -> Generator:
+    """Run ``fragment``; if it is interrupted, end quietly with ``CUT``."""
+    try:
+        return (yield from fragment)
+    except simpy.Interrupt:
+        return CUT
+
+
+@dataclass
+class RoundPlay:
+    """One round's participation: runs the clients, tallies outcomes, closes the round."""
+
+    env: simpy.Environment
+    round_index: int
+    t0_s: float
+    keep: int  # updates the round needs; it closes at the keep-th completion
+    selected: int
+    offline_at: Callable[[int], float]  # client -> when it goes offline (inf: never)
+    ledger: object  # ecofed_sim.ledger.Ledger
+    children: dict = field(default_factory=dict)  # process -> processes it started
+    updates: list[ClientUpdate] = field(default_factory=list)
+    outcomes: dict[str, int] = field(default_factory=lambda: dict.fromkeys(
+        ("completed", "dropped", "stragglers"), 0))
+    closed: bool = False
+    offline_from: dict[str, tuple[int, float]] = field(default_factory=dict)
+    enough: simpy.Event = None  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        self.enough = self.env.event()
+        self._running: dict[int, simpy.Process] = {}
+        self._cut: set[simpy.Process] = set()
+        if self.selected == 0 or self.keep == 0:
+            self.enough.succeed()
+
+    def device_process(self, device: Device, clients: list[int],
+                       client_round: Callable) -> Generator:
+        """A device's wave: each client in turn, until done, dropped or the round closes."""
+        for client in clients:
+            started = self.env.now
+            self._back_online(device)
+            off_s = self.offline_at(client)
+            if self.closed or off_s <= started:
+                self._resolve(client, device, "straggler" if self.closed else "dropped",
+                              started)
+                continue
+            proc = self.env.process(guarded(client_round(client, device)))
+            self._running[client] = proc
+            if math.isfinite(off_s):
+                yield proc | self.env.timeout(off_s - started)
+            else:
+                yield proc
+            if proc.is_alive:  # the drop timer fired first
+                self.cut(proc)
+                yield proc
+                self._resolve(client, device, "dropped", started)
+            elif proc.value is CUT:
+                self._resolve(client, device, "straggler", started)
+            else:
+                self._resolve(client, device, "completed", started, proc.value)
+            del self._running[client]
+
+    def _resolve(self, client: int, device: Device, outcome: str, started: float,
+                 update: ClientUpdate | None = None) -> None:
+        now = self.env.now
+        self.ledger.participant(self.round_index, client, device.name, outcome, started, now)
+        self.outcomes["stragglers" if outcome == "straggler" else outcome] += 1
+        if outcome == "dropped":
+            self.offline_from[device.name] = (client, now)
+        if outcome == "completed" and update is not None:
+            self.updates.append(update)
+        resolved = sum(self.outcomes.values())
+        if not self.enough.triggered and (
+                self.outcomes["completed"] >= self.keep or resolved >= self.selected):
+            self.enough.succeed()
+
+    def _back_online(self, device: Device) -> None:
+        """Close the device's offline span when it starts its next client (waves)."""
+        if device.name in self.offline_from:
+            client, since = self.offline_from.pop(device.name)
+            self.ledger.span(self.round_index, device.name, client, "offline", "dropped",
+                             since, self.env.now)
+
+    def close(self) -> None:
+        """The round closes now: cut every client still working (stragglers)."""
+        self.closed = True
+        for proc in list(self._running.values()):
+            self.cut(proc)
+
+    def cut(self, proc: simpy.Process) -> None:
+        """Interrupt a process and, depth first, every process it started."""
+        if proc in self._cut or not proc.is_alive:
+            return
+        self._cut.add(proc)
+        proc.interrupt("cut")
+        for child in self.children.get(proc, []):
+            self.cut(child)
+
+    def finish(self, t1_s: float) -> dict[str, int]:
+        """Offline spans up to the round's end; the per-round participation counts."""
+        for device, (client, since) in self.offline_from.items():
+            self.ledger.span(self.round_index, device, client, "offline", "dropped", since,
+                             t1_s)
+        self.offline_from.clear()
+        return {"selected": self.selected, **self.outcomes}
