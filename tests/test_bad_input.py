@@ -35,6 +35,13 @@ CASES = {
     "split_on_fedavg": (tiny(method={"name": "fedavg", "split": 2}),
                         "method.split: unknown field (accepted: name)"),
     "unknown_model": (tiny(model={"name": "vgg99"}), "model.name: must be one of"),
+    "missing_availability_trace": (
+        tiny(**{"population.availability_trace": "gone.csv"}),
+        "population.availability_trace: availability trace not found"),
+    "under_selection": (tiny(**{"population.over_selection": 0.5}),
+                        "population.over_selection: must be >= 1 (got 0.5)"),
+    "zero_deadline": (tiny(**{"population.deadline_s": 0}),
+                      "population.deadline_s: must be > 0 (got 0)"),
     "too_many_per_round": (tiny(**{"population.clients_per_round": 3}),
                            "population: clients_per_round (3) exceeds clients (2)"),
     "shares_not_one": (tiny(**{"population.devices": [

@@ -59,6 +59,13 @@ def test_zip_mode_and_dry_run_counts(tiny_dir):
     assert no_reuse.startswith("12 runs (0 done, 12 to do); 12 learning runs, 0 re-simulated")
 
 
+def test_a_deadline_makes_every_run_learn_in_full(tiny_dir):
+    """With a deadline, bandwidth decides which updates are kept: no trace reuse."""
+    path = _sweep(tiny_dir, set={"population.deadline_s": 5.0})
+    text = dry_run(path, tiny_dir / "out", reuse=True)
+    assert text.splitlines()[-1] == "12 runs (0 done, 12 to do); 12 learning runs, 0 re-simulated"
+
+
 @pytest.mark.parametrize("changes, expected", [
     ({"axes": [{"path": LINK, "values": [-1]}]},
      "population.devices[0].link.uplink_mbps: must be > 0 (got -1)"),

@@ -1,0 +1,174 @@
+"""Deadlines, over-selection, dropout and availability traces, on tiny scenarios.
+
+Four devices with uplinks of 1, 2, 4 and 8 Mbit/s and a fast server, so clients finish in
+a clear order. The oracle for each rule is a run without it: before a round closes,
+nothing differs, so the times read off the full run are the times the rule acts on.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from conftest import tiny
+from helpers import run_dict
+
+import ecofed_sim
+from ecofed_sim.availability import NEVER, Availability, read_onoff_trace
+from ecofed_sim.errors import ScenarioError
+from ecofed_sim.resimulate import resimulate
+from ecofed_sim.scenario import scenario_from_dict
+
+EXACT = {"rel": 1e-12, "abs": 1e-12}
+
+
+def four_devices(**changes) -> dict:
+    return tiny(**{"population.clients": 4, "population.clients_per_round": 4,
+                   "data.synthetic.train_samples": 80,
+                   "server.link": {"ingress_mbps": 1000, "egress_mbps": 1000},
+                   "population.devices": [
+                       {"profile": "unit_dev", "count": 1,
+                        "link": {"uplink_mbps": up, "downlink_mbps": 2, "latency_ms": 10}}
+                       for up in (1, 2, 4, 8)], **changes})
+
+
+def finish_times(res) -> pd.DataFrame:
+    """Each client's finish time relative to its round's start."""
+    start = (res.rounds.sim_time_s - res.rounds.round_time_s).set_axis(res.rounds["round"])
+    p = res.participation.copy()
+    p["finish_s"] = p.t_end_s - p["round"].map(start)
+    return p
+
+
+def test_over_selection_keeps_the_first_k_to_finish(tiny_dir):
+    full = finish_times(run_dict(four_devices(), tiny_dir))
+    raw = four_devices(**{"population.clients_per_round": 2,
+                          "population.over_selection": 2.0})
+    res = run_dict(raw, tiny_dir)
+    assert (res.rounds.selected == 4).all() and (res.rounds.completed == 2).all()
+    assert (res.rounds.stragglers == 2).all() and (res.rounds.dropped == 0).all()
+    for r, row in res.rounds.set_index("round").iterrows():
+        order = full[full["round"] == r].sort_values("finish_s")
+        kept = res.participation.query("round == @r and outcome == 'completed'")
+        assert set(kept.client) == set(order.client[:2])
+        assert row.round_time_s == pytest.approx(order.finish_s.iloc[1], **EXACT)
+        stragglers = res.participation.query("round == @r and outcome == 'straggler'")
+        assert set(stragglers.client) == set(order.client[2:])
+        # a straggler's upload is cut where it stood: fewer bytes than a full model
+        ups = res.transfers.query("round == @r and direction == 'up'")
+        full_bytes = ups[ups.client.isin(kept.client)].payload_bytes.max()
+        assert (ups[ups.client.isin(stragglers.client)].payload_bytes < full_bytes).all()
+
+
+def test_deadline_closes_the_round_and_keeps_who_finished(tiny_dir):
+    full = finish_times(run_dict(four_devices(rounds=1), tiny_dir))
+    order = full.sort_values("finish_s")
+    deadline_s = (order.finish_s.iloc[1] + order.finish_s.iloc[2]) / 2
+    res = run_dict(four_devices(rounds=1, **{"population.deadline_s": deadline_s}), tiny_dir)
+    row = res.rounds.iloc[0]
+    assert row.round_time_s == pytest.approx(deadline_s, **EXACT)
+    assert (row.completed, row.stragglers, row.dropped) == (2, 2, 0)
+    kept = res.participation.query("outcome == 'completed'")
+    assert set(kept.client) == set(order.client[:2])
+    assert (res.timeline.t_end_s <= deadline_s + 1e-12).all()
+
+
+def _onoff(tmp, name: str, client3: tuple[float, float]) -> str:
+    rows = ["client,online_s,offline_s"] + [f"{c},0,1e6" for c in range(3)]
+    rows.append(f"3,{float(client3[0])!r},{float(client3[1])!r}")
+    (tmp / name).write_text("\n".join(rows) + "\n")
+    return name
+
+
+@pytest.mark.parametrize("method", [{"name": "fedavg"}, {"name": "splitfed", "split": 4},
+                                    {"name": "ecofed", "split": 4}])
+def test_a_client_that_drops_mid_round_contributes_nothing(tiny_dir, method):
+    """Oracle: dropping mid-round learns exactly what never selecting the client does."""
+    full = finish_times(run_dict(four_devices(rounds=1, method=method), tiny_dir))
+    drop_s = full.set_index("client").finish_s[3] / 2
+    loop = {"population.availability_trace_loop": False, "rounds": 2, "method": method}
+    dropped = run_dict(four_devices(**loop, **{"population.availability_trace": _onoff(
+        tiny_dir, "drop.csv", (0.0, drop_s))}), tiny_dir)
+    absent = run_dict(four_devices(**loop, **{"population.availability_trace": _onoff(
+        tiny_dir, "absent.csv", (1e6, 1e6 + 1))}), tiny_dir)
+    assert dropped.rounds.test_loss.tolist() == absent.rounds.test_loss.tolist()
+    assert dropped.rounds.test_accuracy.tolist() == absent.rounds.test_accuracy.tolist()
+    first = dropped.rounds.iloc[0]
+    assert (first.selected, first.completed, first.dropped) == (4, 3, 1)
+    assert absent.rounds.selected.iloc[0] == 3
+    who = dropped.participation.query("client == 3").iloc[0]
+    assert who.outcome == "dropped" and who.t_end_s == pytest.approx(drop_s, **EXACT)
+    offline = dropped.timeline.query("client == 3 and state == 'offline'")
+    assert offline.t_start_s.tolist() == pytest.approx([drop_s], **EXACT)
+    assert (dropped.timeline.query("client == 3 and state != 'offline'").t_end_s
+            <= drop_s + 1e-12).all()
+
+
+def test_churn_that_ends_every_session_at_once_learns_nothing(tiny_dir):
+    res = run_dict(four_devices(rounds=3, **{"population.mean_online_s": 1e-9}), tiny_dir)
+    assert (res.rounds.completed == 0).all() and (res.rounds.dropped == 4).all()
+    assert res.rounds.test_loss.nunique() == 1  # the initial model, never updated
+    again = run_dict(four_devices(rounds=3, **{"population.mean_online_s": 1e-9}), tiny_dir)
+    pd.testing.assert_frame_equal(res.participation, again.participation)
+
+
+def test_churn_drop_times_follow_the_seeded_draws(tiny_dir):
+    raw = four_devices(rounds=2, **{"population.mean_online_s": 0.5})
+    res = run_dict(raw, tiny_dir)
+    avail = Availability(seed=raw["seed"], clients=4, mean_online_s=0.5)
+    start = (res.rounds.sim_time_s - res.rounds.round_time_s).tolist()
+    for row in res.participation.itertuples():
+        off_s = avail.offline_at(row.round, row.client, start[row.round])
+        if row.outcome == "dropped":
+            assert row.t_end_s == pytest.approx(off_s, **EXACT)
+        else:
+            assert row.t_end_s <= off_s
+    assert set(res.participation.outcome) == {"dropped", "completed"}
+
+
+def test_a_round_waits_until_someone_is_online(tiny_dir):
+    rows = "client,online_s,offline_s\n0,5,1e6\n1,7,1e6\n"
+    (tiny_dir / "late.csv").write_text(rows)
+    res = run_dict(tiny(rounds=1, **{"population.availability_trace": "late.csv"}), tiny_dir)
+    busy = res.timeline[res.timeline.state != "idle"]
+    assert busy.t_start_s.min() == pytest.approx(5.0, **EXACT)
+    assert res.rounds.selected.iloc[0] == 1  # client 1 is not online yet at t = 5 s
+
+
+def test_onoff_trace_intervals_loop_and_wrap(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("client,online_s,offline_s\n0,0,2\n0,5,10\n1,3,4\n")
+    trace = read_onoff_trace(path, loop=True, where="x")
+    assert trace.period_s == 10
+    assert trace.online_until(0, 1.0) == 2.0
+    assert trace.online_until(0, 6.0) == 12.0  # [5, 10) runs on into the next [0, 2)
+    assert trace.online_until(0, 3.0) is None
+    assert trace.online_until(0, 16.0) == 22.0
+    assert trace.next_online_s(0, 3.0) == 5.0 and trace.next_online_s(1, 4.5) == 13.0
+    assert trace.online_until(2, 6.0) == 12.0  # client 2 follows trace client 0
+    once = read_onoff_trace(path, loop=False, where="x")
+    assert once.online_until(0, 7.0) == 10.0 and once.next_online_s(1, 5.0) == NEVER
+    path.write_text("0,0,1e9\n")
+    assert read_onoff_trace(path, loop=True, where="x").online_until(0, 3.0) == NEVER
+
+
+@pytest.mark.parametrize("text, message", [
+    ("0,5,3\n", "line 1: need client >= 0 and 0 <= online_s < offline_s"),
+    ("0,0,5\n0,4,8\n", "client 0: overlapping intervals"),
+    ("client,on,off\n0,zero,1\n", "line 2: expected 'client, online_s, offline_s'"),
+    ("# nothing\n", "no intervals"),
+])
+def test_bad_onoff_traces_are_one_line_errors(tmp_path, text, message):
+    path = tmp_path / "bad.csv"
+    path.write_text(text)
+    with pytest.raises(ScenarioError, match=message):
+        read_onoff_trace(path, loop=True, where="population.availability_trace")
+
+
+def test_no_trace_reuse_when_timing_decides_what_is_learned(tiny_dir):
+
+    sc = scenario_from_dict(four_devices(**{"population.deadline_s": 1.0}), "tiny.yaml")
+    assert sc.population.timing_shapes_learning
+    full = ecofed_sim.run(sc, base_dir=tiny_dir, record=True)
+    with pytest.raises(ScenarioError, match="timing decides what is learned"):
+        resimulate(sc, full.trace, base_dir=tiny_dir)
+    assert not scenario_from_dict(four_devices(), "x").population.timing_shapes_learning
