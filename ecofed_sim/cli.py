@@ -17,6 +17,7 @@ EXAMPLES = """examples:
   ecofed-sim run scenarios/quickstart.yaml --out results/qs
   ecofed-sim run scenarios/quickstart.yaml --set 'method={name: fedavg}' --set rounds=5
   ecofed-sim validate scenarios/quickstart.yaml
+  ecofed-sim plan scenarios/paper/splitfed.yaml
   ecofed-sim sweep scenarios/sweeps/quickstart_uplink.yaml --workers 2
   ecofed-sim plot results/quickstart_uplink --format png,pdf
   ecofed-sim compare results/qs-fedavg results/qs-splitfed --out results/qs-compare
@@ -53,6 +54,15 @@ def build_parser() -> argparse.ArgumentParser:
                        "the resolved scenario with --print.")
     p.add_argument("scenario", type=Path)
     p.add_argument("--print", action="store_true", help="print the fully resolved scenario")
+    _add_set(p)
+
+    p = sub.add_parser("plan", help="split point per device class with the least round time",
+                       description="From the profiles and the analytic time model (no "
+                       "simulation), print the expected client round time of every split "
+                       "point for every device class, and the pick with the least expected "
+                       "round time: a split per class where the method allows it (splitfed), "
+                       "else one for all. `method.split: auto` runs this pick.")
+    p.add_argument("scenario", type=Path)
     _add_set(p)
 
     p = sub.add_parser("compare", help="table and figures comparing finished runs",
@@ -156,6 +166,20 @@ def cmd_validate(args: argparse.Namespace) -> int:
     scenario = load_scenario(args.scenario, args.overrides)
     check(scenario, str(args.scenario), args.scenario.parent)
     print(to_yaml(scenario) if args.print else f"{args.scenario}: ok")
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from ecofed_sim import planner
+    from ecofed_sim.prepare import check
+    from ecofed_sim.scenario import load_scenario
+
+    scenario = load_scenario(args.scenario, args.overrides)
+    if getattr(scenario.method, "split", None) is None:
+        raise _user_error(f"{args.scenario}: method: {scenario.method.name} has no split "
+                          "point to plan")
+    prep = check(scenario, str(args.scenario), args.scenario.parent)
+    print(planner.format_plan(planner.plan(prep), str(args.scenario)))
     return 0
 
 
@@ -286,7 +310,7 @@ def _user_error(msg: str) -> Exception:
 
 
 COMMANDS = {"run": cmd_run, "validate": cmd_validate, "sweep": cmd_sweep, "plot": cmd_plot,
-            "profile": cmd_profile,
+            "profile": cmd_profile, "plan": cmd_plan,
             "compare": cmd_compare,
             "layers": cmd_layers, "list": cmd_list}
 

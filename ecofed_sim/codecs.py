@@ -187,3 +187,9 @@ def make_codec(spec: CodecSpec) -> UniformCodec | FloatCodec | TopKCodec:
     if spec.kind == "topk":
         return TopKCodec(spec)
     return FloatCodec(spec)
+
+
+def payload_bytes_for(spec: CodecSpec, shape: tuple[int, ...]) -> int:
+    """Payload bytes of one tensor of ``shape`` under ``spec``, without real data: every
+    codec's size depends only on the shape (encoding a stand-in tensor gives it exactly)."""
+    return make_codec(spec).encode(torch.ones(shape)).payload_bytes

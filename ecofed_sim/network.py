@@ -87,6 +87,13 @@ class DeviceLink:
                    Capacity(f"{name}/down", downlink_mbps * MBPS), latency_ms / 1e3)
 
 
+def wire_bytes(payload_bytes: float, framing_bytes: int, framing_fraction: float) -> float:
+    """Bytes on the wire for a message: payload plus framing (nothing for no payload)."""
+    if payload_bytes <= 0:
+        return 0.0
+    return payload_bytes * (1.0 + framing_fraction) + framing_bytes
+
+
 def max_min_rates(flows: list[Flow]) -> dict[int, float]:
     """Max-min fair rates by progressive filling; pure, keyed by position in ``flows``."""
     rates: dict[int, float] = {}
@@ -125,9 +132,7 @@ class Network:
     _rates_cache: dict[tuple, list[float]] = field(default_factory=dict)
 
     def wire_bytes(self, payload_bytes: int) -> float:
-        if payload_bytes <= 0:
-            return 0.0
-        return payload_bytes * (1.0 + self.framing_fraction) + self.framing_bytes
+        return wire_bytes(payload_bytes, self.framing_bytes, self.framing_fraction)
 
     def transfer(self, link: DeviceLink, direction: str, payload_bytes: int) -> Generator:
         """Process fragment: latency, then the flow; ends when the last bit arrives.

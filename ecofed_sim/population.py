@@ -96,7 +96,7 @@ def build_population(scenario, library: ProfileLibrary, source: str,
         link = resolve_link(spec.link, library, where + ".link")
         name = f"{spec.profile}-{idx}"
         devices.append(Device(name, library.devices[spec.profile], make_link(
-            name, link, seen[cls], scenario.seed, idx, base_dir, where + ".link")))
+            name, link, seen[cls], scenario.seed, idx, base_dir, where + ".link"), spec.split))
         names.append(spec.profile)
     return Population(devices, names, pop.waves)
 

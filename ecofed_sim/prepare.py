@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ecofed_sim import planner
 from ecofed_sim.availability import build_availability
 from ecofed_sim.data import ImageSet, load_dataset, partition
 from ecofed_sim.data.files import DatasetFilesError
@@ -90,18 +91,42 @@ def check(sc: Scenario, source: str, base_dir: Path | None = None) -> Prepared:
                             f"at least {MIN_SIDE[sc.model.name]} pixels a side "
                             f"(got {list(in_shape)})")
     stats = model_stats(sc.model.name, in_shape, classes)
-    split = getattr(sc.method, "split", None)
-    if split is not None and not 1 <= split < len(stats):
-        raise ScenarioError(f"{source}: method.split: must be in 1..{len(stats) - 1} for "
-                            f"{sc.model.name} ({len(stats)} units) (got {split})")
+    _check_splits(sc, source, stats)
     if sc.server.profile not in library.devices:
         raise ScenarioError(f"{source}: server.profile: unknown profile {sc.server.profile!r} "
                             f"(accepted: {', '.join(sorted(library.devices))})")
     build_population(sc, library, source, base_dir)  # unknown profiles, links, bad traces
     build_availability(sc, base_dir, source)  # a bad availability trace
+    checked = Prepared(sc, source, library, library.devices[sc.server.profile], in_shape,
+                       classes, stats, base_dir=base_dir)
+    if getattr(sc.method, "split", None) == "auto":  # the planner's pick, written out
+        sc = planner.resolve(sc, planner.plan(checked))
+        checked = Prepared(**{**checked.__dict__, "scenario": sc})
     _check_pretrain(sc, source, len(stats))
-    return Prepared(sc, source, library, library.devices[sc.server.profile], in_shape,
-                    classes, stats, base_dir=base_dir)
+    return checked
+
+
+def _check_splits(sc: Scenario, source: str, stats: list[LayerStats]) -> None:
+    """The method's split and any per-class split lie inside the model; per-class splits
+    only where the method allows them."""
+    from ecofed_sim.methods import REGISTRY
+
+    method, top = REGISTRY[sc.method.name], len(stats) - 1
+    split = getattr(sc.method, "split", None)
+    where = [("method.split", split)] + [(f"population.devices[{i}].split", d.split)
+                                         for i, d in enumerate(sc.population.devices)]
+    for field, value in where:
+        if value is None or value == "auto":
+            continue
+        if field != "method.split" and (split is None or not method.per_class_split
+                                        or getattr(sc.method, "freeze_device", False)):
+            allowed = [n for n, m in REGISTRY.items() if m.per_class_split]
+            raise ScenarioError(f"{source}: {field}: {sc.method.name} uses one split for "
+                                f"every device class (a split per class: "
+                                f"{', '.join(allowed)}, without freeze_device)")
+        if not 1 <= value <= top:
+            raise ScenarioError(f"{source}: {field}: must be in 1..{top} for "
+                                f"{sc.model.name} ({len(stats)} units) (got {value})")
 
 
 def uses_pretrained(sc: Scenario) -> bool:
@@ -136,6 +161,7 @@ def _public_split(sc: Scenario, train: ImageSet) -> tuple[ImageSet, ImageSet | N
 def prepare(sc: Scenario, source: str, base_dir: Path | None = None) -> Prepared:
     """``check`` plus the data: train/test sets and each client's sample indices."""
     checked = check(sc, source, base_dir)
+    sc = checked.scenario  # with any ``split: auto`` resolved
     try:
         train, test = load_dataset(sc.data, base_dir)
     except DatasetFilesError as err:

@@ -7,6 +7,7 @@ import time
 from ecofed_sim.engine import RoundContext, World
 from ecofed_sim.errors import ScenarioError
 from ecofed_sim.prepare import check
+from ecofed_sim.scenario import timing_shapes_learning
 from ecofed_sim.trace import Trace, interpret, learning_key
 
 
@@ -35,10 +36,10 @@ def resimulate(scenario, trace: Trace, source: str | None = None, base_dir=None)
     """Results of ``scenario`` from a trace recorded on a scenario that learns the same."""
     from ecofed_sim.run import Results, manifest
 
-    if scenario.population.timing_shapes_learning:
-        raise ScenarioError(f"{source or scenario.name}: population: with a deadline, "
-                            "over-selection or dropout, timing decides what is learned; run "
-                            "it in full")
+    if timing_shapes_learning(scenario):
+        raise ScenarioError(f"{source or scenario.name}: with a deadline, over-selection, "
+                            "dropout or split: auto, timing decides what is learned; run it "
+                            "in full")
     if learning_key(scenario) != trace.learning_key:
         raise ScenarioError(f"{source or scenario.name}: differs from the recorded run in a "
                             "field that can change what is learned; run it in full")

@@ -77,4 +77,5 @@ def run(scenario: Scenario | str | Path, *, progress: bool = False,
     trace = None
     if record:
         trace = Trace(learning_key(scenario), engine.recorder.rounds)
-    return Results.from_frames(scenario, frames, manifest(scenario, started), trace)
+    # the scenario as run: with any ``split: auto`` replaced by the planner's pick
+    return Results.from_frames(engine.scenario, frames, manifest(scenario, started), trace)

@@ -115,6 +115,8 @@ class DeviceClassSpec(Strict):
     count: int | None = Field(None, ge=1, json_schema_extra=TIMING)
     share: float | None = Field(None, gt=0, le=1, json_schema_extra=TIMING)
     link: str | LinkSpec = Field("wifi", json_schema_extra=TIMING)
+    split: int | None = Field(None, ge=1, description="this class's split point (methods "
+                              "that allow one per class); default: method.split")
 
     @model_validator(mode="after")
     def _count_or_share(self) -> DeviceClassSpec:
@@ -359,3 +361,10 @@ def load_scenario(path: str | Path, overrides: list[str] = ()) -> Scenario:
 def to_yaml(scenario: Scenario) -> str:
     """The fully resolved scenario, every default written out."""
     return yaml.safe_dump(scenario.model_dump(mode="json"), sort_keys=False)
+
+
+def timing_shapes_learning(scenario: Scenario) -> bool:
+    """Whether timing-only fields can change what this scenario learns: through the
+    population's deadline or dropout, or through a split planned from the time model."""
+    return (scenario.population.timing_shapes_learning
+            or getattr(scenario.method, "split", None) == "auto")

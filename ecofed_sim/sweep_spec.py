@@ -38,6 +38,7 @@ from ecofed_sim.scenario import (
     parse_override,
     read_raw,
     scenario_from_dict,
+    timing_shapes_learning,
 )
 from ecofed_sim.trace import learning_key
 
@@ -158,7 +159,7 @@ def expand(path: Path, spec: SweepSpec) -> list[RunSpec]:
             scenario = scenario_from_dict(raw, where)
             check(scenario, where, base_path.parent)
             reusable = (REGISTRY[scenario.method.name].timing_independent
-                        and not scenario.population.timing_shapes_learning)
+                        and not timing_shapes_learning(scenario))
             runs.append(RunSpec(run_id(scenario), scenario, params, learning_key(scenario),
                                 reusable))
     ids = [r.run_id for r in runs]

@@ -4,10 +4,28 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
 import ecofed_sim
+from ecofed_sim.engine import Engine
+from ecofed_sim.prepare import prepare
 from ecofed_sim.scenario import scenario_from_dict
 
 
 def run_dict(raw: dict, base_dir: Path) -> ecofed_sim.Results:
     return ecofed_sim.run(scenario_from_dict(raw, "tiny.yaml"), source="tiny.yaml",
                           base_dir=base_dir)
+
+
+def final_state(raw: dict, base_dir) -> dict[str, torch.Tensor]:
+    """The global model's weights after every round of a tiny scenario."""
+    engine = Engine(prepare(scenario_from_dict(raw, "tiny.yaml"), "tiny.yaml", base_dir))
+    for r in range(engine.scenario.rounds):
+        engine.run_round(r)
+    return {k: v.clone() for k, v in engine.method.eval_model().state_dict().items()}
+
+
+def assert_same_state(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6, msg=key)

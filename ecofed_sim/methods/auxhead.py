@@ -25,7 +25,7 @@ from ecofed_sim.methods.base import (
     sgd,
     train_step,
 )
-from ecofed_sim.models import LayerModel, layer_stats, state_bytes
+from ecofed_sim.models import LayerModel, LayerStats, layer_stats, state_bytes
 from ecofed_sim.seeding import INIT, torch_gen
 
 
@@ -63,16 +63,20 @@ class AuxHeadMethod(Method):
         self.weight_bytes = state_bytes(self.global_model.part(0, k)) + state_bytes(self.aux)
 
     def device_cost(self, batch: int, fwd: bool = True, bwd: bool = True) -> Cost:
-        """Device part + head (the head has no latency table: it is priced by FLOPs)."""
-        name = self.setup.model_name
-        cost: Cost = ()
-        if fwd:
-            cost += forward(name, self.device_stats, batch)
-            cost += forward("aux", self.aux_stats, batch)
-        if bwd:
-            cost += backward(name, self.device_stats, batch)
-            cost += backward("aux", self.aux_stats, batch)
-        return cost
+        return aux_device_cost(self.setup.model_name, self.device_stats, self.aux_stats,
+                               batch, fwd, bwd)
+
+    @staticmethod
+    def aux_stats_at(config: AuxConfigBase, stats, split: int) -> list[LayerStats]:
+        """Facts of the auxiliary head a split would have (for the planner)."""
+        act_shape = stats[split - 1].out_shape
+        head = build_aux_head(act_shape, config.aux_hidden, stats[-1].out_shape[0])
+        return layer_stats(head, act_shape)
+
+    @classmethod
+    def weights_at(cls, config: AuxConfigBase, stats, split: int) -> int:
+        return sum(s.param_bytes for s in stats[:split]) + sum(
+            s.param_bytes for s in cls.aux_stats_at(config, stats, split))
 
     def server_cost(self, batch: int) -> Cost:
         return train_step(self.setup.model_name, self.server_stats, batch)
@@ -107,6 +111,17 @@ class AuxHeadMethod(Method):
 
     def eval_model(self) -> nn.Module:
         return self.global_model
+
+
+def aux_device_cost(model: str, device_stats, aux_stats, batch: int, fwd: bool = True,
+                    bwd: bool = True) -> Cost:
+    """Device part + head (the head has no latency table: it is priced by FLOPs)."""
+    cost: Cost = ()
+    if fwd:
+        cost += forward(model, device_stats, batch) + forward("aux", aux_stats, batch)
+    if bwd:
+        cost += backward(model, device_stats, batch) + backward("aux", aux_stats, batch)
+    return cost
 
 
 def server_ce_step(part, opt, act: torch.Tensor, y: torch.Tensor) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol, TypeVar
+from typing import Any, ClassVar, Literal, Protocol, TypeVar
 
 import torch
 from pydantic import BaseModel, ConfigDict
@@ -57,6 +57,27 @@ def train_step(model: str, layers, batch: int) -> Cost:
     return forward(model, layers, batch) + backward(model, layers, batch)
 
 
+@dataclass(frozen=True)
+class Sketch:
+    """One batch of one client's round at a split, as the planner's analytic time model
+    sees it (``ecofed_sim.planner``): device compute, one message up, server compute, one
+    message down, device compute; plus the weights moved once per round."""
+
+    device_before: Cost
+    up_bytes: int
+    server: Cost
+    down_bytes: int = 0
+    device_after: Cost = ()
+    waits: bool = True  # the device waits for the server's step (else it streams on)
+    weights_down_bytes: int = 0
+    weights_up_bytes: int = 0
+    device_round_share: float = 1.0  # share of rounds in which devices work
+    """EcoFed: 1 / period; the other rounds are server-only replay of ``server`` steps."""
+
+
+LABEL_BYTES = 8  # int64 class labels, per sample
+
+
 def tensor_bytes(t: torch.Tensor) -> int:
     """Payload bytes of a tensor from its shape and dtype."""
     return t.numel() * t.element_size()
@@ -67,8 +88,9 @@ class MethodConfigBase(BaseModel):
 
 
 class SplitConfigBase(MethodConfigBase):
-    split: int
-    """Split index: the device holds model units [0, split), the server the rest."""
+    split: int | Literal["auto"]
+    """Split index: the device holds model units [0, split), the server the rest. "auto":
+    the planner's pick (``ecofed_sim.planner``), resolved before the run starts."""
 
 
 @dataclass(frozen=True)
@@ -78,6 +100,7 @@ class Device:
     name: str
     profile: Any  # profiles.DeviceProfile
     link: Any  # network.DeviceLink
+    split: int | None = None  # its class's own split point (None: the method's)
 
 
 @dataclass(frozen=True)
@@ -136,6 +159,8 @@ class Method:
     """True when the method always starts its device part from pre-trained weights."""
     timing_independent: ClassVar[bool] = True
     """False when what is learned depends on arrival order (then no trace reuse)."""
+    per_class_split: ClassVar[bool] = False
+    """True when device classes may each use their own split point."""
 
     def __init__(self, config: MethodConfigBase, setup: Setup) -> None:
         self.config = config
@@ -147,6 +172,12 @@ class Method:
     def client_round(self, ctx: RoundContext, client: int, device: Device) -> Generator:
         """One client's work in a round, as a process fragment; returns a ClientUpdate."""
         raise NotImplementedError
+
+    @classmethod
+    def sketch(cls, config: Any, model: str, stats: list[LayerStats], split: int,
+               batch: int) -> Sketch:
+        """What one batch at ``split`` costs and sends (split methods; for the planner)."""
+        raise NotImplementedError(f"{cls.name} has no split point to plan")
 
     def server_round(self, ctx: RoundContext) -> Generator | None:
         """Server-only work of a round (e.g. EcoFed's replay), run beside the devices'

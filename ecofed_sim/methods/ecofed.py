@@ -26,12 +26,14 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
 from ecofed_sim.aggregate import fedavg
-from ecofed_sim.codecs import PAPER_CODEC, CodecSpec, make_codec
+from ecofed_sim.codecs import PAPER_CODEC, CodecSpec, make_codec, payload_bytes_for
 from ecofed_sim.methods.base import (
+    LABEL_BYTES,
     ClientUpdate,
     Device,
     Method,
     RoundContext,
+    Sketch,
     SplitConfigBase,
     forward,
     sgd,
@@ -137,6 +139,16 @@ class EcoFed(Method):
         self.accuracy: list[tuple[int, float]] = []
         self.update_round = True
         self.replay_targets: list[int] = []
+
+    @classmethod
+    def sketch(cls, config: EcoFedConfig, model: str, stats, split: int, batch: int) -> Sketch:
+        """Update rounds stream encoded activations; the rest are server-only replay."""
+        act_shape = (batch, *stats[split - 1].out_shape)
+        return Sketch(forward(model, stats[:split], batch),
+                      payload_bytes_for(config.activation_codec, act_shape)
+                      + batch * LABEL_BYTES,
+                      train_step(model, stats[split:], batch), waits=False,
+                      device_round_share=1.0 / config.period)
 
     # --- frozen device part
     def frozen_forward(self, key: tuple, x: torch.Tensor) -> torch.Tensor:

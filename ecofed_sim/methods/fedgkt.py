@@ -16,9 +16,12 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from ecofed_sim.methods.auxhead import AuxConfigBase, AuxHeadMethod
-from ecofed_sim.methods.base import Device, tensor_bytes
+from ecofed_sim.codecs import payload_bytes_for
+from ecofed_sim.methods.auxhead import AuxConfigBase, AuxHeadMethod, aux_device_cost
+from ecofed_sim.methods.base import LABEL_BYTES, Device, Sketch, tensor_bytes, train_step
 from ecofed_sim.seeding import CODEC
+
+FP32_BYTES = 4  # logits cross the network as fp32
 
 
 class FedGKTConfig(AuxConfigBase):
@@ -36,6 +39,20 @@ def kd_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float) ->
 class FedGKT(AuxHeadMethod):
     name = "fedgkt"
     Config = FedGKTConfig
+
+    @classmethod
+    def sketch(cls, config: FedGKTConfig, model: str, stats, split: int, batch: int) -> Sketch:
+        """Activations, labels and client logits up; server logits down, then backward."""
+        act_shape = (batch, *stats[split - 1].out_shape)
+        aux = cls.aux_stats_at(config, stats, split)
+        logits_bytes = batch * stats[-1].out_shape[0] * FP32_BYTES
+        weights = cls.weights_at(config, stats, split)
+        return Sketch(aux_device_cost(model, stats[:split], aux, batch, bwd=False),
+                      payload_bytes_for(config.activation_codec, act_shape)
+                      + batch * LABEL_BYTES + logits_bytes,
+                      train_step(model, stats[split:], batch), logits_bytes,
+                      aux_device_cost(model, stats[:split], aux, batch, fwd=False),
+                      weights_down_bytes=weights, weights_up_bytes=weights)
 
     def train_locally(self, ctx, client: int, device: Device) -> Generator:
         cfg = self.config

@@ -14,8 +14,14 @@ from typing import Literal
 
 import torch.nn.functional as F
 
-from ecofed_sim.methods.auxhead import AuxConfigBase, AuxHeadMethod, server_ce_step
-from ecofed_sim.methods.base import Device, tensor_bytes
+from ecofed_sim.codecs import payload_bytes_for
+from ecofed_sim.methods.auxhead import (
+    AuxConfigBase,
+    AuxHeadMethod,
+    aux_device_cost,
+    server_ce_step,
+)
+from ecofed_sim.methods.base import LABEL_BYTES, Device, Sketch, tensor_bytes, train_step
 from ecofed_sim.seeding import CODEC
 
 
@@ -26,6 +32,19 @@ class LocalLossConfig(AuxConfigBase):
 class LocalLoss(AuxHeadMethod):
     name = "local_loss"
     Config = LocalLossConfig
+
+    @classmethod
+    def sketch(cls, config: LocalLossConfig, model: str, stats, split: int,
+               batch: int) -> Sketch:
+        """The device trains on its local loss and streams activations; nothing comes back."""
+        act_shape = (batch, *stats[split - 1].out_shape)
+        weights = cls.weights_at(config, stats, split)
+        return Sketch(aux_device_cost(model, stats[:split], cls.aux_stats_at(config, stats,
+                                                                              split), batch),
+                      payload_bytes_for(config.activation_codec, act_shape)
+                      + batch * LABEL_BYTES,
+                      train_step(model, stats[split:], batch), waits=False,
+                      weights_down_bytes=weights, weights_up_bytes=weights)
 
     def train_locally(self, ctx, client: int, device: Device) -> Generator:
         dev, aux, dev_opt, srv, srv_opt = self.local_models()

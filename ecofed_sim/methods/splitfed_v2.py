@@ -21,14 +21,15 @@ class SplitFedV2(SplitFed):
     name = "splitfed_v2"
     Config = SplitFedV2Config
     timing_independent = False  # the shared model learns in arrival order
+    per_class_split = False  # one shared server part needs one split
 
     def begin_round(self, round_index: int, clients: list[int]) -> None:
         """One optimiser for the shared server part per round (momentum restarts at 0)."""
         self.shared = self.global_model.part(self.config.split).train()
         self.shared_opt = sgd(self.shared.parameters(), self.setup.training)
 
-    def server_part_for(self, client: int):
+    def server_part_for(self, client: int, k: int):
         return self.shared, self.shared_opt
 
-    def server_state(self, srv_part):
-        return None  # the shared part is already global: nothing to average
+    def server_state(self, srv_part, k: int) -> dict:
+        return {}  # the shared part is already global: nothing to average

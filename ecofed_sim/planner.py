@@ -1,0 +1,250 @@
+"""Split-point planner: the analytic round time of every split, per device class.
+
+No simulation and no training. For each device class and candidate split ``k``, one
+client's round is timed from its method's ``Sketch`` (sizes from shapes and codecs, compute
+from the profiles) and the class's link:
+
+- a message takes latency (+ mean jitter) + wire bytes / min(device link, server link /
+  clients in flight), as Plato shares a server link;
+- a batch where the device waits for the server: before + up + server + down + after;
+- a streaming batch (local loss, EcoFed): the device sends on, and the server's queue of
+  steps is walked exactly; the client ends when its last step is done.
+
+A round lasts as long as its slowest class (times its waves), and never less than the
+server's compute for the round's clients spread over its workers. EcoFed's rounds are
+weighted: 1/period update rounds, the rest server-only replay. The pick is the assignment
+of splits to classes with the least expected round time (one split for every class when
+the method needs that), ties to fewer bytes, then to smaller splits.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from ecofed_sim.methods import REGISTRY
+from ecofed_sim.methods.base import Sketch
+from ecofed_sim.network import BITS_PER_BYTE, MBPS, wire_bytes
+from ecofed_sim.population import class_counts, resolve_link
+from ecofed_sim.traces import read_trace
+
+TRAIN_SIZES = {"cifar10": 50_000, "cifar100": 50_000, "mnist": 60_000,
+               "fashion_mnist": 60_000, "embedded_mnist": 5_000}
+MAX_COMBINATIONS = 200_000
+
+
+@dataclass(frozen=True)
+class ClassLink:
+    """What the planner needs of one device class."""
+
+    label: str
+    profile: object  # profiles.DeviceProfile
+    up_bps: float
+    down_bps: float
+    latency_s: float
+    clients_per_round: float  # expected clients of this class in a round
+    waves: int  # clients each physical device plays one after another
+
+
+@dataclass(frozen=True)
+class Candidate:
+    splits: tuple[int, ...]  # per device class
+    round_time_s: float
+    bytes_per_round: float
+
+
+@dataclass(frozen=True)
+class Plan:
+    method: str
+    classes: list[ClassLink]
+    splits: list[int]
+    client_time_s: dict[tuple[int, int], float]  # (class index, split) -> seconds
+    candidates: list[Candidate]  # best first
+    per_class: bool
+    batches: list[int]
+
+    @property
+    def best(self) -> Candidate:
+        return self.candidates[0]
+
+    def same_split(self, k: int) -> Candidate:
+        return next(c for c in self.candidates if set(c.splits) == {k})
+
+
+def mean_client_samples(sc) -> int:
+    """Samples of a typical client, known without loading data (see ``data.partition``)."""
+    data = sc.data
+    n = (data.synthetic.train_samples if data.dataset == "synthetic"
+         else TRAIN_SIZES[data.dataset] - (data.test_samples
+                                           if data.dataset == "embedded_mnist" else 0))
+    if sc.pretrain.source == "public_split":
+        n -= int(round(sc.pretrain.public_fraction * n))
+    return data.partition.samples_per_client or n // sc.population.clients
+
+
+def round_batches(sc) -> list[int]:
+    """Batch sizes of one client's round, in order."""
+    n, b = mean_client_samples(sc), sc.training.batch_size
+    return ([b] * (n // b) + ([n % b] if n % b else [])) * sc.training.local_epochs
+
+
+def _mean_rate_mbps(link, direction: str, base_dir: Path | None, where: str) -> float:
+    path = getattr(link, f"{direction}link_trace", None)
+    if not path:
+        return getattr(link, f"{direction}link_mbps")
+    p = Path(path) if Path(path).is_absolute() or base_dir is None else base_dir / path
+    trace = read_trace(p, where)
+    ends = (*trace.times_s[1:], trace.period_s)
+    return sum(r * (e - t) for r, t, e in zip(trace.rates_mbps, trace.times_s, ends,
+                                              strict=True)) / trace.period_s
+
+
+def class_links(sc, library, base_dir: Path | None, source: str) -> list[ClassLink]:
+    pop = sc.population
+    total = sum(d.count for d in pop.devices) if pop.waves else pop.clients
+    counts = class_counts(pop, total)
+    in_flight = min(pop.clients_per_round, total)
+    out = []
+    for i, (spec, count) in enumerate(zip(pop.devices, counts, strict=True)):
+        where = f"{source}: population.devices[{i}].link"
+        link = resolve_link(spec.link, library, where)
+        share = count / total
+        out.append(ClassLink(
+            f"{i}:{spec.profile}", library.devices[spec.profile],
+            _mean_rate_mbps(link, "up", base_dir, where) * MBPS,
+            _mean_rate_mbps(link, "down", base_dir, where) * MBPS,
+            (link.latency_ms + getattr(link, "latency_jitter_ms", 0.0) / 2) / 1e3,
+            pop.clients_per_round * share,
+            math.ceil(pop.clients_per_round / in_flight) if pop.waves else 1))
+    return out
+
+
+class Timer:
+    """Analytic seconds of sketches on one scenario's server and links."""
+
+    def __init__(self, sc, server_profile) -> None:
+        self.sc, self.server = sc, server_profile
+        pop, link = sc.population, sc.server.link
+        in_flight = min(pop.clients_per_round,
+                        sum(d.count for d in pop.devices) if pop.waves else pop.clients)
+        self.server_up_bps = link.ingress_mbps * MBPS / in_flight
+        self.server_down_bps = link.egress_mbps * MBPS / in_flight
+
+    def message_s(self, cls: ClassLink, payload_bytes: float, up: bool) -> float:
+        if payload_bytes <= 0:
+            return 0.0
+        net = self.sc.network
+        rate = min(cls.up_bps, self.server_up_bps) if up else min(cls.down_bps,
+                                                                  self.server_down_bps)
+        bits = wire_bytes(payload_bytes, net.framing_bytes, net.framing_fraction) * BITS_PER_BYTE
+        return cls.latency_s + bits / rate
+
+    def client_s(self, cls: ClassLink, sketches: list[Sketch]) -> float:
+        """One client's round alone: weights down, every batch, weights up."""
+        first = sketches[0]
+        t = self.message_s(cls, first.weights_down_bytes, up=False)
+        server_free = t
+        for s in sketches:
+            before = cls.profile.cost_s(s.device_before)
+            up = self.message_s(cls, s.up_bytes, up=True)
+            server = self.server.cost_s(s.server)
+            if s.waits:
+                t += before + up + server + self.message_s(cls, s.down_bytes, up=False)
+                t += cls.profile.cost_s(s.device_after)
+            else:  # streams: the server works through its queue behind the device
+                t += before + up
+                server_free = max(server_free, t) + server
+        return max(t, server_free) + self.message_s(cls, first.weights_up_bytes, up=True)
+
+
+def plan(prep, splits: list[int] | None = None) -> Plan:
+    """Every candidate assignment of splits to device classes, best first."""
+    sc = prep.scenario
+    method = REGISTRY[sc.method.name]
+    classes = class_links(sc, prep.library, prep.base_dir, prep.source)
+    splits = splits or list(range(1, len(prep.stats)))
+    batches = round_batches(sc)
+    timer = Timer(sc, prep.server_profile)
+    sketch = {(k, b): method.sketch(sc.method, sc.model.name, prep.stats, k, b)
+              for k in splits for b in set(batches)}
+    times = {(i, k): timer.client_s(c, [sketch[k, b] for b in batches])
+             for i, c in enumerate(classes) for k in splits}
+    server_s = {k: sum(prep.server_profile.cost_s(sketch[k, b].server) for b in batches)
+                for k in splits}
+    bytes_ = {k: sum(sketch[k, b].up_bytes + sketch[k, b].down_bytes for b in batches)
+              + sketch[k, batches[0]].weights_down_bytes + sketch[k, batches[0]].weights_up_bytes
+              for k in splits}
+    share = sketch[splits[0], batches[0]].device_round_share
+    workers = sc.server.workers
+
+    def expected(assign: tuple[int, ...]) -> Candidate:
+        served = sum(c.clients_per_round * server_s[k] for c, k in zip(classes, assign,
+                                                                        strict=True))
+        update = max(max(c.waves * times[i, k] for i, (c, k) in enumerate(zip(
+            classes, assign, strict=True))), served / workers)
+        replay = served / workers  # server-only rounds: the same steps on buffered data
+        traffic = sum(c.clients_per_round * bytes_[k] for c, k in zip(classes, assign,
+                                                                       strict=True))
+        return Candidate(assign, share * update + (1 - share) * replay, share * traffic)
+
+    per_class = method.per_class_split and len(classes) > 1
+    combos = (itertools.product(splits, repeat=len(classes)) if per_class
+              else ((k,) * len(classes) for k in splits))
+    if per_class and len(splits) ** len(classes) > MAX_COMBINATIONS:
+        combos = _coordinate_descent(expected, splits, len(classes))
+    candidates = sorted({expected(tuple(a)) for a in combos},
+                        key=lambda c: (c.round_time_s, c.bytes_per_round, c.splits))
+    return Plan(sc.method.name, classes, splits, times, candidates, per_class, batches)
+
+
+def _coordinate_descent(expected, splits: list[int], n: int) -> list[tuple[int, ...]]:
+    """Too many classes for every combination: improve one class at a time from the best
+    common split; returns the assignments visited."""
+    visited = [(k,) * n for k in splits]
+    best = min(visited, key=lambda a: expected(a).round_time_s)
+    improved = True
+    while improved:
+        improved = False
+        for i in range(n):
+            for k in splits:
+                trial = best[:i] + (k,) + best[i + 1:]
+                visited.append(trial)
+                if expected(trial).round_time_s < expected(best).round_time_s:
+                    best, improved = trial, True
+    return visited
+
+
+def resolve(scenario, plan_: Plan):
+    """The scenario with ``split: auto`` replaced by the plan's pick."""
+    splits = plan_.best.splits
+    method = scenario.method.model_copy(update={"split": splits[0]})
+    devices = scenario.population.devices
+    if plan_.per_class:
+        devices = [d.model_copy(update={"split": k}) for d, k in zip(devices, splits,
+                                                                      strict=True)]
+    population = scenario.population.model_copy(update={"devices": devices})
+    return scenario.model_copy(update={"method": method, "population": population})
+
+
+def format_plan(plan_: Plan, source: str) -> str:
+    """The table ``ecofed-sim plan`` prints: every split's time per class, and the pick."""
+    heads = [f"class {c.label}" for c in plan_.classes]
+    lines = [f"{source}: {plan_.method}, {len(plan_.batches)} batches per client round; "
+             "analytic expected times (s)",
+             "split  " + "  ".join(f"{h:>18}" for h in heads)
+             + f"  {'round, same split':>18}  {'MiB/round':>10}"]
+    for k in plan_.splits:
+        same = plan_.same_split(k)
+        cells = "  ".join(f"{plan_.client_time_s[i, k]:>18.6g}"
+                          for i in range(len(plan_.classes)))
+        lines.append(f"{k:>5}  {cells}  {same.round_time_s:>18.6g}  "
+                     f"{same.bytes_per_round / 2**20:>10.4g}")
+    best = plan_.best
+    pick = ", ".join(f"class {c.label} -> {k}" for c, k in zip(plan_.classes, best.splits,
+                                                                 strict=True))
+    kind = "a split per class" if plan_.per_class else "one split for every class"
+    lines.append(f"pick ({kind}): {pick}; expected round time {best.round_time_s:.6g} s, "
+                 f"{best.bytes_per_round / 2**20:.4g} MiB per round")
+    return "\n".join(lines)

@@ -1,0 +1,142 @@
+"""The split planner against brute-force simulation, and per-class split points.
+
+Two device classes that want different splits: a fast device on a slow uplink (small
+activations pay) and a slow device on a fast uplink (little device compute pays). The
+server has a worker per client and a wide link, so clients do not contend; then the
+analytic time model must equal the simulation exactly, and its pick must be the minimum
+of a simulation of every assignment.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+
+import pytest
+import yaml
+from conftest import UNIT_DEVICE, UNITS, tiny
+from helpers import assert_same_state, final_state, run_dict
+
+from ecofed_sim import planner
+from ecofed_sim.cli import main
+from ecofed_sim.errors import ScenarioError
+from ecofed_sim.prepare import check
+from ecofed_sim.scenario import scenario_from_dict
+
+SLOW_DEV = {**UNIT_DEVICE, "name": "slow_dev", "latency_tables": [{
+    "model": "small_cnn", "batch_size": 10,
+    "layers": {u: {"forward_ms": 10.0, "backward_ms": 20.0} for u in UNITS}}]}
+
+
+def two_classes(method: dict, **changes) -> dict:
+    return tiny(**{
+        "rounds": 1, "method": method, "server.workers": 2,
+        "server.link": {"ingress_mbps": 1000, "egress_mbps": 1000},
+        "population.devices": [
+            {"profile": "unit_dev", "count": 1,
+             "link": {"uplink_mbps": 0.5, "downlink_mbps": 2, "latency_ms": 5}},
+            {"profile": "slow_dev", "count": 1,
+             "link": {"uplink_mbps": 50, "downlink_mbps": 50, "latency_ms": 1}}],
+        **changes})
+
+
+@pytest.fixture
+def plan_dir(tiny_dir):
+    (tiny_dir / "profiles" / "slow_dev.yaml").write_text(yaml.safe_dump(SLOW_DEV))
+    return tiny_dir
+
+
+def simulated_round_s(raw: dict, splits: tuple[int, int], directory) -> float:
+    raw = {**raw, "method": {**raw["method"], "split": splits[0]}}
+    raw["population"] = {**raw["population"], "devices": [
+        {**d, "split": k} if per_class else d
+        for d, k, per_class in zip(raw["population"]["devices"], splits,
+                                   [raw["method"]["name"] == "splitfed"] * 2, strict=True)]}
+    return float(run_dict(raw, directory).rounds.round_time_s.iloc[0])
+
+
+@pytest.mark.parametrize("method", [{"name": "splitfed", "split": "auto"},
+                                    {"name": "local_loss", "split": "auto"}])
+def test_planner_pick_is_the_brute_force_minimum(plan_dir, method):
+    raw = two_classes(method)
+    prep = check(scenario_from_dict(raw, "t"), "t", plan_dir)
+    plan = planner.plan(prep)
+    per_class = method["name"] == "splitfed"
+    assert plan.per_class == per_class
+    assignments = (itertools.product(range(1, 7), repeat=2) if per_class
+                   else [(k, k) for k in range(1, 7)])
+    simulated = {a: simulated_round_s(raw, a, plan_dir) for a in assignments}
+    analytic = {c.splits: c.round_time_s for c in plan.candidates}
+    assert set(analytic) == set(simulated)
+    for a, seconds in simulated.items():
+        assert analytic[a] == pytest.approx(seconds, rel=1e-9), a
+    assert simulated[plan.best.splits] == pytest.approx(min(simulated.values()), rel=1e-12)
+    if per_class:  # the two classes want different splits here
+        assert len(set(plan.best.splits)) == 2
+
+
+def test_split_auto_runs_the_plan_and_writes_it_out(plan_dir):
+    raw = two_classes({"name": "splitfed", "split": "auto"})
+    res = run_dict(raw, plan_dir)
+    best = planner.plan(check(scenario_from_dict(raw, "t"), "t", plan_dir)).best
+    assert [d.split for d in res.scenario.population.devices] == list(best.splits)
+    assert res.rounds.round_time_s.iloc[0] == pytest.approx(best.round_time_s, rel=1e-9)
+    sent = res.transfers[res.transfers.kind == "activations"].groupby("device").payload_bytes
+    assert sent.first().nunique() == 2  # each class sends its own split's activation
+
+
+def test_planner_bytes_equal_the_ledger(plan_dir):
+    for method in ({"name": "splitfed", "split": 3}, {"name": "fedgkt", "split": 2},
+                   {"name": "ecofed", "split": 4, "period": 1}):
+        raw = two_classes(method)
+        plan = planner.plan(check(scenario_from_dict(raw, "t"), "t", plan_dir))
+        k = method["split"]
+        res = run_dict(raw, plan_dir)
+        assert plan.same_split(k).bytes_per_round == res.rounds.cum_bytes.iloc[0], method
+
+
+def test_per_class_splits_learn_what_fedavg_learns(plan_dir):
+    """SplitFed-V1 ends with FedAvg's weights at any split, so also with one per class."""
+    fedavg = final_state(two_classes({"name": "fedavg"}, rounds=3), plan_dir)
+    mixed = two_classes({"name": "splitfed", "split": 2}, rounds=3)
+    mixed["population"]["devices"][1]["split"] = 5
+    assert_same_state(fedavg, final_state(mixed, plan_dir))
+
+
+@pytest.mark.parametrize("method, message", [
+    ({"name": "ecofed", "split": 2}, "population.devices[1].split: ecofed uses one split"),
+    ({"name": "splitfed", "split": 2, "freeze_device": True},
+     "population.devices[1].split: splitfed uses one split"),
+    ({"name": "splitfed", "split": 2, "x": 1}, "method.x: unknown field"),
+])
+def test_per_class_split_only_where_it_is_meaningful(plan_dir, method, message):
+    raw = two_classes(method)
+    raw["population"]["devices"][1]["split"] = 3
+    with pytest.raises(ScenarioError, match=re.escape(message)):
+        check(scenario_from_dict(raw, "t"), "t", plan_dir)
+
+
+def test_class_split_out_of_range(plan_dir):
+    raw = two_classes({"name": "splitfed", "split": 2})
+    raw["population"]["devices"][0]["split"] = 7
+    with pytest.raises(ScenarioError, match=r"population.devices\[0\].split: must be in 1..6"):
+        check(scenario_from_dict(raw, "t"), "t", plan_dir)
+
+
+def test_plan_command_prints_every_candidate(plan_dir, capsys):
+    path = plan_dir / "two.yaml"
+    path.write_text(yaml.safe_dump(two_classes({"name": "splitfed", "split": 2})))
+    assert main(["plan", str(path)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    rows = [line.split() for line in out if line.split() and line.split()[0].isdigit()]
+    assert [int(r[0]) for r in rows] == list(range(1, 7))
+    assert all(len(r) == 5 for r in rows)  # split, 2 classes, same-split round, MiB
+    assert out[-1].startswith("pick (a split per class): class 0:unit_dev -> ")
+    assert main(["plan", str(plan_dir / "missing.yaml")]) == 2
+
+
+def test_plan_for_a_method_without_a_split_is_an_error(plan_dir, capsys):
+    path = plan_dir / "fedavg.yaml"
+    path.write_text(yaml.safe_dump(two_classes({"name": "fedavg"})))
+    assert main(["plan", str(path)]) == 2
+    assert "fedavg has no split point to plan" in capsys.readouterr().err
