@@ -5,7 +5,9 @@ client's round is timed from its method's ``Sketch`` (sizes from shapes and code
 from the profiles) and the class's link:
 
 - a message takes latency (+ mean jitter) + wire bytes / min(device link, server link /
-  clients in flight), as Plato shares a server link;
+  flows sharing it). Clients of one class start together and move in lock-step, so they
+  all share it at once; each client of another class adds the share of its round it
+  spends sending (a mean-field fixed point, started from Plato's even split);
 - a batch where the device waits for the server: before + up + server + down + after;
 - a streaming batch (local loss, EcoFed): the device sends on, and the server's queue of
   steps is walked exactly; the client ends when its last step is done.
@@ -126,23 +128,26 @@ class Timer:
 
     def __init__(self, sc, server_profile) -> None:
         self.sc, self.server = sc, server_profile
-        pop, link = sc.population, sc.server.link
-        in_flight = min(pop.clients_per_round,
-                        sum(d.count for d in pop.devices) if pop.waves else pop.clients)
-        self.server_up_bps = link.ingress_mbps * MBPS / in_flight
-        self.server_down_bps = link.egress_mbps * MBPS / in_flight
+        pop = sc.population
+        self.in_flight = min(pop.clients_per_round,
+                             sum(d.count for d in pop.devices) if pop.waves else pop.clients)
+        self.flows = {True: float(self.in_flight), False: float(self.in_flight)}  # up, down
+        """Flows sharing the server link in each direction, for the class being timed."""
+        self.busy_s = {True: 0.0, False: 0.0}  # sending time of the last client timed
 
     def message_s(self, cls: ClassLink, payload_bytes: float, up: bool) -> float:
         if payload_bytes <= 0:
             return 0.0
-        net = self.sc.network
-        rate = min(cls.up_bps, self.server_up_bps) if up else min(cls.down_bps,
-                                                                  self.server_down_bps)
+        net, link = self.sc.network, self.sc.server.link
+        server_bps = (link.ingress_mbps if up else link.egress_mbps) * MBPS / self.flows[up]
+        rate = min(cls.up_bps if up else cls.down_bps, server_bps)
         bits = wire_bytes(payload_bytes, net.framing_bytes, net.framing_fraction) * BITS_PER_BYTE
+        self.busy_s[up] += bits / rate
         return cls.latency_s + bits / rate
 
     def client_s(self, cls: ClassLink, sketches: list[Sketch]) -> float:
         """One client's round alone: weights down, every batch, weights up."""
+        self.busy_s = {True: 0.0, False: 0.0}
         first = sketches[0]
         t = self.message_s(cls, first.weights_down_bytes, up=False)
         server_free = t
@@ -158,6 +163,29 @@ class Timer:
                 server_free = max(server_free, t) + server
         return max(t, server_free) + self.message_s(cls, first.weights_up_bytes, up=True)
 
+    def class_times(self, classes: list[ClassLink], sketches: list[Sketch],
+                    iterations: int = 50) -> list[float]:
+        """Client time per class at one split, with the flows sharing the server link at
+        their fixed point: the class's own clients in flight, plus every other class's
+        clients in flight times the share of their round they spend sending."""
+        scale = self.in_flight / sum(c.clients_per_round for c in classes)
+        in_flight = [c.clients_per_round * scale for c in classes]
+        flows = [{True: float(self.in_flight), False: float(self.in_flight)} for _ in classes]
+        times = [0.0] * len(classes)
+        for _ in range(iterations):
+            duty = []
+            for i, c in enumerate(classes):
+                self.flows = flows[i]
+                times[i] = self.client_s(c, sketches)
+                duty.append({up: busy / times[i] for up, busy in self.busy_s.items()})
+            new = [{up: max(1.0, in_flight[i] + sum(
+                n * d[up] for j, (n, d) in enumerate(zip(in_flight, duty, strict=True))
+                if j != i)) for up in (True, False)} for i in range(len(classes))]
+            if all(abs(a[u] - b[u]) < 1e-9 for a, b in zip(new, flows, strict=True) for u in a):
+                break
+            flows = new
+        return times
+
 
 def plan(prep, splits: list[int] | None = None) -> Plan:
     """Every candidate assignment of splits to device classes, best first."""
@@ -169,8 +197,10 @@ def plan(prep, splits: list[int] | None = None) -> Plan:
     timer = Timer(sc, prep.server_profile)
     sketch = {(k, b): method.sketch(sc.method, sc.model.name, prep.stats, k, b)
               for k in splits for b in set(batches)}
-    times = {(i, k): timer.client_s(c, [sketch[k, b] for b in batches])
-             for i, c in enumerate(classes) for k in splits}
+    times = {}
+    for k in splits:
+        at_k = timer.class_times(classes, [sketch[k, b] for b in batches])
+        times.update({(i, k): t for i, t in enumerate(at_k)})
     server_s = {k: sum(prep.server_profile.cost_s(sketch[k, b].server) for b in batches)
                 for k in splits}
     bytes_ = {k: sum(sketch[k, b].up_bytes + sketch[k, b].down_bytes for b in batches)
