@@ -11,8 +11,9 @@ can be cut off:
 - **straggler**: the round closed while the client was still working (or waiting for its
   turn in a wave): ``keep`` clients had already finished, FedScale's over-selection, or
   the deadline passed. Its work is cut off and discarded the same way.
-- **completed**: its fragment returned; the first ``keep`` of these are the round's
-  updates (the round closes at the ``keep``-th, so no more can finish).
+- **completed**: its fragment returned, and it was among the first ``keep`` to; these
+  are the round's updates. The round closes at the ``keep``-th; a client finishing in
+  that same instant, after it in event order, is a straggler.
 
 What a cut-off client's *partial* work does to learning is the method's semantics, and
 needs no code here: per-client copies (FedAvg, SplitFed-V1, local loss, FedGKT, EcoFed's
@@ -98,6 +99,8 @@ class RoundPlay:
     def _resolve(self, client: int, device: Device, outcome: str, started: float,
                  update: ClientUpdate | None = None) -> None:
         now = self.env.now
+        if outcome == "completed" and self.outcomes["completed"] >= self.keep:
+            outcome = "straggler"  # finished in the same instant as the keep-th: not kept
         self.ledger.participant(self.round_index, client, device.name, outcome, started, now)
         self.outcomes["stragglers" if outcome == "straggler" else outcome] += 1
         if outcome == "dropped":

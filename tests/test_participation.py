@@ -59,6 +59,17 @@ def test_over_selection_keeps_the_first_k_to_finish(tiny_dir):
         assert (ups[ups.client.isin(stragglers.client)].payload_bytes < full_bytes).all()
 
 
+def test_clients_finishing_together_past_k_are_not_kept(tiny_dir):
+    same = [{"profile": "unit_dev", "count": 1, "link": {"uplink_mbps": 2, "downlink_mbps": 2}}
+            for _ in range(4)]
+    res = run_dict(four_devices(**{"population.devices": same,
+                                   "population.clients_per_round": 2,
+                                   "population.over_selection": 2.0}), tiny_dir)
+    assert (res.rounds.completed == 2).all() and (res.rounds.stragglers == 2).all()
+    ends = res.participation.groupby("round").t_end_s.nunique()
+    assert (ends == 1).all()  # all four finished in the same instant
+
+
 def test_deadline_closes_the_round_and_keeps_who_finished(tiny_dir):
     full = finish_times(run_dict(four_devices(rounds=1), tiny_dir))
     order = full.sort_values("finish_s")
