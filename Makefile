@@ -28,6 +28,7 @@ bench: setup
 	$(BIN)/python benchmarks/overhead.py
 	$(BIN)/python benchmarks/ecofed_cache.py
 	$(BIN)/python benchmarks/sweep_reuse.py
+	$(BIN)/python benchmarks/planner_accuracy.py
 
 clean:
 	rm -rf results .pytest_cache
