@@ -37,7 +37,8 @@ def plain_loop(prep) -> float:
         global_model = prep.build_model()
     for r in range(sc.rounds):
         states, weights = [], []
-        for c in sorted(sample_clients(sc.seed, r, sc.population.clients,
+        everyone = list(range(sc.population.clients))
+        for c in sorted(sample_clients(sc.seed, r, everyone, sc.population.clients,
                                        sc.population.clients_per_round)):
             model = copy.deepcopy(global_model).train()
             opt = torch.optim.SGD(model.parameters(), lr=sc.training.lr,
