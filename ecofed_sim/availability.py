@@ -27,6 +27,7 @@ from pathlib import Path
 
 from ecofed_sim.errors import ScenarioError
 from ecofed_sim.seeding import AVAILABILITY, CHURN, np_rng
+from ecofed_sim.traces import numeric_rows
 
 NEVER = math.inf
 
@@ -75,21 +76,9 @@ class OnOffTrace:
 def read_onoff_trace(path: Path, loop: bool, where: str) -> OnOffTrace:
     """``client, online_s, offline_s`` per line (CSV; header, blanks and # comments
     skipped). Intervals of one client must not overlap."""
-    if not path.exists():
-        raise ScenarioError(f"{where}: availability trace not found: {path}")
     spans: dict[int, list[tuple[float, float]]] = {}
-    for n, line in enumerate(path.read_text().splitlines(), 1):
-        text = line.split("#", 1)[0].strip()
-        if not text:
-            continue
-        cells = text.replace(",", " ").split()
-        try:
-            client, on, off = int(cells[0]), float(cells[1]), float(cells[2])
-        except (ValueError, IndexError):
-            if not spans and n == 1:
-                continue  # a header
-            raise ScenarioError(f"{where}: {path}: line {n}: expected "
-                                "'client, online_s, offline_s'") from None
+    for n, (client, on, off) in numeric_rows(path, where, "availability trace",
+                                             "client, online_s, offline_s", (int, float, float)):
         if client < 0 or on < 0 or off <= on:
             raise ScenarioError(f"{where}: {path}: line {n}: need client >= 0 and "
                                 "0 <= online_s < offline_s")

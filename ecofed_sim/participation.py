@@ -60,12 +60,12 @@ class RoundPlay:
         ("completed", "dropped", "stragglers"), 0))
     closed: bool = False
     offline_from: dict[str, tuple[int, float]] = field(default_factory=dict)
-    enough: simpy.Event = None  # type: ignore[assignment]
+    enough: simpy.Event = field(init=False)  # the round may close: keep done, or all out
+    _running: dict[int, simpy.Process] = field(default_factory=dict)
+    _cut: set[simpy.Process] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.enough = self.env.event()
-        self._running: dict[int, simpy.Process] = {}
-        self._cut: set[simpy.Process] = set()
         if self.selected == 0 or self.keep == 0:
             self.enough.succeed()
 

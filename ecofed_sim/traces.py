@@ -9,6 +9,7 @@ again. Lines that are empty, comments (#) or a non-numeric header are skipped.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,21 +27,32 @@ class Trace:
         return self.times_s[-1] + step
 
 
-def read_trace(path: Path, where: str) -> Trace:
+def numeric_rows(path: Path, where: str, what: str, columns: str,
+                 types: tuple[type, ...]) -> Iterator[tuple[int, tuple]]:
+    """(line number, values) of a plain-text table: comma- or space-separated cells; blank
+    lines, # comments and a non-numeric first line (a header) are skipped. A missing file
+    or a bad line is a one-line ScenarioError naming ``where``."""
     if not path.exists():
-        raise ScenarioError(f"{where}: trace file not found: {path}")
-    times, rates = [], []
+        raise ScenarioError(f"{where}: {what} not found: {path}")
     for n, line in enumerate(path.read_text().splitlines(), 1):
         text = line.split("#", 1)[0].strip()
         if not text:
             continue
         cells = text.replace(",", " ").split()
         try:
-            t, r = float(cells[0]), float(cells[1])
-        except (ValueError, IndexError):
-            if not times and n == 1:
+            if len(cells) < len(types):
+                raise ValueError
+            values = tuple(kind(cell) for kind, cell in zip(types, cells, strict=False))
+        except ValueError:
+            if n == 1:
                 continue  # a header
-            raise ScenarioError(f"{where}: {path}: line {n}: expected 'time_s, mbps'") from None
+            raise ScenarioError(f"{where}: {path}: line {n}: expected '{columns}'") from None
+        yield n, values
+
+
+def read_trace(path: Path, where: str) -> Trace:
+    times, rates = [], []
+    for n, (t, r) in numeric_rows(path, where, "trace file", "time_s, mbps", (float, float)):
         if r <= 0 or (times and t <= times[-1]) or t < 0:
             raise ScenarioError(f"{where}: {path}: line {n}: times must increase from 0 and "
                                 "rates be > 0")
