@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 PLOT_KINDS = ("accuracy-time", "accuracy-bytes", "accuracy-energy", "time-bars",
-              "bytes-bars", "heatmap", "gantt", "round-cdf")
+              "bytes-bars", "heatmap", "gantt", "round-cdf", "participation")
 
 EXAMPLES = """examples:
   ecofed-sim run scenarios/quickstart.yaml --out results/qs
@@ -97,7 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "anything). Kinds: accuracy-time, accuracy-bytes (mean and band over "
                        "seeds), time-bars, bytes-bars (factors vs --baseline on the bars), "
                        "heatmap (speed-up and traffic reduction of --method vs --baseline over "
-                       "two swept axes), gantt (one round's device timeline), round-cdf.")
+                       "two swept axes), gantt (one round's device timeline), round-cdf, "
+                       "participation (kept, stragglers and dropped clients per round of "
+                       "--run).")
     p.add_argument("results", type=Path, help="sweep directory or run directory")
     p.add_argument("--kind", action="append", choices=[*PLOT_KINDS, "all"],
                    help="repeatable; default all")
@@ -109,7 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baseline", default="fedavg", help="method the factors compare against")
     p.add_argument("--method", default="ecofed", help="method of the heatmap")
     p.add_argument("--axes", nargs=2, metavar=("Y", "X"), help="heatmap axes (swept columns)")
-    p.add_argument("--run", help="run id of the gantt chart (default: the first)")
+    p.add_argument("--run", help="run id of the gantt chart and participation figure "
+                   "(default: the first)")
     p.add_argument("--round", type=int, default=0, dest="round_index",
                    help="round of the gantt chart")
 

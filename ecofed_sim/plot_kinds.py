@@ -16,6 +16,7 @@ from matplotlib.ticker import NullFormatter, ScalarFormatter
 from ecofed_sim.errors import ScenarioError
 from ecofed_sim.plots import (
     LABELS,
+    OUTCOME_COLOURS,
     STATE_COLOURS,
     curves,
     figure_style,
@@ -227,7 +228,8 @@ def round_time_cdf(rs: ResultSet, out: Path, fmts: list[str], st: str, **_) -> l
                 tl = pd.read_parquet(rs.run_dir(run) / "timeline.parquet")
                 tl = tl[tl.device != "server"]
                 start = tl.groupby("round").t_start_s.min()
-                busy = tl[tl.state != "idle"].groupby(["round", "device"]).t_end_s.max()
+                working = tl[~tl.state.isin(["idle", "offline"])]
+                busy = working.groupby(["round", "device"]).t_end_s.max()
                 times += (busy - start.reindex(busy.index.get_level_values(0)).to_numpy()
                           ).tolist()
             xs = np.sort(times)
@@ -237,6 +239,27 @@ def round_time_cdf(rs: ResultSet, out: Path, fmts: list[str], st: str, **_) -> l
         ax.set_xlabel("Device time per round (s)")
         ax.set_ylabel("Fraction of device-rounds")
         ax.legend(frameon=False)
+        return save(fig, out, fmts)
+
+
+def participation(rs: ResultSet, out: Path, fmts: list[str], st: str, run: str | None = None,
+                  **_) -> list:
+    """Per round of one run: clients kept, stragglers cut off and clients dropped."""
+    run = run or rs.metrics.run_id.iloc[0]
+    rounds = rs.summary[rs.summary.run_id == run]
+    if "completed" not in rounds:
+        raise ScenarioError(f"{rs.root}: run {run} has no participation columns")
+    with figure_style(st):
+        fig, ax = plt.subplots()
+        bottom = np.zeros(len(rounds))
+        for outcome, colour in OUTCOME_COLOURS.items():
+            counts = rounds[outcome].to_numpy(dtype=float)
+            ax.bar(rounds["round"], counts, bottom=bottom, color=colour, label=outcome,
+                   width=0.9)
+            bottom += counts
+        ax.set_xlabel("Round")
+        ax.set_ylabel("Selected clients")
+        ax.legend(frameon=False, loc="lower right")
         return save(fig, out, fmts)
 
 
@@ -250,7 +273,13 @@ KINDS = {
     "heatmap": heatmap,
     "gantt": gantt,
     "round-cdf": round_time_cdf,
+    "participation": participation,
 }
+
+
+def _anyone_left_out(rs: ResultSet) -> bool:
+    cols = [c for c in ("dropped", "stragglers") if c in rs.summary]
+    return bool(cols) and bool(rs.summary[cols].to_numpy().sum() > 0)
 
 
 def plot(root: Path, kinds: list[str], out: Path, formats: list[str], style_name: str,
@@ -263,8 +292,9 @@ def plot(root: Path, kinds: list[str], out: Path, formats: list[str], style_name
     paths: list[Path] = []
     for kind in kinds:
         if skip_unavailable and ((kind == "heatmap" and len(rs.params) < 2) or (
-                kind == "accuracy-energy" and "cum_energy_j" not in rs.summary)):
-            continue  # needs two swept axes, or power figures
+                kind == "accuracy-energy" and "cum_energy_j" not in rs.summary) or (
+                kind == "participation" and not _anyone_left_out(rs))):
+            continue  # needs two swept axes, power figures, or someone not kept
         paths += KINDS[kind](rs, out / kind.replace("-", "_"), formats, style_name,
                              target=target, **options)
     return paths

@@ -27,7 +27,9 @@ LABELS = {"fedavg": "Classic FL (FedAvg)", "splitfed": "Vanilla DPFL (SplitFed-V
           "splitfed_v2": "SplitFed-V2", "local_loss": "Local-loss DPFL", "fedgkt": "FedGKT",
           "ecofed": "EcoFed"}
 STATE_COLOURS = {"compute": OKABE_ITO[2], "upload": OKABE_ITO[1], "download": OKABE_ITO[0],
-                 "idle": "#DDDDDD"}
+                 "idle": "#DDDDDD", "offline": "#555555"}
+OUTCOME_COLOURS = {"completed": OKABE_ITO[2], "stragglers": OKABE_ITO[4],
+                   "dropped": OKABE_ITO[1]}
 STYLES = {
     "paper": {"figure.figsize": (3.4, 2.5), "font.size": 8, "axes.labelsize": 8,
               "legend.fontsize": 6.5, "xtick.labelsize": 7, "ytick.labelsize": 7,

@@ -85,3 +85,33 @@ def test_bad_plot_options(sweep_dir, tmp_path, capsys):
     assert "not a results directory" in capsys.readouterr().err
     assert main(["plot", str(sweep_dir), "--format", "gif"]) == 2
     assert main(["plot", str(sweep_dir), "--kind", "heatmap", "--axes", "seed", "nope"]) == 2
+
+
+def test_participation_bars_stack_to_the_selected(tiny_dir, tmp_path, monkeypatch):
+    from helpers import run_dict
+
+    from ecofed_sim.results import write_results
+
+    raw = tiny(rounds=3, **{"population.clients": 4, "population.clients_per_round": 2,
+                            "population.over_selection": 2.0, "population.mean_online_s": 0.3,
+                            "population.devices.0.count": 4,
+                            "data.synthetic.train_samples": 80})
+    res = run_dict(raw, tiny_dir)
+    assert res.rounds.stragglers.sum() + res.rounds.dropped.sum() > 0
+    run = write_results(res, tmp_path / "run")
+    figures = []
+    monkeypatch.setattr(plot_kinds, "save", lambda fig, out, fmts: figures.append(fig) or [])
+    plot_kinds.plot(run, ["participation", "round-cdf"], tmp_path / "f", ["png"], "paper", [])
+    heights: dict[float, float] = {}
+    for bar in figures[0].axes[0].patches:
+        x = round(bar.get_x() + bar.get_width() / 2, 6)
+        heights[x] = heights.get(x, 0.0) + bar.get_height()
+    assert heights == {float(r): float(s) for r, s in zip(res.rounds["round"],
+                                                          res.rounds.selected, strict=True)}
+    dropped = res.participation.query("outcome == 'dropped'")
+    ends = figures[1].axes[0].lines[0].get_xdata()
+    assert max(ends) <= res.rounds.round_time_s.max() + 1e-9
+    if len(dropped):  # a dropped device's time ends at its drop, not the round's end
+        start = res.rounds.sim_time_s - res.rounds.round_time_s
+        drop_s = (dropped.t_end_s - dropped["round"].map(start)).min()
+        assert min(ends) <= drop_s + 1e-9
