@@ -259,7 +259,7 @@ def participation(rs: ResultSet, out: Path, fmts: list[str], st: str, run: str |
             bottom += counts
         ax.set_xlabel("Round")
         ax.set_ylabel("Selected clients")
-        ax.legend(frameon=False, loc="lower right")
+        ax.legend(frameon=False, loc="center left", bbox_to_anchor=(1.0, 0.5))
         return save(fig, out, fmts)
 
 
