@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ecofed_sim.errors import ScenarioError
+from ecofed_sim.paths import scenario_path
 from ecofed_sim.seeding import AVAILABILITY, CHURN, np_rng
 from ecofed_sim.traces import numeric_rows
 
@@ -105,11 +106,6 @@ class Availability:
     trace: OnOffTrace | None = None
     mean_online_s: float | None = None
 
-    @property
-    def has_dropout(self) -> bool:
-        """Whether a sampled client can go offline mid-round."""
-        return self.trace is not None or self.mean_online_s is not None
-
     def online(self, round_index: int, t_s: float) -> list[int]:
         """Clients online at the start (time ``t_s``) of round ``round_index``."""
         clients = range(self.clients)
@@ -144,9 +140,8 @@ def build_availability(scenario, base_dir: Path | None, source: str) -> Availabi
     pop = scenario.population
     trace = None
     if pop.availability_trace:
-        p = Path(pop.availability_trace)
-        p = p if p.is_absolute() or base_dir is None else base_dir / p
-        trace = read_onoff_trace(p, pop.availability_trace_loop,
+        trace = read_onoff_trace(scenario_path(pop.availability_trace, base_dir),
+                                 pop.availability_trace_loop,
                                  f"{source}: population.availability_trace")
     return Availability(scenario.seed, pop.clients, pop.online_probability, trace,
                         pop.mean_online_s)

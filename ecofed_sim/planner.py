@@ -29,6 +29,7 @@ from pathlib import Path
 from ecofed_sim.methods import REGISTRY
 from ecofed_sim.methods.base import Sketch
 from ecofed_sim.network import BITS_PER_BYTE, MBPS, wire_bytes
+from ecofed_sim.paths import scenario_path
 from ecofed_sim.population import class_counts, resolve_link
 from ecofed_sim.traces import read_trace
 
@@ -96,8 +97,7 @@ def _mean_rate_mbps(link, direction: str, base_dir: Path | None, where: str) -> 
     path = getattr(link, f"{direction}link_trace", None)
     if not path:
         return getattr(link, f"{direction}link_mbps")
-    p = Path(path) if Path(path).is_absolute() or base_dir is None else base_dir / path
-    trace = read_trace(p, where)
+    trace = read_trace(scenario_path(path, base_dir), where)
     ends = (*trace.times_s[1:], trace.period_s)
     return sum(r * (e - t) for r, t, e in zip(trace.rates_mbps, trace.times_s, ends,
                                               strict=True)) / trace.period_s
@@ -131,8 +131,8 @@ class Timer:
         pop = sc.population
         self.in_flight = min(pop.clients_per_round,
                              sum(d.count for d in pop.devices) if pop.waves else pop.clients)
-        self.flows = {True: float(self.in_flight), False: float(self.in_flight)}  # up, down
-        """Flows sharing the server link in each direction, for the class being timed."""
+        # flows sharing the server link (True: up, False: down), for the class being timed
+        self.flows = {True: float(self.in_flight), False: float(self.in_flight)}
         self.busy_s = {True: 0.0, False: 0.0}  # sending time of the last client timed
 
     def message_s(self, cls: ClassLink, payload_bytes: float, up: bool) -> float:

@@ -14,6 +14,7 @@ from pathlib import Path
 from ecofed_sim.errors import ScenarioError
 from ecofed_sim.methods.base import Device
 from ecofed_sim.network import DeviceLink
+from ecofed_sim.paths import scenario_path
 from ecofed_sim.profiles import ProfileLibrary
 from ecofed_sim.seeding import BINDING, JITTER, SAMPLING, np_rng
 from ecofed_sim.traces import read_trace
@@ -48,8 +49,7 @@ def make_link(name: str, spec, index_in_class: int, seed: int, device_index: int
     for d in ("up", "down"):
         path = getattr(spec, f"{d}link_trace", None)
         if path:
-            p = Path(path)
-            p = p if p.is_absolute() or base_dir is None else base_dir / p
+            p = scenario_path(path, base_dir)
             offset = spec.trace_offset_s + index_in_class * spec.trace_offset_step_s
             traces[d] = (read_trace(p, f"{where}.{d}link_trace"), spec.trace_loop, offset)
     up = getattr(spec, "uplink_mbps", None) or traces["up"][0].rates_mbps[0]

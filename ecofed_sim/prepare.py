@@ -20,6 +20,7 @@ from ecofed_sim.data import ImageSet, load_dataset, partition
 from ecofed_sim.data.files import DatasetFilesError
 from ecofed_sim.errors import ScenarioError
 from ecofed_sim.models import MIN_SIDE, LayerModel, LayerStats, build_model, layer_stats
+from ecofed_sim.paths import scenario_path
 from ecofed_sim.population import build_population
 from ecofed_sim.pretrain import pretrained_state
 from ecofed_sim.profiles import DeviceProfile, ProfileError, ProfileLibrary, load_library
@@ -71,8 +72,7 @@ def _input_spec(sc: Scenario) -> tuple[tuple[int, int, int], int]:
 def _library(sc: Scenario, base_dir: Path | None) -> ProfileLibrary:
     extra = ()
     if sc.profiles_dir:
-        d = Path(sc.profiles_dir)
-        d = d if d.is_absolute() or base_dir is None else base_dir / d
+        d = scenario_path(sc.profiles_dir, base_dir)
         if not d.is_dir():
             raise ScenarioError(f"profiles_dir: no such directory {str(d)!r}")
         extra = (str(d),)

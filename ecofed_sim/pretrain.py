@@ -21,6 +21,7 @@ from ecofed_sim.data import ImageSet, load_dataset
 from ecofed_sim.data.fractal import make_fractal
 from ecofed_sim.errors import ScenarioError
 from ecofed_sim.models import build_model
+from ecofed_sim.paths import scenario_path
 from ecofed_sim.seeding import DATA_ORDER, INIT, PRETRAIN, torch_gen
 
 CACHE_VERSION = 1
@@ -102,9 +103,7 @@ def pretrained_state(sc, in_shape, public: ImageSet | None,
     if spec.source == "none":
         return None
     if spec.source == "checkpoint":
-        path = Path(spec.checkpoint)
-        return load_checkpoint(path if path.is_absolute() or base_dir is None
-                               else base_dir / path)
+        return load_checkpoint(scenario_path(spec.checkpoint, base_dir))
     path = cache_root(spec) / f"pretrain-{sc.model.name}-{cache_key(sc, in_shape)}.pt"
     if path.exists():
         return torch.load(path, map_location="cpu", weights_only=True)
