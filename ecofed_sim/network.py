@@ -12,6 +12,7 @@ Delay lives here, as in SimPy's ``Cable`` example: processes only ``yield`` the 
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Generator
 from dataclasses import dataclass, field
 
@@ -23,6 +24,18 @@ from ecofed_sim.traces import segments
 BITS_PER_BYTE = 8
 MBPS = 1e6  # bits per second in one Mbit/s
 _EPS_S = 1e-12  # completion slack for floating-point remainders
+_CLOCK_STEPS = 4  # a flow this few clock steps from its end is done (see ``_finish_slack_s``)
+
+
+def _finish_slack_s(now_s: float) -> float:
+    """Time within which a flow counts as finished at ``now_s``.
+
+    A float clock at ``now_s`` cannot advance by less than one unit in the last place
+    (about 1e-10 s at 1e6 s). A remainder shorter than a few such steps would schedule a
+    wake-up that does not move the clock, and the same step would repeat for ever; so the
+    completion slack grows with the clock, and every wake-up either moves time or ends a
+    flow. The error this admits is a few ULPs of the clock, below anything measurable."""
+    return max(_EPS_S, _CLOCK_STEPS * math.ulp(now_s))
 
 
 @dataclass(eq=False)
@@ -226,7 +239,8 @@ class Network:
         if generation != self._current:
             return  # a flow started or ended meanwhile; a newer wake-up is scheduled
         self._advance()
-        finished = [f for f in self.flows if f.remaining_bits <= f.rate_bps * _EPS_S]
+        slack_s = _finish_slack_s(self.env.now)
+        finished = [f for f in self.flows if f.remaining_bits <= f.rate_bps * slack_s]
         self.flows = [f for f in self.flows if f not in finished]
         for f in finished:
             f.done.succeed()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import simpy
 
@@ -74,3 +76,33 @@ def test_token_bucket_sends_its_burst_after_idle_only():
     env.process(proc())
     env.run()
     assert ends == pytest.approx([1.9, 2.9, 2.95 + 0.95], rel=1e-12)
+
+
+@pytest.mark.parametrize("start_s", [1e3, 2e4, 1e5, 987_654.0, 1e7, 1e9])
+def test_transfers_finish_at_large_clock_values(start_s):
+    """A float clock near ``start_s`` cannot take steps below its ULP; every transfer must
+    still finish, in a bounded number of events, at the time its bits take."""
+    import random
+
+    rnd = random.Random(int(start_s))
+    for _ in range(40):
+        env = simpy.Environment(initial_time=start_s)
+        net = Network(env, Capacity("in", 1e9), Capacity("out", 1e9))
+        links = [DeviceLink.from_mbps(f"d{i}", rnd.uniform(0.1, 100), 10, 0) for i in range(3)]
+        sizes = [rnd.randint(1, 10**7) for _ in links]
+        ends: dict[int, float] = {}
+
+        def send(i):
+            yield from net.transfer(links[i], "up", sizes[i])
+            ends[i] = env.now
+
+        for i in range(len(links)):
+            env.process(send(i))
+        steps = 0
+        while env.peek() != float("inf") and steps < 1000:
+            env.step()
+            steps += 1
+        assert len(ends) == len(links), f"stuck after {steps} events at t={env.now!r}"
+        for i, link in enumerate(links):  # independent links: each at its own rate
+            expected = start_s + sizes[i] * 8 / link.up.rate_bps
+            assert ends[i] == pytest.approx(expected, rel=1e-12, abs=64 * math.ulp(start_s))
