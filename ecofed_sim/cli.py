@@ -26,6 +26,17 @@ EXAMPLES = """examples:
 """
 
 
+def accuracy(text: str) -> float:
+    """An accuracy target: a finite number in [0, 1] (argparse type)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0.0 <= value <= 1.0:  # also false for NaN
+        raise argparse.ArgumentTypeError(f"expected an accuracy in [0, 1] (got {text!r})")
+    return value
+
+
 def _add_set(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE",
                    help="override a scenario field, e.g. --set network.x=1 or "
@@ -45,7 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
                        "transfers.parquet, timeline.parquet, scenario.resolved.yaml and "
                        "manifest.json to --out (default results/<name>-<method>).")
     p.add_argument("scenario", type=Path, help="scenario YAML file")
-    p.add_argument("--out", type=Path, help="results directory (replaced atomically)")
+    p.add_argument("--out", type=Path, help="results directory (replaced atomically; only "
+                   "a results directory is ever replaced)")
+    p.add_argument("--threads", type=int, help="torch threads of the learning computation "
+                   "(same as --set training.threads=N; default 1; recorded in the manifest)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     _add_set(p)
 
@@ -81,15 +95,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="results directory (default results/<name>)")
     p.add_argument("--executor", choices=["local", "dask"], default="local")
     p.add_argument("--workers", type=int, default=1,
-                   help="worker processes (1: in this process); torch threads per worker = "
-                        "cores / workers")
+                   help="worker processes (1: in this process); each run uses its "
+                        "scenario's training.threads torch threads")
     p.add_argument("--scheduler", help="Dask scheduler address (default: a LocalCluster)")
     p.add_argument("--dry-run", action="store_true",
                    help="list the runs and how many learning runs they need")
     p.add_argument("--no-reuse", action="store_true",
                    help="train every run in full (no learning-trace reuse)")
-    p.add_argument("--target", type=float, action="append", default=[],
+    p.add_argument("--target", type=accuracy, action="append", default=[],
                    help="accuracy target for time/bytes-to-accuracy; repeatable")
+    p.add_argument("--force", action="store_true",
+                   help="expand a sweep of more than 10,000 runs")
     p.add_argument("--quiet", action="store_true")
 
     p = sub.add_parser("plot", help="figures from a sweep's or a run's results directory",
@@ -106,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default="png,pdf", help="comma-separated: png, pdf, svg")
     p.add_argument("--out", type=Path, help="default RESULTS/figures")
     p.add_argument("--style", choices=["paper", "slides"], default="paper")
-    p.add_argument("--target", type=float, action="append", default=[],
+    p.add_argument("--target", type=accuracy, action="append", default=[],
                    help="accuracy for time/bytes-to-accuracy (default: the sweep's first)")
     p.add_argument("--baseline", default="fedavg", help="method the factors compare against")
     p.add_argument("--method", default="ecofed", help="method of the heatmap")
@@ -145,12 +161,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from ecofed_sim.outdir import check_target, safe_component
     from ecofed_sim.results import write_results
     from ecofed_sim.run import run
     from ecofed_sim.scenario import load_scenario
 
+    if args.threads is not None:
+        args.overrides.append(f"training.threads={args.threads}")
     scenario = load_scenario(args.scenario, args.overrides)
-    out = args.out or Path("results") / f"{scenario.name}-{scenario.method.name}"
+    out = args.out or Path("results") / safe_component(
+        f"{scenario.name}-{scenario.method.name}")
+    check_target(out)  # before minutes of work, not after
     progress = not args.quiet and sys.stderr.isatty()
     results = run(scenario, progress=progress, source=str(args.scenario),
                   base_dir=args.scenario.parent)
@@ -187,18 +208,19 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    from ecofed_sim.outdir import safe_component
     from ecofed_sim.sweep import dry_run, run_sweep
     from ecofed_sim.sweep_spec import load_sweep
 
     if args.workers < 1:
         raise _user_error(f"--workers: must be >= 1 (got {args.workers})")
-    out = args.out or Path("results") / load_sweep(args.sweep).name
+    out = args.out or Path("results") / safe_component(load_sweep(args.sweep).name)
     if args.dry_run:
-        print(dry_run(args.sweep, out, reuse=not args.no_reuse))
+        print(dry_run(args.sweep, out, reuse=not args.no_reuse, force=args.force))
         return 0
     tally = run_sweep(args.sweep, out, args.executor, args.workers, args.scheduler,
                       reuse=not args.no_reuse, targets=args.target,
-                      progress=not args.quiet and sys.stderr.isatty())
+                      progress=not args.quiet and sys.stderr.isatty(), force=args.force)
     if not args.quiet and (out / "metrics.csv").exists():
         print(_metrics_table(out / "metrics.csv"))
     print(f"{out}: done {tally.done}, skipped {tally.skipped}, failed {tally.failed}")

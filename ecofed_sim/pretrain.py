@@ -40,7 +40,8 @@ def cache_key(sc, in_shape: tuple[int, ...]) -> str:
     spec = sc.pretrain.model_dump(mode="json", exclude={"units", "init_baselines",
                                                         "cache_dir", "checkpoint"})
     facts = {"v": CACHE_VERSION, "model": sc.model.name, "in_shape": list(in_shape),
-             "pretrain": spec, "seed": sc.seed, "torch": torch.__version__.split("+")[0]}
+             "pretrain": spec, "seed": sc.seed, "torch": torch.__version__.split("+")[0],
+             "threads": sc.training.threads}
     if sc.pretrain.source == "public_split":
         facts["data"] = sc.data.model_dump(mode="json")
     return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:20]

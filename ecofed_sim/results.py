@@ -1,20 +1,21 @@
 """Writing and reading a run's results directory, atomically.
 
 Layout: rounds.csv, rounds.parquet, transfers.parquet, timeline.parquet, energy.parquet,
-participation.parquet, scenario.resolved.yaml, manifest.json. Everything is written to a
-hidden temporary directory next to the target and renamed into place, so a failed or
-killed run never leaves a half-written results directory.
+participation.parquet, scenario.resolved.yaml, manifest.json and a marker file. Everything
+is written to a hidden temporary directory next to the target and swapped into place (see
+``outdir``), so a failed or killed run never leaves a half-written results directory, and
+only a results directory is ever replaced.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 from pathlib import Path
 
 import pandas as pd
 
+from ecofed_sim.outdir import check_target, new_tmp, swap_in
 from ecofed_sim.run import Results
 from ecofed_sim.scenario import to_yaml
 
@@ -22,22 +23,18 @@ TABLES = ("rounds", "transfers", "timeline", "energy", "participation")
 
 
 def write_results(results: Results, out_dir: str | Path) -> Path:
+    """Write ``results`` to ``out_dir``, replacing it only if it is a results folder
+    (``ScenarioError`` otherwise; ``outdir.check_target`` says so before a run starts)."""
     out = Path(out_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    check_target(out)
+    tmp = new_tmp(out)
     try:
         results.rounds.to_csv(tmp / "rounds.csv", index=False, float_format="%.9g")
         for name in TABLES:
             getattr(results, name).to_parquet(tmp / f"{name}.parquet", index=False)
         (tmp / "scenario.resolved.yaml").write_text(to_yaml(results.scenario))
         (tmp / "manifest.json").write_text(json.dumps(results.manifest, indent=2) + "\n")
-        if out.exists():
-            old = out.with_name(f".{out.name}.old-{tmp.name.rsplit('-', 1)[-1]}")
-            out.rename(old)
-            tmp.rename(out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(out)
+        swap_in(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

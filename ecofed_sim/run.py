@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import platform
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,8 +54,21 @@ def manifest(scenario: Scenario, started: float, resimulated: bool = False) -> d
 
     return {"ecofed_sim_version": __version__, "git_revision": git_revision(),
             "seed": scenario.seed, "python": platform.python_version(),
-            "torch": torch.__version__, "resimulated": resimulated,
+            "torch": torch.__version__, "torch_threads": scenario.training.threads,
+            "resimulated": resimulated,
             "wall_clock_s": round(time.perf_counter() - started, 3)}
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    """Run the learning computation on exactly ``threads`` intra-op threads (results
+    depend on the count: a parallel float sum rounds differently), then restore."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def run(scenario: Scenario | str | Path, *, progress: bool = False,
@@ -67,12 +82,14 @@ def run(scenario: Scenario | str | Path, *, progress: bool = False,
         path = Path(scenario)
         scenario, source, base_dir = load_scenario(path), str(path), path.parent
     started = time.perf_counter()
-    engine = Engine(prepare(scenario, source or scenario.name, base_dir), record=record)
-    bar = tqdm(range(scenario.rounds), desc=f"{scenario.name} [{scenario.method.name}]",
-               unit="round", disable=not progress, leave=False)
-    for r in bar:
-        row = engine.run_round(r)
-        bar.set_postfix(acc=f"{row['test_accuracy']:.3f}", sim_s=f"{row['sim_time_s']:.0f}")
+    with torch_threads(scenario.training.threads):
+        engine = Engine(prepare(scenario, source or scenario.name, base_dir), record=record)
+        bar = tqdm(range(scenario.rounds), desc=f"{scenario.name} [{scenario.method.name}]",
+                   unit="round", disable=not progress, leave=False)
+        for r in bar:
+            row = engine.run_round(r)
+            bar.set_postfix(acc=f"{row['test_accuracy']:.3f}",
+                            sim_s=f"{row['sim_time_s']:.0f}")
     frames = engine.ledger.frames()
     trace = None
     if record:

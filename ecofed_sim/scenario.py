@@ -71,6 +71,9 @@ class TrainingSpec(Strict):
     lr: float = Field(0.01, gt=0)
     momentum: float = Field(0.9, ge=0, lt=1)
     weight_decay: float = Field(0.0, ge=0)
+    threads: int = Field(1, ge=1, le=256, description="torch intra-op threads of the "
+                         "learning computation; part of what is learned, because float sums "
+                         "split over threads round differently")
 
 
 class LinkSpec(Strict):

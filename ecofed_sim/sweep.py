@@ -8,7 +8,6 @@ rename), so a sweep killed at any moment and started again loses and duplicates 
 
 from __future__ import annotations
 
-import os
 import shutil
 import traceback
 from collections.abc import Callable, Iterator
@@ -20,6 +19,8 @@ from pathlib import Path
 import yaml
 from tqdm import tqdm
 
+from ecofed_sim.errors import ScenarioError
+from ecofed_sim.outdir import MARKER, SWEEP_FILES, is_ours, locked, make_dir
 from ecofed_sim.results import write_results
 from ecofed_sim.sweep_spec import RunSpec, SweepSpec, expand, learning_groups, load_sweep
 from ecofed_sim.sweep_summary import write_summary
@@ -31,7 +32,6 @@ class Task:
 
     runs: list[tuple[str, dict]]  # (run_id, resolved scenario as a dict)
     base_dir: str
-    threads: int
 
 
 @dataclass
@@ -50,14 +50,13 @@ class Tally:
 
 
 def run_task(task: Task) -> list[Outcome]:
-    """Worker side: one learning run (recorded) and re-simulations of the rest."""
-    import torch
-
+    """Worker side: one learning run (recorded) and re-simulations of the rest. Torch
+    threads come from each scenario's ``training.threads``, never from the worker's cores,
+    so a run id means one result on any executor."""
     from ecofed_sim.resimulate import resimulate
     from ecofed_sim.run import run
     from ecofed_sim.scenario import Scenario
 
-    torch.set_num_threads(task.threads)
     base_dir = Path(task.base_dir)
     outcomes, trace = [], None
     for run_id, raw in task.runs:
@@ -72,11 +71,6 @@ def run_task(task: Task) -> list[Outcome]:
         except Exception:  # noqa: BLE001 (a failing run is recorded, the sweep goes on)
             outcomes.append(Outcome(run_id, error=traceback.format_exc(limit=8)))
     return outcomes
-
-
-def _cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
-        os.cpu_count() or 1)
 
 
 def local_executor(tasks: list[Task], workers: int) -> Iterator[list[Outcome]]:
@@ -96,8 +90,6 @@ def dask_executor(tasks: list[Task], workers: int, scheduler: str | None
         from dask.distributed import Client, LocalCluster
         from dask.distributed import as_completed as dask_completed
     except ImportError:
-        from ecofed_sim.errors import ScenarioError
-
         raise ScenarioError("--executor dask: dask.distributed is not installed "
                             "(pip install 'ecofed_sim[dask]')") from None
     cluster = None if scheduler else LocalCluster(n_workers=workers, threads_per_worker=1,
@@ -137,19 +129,43 @@ def write_resolved(path: Path, spec: SweepSpec, runs: list[RunSpec], out: Path) 
     tmp.replace(out / "sweep.resolved.yaml")
 
 
+def open_sweep_dir(out: Path) -> None:
+    """Create or reuse a sweep's folder; refuse a file or a folder of someone else's."""
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise ScenarioError(f"{out}: exists and is not a sweep results folder "
+                            "(choose another --out)")
+    if out.is_dir() and not is_ours(out, SWEEP_FILES):
+        raise ScenarioError(f"{out}: folder holds files that are not this tool's results; "
+                            "refusing to write into it (choose another --out)")
+    make_dir(out)
+    if not (out / MARKER).exists():
+        try:
+            (out / MARKER).write_text("ecofed_sim sweep\n")
+        except OSError as err:
+            raise ScenarioError(f"{out}: cannot write here ({err.strerror})") from None
+
+
 def run_sweep(path: Path, out: Path, executor: str = "local", workers: int = 1,
               scheduler: str | None = None, reuse: bool = True, targets: list[float] = (),
-              progress: bool = True, log: Callable[[str], None] = print) -> Tally:
+              progress: bool = True, log: Callable[[str], None] = print,
+              force: bool = False) -> Tally:
     spec = load_sweep(path)
-    runs = expand(path, spec)
-    out.mkdir(parents=True, exist_ok=True)
+    runs = expand(path, spec, force=force, progress=progress)
+    open_sweep_dir(out)
+    with locked(out):
+        return _run_locked(path, spec, runs, out, executor, workers, scheduler, reuse,
+                           targets, progress, log)
+
+
+def _run_locked(path: Path, spec: SweepSpec, runs: list[RunSpec], out: Path, executor: str,
+                workers: int, scheduler: str | None, reuse: bool, targets: list[float],
+                progress: bool, log: Callable[[str], None]) -> Tally:
     clean_partial(out)
     write_resolved(path, spec, runs, out)
     groups, skipped = plan(runs, out, reuse)
-    threads = max(1, _cores() // max(1, workers))
     base_dir = str((path.parent / spec.base).parent)
-    tasks = [Task([(r.run_id, r.scenario.model_dump(mode="json")) for r in g], base_dir,
-                  threads) for g in groups]
+    tasks = [Task([(r.run_id, r.scenario.model_dump(mode="json")) for r in g], base_dir)
+             for g in groups]
     tally = Tally(skipped=skipped)
     bar = tqdm(total=len(runs), initial=skipped, desc=spec.name, unit="run",
                disable=not progress)
@@ -181,9 +197,9 @@ def _write_failures(out: Path, tally: Tally) -> None:
         path.unlink()
 
 
-def dry_run(path: Path, out: Path, reuse: bool) -> str:
+def dry_run(path: Path, out: Path, reuse: bool, force: bool = False) -> str:
     spec = load_sweep(path)
-    runs = expand(path, spec)
+    runs = expand(path, spec, force=force)
     groups, skipped = plan(runs, out, reuse)
     lines = [f"{r.run_id}  {'done ' if is_done(out, r.run_id) else 'to do'}  "
              + ", ".join(f"{k}={v}" for k, v in r.params.items()) for r in runs]

@@ -22,12 +22,15 @@ import copy
 import hashlib
 import itertools
 import json
+import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from tqdm import tqdm
 
 from ecofed_sim.errors import ScenarioError, format_validation_error
 from ecofed_sim.methods import REGISTRY
@@ -42,9 +45,12 @@ from ecofed_sim.scenario import (
 )
 from ecofed_sim.trace import learning_key
 
+MAX_RUNS = 10_000  # a larger grid is refused unless forced: it is nearly always a typo
+Accuracy = Annotated[float, Field(ge=0, le=1)]
+
 
 class Axis(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     path: str | list[str] = Field(description="a field path, or several set to one value")
     values: list[Any] = Field(min_length=1)
@@ -67,7 +73,7 @@ class Axis(BaseModel):
 
 
 class SweepSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     name: str
     base: str
@@ -75,7 +81,7 @@ class SweepSpec(BaseModel):
     mode: Literal["grid", "zip"] = "grid"
     axes: list[Axis] = Field(default_factory=list)
     seeds: list[int] = Field(default_factory=list)
-    targets: list[float] = Field(default_factory=list)
+    targets: list[Accuracy] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _zip_lengths(self) -> SweepSpec:
@@ -119,23 +125,41 @@ def load_sweep(path: Path) -> SweepSpec:
         raise ScenarioError(format_validation_error(str(path), err, SweepSpec)) from None
 
 
-def _points(spec: SweepSpec) -> list[list[int]]:
+def count_runs(spec: SweepSpec) -> int:
+    """How many runs the sweep expands to, without expanding it."""
+    if spec.mode == "zip":
+        points = len(spec.axes[0].values) if spec.axes else 1
+    else:
+        points = math.prod(len(a.values) for a in spec.axes)
+    return points * max(1, len(spec.seeds))
+
+
+def _points(spec: SweepSpec) -> Iterator[list[int]]:
     sizes = [range(len(a.values)) for a in spec.axes]
     if spec.mode == "zip":
-        return [[i] * len(spec.axes) for i in range(len(spec.axes[0].values))] if spec.axes \
-            else [[]]
-    return [list(p) for p in itertools.product(*sizes)]
+        yield from ([[i] * len(spec.axes) for i in range(len(spec.axes[0].values))]
+                    if spec.axes else [[]])
+        return
+    yield from (list(p) for p in itertools.product(*sizes))
 
 
-def expand(path: Path, spec: SweepSpec) -> list[RunSpec]:
-    """Every run of the sweep, validated like ``ecofed-sim validate`` (one-line errors)."""
+def expand(path: Path, spec: SweepSpec, force: bool = False,
+           progress: bool = False) -> list[RunSpec]:
+    """Every run of the sweep, validated like ``ecofed-sim validate`` (one-line errors).
+    More than ``MAX_RUNS`` runs are refused unless ``force``."""
+    total = count_runs(spec)
+    if total > MAX_RUNS and not force:
+        raise ScenarioError(f"{path}: axes: the sweep expands to {total:,} runs, more than "
+                            f"{MAX_RUNS:,}; pass --force if that is meant")
     base_path = (path.parent / spec.base)
     try:
         base_raw = read_raw(base_path)
     except ScenarioError as err:
         raise ScenarioError(f"{path}: base: {err}") from None
     runs: list[RunSpec] = []
-    for point in _points(spec):
+    points = tqdm(_points(spec), total=total // max(1, len(spec.seeds)), unit="point",
+                  desc=f"checking {spec.name}", disable=not progress, leave=False)
+    for point in points:
         for seed in spec.seeds or [None]:
             raw = copy.deepcopy(base_raw)
             params: dict[str, Any] = {}

@@ -92,12 +92,12 @@ def test_transfers_finish_at_large_clock_values(start_s):
         sizes = [rnd.randint(1, 10**7) for _ in links]
         ends: dict[int, float] = {}
 
-        def send(i):
-            yield from net.transfer(links[i], "up", sizes[i])
+        def send(env, net, link, nbytes, ends, i):
+            yield from net.transfer(link, "up", nbytes)
             ends[i] = env.now
 
         for i in range(len(links)):
-            env.process(send(i))
+            env.process(send(env, net, links[i], sizes[i], ends, i))
         steps = 0
         while env.peek() != float("inf") and steps < 1000:
             env.step()

@@ -131,10 +131,11 @@ def test_resume_after_sigkill(tiny_dir):
         assert {p.name for p in run.iterdir()} == {
             "rounds.csv", "rounds.parquet", "transfers.parquet", "timeline.parquet",
             "energy.parquet", "participation.parquet",
-            "scenario.resolved.yaml", "manifest.json"}
+            "scenario.resolved.yaml", "manifest.json", ".ecofed-sim-results"}
     for run_id, mtime in finished_before.items():  # never recomputed
         assert (out / "runs" / run_id / "manifest.json").stat().st_mtime_ns == mtime
-    assert not [p for p in out.rglob(".*")]
+    # no temporary leftovers: only the results markers and the sweep's lock file
+    assert not [p for p in out.rglob(".*") if p.name not in (".ecofed-sim-results", ".lock")]
     assert len(pd.read_parquet(out / "summary.parquet")) == 18 * 2
 
 
