@@ -16,16 +16,16 @@ from typing import Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from ecofed_sim.strict import StrictModel
 
 SCALE_BYTES = 4  # scales and zero points travel as fp32
 INDEX_BYTES = 4  # top-k indices travel as int32
 
 
-class CodecSpec(BaseModel):
+class CodecSpec(StrictModel):
     """A scenario's codec section; ``kind`` picks the codec, the rest tune it."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     kind: Literal["fp32", "fp16", "uniform", "topk"] = "fp32"
     bits: int = Field(8, ge=2, le=8, description="uniform: bits per code")

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from ecofed_sim.availability import build_availability
+from ecofed_sim.errors import ScenarioError
 from ecofed_sim.ledger import Ledger
 from ecofed_sim.methods import REGISTRY
 from ecofed_sim.methods.base import ClientUpdate, Cost, Device, Setup
@@ -160,6 +161,18 @@ class World:
         self.recorder: Recorder | None = None
         self._cost_cache: dict[tuple, float] = {}
 
+    def run_until(self, event: simpy.Event, round_index: int) -> None:
+        """``env.run(until=event)``, stopped with a one-line error if the simulated clock
+        would pass ``max_sim_time_s`` first: a rate or FLOP/s typo (1e-9 Mbit/s) would
+        otherwise simulate for centuries or run until killed."""
+        limit_s = self.scenario.max_sim_time_s
+        self.env.run(until=event | self.env.timeout(max(0.0, limit_s - self.env.now)))
+        if not event.triggered:
+            raise ScenarioError(
+                f"{self.prep.source}: max_sim_time_s: round {round_index} is still running "
+                f"at {limit_s:g} s of simulated time (a bandwidth or FLOP/s near zero?); "
+                "raise max_sim_time_s if this is meant")
+
     def cost_s(self, profile, cost: Cost) -> float:
         """Modelled seconds of ``cost`` on ``profile``, memoised: every batch repeats it."""
         key = (profile.name, *(p.key for p in cost))
@@ -190,10 +203,10 @@ class World:
                  for device, clients in schedule]
         if server_fragment is not None:  # server-only work is never cut off
             procs.append(env.process(self._server_process(server_fragment, play.updates)))
-        env.run(until=play.enough if deadline_s is None
-                else play.enough | env.timeout(deadline_s))
+        self.run_until(play.enough if deadline_s is None
+                       else play.enough | env.timeout(deadline_s), ctx.round)
         play.close()
-        env.run(until=env.all_of(procs))
+        self.run_until(env.all_of(procs), ctx.round)
         counts = play.finish(env.now)
         self.ledger.idle_spans(ctx.round, [d.name for d, _ in schedule], play.t0_s, env.now)
         return play.updates, counts
@@ -231,7 +244,7 @@ class Engine(World):
     def run_round(self, round_index: int) -> dict:
         sc, pop, env = self.scenario, self.scenario.population, self.env
         t0 = env.now
-        self._wait_for_someone_online()
+        self._wait_for_someone_online(round_index)
         online = self.availability.online(round_index, env.now)
         selected = sample_clients(sc.seed, round_index, online, pop.clients, pop.select_count)
         ctx = RoundContext(self, round_index)
@@ -253,11 +266,11 @@ class Engine(World):
             self.recorder.end_round(metrics)
         return self.ledger.close_round(round_index, t0, env.now, counts, metrics)
 
-    def _wait_for_someone_online(self) -> None:
+    def _wait_for_someone_online(self, round_index: int) -> None:
         """With an availability trace, a round starts once some client is online."""
         t_s = self.availability.next_online_s(self.env.now)
         if self.env.now < t_s < math.inf:
-            self.env.run(until=self.env.timeout(t_s - self.env.now))
+            self.run_until(self.env.timeout(t_s - self.env.now), round_index)
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:

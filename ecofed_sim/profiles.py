@@ -16,24 +16,24 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, ValidationError
+from pydantic import Field, PositiveFloat, ValidationError
 
 from ecofed_sim.models import LAYER_KINDS, LayerStats
+from ecofed_sim.strict import StrictModel
 
 REPO_PROFILES_DIR = Path(__file__).resolve().parent.parent / "device_profiles"
 LINKS_FILE = "links.yaml"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class LayerLatency(_Strict):
+
+class LayerLatency(StrictModel):
     forward_ms: float = Field(ge=0)
     backward_ms: float = Field(ge=0)
 
 
-class LatencyTable(_Strict):
+class LatencyTable(StrictModel):
     """Measured per-layer latency for one model at one batch size."""
 
     model: str
@@ -42,7 +42,7 @@ class LatencyTable(_Strict):
     source: str = ""
 
 
-class KindRates(_Strict):
+class KindRates(StrictModel):
     """Effective forward FLOP/s per layer kind (see ``models.LAYER_KINDS``)."""
 
     conv: PositiveFloat
@@ -52,14 +52,14 @@ class KindRates(_Strict):
     act: PositiveFloat
 
 
-class FlopsModel(_Strict):
+class FlopsModel(StrictModel):
     flops_per_s: KindRates
     backward_factor: float = Field(2.0, gt=0)
     layer_overhead_ms: float = Field(0.0, ge=0)
     source: str = ""
 
 
-class PowerW(_Strict):
+class PowerW(StrictModel):
     idle: float = Field(ge=0)
     compute: float = Field(ge=0)
     transmit: float = Field(ge=0)
@@ -67,7 +67,7 @@ class PowerW(_Strict):
     source: str = ""
 
 
-class DeviceProfile(_Strict):
+class DeviceProfile(StrictModel):
     """One device or server class."""
 
     name: str
@@ -108,7 +108,7 @@ class DeviceProfile(_Strict):
         return total_s
 
 
-class LinkProfile(_Strict):
+class LinkProfile(StrictModel):
     """A device's access link: separate up and down rates, one-way latency."""
 
     uplink_mbps: PositiveFloat = Field(json_schema_extra={"timing_only": True})

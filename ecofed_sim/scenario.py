@@ -9,39 +9,49 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, ValidationError, model_validator
+from pydantic import Field, PositiveFloat, ValidationError, model_validator
 
 from ecofed_sim.errors import ScenarioError, format_validation_error
 from ecofed_sim.methods import MethodConfig
 from ecofed_sim.models import ZOO
+from ecofed_sim.strict import Seed, StrictModel
 
 TIMING = {"timing_only": True}  # can change simulated time, never what is learned
 LABEL = {"label_only": True}  # names and notes
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class ModelSpec(Strict):
+
+# Bounds far above any real use: they turn a typo into an error instead of a run that
+# exhausts memory (the README lists them).
+MAX_SAMPLES = 10_000_000
+MAX_CLASSES = 10_000
+MAX_CLIENTS = 10_000_000
+MAX_ROUNDS = 1_000_000
+Channels = Annotated[int, Field(ge=1, le=64)]
+Side = Annotated[int, Field(ge=1, le=1024)]
+
+
+class ModelSpec(StrictModel):
     name: Literal[tuple(ZOO)]  # type: ignore[valid-type]
 
 
-class SyntheticSpec(Strict):
+class SyntheticSpec(StrictModel):
     """Learnable synthetic images: class templates + shift, contrast and pixel noise."""
 
-    shape: tuple[int, int, int] = (3, 32, 32)
-    classes: int = Field(10, ge=2)
-    train_samples: int = Field(50_000, ge=1)
-    test_samples: int = Field(10_000, ge=1)
-    noise: float = Field(0.5, ge=0)
-    seed: int = 0
+    shape: tuple[Channels, Side, Side] = (3, 32, 32)
+    classes: int = Field(10, ge=2, le=MAX_CLASSES)
+    train_samples: int = Field(50_000, ge=1, le=MAX_SAMPLES)
+    test_samples: int = Field(10_000, ge=1, le=MAX_SAMPLES)
+    noise: float = Field(0.5, ge=0, le=1e3)
+    seed: Seed = 0
 
 
-class PartitionSpec(Strict):
+class PartitionSpec(StrictModel):
     kind: Literal["iid", "shards", "dirichlet"] = "iid"
     samples_per_client: int | None = Field(None, ge=1)
     shard_size: int = Field(100, ge=1)
@@ -49,25 +59,26 @@ class PartitionSpec(Strict):
     alpha: float = Field(0.5, gt=0)
 
 
-class DataSpec(Strict):
+class DataSpec(StrictModel):
     dataset: Literal[
         "embedded_mnist", "synthetic", "cifar10", "cifar100", "mnist", "fashion_mnist"
     ] = "embedded_mnist"
     root: str | None = None
     download: bool = False
-    test_samples: int = Field(1000, ge=1, description="held-out digits (embedded_mnist only)")
-    split_seed: int = 0
+    test_samples: int = Field(1000, ge=1, le=MAX_SAMPLES,
+                              description="held-out digits (embedded_mnist only)")
+    split_seed: Seed = 0
     eval_samples: int | None = Field(None, ge=1, description="evaluate on the first N test")
     synthetic: SyntheticSpec = SyntheticSpec()
     partition: PartitionSpec = PartitionSpec()
 
 
-class TrainingSpec(Strict):
-    batch_size: int = Field(10, ge=1)
+class TrainingSpec(StrictModel):
+    batch_size: int = Field(10, ge=1, le=MAX_SAMPLES)
     shuffle: Literal["every_round", "fixed"] = Field(
         "every_round", description="reshuffle local data each round, or keep one order per "
         "client (then frozen-layer activations can be reused across rounds)")
-    local_epochs: int = Field(1, ge=1)
+    local_epochs: int = Field(1, ge=1, le=10_000)
     lr: float = Field(0.01, gt=0)
     momentum: float = Field(0.9, ge=0, lt=1)
     weight_decay: float = Field(0.0, ge=0)
@@ -76,7 +87,7 @@ class TrainingSpec(Strict):
                          "split over threads round differently")
 
 
-class LinkSpec(Strict):
+class LinkSpec(StrictModel):
     """A device class's access link: fixed rates, or bandwidth traces (time_s, Mbit/s)."""
 
     uplink_mbps: PositiveFloat | None = Field(None, json_schema_extra=TIMING)
@@ -104,14 +115,14 @@ class LinkSpec(Strict):
         return self
 
 
-class NetworkSpec(Strict):
+class NetworkSpec(StrictModel):
     """Protocol overhead on the wire, per message and as a fraction of the payload."""
 
-    framing_bytes: int = Field(0, ge=0, json_schema_extra=TIMING)
-    framing_fraction: float = Field(0.0, ge=0, json_schema_extra=TIMING)
+    framing_bytes: int = Field(0, ge=0, le=10**9, json_schema_extra=TIMING)
+    framing_fraction: float = Field(0.0, ge=0, le=100, json_schema_extra=TIMING)
 
 
-class DeviceClassSpec(Strict):
+class DeviceClassSpec(StrictModel):
     """A class of devices: a profile name, how many, and their access link."""
 
     profile: str = Field(json_schema_extra=TIMING)
@@ -128,9 +139,9 @@ class DeviceClassSpec(Strict):
         return self
 
 
-class PopulationSpec(Strict):
-    clients: int = Field(10, ge=1)
-    clients_per_round: int = Field(10, ge=1)
+class PopulationSpec(StrictModel):
+    clients: int = Field(10, ge=1, le=MAX_CLIENTS)
+    clients_per_round: int = Field(10, ge=1, le=MAX_CLIENTS)
     waves: bool = Field(False, json_schema_extra=TIMING)
     online_probability: float = Field(1.0, gt=0, le=1, description="chance a client is "
                                       "online in a round; only online clients are sampled")
@@ -179,29 +190,29 @@ class PopulationSpec(Strict):
         return self
 
 
-class ServerLinkSpec(Strict):
+class ServerLinkSpec(StrictModel):
     """The server's access link, shared max-min fairly by concurrent transfers."""
 
     ingress_mbps: PositiveFloat = Field(1000.0, json_schema_extra=TIMING)
     egress_mbps: PositiveFloat = Field(1000.0, json_schema_extra=TIMING)
 
 
-class ServerSpec(Strict):
+class ServerSpec(StrictModel):
     profile: str = Field("server_gpu", json_schema_extra=TIMING)
-    workers: int = Field(1, ge=1, json_schema_extra=TIMING)
+    workers: int = Field(1, ge=1, le=100_000, json_schema_extra=TIMING)
     link: ServerLinkSpec = ServerLinkSpec()
 
 
-class FractalSpec(Strict):
+class FractalSpec(StrictModel):
     """Formula-driven pre-training images (rendered IFS fractals, FractalDB-style)."""
 
-    classes: int = Field(10, ge=2)
-    samples_per_class: int = Field(200, ge=1)
+    classes: int = Field(10, ge=2, le=MAX_CLASSES)
+    samples_per_class: int = Field(200, ge=1, le=MAX_SAMPLES)
     jitter: float = Field(0.1, ge=0, le=1)
-    seed: int = 0
+    seed: Seed = 0
 
 
-class PretrainSpec(Strict):
+class PretrainSpec(StrictModel):
     """Pre-trained initialisation of the device-side units (EcoFed, Wu et al. 2024).
 
     The whole model is trained centrally on the source, once, and cached on disk keyed by
@@ -216,8 +227,8 @@ class PretrainSpec(Strict):
     dataset: DataSpec | None = Field(None, description="dataset: the source data")
     fractal: FractalSpec = FractalSpec()
     checkpoint: str | None = Field(None, description="checkpoint: a state-dict file")
-    epochs: int = Field(5, ge=1)
-    batch_size: int = Field(64, ge=1)
+    epochs: int = Field(5, ge=1, le=10_000)
+    batch_size: int = Field(64, ge=1, le=MAX_SAMPLES)
     lr: float = Field(0.05, gt=0)
     momentum: float = Field(0.9, ge=0, lt=1)
     units: int | None = Field(None, ge=1, description="leading units to initialise")
@@ -233,18 +244,18 @@ class PretrainSpec(Strict):
         return self
 
 
-class EvaluationSpec(Strict):
+class EvaluationSpec(StrictModel):
     every: int = Field(1, ge=1, description="evaluate every N rounds (and after the last)")
     batch_size: int = Field(500, ge=1)
 
 
-class Scenario(Strict):
+class Scenario(StrictModel):
     """One simulated experiment; see README 'Scenario schema' for every field and unit."""
 
     name: str = Field(json_schema_extra=LABEL)
     description: str = Field("", json_schema_extra=LABEL)
-    seed: int = 0
-    rounds: int = Field(ge=1)
+    seed: Seed = 0
+    rounds: int = Field(ge=1, le=MAX_ROUNDS)
     model: ModelSpec
     data: DataSpec = DataSpec()
     training: TrainingSpec = TrainingSpec()
@@ -255,6 +266,9 @@ class Scenario(Strict):
     network: NetworkSpec = Field(NetworkSpec(), json_schema_extra=TIMING)
     pretrain: PretrainSpec = PretrainSpec()
     profiles_dir: str | None = Field(None, json_schema_extra=TIMING)
+    max_sim_time_s: PositiveFloat = Field(
+        1e9, json_schema_extra=TIMING, description="stop with an error when the simulated "
+        "clock would pass this (about 32 years): catches rates and FLOP/s near zero")
 
 
 def parse_override(text: str) -> tuple[list[str], object]:

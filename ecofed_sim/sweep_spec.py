@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 from tqdm import tqdm
 
 from ecofed_sim.errors import ScenarioError, format_validation_error
@@ -43,15 +43,14 @@ from ecofed_sim.scenario import (
     scenario_from_dict,
     timing_shapes_learning,
 )
+from ecofed_sim.strict import Seed, StrictModel
 from ecofed_sim.trace import learning_key
 
 MAX_RUNS = 10_000  # a larger grid is refused unless forced: it is nearly always a typo
 Accuracy = Annotated[float, Field(ge=0, le=1)]
 
 
-class Axis(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
+class Axis(StrictModel):
     path: str | list[str] = Field(description="a field path, or several set to one value")
     values: list[Any] = Field(min_length=1)
     labels: list[str | int | float] | None = None
@@ -72,15 +71,13 @@ class Axis(BaseModel):
         return self.label or self.paths[0]
 
 
-class SweepSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
+class SweepSpec(StrictModel):
     name: str
     base: str
     set: dict[str, Any] = Field(default_factory=dict)
     mode: Literal["grid", "zip"] = "grid"
     axes: list[Axis] = Field(default_factory=list)
-    seeds: list[int] = Field(default_factory=list)
+    seeds: list[Seed] = Field(default_factory=list)
     targets: list[Accuracy] = Field(default_factory=list)
 
     @model_validator(mode="after")

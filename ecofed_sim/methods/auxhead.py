@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Generator
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
@@ -30,7 +31,7 @@ from ecofed_sim.seeding import INIT, torch_gen
 
 
 class AuxConfigBase(SplitConfigBase):
-    aux_hidden: list[int] = Field(
+    aux_hidden: list[Annotated[int, Field(ge=1, le=65_536)]] = Field(
         default_factory=list, description="hidden widths of the auxiliary head; [] = one "
         "linear layer on the flattened activation (Han et al. 2021)")
     activation_codec: CodecSpec = CodecSpec()

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, Protocol, TypeVar
 
 import torch
-from pydantic import BaseModel, ConfigDict
 from torch import nn
 
 from ecofed_sim.models import LayerModel, LayerStats
+from ecofed_sim.strict import StrictModel
 
 T = TypeVar("T")
 
@@ -83,8 +83,8 @@ def tensor_bytes(t: torch.Tensor) -> int:
     return t.numel() * t.element_size()
 
 
-class MethodConfigBase(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class MethodConfigBase(StrictModel):
+    """Frozen; unknown keys, non-finite numbers and booleans for numbers are errors."""
 
 
 class SplitConfigBase(MethodConfigBase):

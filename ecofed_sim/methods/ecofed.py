@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 from torch import nn
 
 from ecofed_sim.aggregate import fedavg
@@ -42,9 +42,10 @@ from ecofed_sim.methods.base import (
 )
 from ecofed_sim.replay_buffer import ReplayBuffer
 from ecofed_sim.seeding import CODEC, REPLAY, torch_gen
+from ecofed_sim.strict import StrictModel
 
 
-class AdaptivePeriod(BaseModel):
+class AdaptivePeriod(StrictModel):
     """Adapt the period to the relative test-accuracy gain over a window of rounds.
 
     gain = (acc_now - acc_window_ago) / acc_window_ago. A gain above ``grow_above`` means
@@ -52,8 +53,6 @@ class AdaptivePeriod(BaseModel):
     ``shrink_below`` means the buffer has gone stale: halve it. The EcoFed code ships such
     a rule disabled; these thresholds are ours to sweep.
     """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     window: int = Field(4, ge=1)
     grow_above: float = 0.02
