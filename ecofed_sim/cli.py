@@ -342,12 +342,12 @@ COMMANDS = {"run": cmd_run, "validate": cmd_validate, "sweep": cmd_sweep, "plot"
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from ecofed_sim.errors import ScenarioError
+    from ecofed_sim.errors import ScenarioError, one_line
 
     try:
         return COMMANDS[args.command](args)
     except ScenarioError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {one_line(str(err))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; nothing was written", file=sys.stderr)

@@ -3,6 +3,7 @@ is accepted. The CLI prints them without a traceback and exits with status 2."""
 
 from __future__ import annotations
 
+import reprlib
 import types
 import typing
 
@@ -11,6 +12,22 @@ from pydantic import BaseModel, ValidationError
 
 class ScenarioError(ValueError):
     """Bad user input (scenario, override, profile); ``str()`` is the one-line message."""
+
+
+MAX_MESSAGE_CHARS = 400
+_REPR = reprlib.Repr()
+_REPR.maxstring, _REPR.maxother, _REPR.maxlist, _REPR.maxdict, _REPR.maxlevel = 60, 60, 6, 4, 3
+
+
+def short_repr(value: object) -> str:
+    """A bounded ``repr`` for error messages (bounded in time too: never walks it all)."""
+    return _REPR.repr(value)
+
+
+def one_line(message: str) -> str:
+    """A user error as printed: one line, at most ``MAX_MESSAGE_CHARS`` characters."""
+    text = " ".join(str(message).split())
+    return text if len(text) <= MAX_MESSAGE_CHARS else text[:MAX_MESSAGE_CHARS - 3] + "..."
 
 
 _COMPARISONS = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<",
@@ -75,14 +92,14 @@ def describe_error(err: dict, root: type[BaseModel]) -> tuple[str, str]:
         tags = err.get("ctx", {}).get("expected_tags", "")
         return path + ".name", f"unknown method {err['ctx']['tag']!r} (accepted: {tags})"
     if kind == "literal_error":
-        return path, f"must be one of {err['ctx']['expected']} (got {given!r})"
+        return path, f"must be one of {err['ctx']['expected']} (got {short_repr(given)})"
     if kind in _COMPARISONS:
         bound = next(iter(err["ctx"].values()))
-        return path, f"must be {_COMPARISONS[kind]} {bound:g} (got {given!r})"
+        return path, f"must be {_COMPARISONS[kind]} {bound:g} (got {short_repr(given)})"
     if kind == "value_error":
         return path, str(err["ctx"]["error"])
     msg = err["msg"][0].lower() + err["msg"][1:]
-    return path, f"{msg} (got {given!r})"
+    return path, f"{msg} (got {short_repr(given)})"
 
 
 def format_validation_error(source: str, error: ValidationError, root: type[BaseModel]) -> str:

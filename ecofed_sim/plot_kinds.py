@@ -10,7 +10,6 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import yaml
 from matplotlib.ticker import NullFormatter, ScalarFormatter
 
 from ecofed_sim.errors import ScenarioError
@@ -23,6 +22,7 @@ from ecofed_sim.plots import (
     save,
     style,
 )
+from ecofed_sim.strict import read_yaml
 from ecofed_sim.sweep_summary import run_metrics
 
 
@@ -43,12 +43,12 @@ class ResultSet:
 def load(root: Path, targets: list[float]) -> ResultSet:
     if (root / "summary.parquet").exists():
         summary = pd.read_parquet(root / "summary.parquet")
-        resolved = yaml.safe_load((root / "sweep.resolved.yaml").read_text())
+        resolved = read_yaml(root / "sweep.resolved.yaml")
         targets = targets or resolved["sweep"].get("targets", [])
         params = [c for c in resolved["runs"][0]["params"] if c not in ("method", "seed")]
     elif (root / "rounds.parquet").exists():
         summary = pd.read_parquet(root / "rounds.parquet")
-        scenario = yaml.safe_load((root / "scenario.resolved.yaml").read_text())
+        scenario = read_yaml(root / "scenario.resolved.yaml")
         summary.insert(0, "method", scenario["method"]["name"])
         summary.insert(0, "run_id", root.name)
         params = []

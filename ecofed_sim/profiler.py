@@ -20,6 +20,7 @@ import torch
 import yaml
 
 from ecofed_sim.models import LAYER_KINDS, build_model, layer_stats
+from ecofed_sim.strict import read_yaml
 
 
 def _median_ms(fn, warmup: int, repeats: int) -> float:
@@ -84,7 +85,7 @@ def profile(model_name: str, in_shape: tuple[int, int, int], classes: int,
             out: Path, kind: str = "device", log=print) -> Path:
     """Measure and write/update ``out``; existing tables for other (model, batch) stay."""
     torch.set_num_threads(threads)
-    doc = yaml.safe_load(out.read_text()) if out.exists() else None
+    doc = read_yaml(out) if out.exists() else None
     measured = []
     for batch in batch_sizes:
         log(f"profiling {model_name} {list(in_shape)} batch {batch} "

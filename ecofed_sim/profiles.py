@@ -15,11 +15,11 @@ import functools
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import Field, PositiveFloat, ValidationError
 
+from ecofed_sim.errors import ScenarioError
 from ecofed_sim.models import LAYER_KINDS, LayerStats
-from ecofed_sim.strict import StrictModel
+from ecofed_sim.strict import StrictModel, read_yaml
 
 REPO_PROFILES_DIR = Path(__file__).resolve().parent.parent / "device_profiles"
 LINKS_FILE = "links.yaml"
@@ -123,11 +123,9 @@ class ProfileError(ValueError):
 
 def _read_yaml(path: Path) -> object:
     try:
-        return yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"line {mark.line + 1}: " if mark else ""
-        raise ProfileError(f"{path}: {where}invalid YAML") from None
+        return read_yaml(path)
+    except ScenarioError as err:
+        raise ProfileError(str(err)) from None
 
 
 def _first_error(path: Path, err: ValidationError) -> str:

@@ -18,6 +18,7 @@ import pandas as pd
 from ecofed_sim.outdir import check_target, new_tmp, swap_in
 from ecofed_sim.run import Results
 from ecofed_sim.scenario import to_yaml
+from ecofed_sim.strict import read_yaml
 
 TABLES = ("rounds", "transfers", "timeline", "energy", "participation")
 
@@ -43,11 +44,9 @@ def write_results(results: Results, out_dir: str | Path) -> Path:
 
 def read_rounds(run_dir: str | Path) -> pd.DataFrame:
     """A run's per-round table, with its method and scenario name as columns."""
-    import yaml
-
     run_dir = Path(run_dir)
     rounds = pd.read_parquet(run_dir / "rounds.parquet")
-    scenario = yaml.safe_load((run_dir / "scenario.resolved.yaml").read_text())
+    scenario = read_yaml(run_dir / "scenario.resolved.yaml")
     rounds.insert(0, "method", scenario["method"]["name"])
     rounds.insert(0, "run", run_dir.name)
     return rounds

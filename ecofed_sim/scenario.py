@@ -8,6 +8,7 @@ change timing, never what is learned, carry ``timing_only`` in their schema meta
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -17,7 +18,14 @@ from pydantic import Field, PositiveFloat, ValidationError, model_validator
 from ecofed_sim.errors import ScenarioError, format_validation_error
 from ecofed_sim.methods import MethodConfig
 from ecofed_sim.models import ZOO
-from ecofed_sim.strict import Seed, StrictModel
+from ecofed_sim.strict import (
+    Seed,
+    StrictModel,
+    YamlTooLarge,
+    load_yaml,
+    read_yaml,
+    short_repr,
+)
 
 TIMING = {"timing_only": True}  # can change simulated time, never what is learned
 LABEL = {"label_only": True}  # names and notes
@@ -271,15 +279,26 @@ class Scenario(StrictModel):
         "clock would pass this (about 32 years): catches rates and FLOP/s near zero")
 
 
+_FIELD_PATH = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*|\.\d+|\[\d+\])*")
+
+
 def parse_override(text: str) -> tuple[list[str], object]:
     """``a.b[0].c=value`` -> (['a', 'b', '0', 'c'], YAML-parsed value)."""
+    label = short_repr(text)
     if "=" not in text:
-        raise ScenarioError(f"--set {text}: expected path=value")
+        raise ScenarioError(f"--set {label}: expected path=value")
     path, value = text.split("=", 1)
-    parts = path.replace("[", ".").replace("]", "").strip(".").split(".")
-    if not path or any(not p for p in parts):
-        raise ScenarioError(f"--set {text}: malformed field path")
-    return parts, yaml.safe_load(value) if value else ""
+    if not _FIELD_PATH.fullmatch(path.strip()):
+        raise ScenarioError(f"--set {label}: malformed field path {short_repr(path)} "
+                            "(expected e.g. population.devices[0].link)")
+    parts = re.findall(r"\w+", path)
+    try:
+        return parts, load_yaml(value) if value else ""
+    except yaml.YAMLError as err:
+        problem = getattr(err, "problem", None) or "parse error"
+        raise ScenarioError(f"--set {label}: invalid YAML value ({problem})") from None
+    except YamlTooLarge as err:
+        raise ScenarioError(f"--set {label}: the value {err}") from None
 
 
 def apply_override(raw: dict, parts: list[str], value: object, label: str) -> None:
@@ -340,17 +359,7 @@ def read_raw(path: Path, _seen: tuple[Path, ...] = ()) -> dict:
 
 
 def _read_mapping(path: Path) -> dict:
-    if not path.exists():
-        raise ScenarioError(f"{path}: file not found")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(err, "problem", None) or "parse error"
-        raise ScenarioError(f"{path}: {where}invalid YAML ({problem})") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise ScenarioError(f"{path}: cannot read ({err.__class__.__name__})") from None
+    raw = read_yaml(path)
     if raw is None:
         raise ScenarioError(f"{path}: empty file (expected a scenario mapping)")
     if not isinstance(raw, dict):

@@ -10,25 +10,19 @@ exponentially large value (a "billion laughs"), which would otherwise grow until
 
 from __future__ import annotations
 
-import reprlib
 import types
 import typing
+from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from ecofed_sim.errors import ScenarioError, short_repr  # noqa: F401 (re-exported)
+
 Seed = Annotated[int, Field(ge=0, le=2**63 - 1)]  # numpy's seeding takes no negatives
 MAX_YAML_NODES = 200_000  # scalars, list items and mapping entries after expanding aliases
-
-_REPR = reprlib.Repr()
-_REPR.maxstring, _REPR.maxother, _REPR.maxlist, _REPR.maxdict, _REPR.maxlevel = 60, 60, 6, 4, 3
-
-
-def short_repr(value: object) -> str:
-    """A bounded ``repr`` for error messages (bounded in time too: never walks it all)."""
-    return _REPR.repr(value)
-
+MAX_YAML_BYTES = 16 * 2**20  # scenario, sweep and profile files are a few KB
 
 def _numeric_only(annotation: object) -> bool:
     """Whether a field holds numbers and never a bool (``int``, ``float | None``...)."""
@@ -94,3 +88,29 @@ def load_yaml(text: str) -> object:
     value = yaml.safe_load(text)
     check_size(value)
     return value
+
+
+def read_yaml(path: Path) -> object:
+    """The YAML document in ``path``, or a one-line ``ScenarioError`` naming the file (and
+    the line of a syntax error): missing, a folder, too big, binary, or malformed."""
+    if not path.exists():
+        raise ScenarioError(f"{path}: file not found")
+    if not path.is_file():
+        raise ScenarioError(f"{path}: not a regular file")
+    try:
+        if path.stat().st_size > MAX_YAML_BYTES:
+            raise ScenarioError(f"{path}: larger than {MAX_YAML_BYTES // 2**20} MiB; not a "
+                                "scenario, sweep or profile file")
+        return load_yaml(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(err, "problem", None) or "parse error"
+        raise ScenarioError(f"{path}: {where}invalid YAML ({problem})") from None
+    except UnicodeDecodeError:
+        raise ScenarioError(f"{path}: not a text file (invalid UTF-8)") from None
+    except YamlTooLarge as err:
+        raise ScenarioError(f"{path}: {err}") from None
+    except OSError as err:
+        raise ScenarioError(f"{path}: cannot read ({err.strerror or err.__class__.__name__})"
+                            ) from None
