@@ -84,8 +84,6 @@ def read_onoff_trace(path: Path, loop: bool, where: str) -> OnOffTrace:
             raise ScenarioError(f"{where}: {path}: line {n}: need client >= 0 and "
                                 "0 <= online_s < offline_s")
         spans.setdefault(client, []).append((on, off))
-    if not spans:
-        raise ScenarioError(f"{where}: {path}: no intervals")
     ids = tuple(sorted(spans))
     for cid in ids:
         spans[cid].sort()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -106,15 +107,54 @@ def pretrained_state(sc, in_shape, public: ImageSet | None,
     if spec.source == "checkpoint":
         return load_checkpoint(scenario_path(spec.checkpoint, base_dir))
     path = cache_root(spec) / f"pretrain-{sc.model.name}-{cache_key(sc, in_shape)}.pt"
-    if path.exists():
-        return torch.load(path, map_location="cpu", weights_only=True)
+    cached = _read_cache(path)
+    if cached is not None:
+        return cached
+    _check_cache_dir(path.parent)  # before minutes of pre-training, not after
     state = train_centrally(sc, in_shape, source_set(sc, in_shape, public, base_dir))
-    path.parent.mkdir(parents=True, exist_ok=True)
+    _write_cache(path, state)
+    return state
+
+
+def _read_cache(path: Path) -> dict[str, torch.Tensor] | None:
+    """A cached state dict, or None when there is none or it is unreadable (a killed
+    writer on a filesystem without atomic rename, a disk error): then it is rebuilt."""
+    if not path.is_file():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if isinstance(state, dict) and all(isinstance(v, torch.Tensor)
+                                           for v in state.values()):
+            return state
+    except Exception:  # noqa: BLE001 (any unreadable cache entry is rebuilt)
+        pass
+    print(f"warning: pre-training cache {path} is unreadable; rebuilding it",
+          file=sys.stderr)
+    return None
+
+
+def _check_cache_dir(folder: Path) -> None:
+    """The cache folder exists or can be made, and takes a file; else one line."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        raise ScenarioError(f"pretrain.cache_dir: cannot write the cache folder {folder} "
+                            f"({err.strerror or err.__class__.__name__}); set "
+                            "pretrain.cache_dir or ECOFED_SIM_CACHE") from None
+
+
+def _write_cache(path: Path, state: dict[str, torch.Tensor]) -> None:
+    """Atomically: a killed run never leaves a half-written cache entry."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".pretrain-", suffix=".tmp")
     os.close(fd)
-    torch.save(state, tmp)
-    os.replace(tmp, path)  # atomic: a killed run never leaves a half-written cache entry
-    return state
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 def init_units(model, state: dict[str, torch.Tensor], units: int) -> None:

@@ -9,6 +9,7 @@ again. Lines that are empty, comments (#) or a non-numeric header are skipped.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,11 +31,11 @@ class Trace:
 def numeric_rows(path: Path, where: str, what: str, columns: str,
                  types: tuple[type, ...]) -> Iterator[tuple[int, tuple]]:
     """(line number, values) of a plain-text table: comma- or space-separated cells; blank
-    lines, # comments and a non-numeric first line (a header) are skipped. A missing file
-    or a bad line is a one-line ScenarioError naming ``where``."""
-    if not path.exists():
-        raise ScenarioError(f"{where}: {what} not found: {path}")
-    for n, line in enumerate(path.read_text().splitlines(), 1):
+    lines, # comments and a non-numeric first line (a header) are skipped. Numbers must be
+    finite. A missing, unreadable or binary file, a bad line, or a table with no rows is a
+    one-line ScenarioError naming ``where``, the file and the line."""
+    rows = 0
+    for n, line in enumerate(_lines(path, where, what), 1):
         text = line.split("#", 1)[0].strip()
         if not text:
             continue
@@ -47,7 +48,26 @@ def numeric_rows(path: Path, where: str, what: str, columns: str,
             if n == 1:
                 continue  # a header
             raise ScenarioError(f"{where}: {path}: line {n}: expected '{columns}'") from None
+        if not all(math.isfinite(v) for v in values):
+            raise ScenarioError(f"{where}: {path}: line {n}: numbers must be finite "
+                                f"(got {text[:60]!r})")
+        rows += 1
         yield n, values
+    if rows == 0:
+        raise ScenarioError(f"{where}: {path}: no rows of '{columns}'")
+
+
+def _lines(path: Path, where: str, what: str) -> list[str]:
+    if not path.exists():
+        raise ScenarioError(f"{where}: {what} not found: {path}")
+    if not path.is_file():
+        raise ScenarioError(f"{where}: {path}: not a regular file")
+    try:
+        return path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise ScenarioError(f"{where}: {path}: not a text file (invalid UTF-8)") from None
+    except OSError as err:
+        raise ScenarioError(f"{where}: {path}: cannot read ({err.strerror})") from None
 
 
 def read_trace(path: Path, where: str) -> Trace:

@@ -166,7 +166,7 @@ def test_onoff_trace_intervals_loop_and_wrap(tmp_path):
     ("0,5,3\n", "line 1: need client >= 0 and 0 <= online_s < offline_s"),
     ("0,0,5\n0,4,8\n", "client 0: overlapping intervals"),
     ("client,on,off\n0,zero,1\n", "line 2: expected 'client, online_s, offline_s'"),
-    ("# nothing\n", "no intervals"),
+    ("# nothing\n", "no rows of 'client, online_s, offline_s'"),
 ])
 def test_bad_onoff_traces_are_one_line_errors(tmp_path, text, message):
     path = tmp_path / "bad.csv"
