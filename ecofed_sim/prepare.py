@@ -8,6 +8,7 @@ asked for than exist. Every failure is a one-line ``ScenarioError`` naming the f
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,6 +91,7 @@ def check(sc: Scenario, source: str, base_dir: Path | None = None) -> Prepared:
         raise ScenarioError(f"{source}: data.synthetic.shape: {sc.model.name} needs images of "
                             f"at least {MIN_SIDE[sc.model.name]} pixels a side "
                             f"(got {list(in_shape)})")
+    _check_synthetic_size(sc, source)
     stats = model_stats(sc.model.name, in_shape, classes)
     _check_splits(sc, source, stats)
     if sc.server.profile not in library.devices:
@@ -104,6 +106,20 @@ def check(sc: Scenario, source: str, base_dir: Path | None = None) -> Prepared:
         checked = Prepared(**{**checked.__dict__, "scenario": sc})
     _check_pretrain(sc, source, len(stats))
     return checked
+
+
+MAX_DATA_BYTES = 2 * 2**30  # images are held as uint8; their statistics take 4x in float
+
+
+def _check_synthetic_size(sc: Scenario, source: str) -> None:
+    """Synthetic images are generated in memory: refuse a size that cannot fit."""
+    syn = sc.data.synthetic
+    if sc.data.dataset != "synthetic":
+        return
+    total = (syn.train_samples + syn.test_samples) * math.prod(syn.shape)
+    if total > MAX_DATA_BYTES:
+        raise ScenarioError(f"{source}: data.synthetic: {total / 2**30:.1f} GiB of images; "
+                            f"the limit is {MAX_DATA_BYTES // 2**30} GiB")
 
 
 def _check_splits(sc: Scenario, source: str, stats: list[LayerStats]) -> None:
@@ -155,6 +171,10 @@ def _public_split(sc: Scenario, train: ImageSet) -> tuple[ImageSet, ImageSet | N
         return train, None
     order = torch.randperm(len(train), generator=torch_gen(sc.seed, PUBLIC))
     n_public = int(round(sc.pretrain.public_fraction * len(train)))
+    if n_public < 2 or n_public >= len(train):
+        raise ScenarioError(f"{sc.pretrain.public_fraction:g} of {len(train)} training "
+                            f"samples is {n_public}: pre-training needs at least 2, and the "
+                            "clients at least 1")
     return train.subset(order[n_public:]), train.subset(order[:n_public])
 
 
@@ -166,7 +186,13 @@ def prepare(sc: Scenario, source: str, base_dir: Path | None = None) -> Prepared
         train, test = load_dataset(sc.data, base_dir)
     except DatasetFilesError as err:
         raise ScenarioError(f"{source}: data.root: {err}") from None
-    train, public = _public_split(sc, train)
+    if len(train) == 0:
+        raise ScenarioError(f"{source}: data.test_samples: {sc.data.test_samples} leaves no "
+                            "training data")
+    try:
+        train, public = _public_split(sc, train)
+    except ScenarioError as err:
+        raise ScenarioError(f"{source}: pretrain.public_fraction: {err}") from None
     try:
         parts = partition(train.labels.numpy(), sc.population.clients, sc.data.partition,
                           sc.seed)

@@ -64,7 +64,9 @@ class PartitionSpec(StrictModel):
     samples_per_client: int | None = Field(None, ge=1)
     shard_size: int = Field(100, ge=1)
     sort_by_label: bool = True
-    alpha: float = Field(0.5, gt=0)
+    alpha: float = Field(0.5, gt=0, le=1e6)
+    min_samples: int = Field(10, ge=1, description="dirichlet: redraw until every client "
+                             "holds at least this many samples")
 
 
 class DataSpec(StrictModel):

@@ -14,6 +14,8 @@ import torch
 
 from ecofed_sim.data.base import ImageSet, make_set
 
+RENDER_FLOATS = 2**26  # floats rendered at once (256 MiB)
+
 
 def _templates(classes: int, shape: tuple[int, int, int], gen: torch.Generator) -> torch.Tensor:
     c, h, w = shape
@@ -50,8 +52,9 @@ def make_synthetic(spec, split_seed: int) -> tuple[ImageSet, ImageSet]:
     templates = _templates(spec.classes, shape, gen)
     total = spec.train_samples + spec.test_samples
     labels = torch.randint(0, spec.classes, (total,), generator=gen)
-    chunks = [_render(templates, labels[i:i + 4096], spec.noise, gen)
-              for i in range(0, total, 4096)]  # chunked to bound float32 memory
+    step = min(4096, max(1, RENDER_FLOATS // math.prod(shape)))  # bounds float32 memory
+    chunks = [_render(templates, labels[i:i + step], spec.noise, gen)
+              for i in range(0, total, step)]
     images = torch.cat(chunks)
     tr = slice(0, spec.train_samples)
     te = slice(spec.train_samples, total)
