@@ -19,7 +19,7 @@ from pydantic import Field, PositiveFloat, ValidationError
 
 from ecofed_sim.errors import ScenarioError
 from ecofed_sim.models import LAYER_KINDS, LayerStats
-from ecofed_sim.strict import StrictModel, read_yaml
+from ecofed_sim.strict import RateMbps, StrictModel, read_yaml
 
 REPO_PROFILES_DIR = Path(__file__).resolve().parent.parent / "device_profiles"
 LINKS_FILE = "links.yaml"
@@ -111,8 +111,8 @@ class DeviceProfile(StrictModel):
 class LinkProfile(StrictModel):
     """A device's access link: separate up and down rates, one-way latency."""
 
-    uplink_mbps: PositiveFloat = Field(json_schema_extra={"timing_only": True})
-    downlink_mbps: PositiveFloat = Field(json_schema_extra={"timing_only": True})
+    uplink_mbps: RateMbps = Field(json_schema_extra={"timing_only": True})
+    downlink_mbps: RateMbps = Field(json_schema_extra={"timing_only": True})
     latency_ms: float = Field(0.0, ge=0, json_schema_extra={"timing_only": True})
     source: str = ""
 

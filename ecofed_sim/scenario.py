@@ -19,6 +19,7 @@ from ecofed_sim.errors import ScenarioError, format_validation_error
 from ecofed_sim.methods import MethodConfig
 from ecofed_sim.models import ZOO
 from ecofed_sim.strict import (
+    RateMbps,
     Seed,
     StrictModel,
     YamlTooLarge,
@@ -100,8 +101,8 @@ class TrainingSpec(StrictModel):
 class LinkSpec(StrictModel):
     """A device class's access link: fixed rates, or bandwidth traces (time_s, Mbit/s)."""
 
-    uplink_mbps: PositiveFloat | None = Field(None, json_schema_extra=TIMING)
-    downlink_mbps: PositiveFloat | None = Field(None, json_schema_extra=TIMING)
+    uplink_mbps: RateMbps | None = Field(None, json_schema_extra=TIMING)
+    downlink_mbps: RateMbps | None = Field(None, json_schema_extra=TIMING)
     latency_ms: float = Field(0.0, ge=0, json_schema_extra=TIMING)
     latency_jitter_ms: float = Field(0.0, ge=0, json_schema_extra=TIMING,
                                      description="extra latency, uniform in [0, jitter]")
@@ -203,8 +204,8 @@ class PopulationSpec(StrictModel):
 class ServerLinkSpec(StrictModel):
     """The server's access link, shared max-min fairly by concurrent transfers."""
 
-    ingress_mbps: PositiveFloat = Field(1000.0, json_schema_extra=TIMING)
-    egress_mbps: PositiveFloat = Field(1000.0, json_schema_extra=TIMING)
+    ingress_mbps: RateMbps = Field(1000.0, json_schema_extra=TIMING)
+    egress_mbps: RateMbps = Field(1000.0, json_schema_extra=TIMING)
 
 
 class ServerSpec(StrictModel):

@@ -21,6 +21,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from ecofed_sim.errors import ScenarioError, short_repr  # noqa: F401 (re-exported)
 
 Seed = Annotated[int, Field(ge=0, le=2**63 - 1)]  # numpy's seeding takes no negatives
+# Link rates below 1 kbit/s (slower than GPRS) are typos: they would make a run simulate
+# for years, one event per trace step, and so never end on the wall clock.
+MIN_RATE_MBPS = 1e-3
+RateMbps = Annotated[float, Field(ge=MIN_RATE_MBPS)]
 MAX_YAML_NODES = 200_000  # scalars, list items and mapping entries after expanding aliases
 MAX_YAML_BYTES = 16 * 2**20  # scenario, sweep and profile files are a few KB
 

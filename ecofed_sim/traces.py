@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ecofed_sim.errors import ScenarioError
+from ecofed_sim.strict import MIN_RATE_MBPS
 
 
 @dataclass(frozen=True)
@@ -73,9 +74,9 @@ def _lines(path: Path, where: str, what: str) -> list[str]:
 def read_trace(path: Path, where: str) -> Trace:
     times, rates = [], []
     for n, (t, r) in numeric_rows(path, where, "trace file", "time_s, mbps", (float, float)):
-        if r <= 0 or (times and t <= times[-1]) or t < 0:
+        if r < MIN_RATE_MBPS or (times and t <= times[-1]) or t < 0:
             raise ScenarioError(f"{where}: {path}: line {n}: times must increase from 0 and "
-                                "rates be > 0")
+                                f"rates be >= {MIN_RATE_MBPS:g} Mbit/s")
         times.append(t)
         rates.append(r)
     if not times or times[0] != 0:

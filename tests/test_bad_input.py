@@ -18,9 +18,9 @@ CASES = {
                            "training.lrr: unknown field (accepted: batch_size"),
     "wrong_type": (tiny(rounds="many"), "rounds: input should be a valid integer"),
     "negative_bandwidth": (tiny(**{"population.devices.0.link.uplink_mbps": -5}),
-                           "population.devices[0].link.uplink_mbps: must be > 0 (got -5)"),
+                           "population.devices[0].link.uplink_mbps: must be >= 0.001 (got -5)"),
     "zero_server_bandwidth": (tiny(**{"server.link.ingress_mbps": 0}),
-                              "server.link.ingress_mbps: must be > 0 (got 0)"),
+                              "server.link.ingress_mbps: must be >= 0.001 (got 0)"),
     "unknown_profile": (tiny(**{"population.devices.0.profile": "rpi9"}),
                         "population.devices[0].profile: unknown profile 'rpi9' (accepted:"),
     "unknown_server_profile": (tiny(**{"server.profile": "cray"}),
@@ -111,5 +111,5 @@ def test_real_process_exit_status_and_no_traceback(tiny_dir):
                            "--out", str(tiny_dir / "o")], capture_output=True, text=True)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1
-    assert "uplink_mbps: must be > 0 (got -5)" in proc.stderr
+    assert "uplink_mbps: must be >= 0.001 (got -5)" in proc.stderr
     assert not (tiny_dir / "o").exists()

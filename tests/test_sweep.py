@@ -68,7 +68,7 @@ def test_a_deadline_makes_every_run_learn_in_full(tiny_dir):
 
 @pytest.mark.parametrize("changes, expected", [
     ({"axes": [{"path": LINK, "values": [-1]}]},
-     "population.devices[0].link.uplink_mbps: must be > 0 (got -1)"),
+     "population.devices[0].link.uplink_mbps: must be >= 0.001 (got -1)"),
     ({"axes": [{"path": "training.lrr", "values": [1]}]}, "training.lrr: unknown field"),
     ({"mode": "zip", "axes": [{"path": "seed", "values": [1, 2]},
                               {"path": "rounds", "values": [1]}]}, "zip mode needs axes"),
