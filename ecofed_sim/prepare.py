@@ -91,7 +91,7 @@ def check(sc: Scenario, source: str, base_dir: Path | None = None) -> Prepared:
         raise ScenarioError(f"{source}: data.synthetic.shape: {sc.model.name} needs images of "
                             f"at least {MIN_SIDE[sc.model.name]} pixels a side "
                             f"(got {list(in_shape)})")
-    _check_synthetic_size(sc, source)
+    _check_data_size(sc, source)
     stats = model_stats(sc.model.name, in_shape, classes)
     _check_splits(sc, source, stats)
     if sc.server.profile not in library.devices:
@@ -111,9 +111,14 @@ def check(sc: Scenario, source: str, base_dir: Path | None = None) -> Prepared:
 MAX_DATA_BYTES = 2 * 2**30  # images are held as uint8; their statistics take 4x in float
 
 
-def _check_synthetic_size(sc: Scenario, source: str) -> None:
-    """Synthetic images are generated in memory: refuse a size that cannot fit."""
+def _check_data_size(sc: Scenario, source: str) -> None:
+    """The held-out digits leave training data; synthetic images fit in memory."""
+    from ecofed_sim.data.embedded import DIGITS
+
     syn = sc.data.synthetic
+    if sc.data.dataset == "embedded_mnist" and sc.data.test_samples >= DIGITS:
+        raise ScenarioError(f"{source}: data.test_samples: {sc.data.test_samples} leaves no "
+                            f"training data (the embedded set has {DIGITS} digits)")
     if sc.data.dataset != "synthetic":
         return
     total = (syn.train_samples + syn.test_samples) * math.prod(syn.shape)

@@ -74,6 +74,9 @@ def test_a_deadline_makes_every_run_learn_in_full(tiny_dir):
                               {"path": "rounds", "values": [1]}]}, "zip mode needs axes"),
     ({"colour": 1}, "colour: unknown field (accepted: name, base,"),
     ({"base": "nope.yaml"}, "base: "),
+    ({"targets": [float("nan")]}, "targets[0]: input should be a finite number (got nan)"),
+    ({"targets": [1.5]}, "targets[0]: must be <= 1 (got 1.5)"),
+    ({"seeds": [-3]}, "seeds[0]: must be >= 0 (got -3)"),
 ])
 def test_bad_sweep_is_one_line_exit_2(tiny_dir, capsys, changes, expected):
     path = _sweep(tiny_dir, **changes)

