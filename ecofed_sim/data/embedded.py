@@ -16,7 +16,6 @@ import torch
 
 from ecofed_sim.data.base import ImageSet, make_set
 
-
 DIGITS = 5000  # rows of mnist_5k.csv.gz
 
 
