@@ -80,8 +80,9 @@ def check_target(out: Path, known: frozenset[str] = RUN_FILES) -> None:
                             f"({err.strerror or err.__class__.__name__})") from None
 
 
-def _check_target(out: Path, known: frozenset[str]) -> None:
-    recover(out)
+def refuse_foreign(out: Path, known: frozenset[str]) -> None:
+    """One line unless ``out`` is missing or a results folder of this tool (and not the
+    current, home or root folder)."""
     if out.is_symlink() or (out.exists() and not out.is_dir()):
         raise ScenarioError(f"{out}: exists and is not a results folder; refusing to "
                             "replace it (choose another --out)")
@@ -91,6 +92,23 @@ def _check_target(out: Path, known: frozenset[str]) -> None:
     if out.resolve() in (Path.cwd().resolve(), Path.home().resolve(), Path("/")):
         raise ScenarioError(f"{out}: refusing to use the current, home or root folder as "
                             "a results folder (choose a subfolder)")
+
+
+def open_sweep_dir(out: Path) -> None:
+    """Create or reuse a sweep's folder (marked as results); refuse anyone else's."""
+    try:
+        refuse_foreign(out, SWEEP_FILES)
+        make_dir(out)
+        if not (out / MARKER).exists():
+            (out / MARKER).write_text("ecofed_sim sweep\n")
+    except OSError as err:
+        raise ScenarioError(f"{out}: cannot write here "
+                            f"({err.strerror or err.__class__.__name__})") from None
+
+
+def _check_target(out: Path, known: frozenset[str]) -> None:
+    recover(out)
+    refuse_foreign(out, known)
     make_dir(out.parent)
     with _temporary_dir(out) as tmp:
         (tmp / MARKER).write_text("probe\n")

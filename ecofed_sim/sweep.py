@@ -20,7 +20,7 @@ import yaml
 from tqdm import tqdm
 
 from ecofed_sim.errors import ScenarioError
-from ecofed_sim.outdir import MARKER, SWEEP_FILES, is_ours, locked, make_dir
+from ecofed_sim.outdir import locked, open_sweep_dir
 from ecofed_sim.results import write_results
 from ecofed_sim.sweep_spec import RunSpec, SweepSpec, expand, learning_groups, load_sweep
 from ecofed_sim.sweep_summary import write_summary
@@ -127,22 +127,6 @@ def write_resolved(path: Path, spec: SweepSpec, runs: list[RunSpec], out: Path) 
     tmp = out / ".sweep.resolved.yaml.tmp"
     tmp.write_text(yaml.safe_dump(doc, sort_keys=False))
     tmp.replace(out / "sweep.resolved.yaml")
-
-
-def open_sweep_dir(out: Path) -> None:
-    """Create or reuse a sweep's folder; refuse a file or a folder of someone else's."""
-    if out.is_symlink() or (out.exists() and not out.is_dir()):
-        raise ScenarioError(f"{out}: exists and is not a sweep results folder "
-                            "(choose another --out)")
-    if out.is_dir() and not is_ours(out, SWEEP_FILES):
-        raise ScenarioError(f"{out}: folder holds files that are not this tool's results; "
-                            "refusing to write into it (choose another --out)")
-    make_dir(out)
-    if not (out / MARKER).exists():
-        try:
-            (out / MARKER).write_text("ecofed_sim sweep\n")
-        except OSError as err:
-            raise ScenarioError(f"{out}: cannot write here ({err.strerror})") from None
 
 
 def run_sweep(path: Path, out: Path, executor: str = "local", workers: int = 1,

@@ -227,3 +227,17 @@ def test_results_folders_are_recognised_only_by_marker_or_contents(tmp_path: Pat
     (tmp_path / "b" / MARKER).write_text("")
     assert not outdir.is_ours(tmp_path / "a", outdir.RUN_FILES)
     assert outdir.is_ours(tmp_path / "b", outdir.RUN_FILES)
+
+
+def test_a_sweep_into_a_users_folder_is_refused(tiny_dir, capsys):
+    write_scenario(tiny_dir, tiny(rounds=1), "base.yaml")
+    sweep = tiny_dir / "s.yaml"
+    sweep.write_text(yaml.safe_dump({"name": "s", "base": "base.yaml"}))
+    mine = tiny_dir / "mine"
+    mine.mkdir()
+    (mine / "metrics.csv").write_text("my own metrics")
+    (mine / "notes.md").write_text("keep")
+    assert main(["sweep", str(sweep), "--out", str(mine), "--quiet"]) == 2
+    assert "not this tool's results" in _one_error_line(capsys)
+    assert (mine / "metrics.csv").read_text() == "my own metrics"
+    assert sorted(p.name for p in mine.iterdir()) == ["metrics.csv", "notes.md"]
