@@ -22,6 +22,7 @@ import ctypes
 import ctypes.util
 import errno
 import fcntl
+import glob
 import os
 import re
 import shutil
@@ -110,21 +111,7 @@ def _check_target(out: Path, known: frozenset[str]) -> None:
     recover(out)
     refuse_foreign(out, known)
     make_dir(out.parent)
-    with _temporary_dir(out) as tmp:
-        (tmp / MARKER).write_text("probe\n")
-
-
-@contextlib.contextmanager
-def _temporary_dir(out: Path) -> Iterator[Path]:
-    try:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-{os.getpid()}-", dir=out.parent))
-    except OSError as err:
-        raise ScenarioError(f"{out}: cannot write here "
-                            f"({err.strerror or err.__class__.__name__})") from None
-    try:
-        yield tmp
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    shutil.rmtree(new_tmp(out))  # the sibling the results will be written to can be made
 
 
 def new_tmp(out: Path) -> Path:
@@ -199,7 +186,7 @@ def recover(out: Path) -> None:
     if not out.parent.is_dir():
         return
     prefix = f".{out.name}."
-    for leftover in sorted(out.parent.glob(f"{glob_escape(prefix)}*")):
+    for leftover in sorted(out.parent.glob(f"{glob.escape(prefix)}*")):
         rest = leftover.name[len(prefix):]
         pid = _owner_pid(leftover)
         if not rest.startswith(("tmp-", "old-")) or pid is None or _pid_alive(pid):
@@ -208,10 +195,6 @@ def recover(out: Path) -> None:
             leftover.rename(out)
         else:
             shutil.rmtree(leftover, ignore_errors=True)
-
-
-def glob_escape(text: str) -> str:
-    return re.sub(r"([*?\[])", r"[\1]", text)
 
 
 @contextlib.contextmanager

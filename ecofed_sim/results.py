@@ -23,11 +23,14 @@ from ecofed_sim.strict import read_yaml
 TABLES = ("rounds", "transfers", "timeline", "energy", "participation")
 
 
-def write_results(results: Results, out_dir: str | Path) -> Path:
+def write_results(results: Results, out_dir: str | Path, check: bool = True) -> Path:
     """Write ``results`` to ``out_dir``, replacing it only if it is a results folder
-    (``ScenarioError`` otherwise; ``outdir.check_target`` says so before a run starts)."""
+    (``ScenarioError`` otherwise; ``outdir.check_target`` says so before a run starts).
+    ``check=False``: the caller owns the parent folder and has cleaned it (a sweep, under
+    its lock), so the per-run check and leftover scan are skipped."""
     out = Path(out_dir)
-    check_target(out)
+    if check:
+        check_target(out)
     tmp = new_tmp(out)
     try:
         results.rounds.to_csv(tmp / "rounds.csv", index=False, float_format="%.9g")
