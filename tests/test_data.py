@@ -126,3 +126,30 @@ def test_dirichlet_small_alpha_skews_labels():
         return np.mean([len(np.unique(labels[p])) for p in parts if len(p)])
 
     assert mean_classes(skewed) < 4 < 9 < mean_classes(even)
+
+
+def test_dirichlet_redraws_until_every_client_has_min_samples():
+    labels = np.repeat(np.arange(10), 40)
+    plain = dirichlet(labels, 10, 0.1, np.random.default_rng(1), min_samples=1)
+    assert min(len(p) for p in plain) < 5  # the first acceptable draw leaves one small...
+    rng = np.random.default_rng(1)
+    parts = dirichlet(labels, 10, 0.1, rng, min_samples=5)
+    assert min(len(p) for p in parts) >= 5  # ...the redraws do not
+    assert sorted(np.concatenate(parts).tolist()) == list(range(400))  # a partition
+    with pytest.raises(ValueError, match="30 clients x min_samples 20 exceeds the 400"):
+        dirichlet(labels, 30, 0.01, rng, min_samples=20)
+    # 10 classes at alpha 0.01 reach about 10 of 30 clients: no draw fills them all
+    with pytest.raises(ValueError, match="no Dirichlet\\(alpha=0.01\\) draw in 1000"):
+        dirichlet(labels, 30, 0.01, rng, min_samples=1)
+
+
+def test_dirichlet_honours_samples_per_client_as_the_mean():
+    from ecofed_sim.data.partition import partition
+    from ecofed_sim.scenario import PartitionSpec
+
+    labels = np.repeat(np.arange(10), 100)
+    spec = PartitionSpec(kind="dirichlet", alpha=0.5, samples_per_client=20, min_samples=2)
+    parts = partition(labels, 10, spec, seed=0)
+    assert sum(len(p) for p in parts) == 200 and min(len(p) for p in parts) >= 2
+    assert len(np.unique(np.concatenate(parts))) == 200
+    assert len(set(map(len, parts))) > 1  # sizes still vary, as Dirichlet does
