@@ -4,7 +4,7 @@ Real PyTorch training gives the accuracy; SimPy clocks driven by device profiles
 flow-level network model give the time and the bytes. See README.md.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 from ecofed_sim.errors import ScenarioError  # noqa: E402
 from ecofed_sim.run import Results, run  # noqa: E402

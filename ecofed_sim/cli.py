@@ -55,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Simulate a scenario. Writes rounds.csv/.parquet, "
                        "transfers.parquet, timeline.parquet, scenario.resolved.yaml and "
                        "manifest.json to --out (default results/<name>-<method>).")
-    p.add_argument("scenario", type=Path, help="scenario YAML file")
+    p.add_argument("scenario", type=Path, help="scenario YAML file, or the name of a "
+                   "shipped one (ecofed-sim list scenarios)")
     p.add_argument("--out", type=Path, help="results directory (replaced atomically; only "
                    "a results directory is ever replaced)")
     p.add_argument("--threads", type=int, help="torch threads of the learning computation "
@@ -146,7 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=10)
     p.add_argument("--name", default="this_machine", help="profile name (new files only)")
     p.add_argument("--kind", choices=["device", "server"], default="device")
-    p.add_argument("--out", type=Path, help="default device_profiles/<name>.yaml")
+    p.add_argument("--out", type=Path, help="default: <user profile folder>/<name>.yaml "
+                   "(ECOFED_SIM_PROFILES, else ~/.local/share/ecofed_sim/profiles)")
 
     p = sub.add_parser("layers", help="per-layer shapes, parameters and FLOPs of a model",
                        description="Show each unit of a zoo model: the split index, output "
@@ -155,8 +157,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shape", type=int, nargs=3, default=(3, 32, 32), metavar=("C", "H", "W"))
     p.add_argument("--classes", type=int, default=10)
 
-    p = sub.add_parser("list", help="list models, methods, datasets, profiles or links")
-    p.add_argument("what", choices=["models", "methods", "datasets", "profiles", "links"])
+    p = sub.add_parser("list", help="list models, methods, datasets, profiles, links or the "
+                       "shipped scenarios")
+    p.add_argument("what", choices=["models", "methods", "datasets", "profiles", "links",
+                                    "scenarios"])
     return parser
 
 
@@ -256,13 +260,16 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 def cmd_profile(args: argparse.Namespace) -> int:
     from ecofed_sim.models import ZOO
+    from ecofed_sim.outdir import safe_component
     from ecofed_sim.profiler import profile
 
     if args.model not in ZOO:
         raise _user_error(f"model: unknown model {args.model!r} (accepted: {', '.join(ZOO)})")
     if min(args.batch_sizes) < 2 or args.repeats < 1 or args.threads < 1:
         raise _user_error("--batch-sizes must be >= 2 (BatchNorm), --repeats and --threads >= 1")
-    out = args.out or Path("device_profiles") / f"{args.name}.yaml"
+    from ecofed_sim.profiles import user_profiles_dir
+
+    out = args.out or user_profiles_dir() / f"{safe_component(args.name)}.yaml"
     path = profile(args.model, tuple(args.shape), args.classes, args.batch_sizes, args.threads,
                    args.warmup, args.repeats, args.name, out, args.kind,
                    log=lambda m: print(m, file=sys.stderr))
@@ -316,6 +323,10 @@ def cmd_list(args: argparse.Namespace) -> int:
     elif args.what == "profiles":
         lib = load_library()
         rows = [f"{n:<16} {p.kind:<7} {p.description}" for n, p in sorted(lib.devices.items())]
+    elif args.what == "scenarios":
+        from ecofed_sim.shipped import describe, shipped
+
+        rows = [f"{n:<26} {describe(p)}\n{'':<26} {p}" for n, p in shipped().items()]
     else:
         lib = load_library()
         rows = [f"{n:<10} up {link.uplink_mbps:>7g} Mbps  down {link.downlink_mbps:>7g} Mbps  "
@@ -343,6 +354,11 @@ COMMANDS = {"run": cmd_run, "validate": cmd_validate, "sweep": cmd_sweep, "plot"
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from ecofed_sim.errors import ScenarioError, one_line
+    from ecofed_sim.shipped import resolve
+
+    for name in ("scenario", "sweep"):  # a shipped name runs from any folder
+        if isinstance(getattr(args, name, None), Path):
+            setattr(args, name, resolve(getattr(args, name)))
 
     try:
         return COMMANDS[args.command](args)

@@ -1,8 +1,9 @@
 """``ecofed-sim profile``: measure per-layer forward and backward latency of a zoo model on
 the machine it runs on, and write (or update) a device profile the simulator uses as is.
 
-Run it on a Raspberry Pi or a Jetson, copy the YAML into ``device_profiles/`` (or a
-scenario's ``profiles_dir``), and simulate that device. Each unit is timed on its own input
+Run it on a Raspberry Pi or a Jetson; the YAML goes to the user profile folder (see
+``profiles.user_profiles_dir``; copy it to the same folder on the simulating machine, or
+into a scenario's ``profiles_dir``), and simulate that device. Each unit is timed on its own input
 (the output of the units before it), in training mode: forward with autograd recording,
 backward as the gradient with respect to the unit's input and parameters, which is what
 a split or full backward pass computes. Warm-up first, then the median of ``repeats``.

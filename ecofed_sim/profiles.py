@@ -1,4 +1,10 @@
-"""Device, server and link profiles (``device_profiles/*.yaml``) and the compute-time model.
+"""Device, server and link profiles and the compute-time model.
+
+Profiles are read, later folders overriding earlier ones, from: the package's own
+``ecofed_sim/device_profiles/`` (read through ``importlib.resources``, so an installed
+wheel has them), the user profile folder (``ECOFED_SIM_PROFILES``, else
+``$XDG_DATA_HOME/ecofed_sim/profiles``, else ``~/.local/share/ecofed_sim/profiles``; where
+``ecofed-sim profile`` writes), and a scenario's ``profiles_dir``.
 
 Compute time of one pass over a model part, per unit, in order of preference:
 1. a measured per-layer latency table keyed by (model, layer, batch size), scaled linearly
@@ -12,6 +18,8 @@ Effective throughput varies 10x or more across architectures on one device
 from __future__ import annotations
 
 import functools
+import os
+from importlib import resources
 from pathlib import Path
 from typing import Literal
 
@@ -21,7 +29,7 @@ from ecofed_sim.errors import ScenarioError
 from ecofed_sim.models import LAYER_KINDS, LayerStats
 from ecofed_sim.strict import RateMbps, StrictModel, read_yaml
 
-REPO_PROFILES_DIR = Path(__file__).resolve().parent.parent / "device_profiles"
+SHIPPED_PROFILES_DIR = Path(str(resources.files("ecofed_sim") / "device_profiles"))
 LINKS_FILE = "links.yaml"
 
 
@@ -161,7 +169,22 @@ class ProfileLibrary:
         self.files[profile.name] = path
 
 
-@functools.lru_cache(maxsize=8)
+def user_profiles_dir() -> Path:
+    """Where a user's own profiles live (and ``ecofed-sim profile`` writes by default)."""
+    if os.environ.get("ECOFED_SIM_PROFILES"):
+        return Path(os.environ["ECOFED_SIM_PROFILES"])
+    data = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(data) / "ecofed_sim" / "profiles"
+
+
 def load_library(extra_dirs: tuple[str, ...] = ()) -> ProfileLibrary:
-    """The shipped profiles plus any extra directories (cached: profiles are read-only)."""
-    return ProfileLibrary([REPO_PROFILES_DIR, *map(Path, extra_dirs)])
+    """The shipped profiles, the user's, then any extra directories (later ones win)."""
+    user = user_profiles_dir()
+    dirs = (str(SHIPPED_PROFILES_DIR), *((str(user),) if user.is_dir() else ()), *extra_dirs)
+    return _library(dirs)
+
+
+@functools.lru_cache(maxsize=8)
+def _library(dirs: tuple[str, ...]) -> ProfileLibrary:
+    """Cached per folder list: profiles are read-only during a process."""
+    return ProfileLibrary([Path(d) for d in dirs])

@@ -45,6 +45,12 @@ TINY = {
 }
 
 
+@pytest.fixture(autouse=True)
+def _own_user_profiles(tmp_path_factory, monkeypatch):
+    """Tests never read or write the real user profile folder."""
+    monkeypatch.setenv("ECOFED_SIM_PROFILES", str(tmp_path_factory.mktemp("user_profiles")))
+
+
 @pytest.fixture
 def tiny_dir(tmp_path: Path) -> Path:
     """A directory with the unit profiles; scenarios written here find them."""
