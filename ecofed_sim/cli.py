@@ -240,7 +240,15 @@ def _metrics_table(path: Path) -> str:
     return m.to_string(index=False, float_format=lambda v: f"{v:.4g}")
 
 
+def _headless_plots() -> None:
+    """The CLI only writes files: draw with Agg, whatever display is around."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+
+
 def cmd_plot(args: argparse.Namespace) -> int:
+    _headless_plots()
     from ecofed_sim.plot_kinds import plot
 
     formats = [f.strip() for f in args.format.split(",") if f.strip()]
@@ -285,6 +293,7 @@ def torch_threads_default() -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    _headless_plots()
     from ecofed_sim.compare import compare
 
     print(compare(args.runs, args.out))

@@ -2,7 +2,8 @@
 
 One fixed colour and marker per method in every figure (Okabe-Ito, colour-blind safe),
 units in every axis label, single-column paper width by default (``--style slides`` for
-talks), PNG for viewing and PDF/SVG (vector) for papers.
+talks), PNG for viewing and PDF/SVG (vector) for papers. Importing this module leaves
+matplotlib's backend alone (a notebook keeps its own); the CLI picks Agg.
 """
 
 from __future__ import annotations
@@ -10,11 +11,8 @@ from __future__ import annotations
 from contextlib import contextmanager
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import pandas as pd
 
 OKABE_ITO = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442",
              "#000000"]

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import platform
-import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -40,19 +40,26 @@ class Results:
                    frames["energy"], manifest, trace, frames["participation"])
 
 
-def git_revision() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                             cwd=Path(__file__).parent, timeout=5)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
+PROVENANCE_PACKAGES = ("ecofed_sim", "torch", "numpy", "simpy", "pandas", "pyarrow",
+                       "pydantic")
+
+
+def package_versions() -> dict[str, str | None]:
+    """Installed versions from package metadata (not from ``git`` in the install folder,
+    which a wheel does not have), plus Python's."""
+    versions: dict[str, str | None] = {"python": platform.python_version()}
+    for name in PROVENANCE_PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
 
 
 def manifest(scenario: Scenario, started: float, resimulated: bool = False) -> dict:
     from ecofed_sim import __version__
 
-    return {"ecofed_sim_version": __version__, "git_revision": git_revision(),
+    return {"ecofed_sim_version": __version__, "versions": package_versions(),
             "seed": scenario.seed, "python": platform.python_version(),
             "torch": torch.__version__, "torch_threads": scenario.training.threads,
             "resimulated": resimulated,

@@ -109,8 +109,12 @@ def _label(axis: Axis, index: int) -> Any:
 
 
 def run_id(scenario: Scenario) -> str:
-    """Stable id from the resolved scenario (every default written out)."""
-    blob = json.dumps(scenario.model_dump(mode="json"), sort_keys=True)
+    """Stable id from the resolved scenario (every default written out) and the simulator
+    version, so an upgrade never silently reuses results of an older version."""
+    from ecofed_sim import __version__
+
+    blob = json.dumps({"scenario": scenario.model_dump(mode="json"),
+                       "ecofed_sim": __version__}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 

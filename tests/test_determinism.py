@@ -28,8 +28,13 @@ def test_results_directory_holds_every_output(tiny_dir):
     import json
 
     manifest = json.loads((tiny_dir / "r" / "manifest.json").read_text())
-    assert {"ecofed_sim_version", "git_revision", "seed", "python", "torch",
+    assert {"ecofed_sim_version", "versions", "seed", "python", "torch", "torch_threads",
             "wall_clock_s"} <= manifest.keys()
+    import ecofed_sim
+
+    versions = manifest["versions"]  # from package metadata, not from git
+    assert versions["ecofed_sim"] == ecofed_sim.__version__
+    assert versions["torch"] and versions["numpy"] and versions["simpy"] and versions["pandas"]
     # the resolved scenario re-runs to the same table
     assert main(["run", str(tiny_dir / "r" / "scenario.resolved.yaml"), "--out",
                  str(tiny_dir / "r2"), "--quiet", "--set", f"profiles_dir={tiny_dir}/profiles"]

@@ -190,3 +190,15 @@ def test_time_and_bytes_to_accuracy():
     assert t != t and b != b  # NaN: never reached
     m = run_metrics(rounds, [0.6])
     assert m["final_accuracy"] == 0.8 and m["total_bytes"] == 30 and m["time_to_0.6_s"] == 4.0
+
+
+def test_run_ids_change_with_the_simulator_version(tiny_dir, monkeypatch):
+    """An upgrade never silently reuses results written by an older version."""
+    import ecofed_sim
+    from ecofed_sim.sweep_spec import run_id
+
+    path = _sweep(tiny_dir, seeds=[0])
+    scenario = expand(path, load_sweep(path))[0].scenario
+    before = run_id(scenario)
+    monkeypatch.setattr(ecofed_sim, "__version__", "99.0.0")
+    assert run_id(scenario) != before

@@ -1,10 +1,9 @@
-"""The in-memory image set every loader returns, and the loader registry."""
+"""The in-memory image set every loader returns (loaders depend on this module only)."""
 
 from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
@@ -53,17 +52,3 @@ def make_set(images_u8: torch.Tensor, labels: torch.Tensor, num_classes: int,
     """An ImageSet normalised with the statistics of ``stats_from`` (the train split)."""
     mean, std = channel_stats(images_u8 if stats_from is None else stats_from)
     return ImageSet(images_u8, labels.long(), num_classes, mean, std)
-
-
-def load_dataset(spec, base_dir: Path | None = None) -> tuple[ImageSet, ImageSet]:
-    """(train, test) for a scenario's ``data`` section; see ``ScenarioData``."""
-    from ecofed_sim.data import embedded, files, synthetic
-
-    if spec.dataset == "embedded_mnist":
-        return embedded.load_embedded_mnist(spec.test_samples, spec.split_seed)
-    if spec.dataset == "synthetic":
-        return synthetic.make_synthetic(spec.synthetic, spec.split_seed)
-    root = Path(spec.root) if spec.root else Path("data")
-    if base_dir is not None and not root.is_absolute() and spec.root:
-        root = base_dir / root
-    return files.load_files(spec.dataset, root, download=spec.download)

@@ -1,0 +1,21 @@
+"""Which loader a scenario's ``data`` section calls (the loaders depend on ``base`` only)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ecofed_sim.data import embedded, files, synthetic
+from ecofed_sim.data.base import ImageSet
+
+
+def load_dataset(spec, base_dir: Path | None = None) -> tuple[ImageSet, ImageSet]:
+    """(train, test) for a scenario's ``data`` section; ``root`` is relative to the
+    scenario file's folder (``base_dir``)."""
+    if spec.dataset == "embedded_mnist":
+        return embedded.load_embedded_mnist(spec.test_samples, spec.split_seed)
+    if spec.dataset == "synthetic":
+        return synthetic.make_synthetic(spec.synthetic, spec.split_seed)
+    root = Path(spec.root) if spec.root else Path("data")
+    if base_dir is not None and not root.is_absolute() and spec.root:
+        root = base_dir / root
+    return files.load_files(spec.dataset, root, download=spec.download)
