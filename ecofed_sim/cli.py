@@ -98,7 +98,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1,
                    help="worker processes (1: in this process); each run uses its "
                         "scenario's training.threads torch threads")
-    p.add_argument("--scheduler", help="Dask scheduler address (default: a LocalCluster)")
+    p.add_argument("--scheduler", help="Dask scheduler address (default: "
+                   "$DASK_SCHEDULER_ADDRESS, else a LocalCluster of --workers processes)")
+    p.add_argument("--scheduler-file", help="Dask scheduler file (dask scheduler "
+                   "--scheduler-file, or a dask-jobqueue cluster's)")
+    p.add_argument("--shared-fs", action="store_true",
+                   help="Dask workers see this machine's files at the same paths: ship "
+                        "nothing (else traces and profiles travel with the tasks and dataset "
+                        "folders are refused)")
     p.add_argument("--dry-run", action="store_true",
                    help="list the runs and how many learning runs they need")
     p.add_argument("--no-reuse", action="store_true",
@@ -224,7 +231,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         return 0
     tally = run_sweep(args.sweep, out, args.executor, args.workers, args.scheduler,
                       reuse=not args.no_reuse, targets=args.target,
-                      progress=not args.quiet and sys.stderr.isatty(), force=args.force)
+                      progress=not args.quiet and sys.stderr.isatty(), force=args.force,
+                      scheduler_file=args.scheduler_file, shared_fs=args.shared_fs)
     if not args.quiet and (out / "metrics.csv").exists():
         print(_metrics_table(out / "metrics.csv"))
     print(f"{out}: done {tally.done}, skipped {tally.skipped}, failed {tally.failed}")

@@ -1,44 +1,43 @@
-"""Running a sweep: local worker processes or Dask, resumable, with learning-trace reuse.
+"""Running a sweep: in process, local worker processes or Dask; resumable, with
+learning-trace reuse.
 
-Each task is one learning group (runs that differ only in timing-only fields): its first
-pending run trains for real and records a trace, the others are re-simulated from it.
-Workers return tables; only this process writes, atomically (temporary directory, then
-rename), so a sweep killed at any moment and started again loses and duplicates nothing.
+Runs that differ only in timing-only fields form a learning group: its first pending run
+trains for real and records a trace; once the trace exists, the others are re-simulated
+from it as tasks of their own, spread over the workers. Workers return tables; only this
+process writes, atomically, so a sweep killed at any moment and started again loses and
+duplicates nothing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import shutil
+import tempfile
 import traceback
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from multiprocessing import get_context
 from pathlib import Path
 
 import yaml
 from tqdm import tqdm
 
-from ecofed_sim.errors import ScenarioError
 from ecofed_sim.outdir import locked, open_sweep_dir
 from ecofed_sim.results import write_results
+from ecofed_sim.sweep_files import absolutize, bundle, materialize, restore_paths
+from ecofed_sim.sweep_pools import make_pool
 from ecofed_sim.sweep_spec import RunSpec, SweepSpec, expand, learning_groups, load_sweep
 from ecofed_sim.sweep_summary import write_summary
 
 
 @dataclass
-class Task:
-    """What a worker needs: scenarios (as plain data) and where their files are."""
+class Job:
+    """What a worker needs for one run: the scenario as plain data, with its paths made
+    absolute (or renamed into ``files``, shipped with it), and whether to record a trace."""
 
-    runs: list[tuple[str, dict]]  # (run_id, resolved scenario as a dict)
-    base_dir: str
-
-
-@dataclass
-class Outcome:
     run_id: str
-    results: object | None = None  # ecofed_sim.Results without its trace
-    error: str | None = None
+    scenario: dict
+    files: dict[str, bytes] = field(default_factory=dict)
+    record: bool = False
 
 
 @dataclass
@@ -49,57 +48,38 @@ class Tally:
     errors: dict[str, str] = field(default_factory=dict)
 
 
-def run_task(task: Task) -> list[Outcome]:
-    """Worker side: one learning run (recorded) and re-simulations of the rest. Torch
-    threads come from each scenario's ``training.threads``, never from the worker's cores,
-    so a run id means one result on any executor."""
-    from ecofed_sim.resimulate import resimulate
+@contextlib.contextmanager
+def _job_folder(job: Job) -> Iterator[Path | None]:
+    """Where the job's relative paths point: a temporary folder holding its shipped files
+    (none to ship: paths are already absolute)."""
+    if not job.files:
+        yield None
+        return
+    with tempfile.TemporaryDirectory(prefix="ecofed-sim-job-") as folder:
+        materialize(job.files, Path(folder))
+        yield Path(folder)
+
+
+def learn(job: Job):
+    """Worker side: train one run for real; with ``record``, also return its trace for the
+    re-simulations of its group. Torch threads come from the scenario's
+    ``training.threads``, never from the worker's cores: a run id means one result."""
     from ecofed_sim.run import run
     from ecofed_sim.scenario import Scenario
 
-    base_dir = Path(task.base_dir)
-    outcomes, trace = [], None
-    for run_id, raw in task.runs:
-        try:
-            scenario = Scenario.model_validate(raw)
-            if trace is None:
-                res = run(scenario, base_dir=base_dir, record=len(task.runs) > 1)
-                trace, res.trace = res.trace, None
-            else:
-                res = resimulate(scenario, trace, base_dir=base_dir)
-            outcomes.append(Outcome(run_id, res))
-        except Exception:  # noqa: BLE001 (a failing run is recorded, the sweep goes on)
-            outcomes.append(Outcome(run_id, error=traceback.format_exc(limit=8)))
-    return outcomes
+    with _job_folder(job) as folder:
+        res = run(Scenario.model_validate(job.scenario), base_dir=folder, record=job.record)
+    trace, res.trace = res.trace, None
+    return res, trace
 
 
-def local_executor(tasks: list[Task], workers: int) -> Iterator[list[Outcome]]:
-    if workers <= 1:
-        for task in tasks:
-            yield run_task(task)
-        return
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-        futures = [pool.submit(run_task, t) for t in tasks]
-        for fut in as_completed(futures):
-            yield fut.result()
+def resimulate_job(job: Job, trace):
+    """Worker side: a run of the same learning group, re-simulated from the trace."""
+    from ecofed_sim.resimulate import resimulate
+    from ecofed_sim.scenario import Scenario
 
-
-def dask_executor(tasks: list[Task], workers: int, scheduler: str | None
-                  ) -> Iterator[list[Outcome]]:
-    try:
-        from dask.distributed import Client, LocalCluster
-        from dask.distributed import as_completed as dask_completed
-    except ImportError:
-        raise ScenarioError("--executor dask: dask.distributed is not installed "
-                            "(pip install 'ecofed_sim[dask]')") from None
-    cluster = None if scheduler else LocalCluster(n_workers=workers, threads_per_worker=1,
-                                                  processes=True, dashboard_address=None)
-    with Client(scheduler or cluster) as client:
-        futures = client.map(run_task, tasks, pure=False)
-        for fut in dask_completed(futures):
-            yield fut.result()
-    if cluster is not None:
-        cluster.close()
+    with _job_folder(job) as folder:
+        return resimulate(Scenario.model_validate(job.scenario), trace, base_dir=folder)
 
 
 def is_done(out: Path, run_id: str) -> bool:
@@ -132,44 +112,90 @@ def write_resolved(path: Path, spec: SweepSpec, runs: list[RunSpec], out: Path) 
 def run_sweep(path: Path, out: Path, executor: str = "local", workers: int = 1,
               scheduler: str | None = None, reuse: bool = True, targets: list[float] = (),
               progress: bool = True, log: Callable[[str], None] = print,
-              force: bool = False) -> Tally:
+              force: bool = False, scheduler_file: str | None = None,
+              shared_fs: bool = False) -> Tally:
+    """Run (or resume) the sweep in ``path`` into ``out`` and return the tally.
+
+    ``executor``: ``local`` (``workers`` processes; 1 runs in this process) or ``dask``
+    (``scheduler`` address, ``scheduler_file``, ``DASK_SCHEDULER_ADDRESS``, else a
+    LocalCluster). Finished runs are skipped; learning runs start first and their groups'
+    re-simulations follow as traces arrive. A failing run is recorded in
+    ``out/failed.yaml`` and the sweep goes on. Bad input raises ``ScenarioError``."""
     spec = load_sweep(path)
     runs = expand(path, spec, force=force, progress=progress)
     open_sweep_dir(out)
     with locked(out):
-        return _run_locked(path, spec, runs, out, executor, workers, scheduler, reuse,
-                           targets, progress, log)
+        pool = make_pool(executor, workers, scheduler, scheduler_file, shared_fs, log)
+        try:
+            return _run_locked(path, spec, runs, out, pool, reuse, targets, progress, log)
+        finally:
+            pool.close()
 
 
-def _run_locked(path: Path, spec: SweepSpec, runs: list[RunSpec], out: Path, executor: str,
-                workers: int, scheduler: str | None, reuse: bool, targets: list[float],
-                progress: bool, log: Callable[[str], None]) -> Tally:
+def _run_locked(path: Path, spec: SweepSpec, runs: list[RunSpec], out: Path, pool,
+                reuse: bool, targets: list[float], progress: bool,
+                log: Callable[[str], None]) -> Tally:
     clean_partial(out)
     (out / "runs").mkdir(exist_ok=True)
     write_resolved(path, spec, runs, out)
     groups, skipped = plan(runs, out, reuse)
-    base_dir = str((path.parent / spec.base).parent)
-    tasks = [Task([(r.run_id, r.scenario.model_dump(mode="json")) for r in g], base_dir)
-             for g in groups]
+    jobs = _jobs(groups, (path.parent / spec.base).parent.resolve(), pool.ships_files,
+                 str(path))
     tally = Tally(skipped=skipped)
     bar = tqdm(total=len(runs), initial=skipped, desc=spec.name, unit="run",
                disable=not progress)
-    stream = (local_executor(tasks, workers) if executor == "local"
-              else dask_executor(tasks, workers, scheduler))
-    for outcomes in stream:
-        for o in outcomes:
-            if o.error is None:
-                write_results(o.results, out / "runs" / o.run_id, check=False)
-                tally.done += 1
-            else:
-                tally.failed += 1
-                tally.errors[o.run_id] = o.error
-                log(f"run {o.run_id} failed: {o.error.strip().splitlines()[-1]}")
-            bar.update(1)
+    pending = {pool.submit(learn, jobs[g[0].run_id]): (g, True) for g in groups}
+    while pending:
+        handle, value, err = pool.next_done()
+        group, learned = pending.pop(handle)
+        if err is not None:
+            for r in group if learned else group[:1]:  # a failed learning run fails its group
+                _failed(tally, r.run_id, err, log)
+                bar.update(1)
+            continue
+        results, trace = value if learned else (value, None)
+        _write(results, group[0], out)
+        tally.done += 1
+        bar.update(1)
+        if learned and len(group) > 1:  # the trace exists: its re-simulations fan out
+            shared = pool.share(trace)
+            for r in group[1:]:
+                pending[pool.submit(resimulate_job, jobs[r.run_id], shared)] = ([r], False)
     bar.close()
     _write_failures(out, tally)
     write_summary(out, runs, list(spec.targets) + list(targets))
     return tally
+
+
+def _jobs(groups: list[list[RunSpec]], base_dir: Path, ship: bool,
+          source: str) -> dict[str, Job]:
+    """Every pending run's job, built (and its files bundled) before anything starts, so a
+    file that cannot travel is an error up front."""
+    jobs = {}
+    for group in groups:
+        for i, r in enumerate(group):
+            raw, files = absolutize(r.scenario.model_dump(mode="json"), base_dir), {}
+            if ship:
+                raw, files = bundle(raw, f"{source} ({r.run_id})")
+            jobs[r.run_id] = Job(r.run_id, raw, files, record=i == 0 and len(group) > 1)
+    return jobs
+
+
+def _write(results, run: RunSpec, out: Path) -> None:
+    """A finished run's tables, its scenario with the paths as the user wrote them."""
+    from ecofed_sim.scenario import Scenario
+
+    raw = restore_paths(results.scenario.model_dump(mode="json"),
+                        run.scenario.model_dump(mode="json"))
+    results.scenario = Scenario.model_validate(raw)
+    write_results(results, out / "runs" / run.run_id, check=False)
+
+
+def _failed(tally: Tally, run_id: str, err: BaseException, log: Callable[[str], None]) -> None:
+    tally.failed += 1
+    tally.errors[run_id] = "".join(traceback.format_exception(err, limit=8))
+    last = str(err).strip().splitlines()[-1:] or [type(err).__name__]
+    log(f"run {run_id} failed: {type(err).__name__}: {last[0]}")
 
 
 def _write_failures(out: Path, tally: Tally) -> None:
