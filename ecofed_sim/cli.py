@@ -49,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Simulate federated and split (DNN-partitioned) learning: real PyTorch "
                     "training for accuracy, simulated devices and networks for time and bytes.",
         epilog=EXAMPLES)
+    parser.add_argument("--verbose", action="store_true", help="more detail in log lines")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("run", help="simulate one scenario and write its results directory",
@@ -114,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="accuracy target for time/bytes-to-accuracy; repeatable")
     p.add_argument("--force", action="store_true",
                    help="expand a sweep of more than 10,000 runs")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or log lines")
 
     p = sub.add_parser("plot", help="figures from a sweep's or a run's results directory",
                        description="Make figures from results tables (never re-runs "
@@ -183,8 +184,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     out = args.out or Path("results") / safe_component(
         f"{scenario.name}-{scenario.method.name}")
     check_target(out)  # before minutes of work, not after
-    progress = not args.quiet and sys.stderr.isatty()
-    results = run(scenario, progress=progress, source=str(args.scenario),
+    results = run(scenario, progress=not args.quiet, source=str(args.scenario),
                   base_dir=args.scenario.parent)
     write_results(results, out)
     if not args.quiet:
@@ -231,7 +231,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         return 0
     tally = run_sweep(args.sweep, out, args.executor, args.workers, args.scheduler,
                       reuse=not args.no_reuse, targets=args.target,
-                      progress=not args.quiet and sys.stderr.isatty(), force=args.force,
+                      progress=not args.quiet, force=args.force,
                       scheduler_file=args.scheduler_file, shared_fs=args.shared_fs)
     if not args.quiet and (out / "metrics.csv").exists():
         print(_metrics_table(out / "metrics.csv"))
@@ -371,6 +371,9 @@ COMMANDS = {"run": cmd_run, "validate": cmd_validate, "sweep": cmd_sweep, "plot"
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from ecofed_sim.errors import ScenarioError, one_line
+    from ecofed_sim.progress import configure
+
+    configure(quiet=getattr(args, "quiet", False), verbose=args.verbose)
     from ecofed_sim.shipped import resolve
 
     for name in ("scenario", "sweep"):  # a shipped name runs from any folder

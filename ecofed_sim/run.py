@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from tqdm import tqdm
 
 from ecofed_sim.engine import Engine
 from ecofed_sim.prepare import prepare
+from ecofed_sim.progress import bar
 from ecofed_sim.scenario import Scenario, load_scenario
 from ecofed_sim.trace import Trace, learning_key
 
@@ -91,12 +91,14 @@ def run(scenario: Scenario | str | Path, *, progress: bool = False,
     started = time.perf_counter()
     with torch_threads(scenario.training.threads):
         engine = Engine(prepare(scenario, source or scenario.name, base_dir), record=record)
-        bar = tqdm(range(scenario.rounds), desc=f"{scenario.name} [{scenario.method.name}]",
-                   unit="round", disable=not progress, leave=False)
-        for r in bar:
+        shown = bar(scenario.rounds, f"{scenario.name} [{scenario.method.name}]", "round",
+                    progress)
+        for r in range(scenario.rounds):
             row = engine.run_round(r)
-            bar.set_postfix(acc=f"{row['test_accuracy']:.3f}",
-                            sim_s=f"{row['sim_time_s']:.0f}")
+            shown.set_postfix(acc=f"{row['test_accuracy']:.3f}",
+                              sim_s=f"{row['sim_time_s']:.0f}")
+            shown.update(1)
+        shown.close()
     frames = engine.ledger.frames()
     trace = None
     if record:

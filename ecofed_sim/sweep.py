@@ -11,6 +11,7 @@ duplicates nothing.
 from __future__ import annotations
 
 import contextlib
+import logging
 import shutil
 import tempfile
 import traceback
@@ -19,14 +20,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
-from tqdm import tqdm
 
 from ecofed_sim.outdir import locked, open_sweep_dir
+from ecofed_sim.progress import bar
 from ecofed_sim.results import write_results
 from ecofed_sim.sweep_files import absolutize, bundle, materialize, restore_paths
 from ecofed_sim.sweep_pools import make_pool
 from ecofed_sim.sweep_spec import RunSpec, SweepSpec, expand, learning_groups, load_sweep
 from ecofed_sim.sweep_summary import write_summary
+
+LOG = logging.getLogger("ecofed_sim")
 
 
 @dataclass
@@ -111,7 +114,7 @@ def write_resolved(path: Path, spec: SweepSpec, runs: list[RunSpec], out: Path) 
 
 def run_sweep(path: Path, out: Path, executor: str = "local", workers: int = 1,
               scheduler: str | None = None, reuse: bool = True, targets: list[float] = (),
-              progress: bool = True, log: Callable[[str], None] = print,
+              progress: bool = True, log: Callable[[str], None] = LOG.warning,
               force: bool = False, scheduler_file: str | None = None,
               shared_fs: bool = False) -> Tally:
     """Run (or resume) the sweep in ``path`` into ``out`` and return the tally.
@@ -125,7 +128,7 @@ def run_sweep(path: Path, out: Path, executor: str = "local", workers: int = 1,
     runs = expand(path, spec, force=force, progress=progress)
     open_sweep_dir(out)
     with locked(out):
-        pool = make_pool(executor, workers, scheduler, scheduler_file, shared_fs, log)
+        pool = make_pool(executor, workers, scheduler, scheduler_file, shared_fs)
         try:
             return _run_locked(path, spec, runs, out, pool, reuse, targets, progress, log)
         finally:
@@ -142,8 +145,7 @@ def _run_locked(path: Path, spec: SweepSpec, runs: list[RunSpec], out: Path, poo
     jobs = _jobs(groups, (path.parent / spec.base).parent.resolve(), pool.ships_files,
                  str(path))
     tally = Tally(skipped=skipped)
-    bar = tqdm(total=len(runs), initial=skipped, desc=spec.name, unit="run",
-               disable=not progress)
+    shown = bar(len(runs), spec.name, "run", progress, initial=skipped)
     pending = {pool.submit(learn, jobs[g[0].run_id]): (g, True) for g in groups}
     while pending:
         handle, value, err = pool.next_done()
@@ -151,17 +153,17 @@ def _run_locked(path: Path, spec: SweepSpec, runs: list[RunSpec], out: Path, poo
         if err is not None:
             for r in group if learned else group[:1]:  # a failed learning run fails its group
                 _failed(tally, r.run_id, err, log)
-                bar.update(1)
+                shown.update(1)
             continue
         results, trace = value if learned else (value, None)
         _write(results, group[0], out)
         tally.done += 1
-        bar.update(1)
+        shown.update(1)
         if learned and len(group) > 1:  # the trace exists: its re-simulations fan out
             shared = pool.share(trace)
             for r in group[1:]:
                 pending[pool.submit(resimulate_job, jobs[r.run_id], shared)] = ([r], False)
-    bar.close()
+    shown.close()
     _write_failures(out, tally)
     write_summary(out, runs, list(spec.targets) + list(targets))
     return tally

@@ -7,6 +7,7 @@ exception it raised. Only the sweep's own process writes files.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -82,7 +83,7 @@ class Dask:
     cluster is local or ``shared_fs`` says the workers see the same files."""
 
     def __init__(self, workers: int, scheduler: str | None, scheduler_file: str | None,
-                 shared_fs: bool, log: Callable[[str], None]) -> None:
+                 shared_fs: bool) -> None:
         try:
             from dask.distributed import Client, LocalCluster, as_completed
         except ImportError:
@@ -100,7 +101,8 @@ class Dask:
             self.client = Client(self._cluster)
         # a LocalCluster shares this machine's files; a named cluster only if declared
         self.ships_files = self._cluster is None and not shared_fs
-        log(f"dask: {len(self.client.scheduler_info().get('workers', {}))} workers; "
+        logging.getLogger("ecofed_sim").info(
+            f"dask: {len(self.client.scheduler_info().get('workers', {}))} workers; "
             f"dashboard {self.client.dashboard_link}")
         self._completed = as_completed(with_results=False)
 
@@ -127,8 +129,7 @@ class Dask:
 
 
 def make_pool(executor: str, workers: int, scheduler: str | None = None,
-              scheduler_file: str | None = None, shared_fs: bool = False,
-              log: Callable[[str], None] = print):
+              scheduler_file: str | None = None, shared_fs: bool = False):
     if executor == "dask":
-        return Dask(workers, scheduler, scheduler_file, shared_fs, log)
+        return Dask(workers, scheduler, scheduler_file, shared_fs)
     return InProcess() if workers <= 1 else Processes(workers)

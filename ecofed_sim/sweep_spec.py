@@ -30,11 +30,11 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import Field, ValidationError, model_validator
-from tqdm import tqdm
 
 from ecofed_sim.errors import ScenarioError, format_validation_error
 from ecofed_sim.methods import REGISTRY
 from ecofed_sim.prepare import check
+from ecofed_sim.progress import bar
 from ecofed_sim.scenario import (
     Scenario,
     apply_override,
@@ -158,9 +158,8 @@ def expand(path: Path, spec: SweepSpec, force: bool = False,
     except ScenarioError as err:
         raise ScenarioError(f"{path}: base: {err}") from None
     runs: list[RunSpec] = []
-    points = tqdm(_points(spec), total=total // max(1, len(spec.seeds)), unit="point",
-                  desc=f"checking {spec.name}", disable=not progress, leave=False)
-    for point in points:
+    checked = bar(total, f"checking {spec.name}", "run", progress and total > 100)
+    for point in _points(spec):
         for seed in spec.seeds or [None]:
             raw = copy.deepcopy(base_raw)
             params: dict[str, Any] = {}
@@ -187,6 +186,8 @@ def expand(path: Path, spec: SweepSpec, force: bool = False,
                         and not timing_shapes_learning(scenario))
             runs.append(RunSpec(run_id(scenario), scenario, params, learning_key(scenario),
                                 reusable))
+            checked.update(1)
+    checked.close()
     ids = [r.run_id for r in runs]
     if len(set(ids)) != len(ids):
         raise ScenarioError(f"{path}: axes: two points resolve to the same scenario")
