@@ -39,8 +39,12 @@ STYLES = {
 
 
 def style(method: str) -> dict:
-    """Colour, marker and legend label of a method: the same in every figure."""
-    colour, marker = METHOD_STYLE.get(method, (OKABE_ITO[5], "x"))
+    """Colour, marker and legend label of a method: the same in every figure (a plugin
+    method's own ``plot_style`` when it has one)."""
+    from ecofed_sim.methods import REGISTRY
+
+    plugin = getattr(REGISTRY.get(method), "plot_style", None)
+    colour, marker = METHOD_STYLE.get(method, plugin or (OKABE_ITO[5], "x"))
     return {"color": colour, "marker": marker, "label": LABELS.get(method, method)}
 
 
