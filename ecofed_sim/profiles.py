@@ -38,54 +38,83 @@ LINKS_FILE = "links.yaml"
 
 class LayerLatency(StrictModel):
     forward_ms: float = Field(ge=0)
+    """forward pass of the unit at the table's batch size, ms"""
     backward_ms: float = Field(ge=0)
+    """backward pass (input and parameter gradients), ms"""
 
 
 class LatencyTable(StrictModel):
     """Measured per-layer latency for one model at one batch size."""
 
     model: str
+    """zoo model name the table is for (or aux for auxiliary heads)"""
     batch_size: int = Field(ge=1)
+    """batch size measured; other sizes scale linearly from the nearest"""
     layers: dict[str, LayerLatency]
+    """unit name (ecofed-sim layers MODEL) -> forward and backward ms"""
     source: str = ""
+    """how and where it was measured"""
 
 
 class KindRates(StrictModel):
     """Effective forward FLOP/s per layer kind (see ``models.LAYER_KINDS``)."""
 
     conv: PositiveFloat
+    """convolutions, FLOP/s"""
     linear: PositiveFloat
+    """fully connected layers, FLOP/s"""
     norm: PositiveFloat
+    """normalisation layers, FLOP/s"""
     pool: PositiveFloat
+    """pooling layers, FLOP/s"""
     act: PositiveFloat
+    """activations, FLOP/s"""
 
 
 class FlopsModel(StrictModel):
     flops_per_s: KindRates
+    """effective forward FLOP/s per layer kind"""
     backward_factor: float = Field(2.0, gt=0)
+    """backward time as a multiple of forward time"""
     layer_overhead_ms: float = Field(0.0, ge=0)
+    """fixed time per layer and pass, ms (kernel launch, framework overhead)"""
     source: str = ""
+    """where these rates come from"""
 
 
 class PowerW(StrictModel):
     idle: float = Field(ge=0)
+    """W while idle"""
     compute: float = Field(ge=0)
+    """W while computing"""
     transmit: float = Field(ge=0)
+    """W while sending"""
     receive: float = Field(ge=0)
+    """W while receiving"""
     source: str = ""
+    """where the figures come from"""
 
 
 class DeviceProfile(StrictModel):
     """One device or server class."""
 
     name: str
+    """profile name scenarios use (population.devices[].profile, server.profile)"""
     kind: Literal["device", "server"] = "device"
+    """device or server"""
     description: str = ""
+    """one line shown by ecofed-sim list profiles"""
     compute: FlopsModel
+    """the fallback compute model: FLOPs over effective FLOP/s per layer kind"""
     latency_tables: list[LatencyTable] = []
+    """measured per-layer latency tables; they win over the FLOP model where they cover a
+    layer (ecofed-sim profile writes them)"""
     memory_gb: float | None = Field(None, gt=0)
+    """device memory, GB (informative)"""
     power_w: PowerW | None = None
+    """power draw per state, W, for the energy table"""
     sources: list[str] = []
+    """where the figures come from (papers, datasheets, measurements)"""
 
     def _table(self, model: str, batch: int) -> tuple[LatencyTable, float] | None:
         """The table for ``model`` nearest in batch size, and the batch scaling factor."""
@@ -120,9 +149,13 @@ class LinkProfile(StrictModel):
     """A device's access link: separate up and down rates, one-way latency."""
 
     uplink_mbps: RateMbps = Field(json_schema_extra={"timing_only": True})
+    """uplink rate, Mbit/s"""
     downlink_mbps: RateMbps = Field(json_schema_extra={"timing_only": True})
+    """downlink rate, Mbit/s"""
     latency_ms: float = Field(0.0, ge=0, json_schema_extra={"timing_only": True})
+    """one-way latency, ms"""
     source: str = ""
+    """where the figures come from"""
 
 
 class ProfileError(ValueError):

@@ -47,25 +47,39 @@ Side = Annotated[int, Field(ge=1, le=1024)]
 
 class ModelSpec(StrictModel):
     name: Literal[tuple(ZOO)]  # type: ignore[valid-type]
+    """model name: small_cnn, vgg5, vgg11, resnet9"""
 
 
 class SyntheticSpec(StrictModel):
     """Learnable synthetic images: class templates + shift, contrast and pixel noise."""
 
     shape: tuple[Channels, Side, Side] = (3, 32, 32)
+    """channels, height, width of each image (channels 1..64, sides 1..1024)"""
     classes: int = Field(10, ge=2, le=MAX_CLASSES)
+    """number of classes"""
     train_samples: int = Field(50_000, ge=1, le=MAX_SAMPLES)
+    """training images"""
     test_samples: int = Field(10_000, ge=1, le=MAX_SAMPLES)
+    """test images"""
     noise: float = Field(0.5, ge=0, le=1e3)
+    """pixel noise standard deviation (class templates have unit amplitude)"""
     seed: Seed = 0
+    """seed of the templates and samples"""
 
 
 class PartitionSpec(StrictModel):
     kind: Literal["iid", "shards", "dirichlet"] = "iid"
+    """iid (equal random parts), shards (label-sorted shards, the EcoFed/FedAvg non-IID
+    scheme) or dirichlet (label proportions from Dirichlet(alpha))"""
     samples_per_client: int | None = Field(None, ge=1)
+    """samples each client holds (default: training set / clients); dirichlet: the mean, from
+    a random pool of clients x this"""
     shard_size: int = Field(100, ge=1)
+    """samples per shard (shards)"""
     sort_by_label: bool = True
+    """shards: sort by label first (false gives the paper's IID shards)"""
     alpha: float = Field(0.5, gt=0, le=1e6)
+    """Dirichlet concentration: small = strongly skewed labels (dirichlet)"""
     min_samples: int = Field(10, ge=1, description="dirichlet: redraw until every client "
                              "holds at least this many samples")
 
@@ -74,25 +88,37 @@ class DataSpec(StrictModel):
     dataset: Literal[
         "embedded_mnist", "synthetic", "cifar10", "cifar100", "mnist", "fashion_mnist"
     ] = "embedded_mnist"
+    """embedded_mnist (5,000 real digits, shipped), synthetic, or standard files: cifar10,
+    cifar100, mnist, fashion_mnist"""
     root: str | None = None
+    """folder with the standard dataset files (relative to the scenario file; default: data)"""
     download: bool = False
+    """fetch the official archives into root first (needs the internet; MD5-checked)"""
     test_samples: int = Field(1000, ge=1, le=MAX_SAMPLES,
                               description="held-out digits (embedded_mnist only)")
     split_seed: Seed = 0
+    """seed of the train/test split of the embedded digits and of the synthetic set's split"""
     eval_samples: int | None = Field(None, ge=1, description="evaluate on the first N test")
     synthetic: SyntheticSpec = SyntheticSpec()
+    """shape and size of the synthetic image set (dataset: synthetic)"""
     partition: PartitionSpec = PartitionSpec()
+    """how training samples are dealt to clients"""
 
 
 class TrainingSpec(StrictModel):
     batch_size: int = Field(10, ge=1, le=MAX_SAMPLES)
+    """samples per local step"""
     shuffle: Literal["every_round", "fixed"] = Field(
         "every_round", description="reshuffle local data each round, or keep one order per "
         "client (then frozen-layer activations can be reused across rounds)")
     local_epochs: int = Field(1, ge=1, le=10_000)
+    """passes over local data per round"""
     lr: float = Field(0.01, gt=0)
+    """SGD learning rate"""
     momentum: float = Field(0.9, ge=0, lt=1)
+    """SGD momentum (a fresh optimiser per client per round)"""
     weight_decay: float = Field(0.0, ge=0)
+    """SGD weight decay"""
     threads: int = Field(1, ge=1, le=256, description="torch intra-op threads of the "
                          "learning computation; part of what is learned, because float sums "
                          "split over threads round differently")
@@ -102,8 +128,11 @@ class LinkSpec(StrictModel):
     """A device class's access link: fixed rates, or bandwidth traces (time_s, Mbit/s)."""
 
     uplink_mbps: RateMbps | None = Field(None, json_schema_extra=TIMING)
+    """fixed uplink rate, Mbit/s (>= 0.001)"""
     downlink_mbps: RateMbps | None = Field(None, json_schema_extra=TIMING)
+    """fixed downlink rate, Mbit/s (>= 0.001)"""
     latency_ms: float = Field(0.0, ge=0, json_schema_extra=TIMING)
+    """one-way latency, ms"""
     latency_jitter_ms: float = Field(0.0, ge=0, json_schema_extra=TIMING,
                                      description="extra latency, uniform in [0, jitter]")
     burst_bytes: float = Field(0.0, ge=0, json_schema_extra=TIMING,
@@ -113,8 +142,11 @@ class LinkSpec(StrictModel):
                                      description="CSV of time_s, Mbit/s (relative to the "
                                      "scenario file); replaces uplink_mbps")
     downlink_trace: str | None = Field(None, json_schema_extra=TIMING)
+    """CSV of time_s, Mbit/s (relative to the scenario file); replaces downlink_mbps"""
     trace_loop: bool = Field(True, json_schema_extra=TIMING)
+    """restart a trace at its end (else its last rate holds)"""
     trace_offset_s: float = Field(0.0, ge=0, json_schema_extra=TIMING)
+    """where in the trace the class's first device starts, s"""
     trace_offset_step_s: float = Field(0.0, ge=0, json_schema_extra=TIMING,
                                        description="added to the offset per device")
 
@@ -130,16 +162,22 @@ class NetworkSpec(StrictModel):
     """Protocol overhead on the wire, per message and as a fraction of the payload."""
 
     framing_bytes: int = Field(0, ge=0, le=10**9, json_schema_extra=TIMING)
+    """bytes added per message on the wire"""
     framing_fraction: float = Field(0.0, ge=0, le=100, json_schema_extra=TIMING)
+    """bytes added per payload byte (e.g. 0.0456 for TCP/IP over Ethernet at MTU 1500)"""
 
 
 class DeviceClassSpec(StrictModel):
     """A class of devices: a profile name, how many, and their access link."""
 
     profile: str = Field(json_schema_extra=TIMING)
+    """device profile name (ecofed-sim list profiles)"""
     count: int | None = Field(None, ge=1, json_schema_extra=TIMING)
+    """devices in this class (counts sum to clients, or are physical devices with waves)"""
     share: float | None = Field(None, gt=0, le=1, json_schema_extra=TIMING)
+    """fraction of clients in this class (shares sum to 1; rounded by largest remainder)"""
     link: str | LinkSpec = Field("wifi", json_schema_extra=TIMING)
+    """a named link (ecofed-sim list links) or an inline link"""
     split: int | None = Field(None, ge=1, description="this class's split point (methods "
                               "that allow one per class); default: method.split")
 
@@ -152,14 +190,19 @@ class DeviceClassSpec(StrictModel):
 
 class PopulationSpec(StrictModel):
     clients: int = Field(10, ge=1, le=MAX_CLIENTS)
+    """logical clients N"""
     clients_per_round: int = Field(10, ge=1, le=MAX_CLIENTS)
+    """clients K kept per round"""
     waves: bool = Field(False, json_schema_extra=TIMING)
+    """devices are physical devices that play the sampled clients in sequence (client k on
+    device k mod P)"""
     online_probability: float = Field(1.0, gt=0, le=1, description="chance a client is "
                                       "online in a round; only online clients are sampled")
     availability_trace: str | None = Field(
         None, description="CSV of client, online_s, offline_s (relative to the scenario "
         "file): clients are sampled only while online and drop out when their interval ends")
     availability_trace_loop: bool = True
+    """repeat the availability trace with the period of its last offline_s"""
     mean_online_s: PositiveFloat | None = Field(
         None, description="churn: a sampled client stays online for an exponential time "
         "with this mean from the round's start, and drops out if its work is not done")
@@ -170,6 +213,7 @@ class PopulationSpec(StrictModel):
         None, description="a round closes this long after it starts at the latest; clients "
         "still working then are stragglers and their work is discarded")
     devices: list[DeviceClassSpec] = Field(min_length=1, json_schema_extra=TIMING)
+    """device classes: profile, count or share, link and split"""
 
     @property
     def select_count(self) -> int:
@@ -205,22 +249,31 @@ class ServerLinkSpec(StrictModel):
     """The server's access link, shared max-min fairly by concurrent transfers."""
 
     ingress_mbps: RateMbps = Field(1000.0, json_schema_extra=TIMING)
+    """server ingress, Mbit/s, shared by concurrent uploads"""
     egress_mbps: RateMbps = Field(1000.0, json_schema_extra=TIMING)
+    """server egress, Mbit/s, shared by concurrent downloads"""
 
 
 class ServerSpec(StrictModel):
     profile: str = Field("server_gpu", json_schema_extra=TIMING)
+    """server profile name"""
     workers: int = Field(1, ge=1, le=100_000, json_schema_extra=TIMING)
+    """parallel server compute workers (a SimPy resource)"""
     link: ServerLinkSpec = ServerLinkSpec()
+    """the server's access link, shared max-min fairly"""
 
 
 class FractalSpec(StrictModel):
     """Formula-driven pre-training images (rendered IFS fractals, FractalDB-style)."""
 
     classes: int = Field(10, ge=2, le=MAX_CLASSES)
+    """fractal classes"""
     samples_per_class: int = Field(200, ge=1, le=MAX_SAMPLES)
+    """images per class"""
     jitter: float = Field(0.1, ge=0, le=1)
+    """random perturbation of each class's IFS parameters per image"""
     seed: Seed = 0
+    """seed of the fractal set"""
 
 
 class PretrainSpec(StrictModel):
@@ -233,18 +286,28 @@ class PretrainSpec(StrictModel):
     """
 
     source: Literal["none", "public_split", "dataset", "fractal", "checkpoint"] = "none"
+    """none, public_split (a share of the training set held out from every client), dataset
+    (another dataset of the same image shape), fractal (rendered IFS fractals) or
+    checkpoint (a state-dict file)"""
     public_fraction: float = Field(0.1, gt=0, lt=1, description="public_split: share of the "
                                    "training set held out from every client")
     dataset: DataSpec | None = Field(None, description="dataset: the source data")
     fractal: FractalSpec = FractalSpec()
+    """the fractal source's classes, size, jitter and seed"""
     checkpoint: str | None = Field(None, description="checkpoint: a state-dict file")
     epochs: int = Field(5, ge=1, le=10_000)
+    """pre-training epochs"""
     batch_size: int = Field(64, ge=1, le=MAX_SAMPLES)
+    """pre-training batch size"""
     lr: float = Field(0.05, gt=0)
+    """pre-training SGD learning rate"""
     momentum: float = Field(0.9, ge=0, lt=1)
+    """pre-training SGD momentum"""
     units: int | None = Field(None, ge=1, description="leading units to initialise")
     init_baselines: bool = Field(False, description="also initialise non-EcoFed methods")
     cache_dir: str | None = None
+    """where pre-trained weights are cached (default: ECOFED_SIM_CACHE, else
+    ~/.cache/ecofed_sim)"""
 
     @model_validator(mode="after")
     def _source_fields(self) -> PretrainSpec:
@@ -258,25 +321,44 @@ class PretrainSpec(StrictModel):
 class EvaluationSpec(StrictModel):
     every: int = Field(1, ge=1, description="evaluate every N rounds (and after the last)")
     batch_size: int = Field(500, ge=1)
+    """test batch size"""
 
 
 class Scenario(StrictModel):
     """One simulated experiment; see README 'Scenario schema' for every field and unit."""
 
     name: str = Field(json_schema_extra=LABEL)
+    """run name; the default output folder is results/<name>-<method> (made one safe path
+    component)"""
     description: str = Field("", json_schema_extra=LABEL)
+    """free text, kept with the results"""
     seed: Seed = 0
+    """seeds every random stream (initialisation, sampling, data order, devices), keyed by
+    (seed, stream, round, client)"""
     rounds: int = Field(ge=1, le=MAX_ROUNDS)
+    """number of FL rounds"""
     model: ModelSpec
+    """the model of the zoo (ecofed-sim list models; ecofed-sim layers NAME shows its split
+    points)"""
     data: DataSpec = DataSpec()
+    """the dataset and how it is partitioned over clients"""
     training: TrainingSpec = TrainingSpec()
+    """local training of every method"""
     method: MethodConfig
+    """the method and its own fields, chosen by method.name (ecofed-sim list methods)"""
     population: PopulationSpec
+    """clients, how many train per round, their devices and links, and when they are online"""
     server: ServerSpec = ServerSpec()
+    """the server's compute profile, parallel workers and access link"""
     evaluation: EvaluationSpec = EvaluationSpec()
+    """when and how the global model is tested"""
     network: NetworkSpec = Field(NetworkSpec(), json_schema_extra=TIMING)
+    """protocol overhead added to every message on the wire"""
     pretrain: PretrainSpec = PretrainSpec()
+    """pre-trained initialisation of the device-side units (EcoFed)"""
     profiles_dir: str | None = Field(None, json_schema_extra=TIMING)
+    """an extra folder of device, server and link profiles (relative to the scenario file);
+    its profiles override the shipped and the user's"""
     max_sim_time_s: PositiveFloat = Field(
         1e9, json_schema_extra=TIMING, description="stop with an error when the simulated "
         "clock would pass this (about 32 years): catches rates and FLOP/s near zero")

@@ -40,7 +40,8 @@ def _numeric_only(annotation: object) -> bool:
 
 
 class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False,
+                              use_attribute_docstrings=True)
 
     @model_validator(mode="before")
     @classmethod

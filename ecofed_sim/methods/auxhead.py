@@ -35,6 +35,7 @@ class AuxConfigBase(SplitConfigBase):
         default_factory=list, description="hidden widths of the auxiliary head; [] = one "
         "linear layer on the flattened activation (Han et al. 2021)")
     activation_codec: CodecSpec = CodecSpec()
+    """how activations are encoded on the uplink"""
 
 
 def build_aux_head(in_shape: tuple[int, ...], hidden: list[int], classes: int) -> LayerModel:

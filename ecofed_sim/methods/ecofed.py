@@ -55,25 +55,37 @@ class AdaptivePeriod(StrictModel):
     """
 
     window: int = Field(4, ge=1)
+    """rounds between the accuracies compared"""
     grow_above: float = 0.02
+    """relative accuracy gain above which the period doubles"""
     shrink_below: float = 0.005
+    """relative accuracy gain below which the period halves"""
     min_period: int = Field(1, ge=1)
+    """smallest period"""
     max_period: int = Field(16, ge=1)
+    """largest period"""
 
 
 class EcoFedConfig(SplitConfigBase):
     name: Literal["ecofed"]
+    """ecofed: frozen pre-trained device part, server replay buffer, quantized activations
+    (Wu et al. 2024)"""
     period: int = Field(2, ge=1, description="buffer-update every `period` rounds")
     adaptive: AdaptivePeriod | None = None
+    """adapt the period to accuracy gains (off by default)"""
     replay: Literal["buffer", "round"] = Field(
         "buffer", description="replay clients drawn from the whole buffer, or only this "
         "round's sampled clients")
     buffer_cap_bytes: int | None = Field(None, ge=1)
+    """replay buffer capacity, bytes (default: unbounded)"""
     eviction: Literal["oldest", "random"] = "oldest"
+    """which entries leave a full buffer first: oldest or random"""
     activation_codec: CodecSpec = PAPER_CODEC
+    """how activations are encoded on the uplink (default: 8-bit uniform, as the paper)"""
     reuse_frozen: bool = Field(True, description="compute frozen outputs once per batch "
                                "composition (simulated time is still charged every time)")
     frozen_cache_mib: float = Field(2048, gt=0)
+    """memory for reused frozen-layer outputs, MiB (wall time only)"""
 
     @model_validator(mode="after")
     def _period_range(self) -> EcoFedConfig:

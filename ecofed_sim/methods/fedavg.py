@@ -28,6 +28,7 @@ from ecofed_sim.models import state_bytes
 
 class FedAvgConfig(MethodConfigBase):
     name: Literal["fedavg"]
+    """fedavg: classic FL (McMahan et al. 2017)"""
 
 
 class FedAvg(Method):

@@ -26,8 +26,10 @@ FP32_BYTES = 4  # logits cross the network as fp32
 
 class FedGKTConfig(AuxConfigBase):
     name: Literal["fedgkt"]
+    """fedgkt: group knowledge transfer (He et al. 2020)"""
     alpha: float = Field(1.0, ge=0, description="weight of the distillation term")
     temperature: float = Field(3.0, gt=0)
+    """distillation temperature"""
 
 
 def kd_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:

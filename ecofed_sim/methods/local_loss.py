@@ -27,6 +27,7 @@ from ecofed_sim.seeding import CODEC
 
 class LocalLossConfig(AuxConfigBase):
     name: Literal["local_loss"]
+    """local_loss: local-loss DPFL with an auxiliary head (Han et al. 2021)"""
 
 
 class LocalLoss(AuxHeadMethod):

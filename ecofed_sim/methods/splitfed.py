@@ -44,8 +44,11 @@ from ecofed_sim.seeding import CODEC
 
 class SplitFedConfig(SplitConfigBase):
     name: Literal["splitfed"]
+    """splitfed: vanilla DPFL, SplitFed-V1 (Thapa et al. 2022)"""
     activation_codec: CodecSpec = CodecSpec()
+    """how activations are encoded on the uplink"""
     gradient_codec: CodecSpec = CodecSpec()
+    """how gradients are encoded on the downlink"""
     freeze_device: bool = Field(False, description="keep the device part at its initial "
                                 "weights: no gradient and no weights cross the network")
 

@@ -15,6 +15,7 @@ from ecofed_sim.methods.splitfed import SplitFed, SplitFedConfig
 
 class SplitFedV2Config(SplitFedConfig):
     name: Literal["splitfed_v2"]  # type: ignore[assignment]
+    """splitfed_v2: one shared server part, trained in arrival order"""
 
 
 class SplitFedV2(SplitFed):
