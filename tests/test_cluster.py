@@ -127,3 +127,23 @@ def test_what_travels_with_a_task(tiny_dir):
     with pytest.raises(ScenarioError, match="availability_trace: .*big.csv takes the files "
                        "to ship past 64 MiB; put them on a shared filesystem"):
         bundle(absolutize(big, tiny_dir), "s")
+
+
+def test_the_cluster_example_runs_as_written_on_its_local_stand_in(tiny_dir):
+    example = Path(__file__).resolve().parent.parent / "docs" / "examples" / "dask_cluster.py"
+    sched_file = tiny_dir / "scheduler.json"
+    proc = subprocess.Popen([sys.executable, str(example), "--local", "--jobs", "2",
+                             "--scheduler-file", str(sched_file)], cwd=tiny_dir,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert "dashboard" in proc.stdout.readline()  # up, file written
+        path = _sweep(tiny_dir, seeds=[0])
+        done = subprocess.run([sys.executable, "-m", "ecofed_sim.cli", "sweep", str(path),
+                               "--out", str(tiny_dir / "out"), "--executor", "dask",
+                               "--scheduler-file", str(sched_file), "--quiet"],
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        assert "done 4, skipped 0, failed 0" in done.stdout
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)
