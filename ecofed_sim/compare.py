@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from ecofed_sim.errors import ScenarioError
-from ecofed_sim.plots import accuracy_vs_bytes, accuracy_vs_time
+from ecofed_sim.plots import accuracy_vs, figure_style, save
 from ecofed_sim.results import read_rounds
 
 
@@ -27,6 +27,8 @@ def summary(rounds: pd.DataFrame) -> pd.DataFrame:
 
 
 def compare(run_dirs: list[Path], out: Path | None) -> str:
+    """The comparison table of finished runs as text; with ``out``, also comparison.csv
+    and accuracy-vs-time and accuracy-vs-bytes figures there."""
     for d in run_dirs:
         if not (d / "rounds.parquet").exists():
             raise ScenarioError(f"{d}: not a results directory (no rounds.parquet)")
@@ -36,7 +38,11 @@ def compare(run_dirs: list[Path], out: Path | None) -> str:
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         table.to_csv(out / "comparison.csv", index=False)
-        figures = accuracy_vs_time(rounds, out / "accuracy_vs_time")
-        figures += accuracy_vs_bytes(rounds, out / "accuracy_vs_bytes")
+        curves = rounds.assign(run_id=rounds["run"])
+        figures = []
+        with figure_style("paper"):
+            for x, name in (("sim_time_s", "accuracy_vs_time"), ("cum_bytes",
+                                                                 "accuracy_vs_bytes")):
+                figures += save(accuracy_vs(curves, x), out / name, ["png", "pdf"])
         text += "\nwrote " + ", ".join(str(p) for p in [out / "comparison.csv", *figures])
     return text

@@ -4,6 +4,7 @@ results directory. Reads tables only; never re-runs a simulation."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +25,8 @@ from ecofed_sim.plots import (
 )
 from ecofed_sim.strict import read_yaml
 from ecofed_sim.sweep_summary import run_metrics
+
+Figures = dict[str, plt.Figure]  # file-name suffix -> figure
 
 
 @dataclass
@@ -89,7 +92,7 @@ X_AXES = {"sim_time_s": ("Simulated training time (s)", 1.0),
           "cum_energy_j": ("Cumulative device energy (kJ)", 1e3)}
 
 
-def accuracy_curves(rs: ResultSet, x: str, out: Path, fmts: list[str], st: str, **_) -> list:
+def accuracy_curves(rs: ResultSet, x: str, st: str = "paper", **_) -> Figures:
     if x not in rs.summary:
         raise ScenarioError(f"--kind: the results have no {x} column (energy needs power "
                             "figures in the device profiles)")
@@ -103,7 +106,7 @@ def accuracy_curves(rs: ResultSet, x: str, out: Path, fmts: list[str], st: str, 
             if title:
                 ax.set_title(title, fontsize=plt.rcParams["font.size"])
         axes[0].legend(frameon=False)
-        return save(fig, out, fmts)
+        return {"": fig}
 
 
 def _metric(rs: ResultSet, quantity: str, target: float | None) -> tuple[str, str, float]:
@@ -118,13 +121,16 @@ def _metric(rs: ResultSet, quantity: str, target: float | None) -> tuple[str, st
     return col, label, 1.0 if quantity == "time" else 2**20
 
 
-def bars(rs: ResultSet, quantity: str, out: Path, fmts: list[str], st: str,
-         target: float | None = None, baseline: str = "fedavg", **_) -> list:
-    """Per method (mean over seeds) with the factor against ``baseline`` on each bar."""
+def bars(rs: ResultSet, quantity: str, st: str = "paper", target: float | None = None,
+         baseline: str = "fedavg", **_) -> Figures:
+    """Per method: the mean over seeds, a whisker from the lowest to the highest seed, and
+    the factor of the means against ``baseline`` on each bar."""
     col, label, scale = _metric(rs, quantity, target)
     m = rs.metrics.copy()
     m["group"] = m[rs.params].astype(str).agg(", ".join, axis=1) if rs.params else ""
-    table = m.groupby(["group", "method"], sort=False)[col].mean().unstack("method")
+    by = m.groupby(["group", "method"], sort=False)[col]
+    table = by.mean().unstack("method")
+    low, high = by.min().unstack("method"), by.max().unstack("method")
     methods = list(table.columns)
     with figure_style(st):
         fig, ax = plt.subplots()
@@ -132,8 +138,11 @@ def bars(rs: ResultSet, quantity: str, out: Path, fmts: list[str], st: str,
         for i, method in enumerate(methods):
             xs = np.arange(len(table)) + (i - (len(methods) - 1) / 2) * width
             values = table[method].to_numpy() / scale
+            spread = [values - low[method].to_numpy() / scale,
+                      high[method].to_numpy() / scale - values]  # lowest..highest seed
             s = style(method)
-            ax.bar(xs, values, width, color=s["color"], label=s["label"])
+            ax.bar(xs, values, width, color=s["color"], label=s["label"], yerr=spread,
+                   error_kw={"elinewidth": 0.7, "capsize": 1.5, "ecolor": "#333333"})
             for x, v, g in zip(xs, values, table.index, strict=True):
                 base = table.loc[g].get(baseline, np.nan) / scale
                 if np.isfinite(v) and np.isfinite(base) and v > 0 and method != baseline:
@@ -150,34 +159,42 @@ def bars(rs: ResultSet, quantity: str, out: Path, fmts: list[str], st: str,
         ax.legend(frameon=False, title=f"factor vs {LABELS.get(baseline, baseline)}",
                   title_fontsize=plt.rcParams["legend.fontsize"], loc="upper center",
                   bbox_to_anchor=(0.5, -0.22 if rs.params else -0.1), ncol=2)
-        return save(fig, out, fmts)
+        return {"": fig}
 
 
-def heatmap(rs: ResultSet, out: Path, fmts: list[str], st: str, target: float | None = None,
+def heatmap(rs: ResultSet, st: str = "paper", target: float | None = None,
             baseline: str = "fedavg", method: str = "ecofed", axes: list[str] | None = None,
-            **_) -> list:
-    """Speed-up and traffic reduction of ``method`` over ``baseline`` across two axes."""
+            **_) -> Figures:
+    """Speed-up and traffic reduction of ``method`` over ``baseline`` across two axes: the
+    mean of the per-seed factors, and their range when there are several seeds."""
     axes = axes or rs.params[:2]
     if len(axes) != 2 or any(a not in rs.metrics for a in axes):
         raise ScenarioError(f"--axes: need two swept parameters (have {rs.params})")
-    paths = []
+    figures = {}
     for quantity, title in (("time", "Speed-up"), ("bytes", "Traffic reduction")):
         col, _, _ = _metric(rs, quantity, target)
-        mean = rs.metrics.groupby([*axes, "method"])[col].mean().unstack("method")
-        if method not in mean or baseline not in mean:
+        keys = [*axes, "seed"] if "seed" in rs.metrics else list(axes)
+        per_seed = rs.metrics.groupby([*keys, "method"])[col].mean().unstack("method")
+        if method not in per_seed or baseline not in per_seed:
             raise ScenarioError(f"--method/--baseline: {method!r} and {baseline!r} must both "
-                                f"be in the results (have {list(mean.columns)})")
-        grid = (mean[baseline] / mean[method]).unstack(axes[1])
-        grid = grid.reindex(index=rs.metrics[axes[0]].unique(),  # sweep order, not sorted
-                            columns=rs.metrics[axes[1]].unique())
+                                f"be in the results (have {list(per_seed.columns)})")
+        factor = (per_seed[baseline] / per_seed[method]).groupby(level=list(axes))
+        order = {"index": rs.metrics[axes[0]].unique(),  # sweep order, not sorted
+                 "columns": rs.metrics[axes[1]].unique()}
+        grid = factor.mean().unstack(axes[1]).reindex(**order)
+        lo = factor.min().unstack(axes[1]).reindex(**order).to_numpy(dtype=float)
+        hi = factor.max().unstack(axes[1]).reindex(**order).to_numpy(dtype=float)
         with figure_style(st):
             fig, ax = plt.subplots()
             im = ax.imshow(grid.to_numpy(dtype=float), cmap="cividis", aspect="auto",
                            origin="lower")
             for (i, j), v in np.ndenumerate(grid.to_numpy(dtype=float)):
-                ax.text(j, i, f"{v:.3g}x" if np.isfinite(v) else "n/a", ha="center",
-                        va="center", color="white" if v < np.nanmean(grid) else "black",
-                        fontsize=plt.rcParams["font.size"] * 0.8)
+                text = f"{v:.3g}x" if np.isfinite(v) else "n/a"
+                if np.isfinite(v) and hi[i, j] > lo[i, j]:  # several seeds: their range
+                    text += f"\n{lo[i, j]:.3g}-{hi[i, j]:.3g}"
+                ax.text(j, i, text, ha="center", va="center",
+                        color="white" if v < np.nanmean(grid) else "black",
+                        fontsize=plt.rcParams["font.size"] * 0.7)
             ax.set_xticks(range(grid.shape[1]), grid.columns)
             ax.set_yticks(range(grid.shape[0]), grid.index)
             ax.set_xlabel(axes[1])
@@ -185,12 +202,12 @@ def heatmap(rs: ResultSet, out: Path, fmts: list[str], st: str, target: float | 
             ax.grid(False)
             fig.colorbar(im, label=f"{title} of {LABELS.get(method, method)} vs "
                          f"{LABELS.get(baseline, baseline)} (x)")
-            paths += save(fig, out.with_name(f"{out.name}_{quantity}"), fmts)
-    return paths
+            figures[f"_{quantity}"] = fig
+    return figures
 
 
-def gantt(rs: ResultSet, out: Path, fmts: list[str], st: str, run: str | None = None,
-          round_index: int = 0, **_) -> list:
+def gantt(rs: ResultSet, st: str = "paper", run: str | None = None, round_index: int = 0,
+          **_) -> Figures:
     """Compute, upload, download and idle spans of each device in one round."""
     run = run or rs.metrics.run_id.iloc[0]
     timeline = pd.read_parquet(rs.run_dir(run) / "timeline.parquet")
@@ -215,10 +232,10 @@ def gantt(rs: ResultSet, out: Path, fmts: list[str], st: str, run: str | None = 
         method = rs.metrics.set_index("run_id").loc[run, "method"]
         ax.set_title(f"{LABELS.get(method, method)}, round {round_index}",
                      fontsize=plt.rcParams["font.size"])
-        return save(fig, out, fmts)
+        return {"": fig}
 
 
-def round_time_cdf(rs: ResultSet, out: Path, fmts: list[str], st: str, **_) -> list:
+def round_time_cdf(rs: ResultSet, st: str = "paper", **_) -> Figures:
     """Per device and round: time from round start to the device's last busy moment."""
     with figure_style(st):
         fig, ax = plt.subplots()
@@ -239,11 +256,11 @@ def round_time_cdf(rs: ResultSet, out: Path, fmts: list[str], st: str, **_) -> l
         ax.set_xlabel("Device time per round (s)")
         ax.set_ylabel("Fraction of device-rounds")
         ax.legend(frameon=False)
-        return save(fig, out, fmts)
+        return {"": fig}
 
 
-def participation(rs: ResultSet, out: Path, fmts: list[str], st: str, run: str | None = None,
-                  **_) -> list:
+def participation(rs: ResultSet, st: str = "paper", run: str | None = None,
+                  **_) -> Figures:
     """Per round of one run: clients kept, stragglers cut off and clients dropped."""
     run = run or rs.metrics.run_id.iloc[0]
     rounds = rs.summary[rs.summary.run_id == run]
@@ -260,16 +277,15 @@ def participation(rs: ResultSet, out: Path, fmts: list[str], st: str, run: str |
         ax.set_xlabel("Round")
         ax.set_ylabel("Selected clients")
         ax.legend(frameon=False, loc="center left", bbox_to_anchor=(1.0, 0.5))
-        return save(fig, out, fmts)
+        return {"": fig}
 
 
-KINDS = {
-    "accuracy-time": lambda rs, out, f, s, **k: accuracy_curves(rs, "sim_time_s", out, f, s),
-    "accuracy-bytes": lambda rs, out, f, s, **k: accuracy_curves(rs, "cum_bytes", out, f, s),
-    "accuracy-energy": lambda rs, out, f, s, **k: accuracy_curves(rs, "cum_energy_j", out, f,
-                                                                  s),
-    "time-bars": lambda rs, out, f, s, **k: bars(rs, "time", out, f, s, **k),
-    "bytes-bars": lambda rs, out, f, s, **k: bars(rs, "bytes", out, f, s, **k),
+KINDS: dict[str, Callable[..., Figures]] = {
+    "accuracy-time": lambda rs, st, **k: accuracy_curves(rs, "sim_time_s", st),
+    "accuracy-bytes": lambda rs, st, **k: accuracy_curves(rs, "cum_bytes", st),
+    "accuracy-energy": lambda rs, st, **k: accuracy_curves(rs, "cum_energy_j", st),
+    "time-bars": lambda rs, st, **k: bars(rs, "time", st, **k),
+    "bytes-bars": lambda rs, st, **k: bars(rs, "bytes", st, **k),
     "heatmap": heatmap,
     "gantt": gantt,
     "round-cdf": round_time_cdf,
@@ -284,6 +300,9 @@ def _anyone_left_out(rs: ResultSet) -> bool:
 
 def plot(root: Path, kinds: list[str], out: Path, formats: list[str], style_name: str,
          targets: list[float], skip_unavailable: bool = False, **options) -> list[Path]:
+    """Draw ``kinds`` from the results in ``root`` (a sweep or a run folder; nothing is
+    re-run) and save each figure to ``out/<kind>.<format>``; returns the files written.
+    The figure builders of ``KINDS`` return matplotlib Figures, for notebooks."""
     rs = load(root, targets)
     target = targets[0] if targets else None
     if target is None:
@@ -295,6 +314,7 @@ def plot(root: Path, kinds: list[str], out: Path, formats: list[str], style_name
                 kind == "accuracy-energy" and "cum_energy_j" not in rs.summary) or (
                 kind == "participation" and not _anyone_left_out(rs))):
             continue  # needs two swept axes, power figures, or someone not kept
-        paths += KINDS[kind](rs, out / kind.replace("-", "_"), formats, style_name,
-                             target=target, **options)
+        with figure_style(style_name):  # saving reads the style too (bbox, font types)
+            for suffix, fig in KINDS[kind](rs, style_name, target=target, **options).items():
+                paths += save(fig, out / f"{kind.replace('-', '_')}{suffix}", formats)
     return paths

@@ -80,8 +80,9 @@ def curves(ax, summary: pd.DataFrame, x: str, xscale: float) -> None:
     ax.set_ylabel("Test accuracy (%)")
 
 
-def accuracy_vs(summary: pd.DataFrame, x: str, out: Path, formats: list[str],
-                style_name: str = "paper") -> list[Path]:
+def accuracy_vs(summary: pd.DataFrame, x: str, style_name: str = "paper") -> plt.Figure:
+    """Accuracy against simulated time (``x="sim_time_s"``) or traffic (``"cum_bytes"``),
+    one curve per method; returns the Figure (``save`` writes it)."""
     xlabel, xscale = (("Simulated training time (s)", 1.0) if x == "sim_time_s"
                       else ("Cumulative traffic (MiB)", 2**20))
     with figure_style(style_name):
@@ -89,13 +90,4 @@ def accuracy_vs(summary: pd.DataFrame, x: str, out: Path, formats: list[str],
         curves(ax, summary, x, xscale)
         ax.set_xlabel(xlabel)
         ax.legend(frameon=False)
-        return save(fig, out, formats)
-
-
-# Compatibility helpers used by `ecofed-sim compare` (single runs, one curve each).
-def accuracy_vs_time(rounds: pd.DataFrame, out: Path) -> list[Path]:
-    return accuracy_vs(rounds.assign(run_id=rounds["run"]), "sim_time_s", out, ["png", "pdf"])
-
-
-def accuracy_vs_bytes(rounds: pd.DataFrame, out: Path) -> list[Path]:
-    return accuracy_vs(rounds.assign(run_id=rounds["run"]), "cum_bytes", out, ["png", "pdf"])
+    return fig

@@ -115,3 +115,49 @@ def test_participation_bars_stack_to_the_selected(tiny_dir, tmp_path, monkeypatc
         start = res.rounds.sim_time_s - res.rounds.round_time_s
         drop_s = (dropped.t_end_s - dropped["round"].map(start)).min()
         assert min(ends) <= drop_s + 1e-9
+
+
+def test_builders_return_figures_with_the_spread_over_seeds(sweep_dir):
+    """Bars carry a whisker from the lowest to the highest seed."""
+    rs = plot_kinds.load(sweep_dir, [])
+    figures = plot_kinds.bars(rs, "bytes", baseline="fedavg")
+    fig = figures[""]
+    assert isinstance(fig, plt.Figure)
+    ax = fig.axes[0]
+    whiskers = [c for c in ax.containers if hasattr(c, "errorbar") and c.errorbar]
+    assert len(whiskers) == 2  # one per method
+    m = rs.metrics
+    for container, method in zip(whiskers, ["fedavg", "ecofed"], strict=True):
+        segments = container.errorbar.lines[2][0].get_segments()
+        spans = sorted(round(float(s[1][1] - s[0][1]), 6) for s in segments)
+        by = m[m.method == method].groupby([LINK, "server.workers"])["total_bytes"]
+        expected = sorted(round(float(v), 6) for v in (by.max() - by.min()) / 2**20)
+        assert spans == expected
+    plt.close("all")
+
+
+def test_heatmap_cells_show_the_mean_and_range_of_per_seed_factors(tmp_path):
+    import pandas as pd
+
+    rows = []
+    for a in (1, 2):
+        for b in (10, 20):
+            for seed, (base_s, eco_s) in enumerate([(10.0, 2.0), (12.0, 3.0)]):
+                rows += [{"method": "fedavg", "seed": seed, "a": a, "b": b,
+                          "total_sim_time_s": base_s, "total_bytes": 8.0},
+                         {"method": "ecofed", "seed": seed, "a": a, "b": b,
+                          "total_sim_time_s": eco_s, "total_bytes": 2.0}]
+    metrics = pd.DataFrame(rows)
+    rs = plot_kinds.ResultSet(tmp_path, pd.DataFrame(), metrics, ["a", "b"])
+    heat = plot_kinds.heatmap(rs)
+    assert set(heat) == {"_time", "_bytes"}
+    # per seed: 10/2 = 5x and 12/3 = 4x; mean 4.5x, range 4-5 (the mean of times would
+    # give 11/2.5 = 4.4x)
+    assert {t.get_text() for t in heat["_time"].axes[0].texts} == {"4.5x\n4-5"}
+    assert {t.get_text() for t in heat["_bytes"].axes[0].texts} == {"4x"}  # no spread
+    ax = plot_kinds.bars(rs, "time")[""].axes[0]
+    whiskers = [c for c in ax.containers if getattr(c, "errorbar", None)]
+    spans = [sorted({round(float(seg[1][1] - seg[0][1]), 9)
+                     for seg in c.errorbar.lines[2][0].get_segments()}) for c in whiskers]
+    assert spans == [[2.0], [1.0]]  # fedavg 10..12 s, ecofed 2..3 s over the seeds
+    plt.close("all")
