@@ -44,6 +44,9 @@ class ResultSet:
 
 
 def load(root: Path, targets: list[float]) -> ResultSet:
+    """A sweep folder (``summary.parquet``) or one run's folder, as the tables the figure
+    builders read; ``targets`` are accuracies for time- and bytes-to-accuracy (default:
+    the sweep's own). Not a results folder: ``ScenarioError``."""
     if (root / "summary.parquet").exists():
         summary = pd.read_parquet(root / "summary.parquet")
         resolved = read_yaml(root / "sweep.resolved.yaml")
