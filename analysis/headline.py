@@ -123,8 +123,12 @@ def main() -> int:
     figures = args.out / "figures"
     paths = speedup_lines(table, figures) + round_times(table, figures)
     for base in ("fedavg", "splitfed"):
-        paths += heatmap(rs, figures / f"heatmap_ecofed_vs_{base}", ["png", "pdf"], "paper",
-                         baseline=base, method="ecofed", axes=["devices", "uplink_mbps"])
+        with figure_style("paper"):
+            built = heatmap(rs, "paper", baseline=base, method="ecofed",
+                            axes=["devices", "uplink_mbps"])
+            for suffix, fig in built.items():
+                paths += save(fig, figures / f"heatmap_ecofed_vs_{base}{suffix}",
+                              ["png", "pdf"])
     cols = ["devices", "uplink_mbps", "speedup_vs_fedavg", "speedup_vs_splitfed",
             "comm_reduction_vs_fedavg", "comm_reduction_vs_splitfed"]
     print(table[cols].to_string(index=False, float_format=lambda v: f"{v:.3g}"))
