@@ -148,7 +148,8 @@ class World:
         link = sc.server.link
         self.network = Network(self.env, Capacity("server/in", link.ingress_mbps * 1e6),
                                Capacity("server/out", link.egress_mbps * 1e6),
-                               sc.network.framing_bytes, sc.network.framing_fraction)
+                               sc.network.framing_bytes, sc.network.framing_fraction,
+                               tcp=sc.network.tcp_params())
         self.server_workers = simpy.Resource(self.env, capacity=sc.server.workers)
         self.population = build_population(sc, prep.library, prep.source, prep.base_dir)
         self.availability = build_availability(sc, prep.base_dir, prep.source)

@@ -54,7 +54,10 @@ def make_link(name: str, spec, index_in_class: int, seed: int, device_index: int
             traces[d] = (read_trace(p, f"{where}.{d}link_trace"), spec.trace_loop, offset)
     up = getattr(spec, "uplink_mbps", None) or traces["up"][0].rates_mbps[0]
     down = getattr(spec, "downlink_mbps", None) or traces["down"][0].rates_mbps[0]
-    link = DeviceLink.from_mbps(name, up, down, spec.latency_ms)
+    rtt_ms = getattr(spec, "rtt_ms", None)
+    latency_ms = spec.latency_ms or (rtt_ms / 2 if rtt_ms else 0.0)
+    link = DeviceLink.from_mbps(name, up, down, latency_ms)
+    link.rtt_s = rtt_ms / 1e3 if rtt_ms is not None else None
     link.jitter_s = getattr(spec, "latency_jitter_ms", 0.0) / 1e3
     link.set_burst(getattr(spec, "burst_bytes", 0.0))
     link.rng = np_rng(seed, JITTER, device_index)

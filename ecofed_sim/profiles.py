@@ -153,7 +153,9 @@ class LinkProfile(StrictModel):
     downlink_mbps: RateMbps = Field(json_schema_extra={"timing_only": True})
     """downlink rate, Mbit/s"""
     latency_ms: float = Field(0.0, ge=0, json_schema_extra={"timing_only": True})
-    """one-way latency, ms"""
+    """one-way latency, ms (default: half of rtt_ms)"""
+    rtt_ms: float | None = Field(None, ge=0, json_schema_extra={"timing_only": True})
+    """round-trip time, ms (default: twice latency_ms)"""
     source: str = ""
     """where the figures come from"""
 

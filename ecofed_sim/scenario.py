@@ -132,7 +132,9 @@ class LinkSpec(StrictModel):
     downlink_mbps: RateMbps | None = Field(None, json_schema_extra=TIMING)
     """fixed downlink rate, Mbit/s (>= 0.001)"""
     latency_ms: float = Field(0.0, ge=0, json_schema_extra=TIMING)
-    """one-way latency, ms"""
+    """one-way latency, ms (default: half of rtt_ms)"""
+    rtt_ms: float | None = Field(None, ge=0, json_schema_extra=TIMING)
+    """round-trip time, ms, for TCP's handshake and windows (default: twice latency_ms)"""
     latency_jitter_ms: float = Field(0.0, ge=0, json_schema_extra=TIMING,
                                      description="extra latency, uniform in [0, jitter]")
     burst_bytes: float = Field(0.0, ge=0, json_schema_extra=TIMING,
@@ -159,7 +161,39 @@ class LinkSpec(StrictModel):
 
 
 class NetworkSpec(StrictModel):
-    """Protocol overhead on the wire, per message and as a fraction of the payload."""
+    """The transport (flow model, or TCP's window on top of it) and protocol overhead on
+    the wire. TCP defaults are Linux's (see ``ecofed_sim.network.tcp``)."""
+
+    transport: Literal["flow", "tcp"] = Field("flow", json_schema_extra=TIMING)
+    """flow: latency plus wire bytes at the max-min fair rate; tcp: also a handshake per
+    new connection, slow start from the initial window, restart after idle"""
+    connections: Literal["persistent", "per_message"] = Field(
+        "persistent", json_schema_extra=TIMING)
+    """tcp: one connection per device for the whole run, or a new one (and handshake) per
+    message"""
+    mss_bytes: int = Field(1448, ge=100, le=65_495, json_schema_extra=TIMING)
+    """tcp: payload bytes per segment (MTU 1500 - IPv4 20 - TCP 20 - timestamps 12)"""
+    header_bytes: int = Field(66, ge=0, le=1_000, json_schema_extra=TIMING)
+    """tcp: header bytes per segment on the wire (Ethernet 14 + IPv4 20 + TCP 32)"""
+    initial_window_segments: int = Field(10, ge=1, le=1_000, json_schema_extra=TIMING)
+    """tcp: initial congestion window (RFC 6928; Linux TCP_INIT_CWND)"""
+    receive_window_bytes: int = Field(3 * 2**20, ge=1_000, le=2**30,
+                                      json_schema_extra=TIMING)
+    """tcp: largest window, bytes (half of Linux's tcp_rmem max of 6 MiB)"""
+    slow_start_after_idle: bool = Field(True, json_schema_extra=TIMING)
+    """tcp: halve the window per RTO of idleness (net.ipv4.tcp_slow_start_after_idle)"""
+    min_rto_ms: float = Field(200.0, ge=0, le=60_000, json_schema_extra=TIMING)
+    """tcp: the RTO of a steady path is RTT plus this (Linux TCP_RTO_MIN)"""
+
+    def tcp_params(self):
+        """The TCP model's parameters, or None under the flow transport."""
+        from ecofed_sim.network import TcpParams
+
+        if self.transport != "tcp":
+            return None
+        return TcpParams(self.mss_bytes, self.header_bytes, self.initial_window_segments,
+                         self.receive_window_bytes, self.slow_start_after_idle,
+                         self.min_rto_ms, self.connections == "per_message")
 
     framing_bytes: int = Field(0, ge=0, le=10**9, json_schema_extra=TIMING)
     """bytes added per message on the wire"""

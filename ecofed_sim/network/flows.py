@@ -6,6 +6,10 @@ egress and the device's downlink (downloads). Concurrent flows share capacity ma
 fairly (progressive filling, as in SimGrid's flow model); rates are recomputed whenever a
 flow starts or ends, so every transfer ends exactly when its bytes are through.
 
+With the ``tcp`` transport (``network.tcp``), a flow in slow start may also send at most
+one congestion window per round trip, a new connection costs its handshake, and an idle
+connection restarts its window as Linux does. A window-blocked flow takes no capacity.
+
 Delay lives here, as in SimPy's ``Cable`` example: processes only ``yield`` the events.
 """
 
@@ -19,6 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import simpy
 
+from ecofed_sim.network.tcp import Connection, TcpParams, Window
 from ecofed_sim.traces import segments
 
 BITS_PER_BYTE = 8
@@ -71,6 +76,11 @@ class Flow:
     remaining_bits: float
     done: simpy.Event
     rate_bps: float = 0.0
+    window: Window | None = None  # TCP slow start (None: limited by rate alone)
+
+    @property
+    def sending(self) -> bool:
+        return self.window is None or not self.window.blocked
 
 
 @dataclass(eq=False)
@@ -84,6 +94,12 @@ class DeviceLink:
     jitter_s: float = 0.0
     rng: np.random.Generator | None = None
     traces: dict = field(default_factory=dict)  # "up"/"down" -> (Trace, loop, offset_s)
+    rtt_s: float | None = None  # round-trip time (default: twice the one-way latency)
+    connection: Connection = field(default_factory=Connection)  # TCP state
+
+    @property
+    def round_trip_s(self) -> float:
+        return 2 * self.latency_s if self.rtt_s is None else self.rtt_s
 
     def set_burst(self, burst_bytes: float) -> None:
         self.up.burst_bits = self.down.burst_bits = burst_bytes * BITS_PER_BYTE
@@ -136,6 +152,7 @@ class Network:
     server_out: Capacity
     framing_bytes: int = 0  # protocol overhead per message
     framing_fraction: float = 0.0  # and per payload byte
+    tcp: TcpParams | None = None  # the TCP transport; None: the flow model alone
     flows: list[Flow] = field(default_factory=list)
     _last_update_s: float = 0.0
     _generation: itertools.count = field(default_factory=itertools.count)
@@ -145,7 +162,24 @@ class Network:
     _rates_cache: dict[tuple, list[float]] = field(default_factory=dict)
 
     def wire_bytes(self, payload_bytes: int) -> float:
-        return wire_bytes(payload_bytes, self.framing_bytes, self.framing_fraction)
+        """Bytes on the wire: framing, and under TCP the headers of every segment."""
+        framed = wire_bytes(payload_bytes, self.framing_bytes, self.framing_fraction)
+        return self.tcp.wire_bytes(framed) if self.tcp is not None else framed
+
+    def _open_window(self, link: DeviceLink, direction: str) -> Generator:
+        """Process fragment: the handshake if the connection is new, then the window this
+        message starts from (after any restart for idleness)."""
+        tcp, conn, rtt_s = self.tcp, link.connection, link.round_trip_s
+        if not conn.open or tcp.per_message_connections:
+            yield self.env.timeout(rtt_s)  # SYN, SYN-ACK; the data goes with the ACK
+            conn.open = True
+            conn.window_bits[direction] = tcp.initial_window_bits
+            conn.last_send_end_s[direction] = self.env.now
+        window = conn.window_bits.setdefault(direction, tcp.initial_window_bits)
+        idle_s = self.env.now - conn.last_send_end_s.get(direction, self.env.now)
+        window = tcp.restart_window_bits(window, idle_s, rtt_s)
+        cap = tcp.receive_window_bytes * BITS_PER_BYTE
+        return Window(rtt_s, min(window, cap), cap, min(window, cap), self.env.now + rtt_s)
 
     def transfer(self, link: DeviceLink, direction: str, payload_bytes: int) -> Generator:
         """Process fragment: latency, then the flow; ends when the last bit arrives.
@@ -155,21 +189,26 @@ class Network:
         ``delivered_fraction`` attribute: the share of the wire bytes that got through."""
         delay_s = link.delay_s()
         wire_bits = self.wire_bytes(payload_bytes) * BITS_PER_BYTE
-        if delay_s > 0:
-            try:
+        window = None
+        try:
+            if self.tcp is not None and payload_bytes > 0:
+                window = yield from self._open_window(link, direction)
+            if delay_s > 0:
                 yield self.env.timeout(delay_s)
-            except simpy.Interrupt as cut:
-                cut.delivered_fraction = 0.0
-                raise
+        except simpy.Interrupt as cut:
+            cut.delivered_fraction = 0.0
+            raise
         if payload_bytes <= 0:
             return
+        if window is not None:  # the first round trip starts as the first byte arrives
+            window.round_end_s = self.env.now + window.rtt_s
         path = (link.up, self.server_in) if direction == "up" else (self.server_out, link.down)
         device_side = link.up if direction == "up" else link.down
         bits = wire_bits - device_side.take_tokens(self.env.now, wire_bits)
         device_side.active += 1
         try:
             if bits > 0:
-                flow = Flow(path, bits, self.env.event())
+                flow = Flow(path, bits, self.env.event(), window=window)
                 self._advance()
                 self.flows.append(flow)
                 self._reschedule()
@@ -179,10 +218,21 @@ class Network:
                     self._remove(flow)
                     cut.delivered_fraction = 1.0 - max(flow.remaining_bits, 0.0) / wire_bits
                     raise
+                finally:
+                    self._keep_window(link, direction, flow)
         finally:
             device_side.active -= 1
             if device_side.active == 0 and bits > 0:  # a rate-limited flow drained the bucket
                 device_side.idle_since_s, device_side.tokens_bits = self.env.now, 0.0
+
+    def _keep_window(self, link: DeviceLink, direction: str, flow: Flow) -> None:
+        """The connection keeps the window a message ended with (an open window: the
+        bandwidth-delay product it reached, at least the last round's window)."""
+        if self.tcp is None or flow.window is None:
+            return
+        link.connection.window_bits[direction] = flow.window.window_bits
+        # the sender's last send: the last bit left one one-way delay before it arrived
+        link.connection.last_send_end_s[direction] = self.env.now - link.latency_s
 
     def _remove(self, flow: Flow) -> None:
         """Take a flow off the network mid-way; the others' rates are recomputed."""
@@ -195,6 +245,8 @@ class Network:
         elapsed = self.env.now - self._last_update_s
         for f in self.flows:
             f.remaining_bits -= f.rate_bps * elapsed
+            if f.window is not None:
+                f.window.left_bits -= f.rate_bps * elapsed
         self._last_update_s = self.env.now
 
     def drive(self, capacity: Capacity, trace, loop: bool, offset_s: float) -> None:
@@ -218,30 +270,56 @@ class Network:
         self._rates_cache.clear()
         self._reschedule()
 
-    def _rates(self) -> list[float]:
-        key = tuple(tuple(id(c) for c in f.constraints) for f in self.flows)
+    def _rates(self, flows: list[Flow]) -> list[float]:
+        key = tuple(tuple(id(c) for c in f.constraints) for f in flows)
         rates = self._rates_cache.get(key)
         if rates is None:
-            by_position = max_min_rates(self.flows)
-            rates = self._rates_cache[key] = [by_position[i] for i in range(len(self.flows))]
+            by_position = max_min_rates(flows)
+            rates = self._rates_cache[key] = [by_position[i] for i in range(len(flows))]
         return rates
 
     def _reschedule(self) -> None:
         if not self.flows:
             return
-        for f, rate in zip(self.flows, self._rates(), strict=True):
+        sending = [f for f in self.flows if f.sending]
+        for f in self.flows:
+            f.rate_bps = 0.0  # a window-blocked flow takes no capacity
+        for f, rate in zip(sending, self._rates(sending), strict=True):
             f.rate_bps = rate
-        wait_s = min(max(f.remaining_bits, 0.0) / f.rate_bps for f in self.flows)
+        waits = [max(f.remaining_bits, 0.0) / f.rate_bps for f in sending]
+        for f in self.flows:
+            if f.window is not None and not f.window.open:
+                waits.append(max(f.window.round_end_s - self.env.now, 0.0))
+                if f.rate_bps > 0:
+                    waits.append(max(f.window.left_bits, 0.0) / f.rate_bps)
         self._current = generation = next(self._generation)
-        self.env.timeout(wait_s).callbacks.append(lambda _event: self._wake(generation))
+        self.env.timeout(min(waits)).callbacks.append(lambda _event: self._wake(generation))
 
     def _wake(self, generation: int) -> None:
         if generation != self._current:
             return  # a flow started or ended meanwhile; a newer wake-up is scheduled
         self._advance()
         slack_s = _finish_slack_s(self.env.now)
-        finished = [f for f in self.flows if f.remaining_bits <= f.rate_bps * slack_s]
+        finished = [f for f in self.flows if f.rate_bps > 0
+                    and f.remaining_bits <= f.rate_bps * slack_s]
         self.flows = [f for f in self.flows if f not in finished]
         for f in finished:
             f.done.succeed()
+        for f in self.flows:
+            if f.window is not None:
+                self._step_window(f, slack_s)
         self._reschedule()
+
+    def _step_window(self, flow: Flow, slack_s: float) -> None:
+        """A slow-start flow that used its window waits for the round trip's end, then
+        doubles it; one that could not use it all in a round is open: rate-limited only."""
+        w = flow.window
+        if w.open:
+            return
+        if flow.rate_bps > 0 and w.left_bits <= flow.rate_bps * slack_s:
+            w.left_bits = 0.0  # window used: blocked until the round trip ends
+        if w.round_end_s - self.env.now <= slack_s:
+            if w.blocked:
+                w.next_round()
+            else:  # the pipe, not the window, was the limit for a whole round trip
+                w.open = True

@@ -1,0 +1,102 @@
+"""TCP's window on top of the flow model: handshake, slow start, restart after idle.
+
+A flow-level model (rates shared max-min fairly) is right once a connection's congestion
+window fills the path. It is wrong while the window is small: on a new connection, and,
+with Linux's default ``net.ipv4.tcp_slow_start_after_idle = 1``, after an idle period
+longer than one retransmission timeout, which split learning hits every batch. This module
+adds the window:
+
+- a new connection costs its handshake, one round trip (SYN, SYN-ACK; data goes with the
+  ACK), and starts from the initial window (10 segments, RFC 6928; Linux since 2.6.39);
+- in slow start a flow may send one window per round trip and the window doubles each
+  round (every segment acknowledged, as Linux's quick-ACK mode does early in a
+  connection); a round in which the flow could not use its whole window (its fair rate was
+  the limit) ends slow start, and the flow is rate-limited from then on, as today;
+- the window never exceeds the receive window (``receive_window_bytes``);
+- after an idle period longer than the RTO, the window is halved once per RTO elapsed,
+  down to the initial window (Linux ``tcp_cwnd_restart``). The RTO of a steady path is
+  RTT + 200 ms (Linux: ``srtt + max(rttvar, TCP_RTO_MIN)``, ``TCP_RTO_MIN`` = 200 ms);
+- each segment of ``mss_bytes`` payload carries ``header_bytes`` of headers on the wire
+  (Ethernet 14 + IPv4 20 + TCP 20 + timestamps 12 = 66 for MSS 1448 at MTU 1500).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+BITS_PER_BYTE = 8
+
+
+@dataclass(frozen=True)
+class TcpParams:
+    """Linux defaults; each one is a ``network`` field of the scenario."""
+
+    mss_bytes: int = 1448  # MTU 1500 - IPv4 20 - TCP 20 - timestamps 12
+    header_bytes: int = 66  # Ethernet 14 + IPv4 20 + TCP 20 + timestamps 12
+    initial_window_segments: int = 10  # RFC 6928, Linux TCP_INIT_CWND
+    receive_window_bytes: int = 3 * 2**20  # half of tcp_rmem max 6 MiB (tcp_adv_win_scale 1)
+    slow_start_after_idle: bool = True  # net.ipv4.tcp_slow_start_after_idle
+    min_rto_ms: float = 200.0  # TCP_RTO_MIN
+    per_message_connections: bool = False  # a new connection (and handshake) per message
+
+    @property
+    def segment_bits(self) -> int:
+        return (self.mss_bytes + self.header_bytes) * BITS_PER_BYTE
+
+    @property
+    def initial_window_bits(self) -> int:
+        return self.initial_window_segments * self.segment_bits
+
+    def wire_bytes(self, payload_bytes: float) -> float:
+        """Payload plus the headers of every segment it takes."""
+        if payload_bytes <= 0:
+            return 0.0
+        return payload_bytes + math.ceil(payload_bytes / self.mss_bytes) * self.header_bytes
+
+    def rto_s(self, rtt_s: float) -> float:
+        return rtt_s + self.min_rto_ms / 1e3
+
+    def restart_window_bits(self, window_bits: float, idle_s: float, rtt_s: float) -> float:
+        """Linux ``tcp_cwnd_restart``: halve once per RTO of idleness beyond the first,
+        never below the initial window (or the window itself, if smaller)."""
+        rto = self.rto_s(rtt_s)
+        if not self.slow_start_after_idle or idle_s <= rto:
+            return window_bits
+        floor = min(self.initial_window_bits, window_bits)
+        delta = idle_s
+        while (delta := delta - rto) > 0 and window_bits > floor:
+            window_bits /= 2
+        return max(window_bits, floor)
+
+
+@dataclass
+class Connection:
+    """One device's TCP connection to the server: open or not, and per direction its
+    congestion window and when it last sent."""
+
+    open: bool = False
+    window_bits: dict[str, float] = field(default_factory=dict)
+    last_send_end_s: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(eq=False)
+class Window:
+    """A flow in slow start: what it may still send in this round trip, and when the
+    round trip ends (then the window doubles, up to ``cap_bits``)."""
+
+    rtt_s: float
+    window_bits: float
+    cap_bits: float
+    left_bits: float
+    round_end_s: float
+    open: bool = False  # slow start over: the path's rate, not the window, is the limit
+
+    @property
+    def blocked(self) -> bool:
+        return not self.open and self.left_bits <= 0
+
+    def next_round(self) -> None:
+        self.window_bits = min(2 * self.window_bits, self.cap_bits)
+        self.left_bits = self.window_bits
+        self.round_end_s += self.rtt_s

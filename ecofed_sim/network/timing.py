@@ -1,0 +1,66 @@
+"""Time single messages and lock-step exchanges on one device link: the function the
+network benchmark and the tests hold the model against, and that anyone can hold against
+their own measurements."""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Literal
+
+import simpy
+
+from ecofed_sim.network.flows import MBPS, Capacity, DeviceLink, Network
+from ecofed_sim.network.tcp import TcpParams
+
+SERVER_MBPS = 1000.0  # the scenario default of the server's access link
+
+
+def time_messages(rate_mbps: float, rtt_ms: float, payload_bytes: int,
+                  pattern: Literal["fresh", "warm", "exchange"], *, gap_s: float = 0.0,
+                  count: int = 20, transport: Literal["tcp", "flow"] = "tcp",
+                  tcp: TcpParams | None = None) -> list[float]:
+    """Seconds per message on one device link of ``rate_mbps`` both ways and ``rtt_ms``
+    round trip (one-way latency half of it), the server link at its scenario default.
+
+    - ``fresh``: one message on a new connection, from the start of connect to the last
+      byte received (handshake included); one value.
+    - ``warm``: one message on a persistent connection whose window is fully open, with no
+      idle restart; one value.
+    - ``exchange``: ``count`` lock-step exchanges on one connection opened beforehand
+      (handshake not timed): ``payload_bytes`` device to server, the same back once all
+      has arrived, then ``gap_s`` idle; each exchange's duration, first to last.
+    """
+    env = simpy.Environment()
+    params = (tcp or TcpParams()) if transport == "tcp" else None
+    net = Network(env, Capacity("server/in", SERVER_MBPS * MBPS),
+                  Capacity("server/out", SERVER_MBPS * MBPS), tcp=params)
+    link = DeviceLink.from_mbps("device", rate_mbps, rate_mbps, rtt_ms / 2)
+    link.rtt_s = rtt_ms / 1e3
+    if params is not None and pattern != "fresh":  # connected beforehand, not timed
+        link.connection.open = True
+        for d in ("up", "down"):
+            link.connection.window_bits[d] = (params.receive_window_bytes * 8
+                                              if pattern == "warm" else
+                                              params.initial_window_bits)
+            link.connection.last_send_end_s[d] = 0.0
+    times: list[float] = []
+
+    def one(direction: str) -> Generator:
+        t0 = env.now
+        yield from net.transfer(link, direction, payload_bytes)
+        return env.now - t0
+
+    def play() -> Generator:
+        if pattern != "exchange":
+            times.append((yield from one("up")))
+            return
+        for _ in range(count):
+            t0 = env.now
+            yield from one("up")
+            yield from one("down")
+            times.append(env.now - t0)
+            if gap_s > 0:
+                yield env.timeout(gap_s)
+
+    env.run(until=env.process(play()))
+    return times

@@ -1,0 +1,143 @@
+"""The TCP transport: golden times worked out by hand, and oracles against the flow model.
+
+Hand arithmetic used throughout: MSS 1448 + 66 header bytes = 1514 bytes = 12,112 bits per
+segment on the wire; the initial window is 10 segments = 121,120 bits. A 100,000-byte
+message takes ceil(100000 / 1448) = 70 segments: 104,620 wire bytes = 836,960 bits. At
+10 Mbit/s with a 100 ms RTT (50 ms one way) the path holds 1,000,000 bits, so slow start
+is window-limited: a round sends its window, then waits for the round trip to end.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import simpy
+from conftest import tiny
+from helpers import run_dict
+
+from ecofed_sim.network import Capacity, DeviceLink, Network, TcpParams, time_messages
+
+SEG = 12_112
+IW = 10 * SEG
+
+
+def test_a_fresh_connection_pays_handshake_and_slow_start():
+    # handshake 0.1 + one way 0.05; round 0: IW (121,120 bits), wait to 0.1; round 1:
+    # 2 IW (242,240), wait to 0.2; round 2: the last 473,600 bits at 10 Mbit/s = 0.04736
+    assert time_messages(10, 100, 100_000, "fresh") == [pytest.approx(0.39736, abs=1e-12)]
+    # the flow model: one way plus payload at the rate
+    assert time_messages(10, 100, 100_000, "fresh", transport="flow") == [
+        pytest.approx(0.05 + 0.08, abs=1e-12)]
+
+
+def test_a_warm_connection_is_the_flow_model_plus_headers():
+    assert time_messages(10, 100, 100_000, "warm") == [
+        pytest.approx(0.05 + 836_960 / 10e6, abs=1e-12)]
+
+
+def _two_messages(gap_s: float) -> float:
+    """A fresh 100 KB message, ``gap_s`` idle, then another; the second's duration."""
+    env = simpy.Environment()
+    net = Network(env, Capacity("in", 1e9), Capacity("out", 1e9), tcp=TcpParams())
+    link = DeviceLink.from_mbps("d", 10, 10, 50)
+    out = []
+
+    def play():
+        yield from net.transfer(link, "up", 100_000)
+        yield env.timeout(gap_s)
+        t0 = env.now
+        yield from net.transfer(link, "up", 100_000)
+        out.append(env.now - t0)
+
+    env.run(until=env.process(play()))
+    return out[0]
+
+
+def test_idle_longer_than_the_rto_halves_the_window():
+    # The first message ended in round 2 with a window of 40 segments (484,480 bits); its
+    # last bit left at 0.34736. RTO = RTT + 200 ms = 0.3 s.
+    # Gap 0.5: idle = 0.55 > RTO: halved once (0.55 - 0.3 = 0.25 > 0), to 20 segments.
+    # Round 0 sends 242,240 bits, waits to 0.1; round 1: 484,480 (of 594,720 left),
+    # waits to 0.2; round 2: the last 110,240 bits take 0.011024. Plus one way 0.05.
+    assert _two_messages(0.5) == pytest.approx(0.05 + 0.2 + 0.011024, abs=1e-12)
+    # Gap 0.2: idle 0.25 < RTO: the window stays at 40 segments. Round 0 sends 484,480
+    # bits, waits to 0.1; round 1: the last 352,480 bits take 0.035248.
+    assert _two_messages(0.2) == pytest.approx(0.05 + 0.1 + 0.035248, abs=1e-12)
+    # Gap 1.0: idle 1.05: halved three times (0.75, 0.45, 0.15 > 0), floored at IW.
+    # Round 0: IW, to 0.1; round 1: 2 IW, to 0.2; round 2: the last 473,600 bits.
+    assert _two_messages(1.0) == pytest.approx(0.05 + 0.2 + 0.04736, abs=1e-12)
+
+
+def test_without_restart_after_idle_the_window_survives_a_long_gap():
+    env = simpy.Environment()
+    params = TcpParams(slow_start_after_idle=False)
+    net = Network(env, Capacity("in", 1e9), Capacity("out", 1e9), tcp=params)
+    link = DeviceLink.from_mbps("d", 10, 10, 50)
+    out = []
+
+    def play():
+        yield from net.transfer(link, "up", 100_000)
+        yield env.timeout(5.0)
+        t0 = env.now
+        yield from net.transfer(link, "up", 100_000)
+        out.append(env.now - t0)
+
+    env.run(until=env.process(play()))
+    assert out[0] == pytest.approx(0.05 + 0.1 + 0.035248, abs=1e-12)
+
+
+def test_two_flows_in_slow_start_share_the_server_link():
+    # 20 segments each (28,960 payload bytes = 242,240 bits), devices at 10 Mbit/s, server
+    # ingress 10 Mbit/s: 5 Mbit/s each while both send. Round 0: IW each takes 0.024224,
+    # then both wait to 0.1 after their first bit; round 1: the other 121,120 bits each,
+    # 0.024224 again. Connected beforehand with the initial window, one way 0.05.
+    env = simpy.Environment()
+    net = Network(env, Capacity("in", 10e6), Capacity("out", 1e9), tcp=TcpParams())
+    ends = []
+
+    def send(link):
+        yield from net.transfer(link, "up", 28_960)
+        ends.append(env.now)
+
+    for name in ("a", "b"):
+        link = DeviceLink.from_mbps(name, 10, 10, 50)
+        link.connection.open = True
+        env.process(send(link))
+    env.run()
+    assert ends == [pytest.approx(0.05 + 0.1 + 0.024224, abs=1e-12)] * 2
+
+
+def test_the_receive_window_caps_long_fat_paths():
+    # 100 Mbit/s x 100 ms holds 10 Mbit; a 64 KB receive window (524,288 bits) allows
+    # 5.24 Mbit/s: 10 MB (about 83.6 Mbit with headers) then takes 16 round trips or more
+    params = TcpParams(receive_window_bytes=65_536)
+    (t,) = time_messages(100, 100, 10_000_000, "warm", tcp=params)
+    wire_bits = (10_000_000 + 6907 * 66) * 8
+    assert t >= 0.05 + (wire_bits // 524_288) * 0.1
+    (open_t,) = time_messages(100, 100, 10_000_000, "warm")
+    assert open_t == pytest.approx(0.05 + wire_bits / 100e6, abs=1e-9)
+
+
+def test_lock_step_exchanges_after_compute_gaps_restart_every_time():
+    """Split learning's pattern: each exchange after 0.5 s of compute starts over."""
+    tcp = time_messages(100, 100, 100_000, "exchange", gap_s=0.5, count=4)
+    flow = time_messages(100, 100, 100_000, "exchange", gap_s=0.5, count=4,
+                         transport="flow")
+    assert len(tcp) == 4 and len(set(round(t, 9) for t in tcp[1:])) == 1  # steady state
+    assert min(tcp) > 4 * max(flow)  # several times the flow model
+
+
+def test_in_a_scenario_a_huge_window_is_the_flow_model_plus_one_handshake(tiny_dir):
+    """Oracle: without headers, restart or slow start (a window larger than any message)
+    TCP adds exactly one handshake per device connection, in the first round."""
+    net = {"transport": "tcp", "header_bytes": 0, "initial_window_segments": 1000,
+           "slow_start_after_idle": False}
+    flow = run_dict(tiny(), tiny_dir).rounds
+    tcp = run_dict(tiny(network=net), tiny_dir).rounds
+    rtt_s = 2 * 10 / 1e3  # the tiny link's one-way latency is 10 ms
+    assert tcp.round_time_s.iloc[0] == pytest.approx(flow.round_time_s.iloc[0] + rtt_s,
+                                                     abs=1e-9)
+    assert tcp.round_time_s.iloc[1] == pytest.approx(flow.round_time_s.iloc[1], abs=1e-9)
+    pd.testing.assert_series_equal(tcp.cum_bytes, flow.cum_bytes)
+    slow = run_dict(tiny(network={"transport": "tcp"}), tiny_dir).rounds
+    assert (slow.round_time_s > flow.round_time_s).all()
