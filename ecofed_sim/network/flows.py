@@ -77,6 +77,7 @@ class Flow:
     done: simpy.Event
     rate_bps: float = 0.0
     window: Window | None = None  # TCP slow start (None: limited by rate alone)
+    total_bits: float = 0.0  # its size on the wire
 
     @property
     def sending(self) -> bool:
@@ -179,7 +180,8 @@ class Network:
         idle_s = self.env.now - conn.last_send_end_s.get(direction, self.env.now)
         window = tcp.restart_window_bits(window, idle_s, rtt_s)
         cap = tcp.receive_window_bytes * BITS_PER_BYTE
-        return Window(rtt_s, min(window, cap), cap, min(window, cap), self.env.now + rtt_s)
+        start = min(window, cap)
+        return Window(rtt_s, start, cap, start, self.env.now + rtt_s, start_bits=start)
 
     def transfer(self, link: DeviceLink, direction: str, payload_bytes: int) -> Generator:
         """Process fragment: latency, then the flow; ends when the last bit arrives.
@@ -209,6 +211,7 @@ class Network:
         try:
             if bits > 0:
                 flow = Flow(path, bits, self.env.event(), window=window)
+                flow.total_bits = bits
                 self._advance()
                 self.flows.append(flow)
                 self._reschedule()
@@ -230,7 +233,9 @@ class Network:
         bandwidth-delay product it reached, at least the last round's window)."""
         if self.tcp is None or flow.window is None:
             return
-        link.connection.window_bits[direction] = flow.window.window_bits
+        seg = self.tcp.segment_bits  # acknowledged segments, a partial last one counting 1
+        sent = math.ceil((flow.total_bits - max(flow.remaining_bits, 0.0)) / seg - 1e-9)
+        link.connection.window_bits[direction] = flow.window.after(sent * seg)
         # the sender's last send: the last bit left one one-way delay before it arrived
         link.connection.last_send_end_s[direction] = self.env.now - link.latency_s
 

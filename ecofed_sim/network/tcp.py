@@ -11,7 +11,8 @@ adds the window:
 - in slow start a flow may send one window per round trip and the window doubles each
   round (every segment acknowledged, as Linux's quick-ACK mode does early in a
   connection); a round in which the flow could not use its whole window (its fair rate was
-  the limit) ends slow start, and the flow is rate-limited from then on, as today;
+  the limit) ends slow start, and the flow is rate-limited from then on, as today. The
+  connection keeps the window grown by every segment sent (``cwnd += acked``);
 - the window never exceeds the receive window (``receive_window_bytes``);
 - after an idle period longer than the RTO, the window is halved once per RTO elapsed,
   down to the initial window (Linux ``tcp_cwnd_restart``). The RTO of a steady path is
@@ -91,6 +92,12 @@ class Window:
     left_bits: float
     round_end_s: float
     open: bool = False  # slow start over: the path's rate, not the window, is the limit
+    start_bits: float = 0.0  # the window the message started with
+
+    def after(self, sent_bits: float) -> float:
+        """The window once every segment sent is acknowledged: slow start adds one segment
+        per segment acknowledged (``cwnd += acked``), up to the receive window."""
+        return min(self.start_bits + sent_bits, self.cap_bits)
 
     @property
     def blocked(self) -> bool:

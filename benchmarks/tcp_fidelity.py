@@ -1,0 +1,201 @@
+"""Hold the simulator's transports against real Linux TCP on a path with round-trip delay.
+
+Two network namespaces are joined by a userspace delay line (``delayline/delayline.c``,
+compiled on first use: these machines have no netem qdisc): each direction is serialised
+at the rate with a drop-tail buffer of one bandwidth-delay product, then held for half the
+RTT. Real TCP (Cubic, set per socket) sends messages in three patterns, as
+``ecofed_sim.network.time_messages`` times them: on a new connection (``fresh``), on an
+open window (``warm``), and lock-step exchanges after idle gaps (``exchange``). Each case
+is repeated; the minimum and the median are reported, and a case whose median is more than
+10% above its minimum is flagged as disturbed (a busy machine). Printed per case: measured,
+simulated under ``tcp`` and ``flow``, the ratios; then the worst cases and the share within
+10%. Needs root, iproute2, gcc and /dev/net/tun.
+
+    python benchmarks/tcp_fidelity.py [--quick] [--rates 5 20 100] [--rtts 10 40 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+NS_DEV, NS_SRV = "efs_tcp_dev", "efs_tcp_srv"
+IP_DEV, IP_SRV, PORT = "10.78.0.1", "10.78.0.2", 50078
+PEER = HERE / "delayline" / "peer.py"
+
+
+class Unavailable(RuntimeError):
+    """Namespaces, TUN or a compiler are missing here."""
+
+
+def sh(*cmd: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, capture_output=True, text=True, check=check)
+
+
+def build_delayline() -> Path:
+    out = Path(tempfile.gettempdir()) / "ecofed_sim_delayline"
+    src = HERE / "delayline" / "delayline.c"
+    if not out.exists() or out.stat().st_mtime < src.stat().st_mtime:
+        if not shutil.which("gcc"):
+            raise Unavailable("needs gcc to build the delay line")
+        sh("gcc", "-O2", "-o", str(out), str(src))
+    return out
+
+
+class Path_:
+    """Both namespaces and the delay line between them, at one rate and RTT."""
+
+    def __init__(self, rate_mbps: float, rtt_ms: float) -> None:
+        self.teardown()
+        atexit.register(self.teardown)
+        try:
+            for ns in (NS_DEV, NS_SRV):
+                sh("ip", "netns", "add", ns)
+                sh("ip", "-n", ns, "link", "set", "lo", "up")
+        except subprocess.CalledProcessError as err:
+            raise Unavailable(err.stderr.strip()) from None
+        bdp = int(rate_mbps * 1e6 * rtt_ms / 1e3 / 8)
+        self.line = subprocess.Popen([str(build_delayline()), NS_DEV, NS_SRV,
+                                      str(rate_mbps * 1e6), str(int(rtt_ms * 500)),
+                                      str(max(bdp, 64 * 1514))],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        if self.line.stdout.readline().strip() != "ready":
+            raise Unavailable(f"delay line did not start: {self.line.stderr.read().strip()}")
+        for ns, ip in ((NS_DEV, IP_DEV), (NS_SRV, IP_SRV)):
+            sh("ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", "dl0")
+            sh("ip", "-n", ns, "link", "set", "dl0", "up")
+
+    @staticmethod
+    def teardown() -> None:
+        subprocess.run(["pkill", "-f", "ecofed_sim_delayline"], capture_output=True)
+        for ns in (NS_DEV, NS_SRV):
+            sh("ip", "netns", "del", ns, check=False)
+
+    def measure(self, pattern: str, nbytes: int, gap_s: float, count: int) -> list[float]:
+        srv = subprocess.Popen(["ip", "netns", "exec", NS_SRV, sys.executable, str(PEER),
+                                "server", IP_SRV, str(PORT), pattern, str(nbytes),
+                                str(count)], stdout=subprocess.PIPE, text=True)
+        srv.stdout.readline()  # listening
+        cli = sh("ip", "netns", "exec", NS_DEV, sys.executable, str(PEER), "client", IP_SRV,
+                 str(PORT), pattern, str(nbytes), str(count), str(gap_s))
+        client = json.loads(cli.stdout.strip().splitlines()[-1])
+        if pattern == "exchange":
+            srv.wait(timeout=60)
+            return client["durations"]
+        server = json.loads(srv.stdout.readline())
+        srv.wait(timeout=60)
+        return [server["end"] - client["start"]]
+
+
+def kernel_facts() -> dict:
+    facts = {}
+    for key in ("tcp_slow_start_after_idle", "tcp_congestion_control", "tcp_rmem",
+                "tcp_wmem", "tcp_no_metrics_save"):
+        out = sh("ip", "netns", "exec", NS_DEV, "sysctl", "-n", f"net.ipv4.{key}",
+                 check=False)
+        facts[key] = out.stdout.strip()
+    return facts
+
+
+def simulated(rate: float, rtt: float, nbytes: int, pattern: str, gap_s: float,
+              count: int) -> tuple[list[float], list[float]]:
+    from ecofed_sim.network import time_messages
+
+    args = dict(gap_s=gap_s, count=count)
+    return (time_messages(rate, rtt, nbytes, pattern, transport="tcp", **args),
+            time_messages(rate, rtt, nbytes, pattern, transport="flow", **args))
+
+
+def cases(quick: bool, rates, rtts) -> list[tuple]:
+    sizes = [100_000, 1_000_000] if quick else [10_000, 100_000, 1_000_000, 10_000_000]
+    patterns = [("fresh", 0.0), ("warm", 0.0), ("exchange", 0.0), ("exchange", 0.5)]
+    if not quick:
+        patterns.insert(3, ("exchange", 0.1))
+    return [(r, t, n, p, g) for r in rates for t in rtts for n in sizes for p, g in patterns
+            if not (n >= 10_000_000 and r < 20 and p == "exchange")]
+
+
+def run_case(path: Path_, rate, rtt, nbytes, pattern, gap_s, repeats: int, count: int):
+    """Median over repeats of each value (a fresh or warm message, or the exchanges
+    after the first), with the spread that flags a disturbed case."""
+    runs = []
+    for _ in range(repeats):
+        values = path.measure(pattern, nbytes, gap_s, count)
+        runs.append(statistics.median(values[1:]) if pattern == "exchange" else values[0])
+    tcp, flow = simulated(rate, rtt, nbytes, pattern, gap_s, count)
+    sim_tcp = statistics.median(tcp[1:]) if pattern == "exchange" else tcp[0]
+    sim_flow = statistics.median(flow[1:]) if pattern == "exchange" else flow[0]
+    measured = statistics.median(runs)
+    return {"rate_mbps": rate, "rtt_ms": rtt, "bytes": nbytes, "pattern": pattern,
+            "gap_s": gap_s, "measured_min_s": min(runs), "measured_s": measured,
+            "tcp_s": sim_tcp, "flow_s": sim_flow, "tcp_ratio": sim_tcp / measured,
+            "flow_ratio": sim_flow / measured,
+            "disturbed": (measured - min(runs)) / min(runs) > 0.10}
+
+
+def report(rates, rtts, quick: bool = True, repeats: int = 3, count: int = 6,
+           out=print) -> list[dict]:
+    rows = []
+    for rate in rates:
+        for rtt in rtts:
+            path = Path_(rate, rtt)
+            try:
+                if not rows:
+                    out(f"kernel: {json.dumps(kernel_facts())}")
+                for case in cases(quick, [rate], [rtt]):
+                    row = run_case(path, *case[:5], repeats=repeats, count=count)
+                    rows.append(row)
+                    out(f"{row['rate_mbps']:>4g} Mb/s {row['rtt_ms']:>4g} ms "
+                        f"{row['bytes']:>9,d} B {row['pattern']:<8} gap {row['gap_s']:<4g}"
+                        f" measured {row['measured_s']:8.4f} s  tcp {row['tcp_s']:8.4f} "
+                        f"({row['tcp_ratio']:5.2f}x)  flow {row['flow_s']:8.4f} "
+                        f"({row['flow_ratio']:5.2f}x){'  DISTURBED' if row['disturbed'] else ''}")
+            finally:
+                path.teardown()
+    return rows
+
+
+def summary(rows: list[dict]) -> str:
+    lines = []
+    for model in ("tcp", "flow"):
+        err = [abs(r[f"{model}_ratio"] - 1) for r in rows]
+        within = sum(e <= 0.10 for e in err) / len(err)
+        worst = max(rows, key=lambda r: abs(r[f"{model}_ratio"] - 1))
+        lines.append(f"{model:>4}: {within:.0%} of {len(rows)} cases within 10%; worst "
+                     f"{worst[f'{model}_ratio']:.2f}x ({worst['rate_mbps']:g} Mb/s, "
+                     f"{worst['rtt_ms']:g} ms, {worst['bytes']:,} B, {worst['pattern']}, "
+                     f"gap {worst['gap_s']:g})")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="100 KB and 1 MB, fewer gaps")
+    p.add_argument("--rates", type=float, nargs="+", default=[5, 20, 100])
+    p.add_argument("--rtts", type=float, nargs="+", default=[10, 40, 100])
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--count", type=int, default=6, help="exchanges per case")
+    p.add_argument("--json", type=Path, help="also write the rows here")
+    args = p.parse_args()
+    started = time.time()
+    try:
+        rows = report(args.rates, args.rtts, args.quick, args.repeats, args.count)
+    except Unavailable as err:
+        sys.exit(f"skipped: {err}")
+    print(summary(rows))
+    print(f"{len(rows)} cases in {time.time() - started:.0f} s")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()
