@@ -29,3 +29,21 @@ def assert_same_state(a: dict, b: dict) -> None:
     assert a.keys() == b.keys()
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6, msg=key)
+
+
+def namespaces_unavailable(*tools: str) -> str | None:
+    """Why network namespaces (and ``tools``) cannot be used here, or None."""
+    import os
+    import shutil
+    import subprocess
+
+    if os.geteuid() != 0:
+        return "needs root to create network namespaces"
+    missing = [t for t in ("ip", *tools) if not shutil.which(t)]
+    if missing:
+        return f"needs {', '.join(missing)}"
+    probe = subprocess.run(["ip", "netns", "add", "efs_probe"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        return f"cannot create network namespaces: {probe.stderr.strip()}"
+    subprocess.run(["ip", "netns", "del", "efs_probe"], capture_output=True)
+    return None

@@ -162,10 +162,15 @@ def test_default_output_name_stays_inside_results(tiny_dir, monkeypatch):
     assert not (tiny_dir.parent / "escape-fedavg").exists()
 
 
-def test_a_second_sweep_on_a_locked_folder_is_refused(tiny_dir, capsys):
-    write_scenario(tiny_dir, tiny(rounds=1), "base.yaml")
-    sweep = tiny_dir / "s.yaml"
+def _one_run_sweep(directory: Path) -> Path:
+    write_scenario(directory, tiny(rounds=1), "base.yaml")
+    sweep = directory / "s.yaml"
     sweep.write_text(yaml.safe_dump({"name": "s", "base": "base.yaml"}))
+    return sweep
+
+
+def test_a_second_sweep_on_a_locked_folder_is_refused(tiny_dir, capsys):
+    sweep = _one_run_sweep(tiny_dir)
     out = tiny_dir / "out"
     out.mkdir()
     (out / "runs" / ".abc.tmp-1-x").mkdir(parents=True)  # the first sweep's work in flight
@@ -230,9 +235,7 @@ def test_results_folders_are_recognised_only_by_marker_or_contents(tmp_path: Pat
 
 
 def test_a_sweep_into_a_users_folder_is_refused(tiny_dir, capsys):
-    write_scenario(tiny_dir, tiny(rounds=1), "base.yaml")
-    sweep = tiny_dir / "s.yaml"
-    sweep.write_text(yaml.safe_dump({"name": "s", "base": "base.yaml"}))
+    sweep = _one_run_sweep(tiny_dir)
     mine = tiny_dir / "mine"
     mine.mkdir()
     (mine / "metrics.csv").write_text("my own metrics")

@@ -4,12 +4,11 @@ tbf-shaped veth link between two network namespaces (skipped where they cannot b
 from __future__ import annotations
 
 import importlib.util
-import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+from helpers import namespaces_unavailable
 
 PATH = Path(__file__).resolve().parent.parent / "benchmarks" / "network_fidelity.py"
 
@@ -22,15 +21,7 @@ def _module():
 
 
 def _can_make_namespaces() -> str | None:
-    if os.geteuid() != 0:
-        return "needs root to create network namespaces"
-    if not shutil.which("ip") or not shutil.which("tc"):
-        return "needs iproute2 (ip, tc)"
-    probe = subprocess.run(["ip", "netns", "add", "efs_probe"], capture_output=True, text=True)
-    if probe.returncode != 0:
-        return f"cannot create network namespaces: {probe.stderr.strip()}"
-    subprocess.run(["ip", "netns", "del", "efs_probe"], capture_output=True)
-    return None
+    return namespaces_unavailable("tc")
 
 
 @pytest.mark.skipif(_can_make_namespaces() is not None, reason=str(_can_make_namespaces()))

@@ -6,28 +6,19 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+from helpers import namespaces_unavailable
 
 PATH = Path(__file__).resolve().parent.parent / "benchmarks" / "tcp_fidelity.py"
 
 
 def _why_not() -> str | None:
-    if os.geteuid() != 0:
-        return "needs root to create network namespaces"
-    if not shutil.which("ip") or not shutil.which("gcc"):
-        return "needs iproute2 and gcc"
     if not os.path.exists("/dev/net/tun"):
         return "needs /dev/net/tun"
-    probe = subprocess.run(["ip", "netns", "add", "efs_probe_tcp"], capture_output=True,
-                           text=True)
-    if probe.returncode != 0:
-        return f"cannot create network namespaces: {probe.stderr.strip()}"
-    subprocess.run(["ip", "netns", "del", "efs_probe_tcp"], capture_output=True)
-    return None
+    return namespaces_unavailable("gcc")
 
 
 @pytest.mark.skipif(_why_not() is not None, reason=str(_why_not()))
