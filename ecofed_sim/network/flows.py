@@ -23,10 +23,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import simpy
 
-from ecofed_sim.network.tcp import Connection, TcpParams, Window
+from ecofed_sim.network.tcp import BITS_PER_BYTE, Connection, TcpParams, Window
 from ecofed_sim.traces import segments
 
-BITS_PER_BYTE = 8
 MBPS = 1e6  # bits per second in one Mbit/s
 _EPS_S = 1e-12  # completion slack for floating-point remainders
 _CLOCK_STEPS = 4  # a flow this few clock steps from its end is done (see ``_finish_slack_s``)
