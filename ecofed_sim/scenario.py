@@ -15,7 +15,7 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import Field, PositiveFloat, ValidationError, model_validator
 
-from ecofed_sim.errors import ScenarioError, format_validation_error
+from ecofed_sim.errors import ScenarioError, format_validation_error, short_repr
 from ecofed_sim.methods import MethodConfig
 from ecofed_sim.models import ZOO
 from ecofed_sim.strict import (
@@ -25,7 +25,6 @@ from ecofed_sim.strict import (
     YamlTooLarge,
     load_yaml,
     read_yaml,
-    short_repr,
 )
 
 TIMING = {"timing_only": True}  # can change simulated time, never what is learned

@@ -107,7 +107,7 @@ def render() -> str:
              "that differ only in them share one learning run in a sweep).", "",
              "## Scenario", "", HEADER, *rows(Scenario, skip=configs), ""]
     for method in REGISTRY.values():
-        doc = (method.__doc__ or typing.cast(str, "")).strip().splitlines()
+        doc = (method.__doc__ or "").strip().splitlines()
         parts += [f"## `method` for `{method.name}`", "", *(doc[:1] + [""] if doc else []),
                   HEADER, *rows(method.Config, "method."), ""]
     parts += ["## Device and server profiles (`device_profiles/*.yaml`)", "", HEADER,

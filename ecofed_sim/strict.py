@@ -18,7 +18,7 @@ from typing import Annotated, Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from ecofed_sim.errors import ScenarioError, short_repr  # noqa: F401 (re-exported)
+from ecofed_sim.errors import ScenarioError
 
 Seed = Annotated[int, Field(ge=0, le=2**63 - 1)]  # numpy's seeding takes no negatives
 # Link rates below 1 kbit/s (slower than GPRS) are typos: they would make a run simulate

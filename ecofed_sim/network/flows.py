@@ -209,8 +209,7 @@ class Network:
         device_side.active += 1
         try:
             if bits > 0:
-                flow = Flow(path, bits, self.env.event(), window=window)
-                flow.total_bits = bits
+                flow = Flow(path, bits, self.env.event(), window=window, total_bits=bits)
                 self._advance()
                 self.flows.append(flow)
                 self._reschedule()
