@@ -72,7 +72,9 @@ class Path_:
             raise Unavailable(f"delay line did not start: {self.line.stderr.read().strip()}")
         for ns, ip in ((NS_DEV, IP_DEV), (NS_SRV, IP_SRV)):
             sh("ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", "dl0")
-            sh("ip", "-n", ns, "link", "set", "dl0", "up")
+            # the TUN device's own queue (txqueuelen, 500 packets) would drop a burst
+            # before the delay line reads it: the path's only buffer is the delay line's
+            sh("ip", "-n", ns, "link", "set", "dl0", "txqueuelen", "100000", "up")
 
     @staticmethod
     def teardown() -> None:

@@ -345,9 +345,12 @@ def cmd_list(args: argparse.Namespace) -> int:
 
         rows = [f"{n:<26} {describe(p)}\n{'':<26} {p}" for n, p in shipped().items()]
     else:
+        from ecofed_sim.population import round_trip_ms
+
         lib = load_library()
         rows = [f"{n:<10} up {link.uplink_mbps:>7g} Mbps  down {link.downlink_mbps:>7g} Mbps  "
-                f"latency {link.latency_ms:g} ms" for n, link in sorted(lib.links.items())]
+                f"RTT {round_trip_ms(link):>4g} ms  {link.source}"
+                for n, link in sorted(lib.links.items())]
     print("\n".join(rows))
     return 0
 

@@ -30,7 +30,7 @@ from ecofed_sim.methods import REGISTRY
 from ecofed_sim.methods.base import Sketch
 from ecofed_sim.network import BITS_PER_BYTE, MBPS, wire_bytes
 from ecofed_sim.paths import scenario_path
-from ecofed_sim.population import class_counts, resolve_link
+from ecofed_sim.population import class_counts, one_way_ms, resolve_link
 from ecofed_sim.traces import read_trace
 
 TRAIN_SIZES = {"cifar10": 50_000, "cifar100": 50_000, "mnist": 60_000,
@@ -117,7 +117,7 @@ def class_links(sc, library, base_dir: Path | None, source: str) -> list[ClassLi
             f"{i}:{spec.profile}", library.devices[spec.profile],
             _mean_rate_mbps(link, "up", base_dir, where) * MBPS,
             _mean_rate_mbps(link, "down", base_dir, where) * MBPS,
-            (link.latency_ms + getattr(link, "latency_jitter_ms", 0.0) / 2) / 1e3,
+            (one_way_ms(link) + getattr(link, "latency_jitter_ms", 0.0) / 2) / 1e3,
             pop.clients_per_round * share,
             math.ceil(pop.clients_per_round / in_flight) if pop.waves else 1))
     return out

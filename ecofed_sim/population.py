@@ -42,6 +42,17 @@ def resolve_link(spec, library: ProfileLibrary, where: str):
     return spec
 
 
+def round_trip_ms(spec) -> float:
+    """A link's round-trip time: ``rtt_ms`` if set, else twice the one-way latency."""
+    rtt_ms = getattr(spec, "rtt_ms", None)
+    return 2 * spec.latency_ms if rtt_ms is None else rtt_ms
+
+
+def one_way_ms(spec) -> float:
+    """A link's one-way latency: ``latency_ms`` if set, else half the round-trip time."""
+    return spec.latency_ms or round_trip_ms(spec) / 2
+
+
 def make_link(name: str, spec, index_in_class: int, seed: int, device_index: int,
               base_dir: Path | None, where: str) -> DeviceLink:
     """A device's link: fixed rates or traces, latency and seeded jitter."""
@@ -54,10 +65,9 @@ def make_link(name: str, spec, index_in_class: int, seed: int, device_index: int
             traces[d] = (read_trace(p, f"{where}.{d}link_trace"), spec.trace_loop, offset)
     up = getattr(spec, "uplink_mbps", None) or traces["up"][0].rates_mbps[0]
     down = getattr(spec, "downlink_mbps", None) or traces["down"][0].rates_mbps[0]
-    rtt_ms = getattr(spec, "rtt_ms", None)
-    latency_ms = spec.latency_ms or (rtt_ms / 2 if rtt_ms else 0.0)
-    link = DeviceLink.from_mbps(name, up, down, latency_ms)
-    link.rtt_s = rtt_ms / 1e3 if rtt_ms is not None else None
+    link = DeviceLink.from_mbps(name, up, down, one_way_ms(spec))
+    link.rtt_s = round_trip_ms(spec) / 1e3
+    link.loss_rate = getattr(spec, "loss_rate", 0.0)
     link.jitter_s = getattr(spec, "latency_jitter_ms", 0.0) / 1e3
     link.set_burst(getattr(spec, "burst_bytes", 0.0))
     link.rng = np_rng(seed, JITTER, device_index)
@@ -97,6 +107,9 @@ def build_population(scenario, library: ProfileLibrary, source: str,
             raise ScenarioError(f"{where}.profile: unknown profile {spec.profile!r} "
                                 f"(accepted: {', '.join(sorted(library.devices))})")
         link = resolve_link(spec.link, library, where + ".link")
+        if getattr(link, "loss_rate", 0.0) > 0 and scenario.network.transport != "tcp":
+            raise ScenarioError(f"{where}.link.loss_rate: random loss is a tcp model; set "
+                                "network.transport: tcp")
         name = f"{spec.profile}-{idx}"
         devices.append(Device(name, library.devices[spec.profile], make_link(
             name, link, seen[cls], scenario.seed, idx, base_dir, where + ".link"), spec.split))

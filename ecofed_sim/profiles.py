@@ -156,6 +156,8 @@ class LinkProfile(StrictModel):
     """one-way latency, ms (default: half of rtt_ms)"""
     rtt_ms: float | None = Field(None, ge=0, json_schema_extra={"timing_only": True})
     """round-trip time, ms (default: twice latency_ms)"""
+    loss_rate: float = Field(0.0, ge=0, le=0.5, json_schema_extra={"timing_only": True})
+    """chance that a segment is lost at random (tcp transport)"""
     source: str = ""
     """where the figures come from"""
 

@@ -133,7 +133,7 @@ def test_in_a_scenario_a_huge_window_is_the_flow_model_plus_one_handshake(tiny_d
     TCP adds exactly one handshake per device connection, in the first round."""
     net = {"transport": "tcp", "header_bytes": 0, "initial_window_segments": 1000,
            "slow_start_after_idle": False}
-    flow = run_dict(tiny(), tiny_dir).rounds
+    flow = run_dict(tiny(), tiny_dir).rounds  # tiny() pins the flow transport
     tcp = run_dict(tiny(network=net), tiny_dir).rounds
     rtt_s = 2 * 10 / 1e3  # the tiny link's one-way latency is 10 ms
     assert tcp.round_time_s.iloc[0] == pytest.approx(flow.round_time_s.iloc[0] + rtt_s,
@@ -142,3 +142,48 @@ def test_in_a_scenario_a_huge_window_is_the_flow_model_plus_one_handshake(tiny_d
     pd.testing.assert_series_equal(tcp.cum_bytes, flow.cum_bytes)
     slow = run_dict(tiny(network={"transport": "tcp"}), tiny_dir).rounds
     assert (slow.round_time_s > flow.round_time_s).all()
+
+
+def test_random_loss_caps_an_open_flow_at_the_mathis_rate():
+    # C = sqrt(3/2); 1% loss at 100 ms: 12,112 bits x 1.2247 / (0.1 x 0.1) = 1,483,441 bit/s
+    # far below the 100 Mbit/s link, so 1 MB (691 segments, 8,364,848 wire bits) takes
+    # one way plus wire bits at that rate
+    cap_bps = SEG * 1.5 ** 0.5 / (0.1 * 0.01 ** 0.5)
+    env = simpy.Environment()
+    net = Network(env, Capacity("in", 1e9), Capacity("out", 1e9), tcp=TcpParams())
+    link = DeviceLink.from_mbps("d", 100, 100, 50)
+    link.loss_rate = 0.01
+    link.connection.open = True
+    link.connection.window_bits["up"] = 3 * 2**20 * 8
+    link.connection.last_send_end_s["up"] = 0.0
+    env.run(until=env.process(net.transfer(link, "up", 1_000_000)))
+    assert env.now == pytest.approx(0.05 + 8_364_848 / cap_bps, rel=1e-12)
+
+
+def test_the_loss_cap_is_per_device_and_never_above_the_link():
+    params = TcpParams()
+    # a 1e-6 loss rate allows far more than a 10 Mbit/s link: the link is the limit
+    assert params.loss_rate_cap_bps(0.1, 1e-6) > 10e6
+    lossy, clean = DeviceLink.from_mbps("a", 10, 10, 50), DeviceLink.from_mbps("b", 10, 10, 50)
+    lossy.loss_rate = 0.05
+    assert clean.loss_cap("up", params) == ()
+    (cap,) = lossy.loss_cap("up", params)
+    assert cap is lossy.loss_cap("up", params)[0]  # one object per direction
+    assert cap.rate_bps == pytest.approx(SEG * 1.5 ** 0.5 / (0.1 * 0.05 ** 0.5))
+    assert lossy.loss_cap("down", params)[0] is not cap
+
+
+def test_random_loss_needs_the_tcp_transport(tiny_dir):
+    from ecofed_sim.errors import ScenarioError
+
+    sc = tiny(network={"transport": "flow"})
+    sc["population"]["devices"][0]["link"]["loss_rate"] = 0.01
+    with pytest.raises(ScenarioError, match=r"link\.loss_rate: .*network\.transport: tcp"):
+        run_dict(sc, tiny_dir)
+
+
+def test_tcp_is_the_default_transport():
+    from ecofed_sim.scenario import NetworkSpec
+
+    assert NetworkSpec().transport == "tcp"
+    assert NetworkSpec().tcp_params() == TcpParams()

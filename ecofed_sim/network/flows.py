@@ -96,6 +96,19 @@ class DeviceLink:
     traces: dict = field(default_factory=dict)  # "up"/"down" -> (Trace, loop, offset_s)
     rtt_s: float | None = None  # round-trip time (default: twice the one-way latency)
     connection: Connection = field(default_factory=Connection)  # TCP state
+    loss_rate: float = 0.0  # chance a segment is lost (TCP transport: caps a flow's rate)
+    _loss_caps: dict = field(default_factory=dict)  # direction -> Capacity of that cap
+
+    def loss_cap(self, direction: str, tcp: TcpParams) -> tuple[Capacity, ...]:
+        """The random-loss rate cap of one direction, as one more constraint its flows
+        cross (empty without loss). One object per direction, so rates stay memoised."""
+        rate_bps = tcp.loss_rate_cap_bps(self.round_trip_s, self.loss_rate)
+        if math.isinf(rate_bps):
+            return ()
+        if direction not in self._loss_caps:
+            side = self.up if direction == "up" else self.down
+            self._loss_caps[direction] = Capacity(f"{side.name}/loss", rate_bps)
+        return (self._loss_caps[direction],)
 
     @property
     def round_trip_s(self) -> float:
@@ -204,6 +217,8 @@ class Network:
         if window is not None:  # the first round trip starts as the first byte arrives
             window.round_end_s = self.env.now + window.rtt_s
         path = (link.up, self.server_in) if direction == "up" else (self.server_out, link.down)
+        if self.tcp is not None:
+            path += link.loss_cap(direction, self.tcp)
         device_side = link.up if direction == "up" else link.down
         bits = wire_bits - device_side.take_tokens(self.env.now, wire_bits)
         device_side.active += 1

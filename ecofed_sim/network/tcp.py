@@ -18,7 +18,12 @@ adds the window:
   down to the initial window (Linux ``tcp_cwnd_restart``). The RTO of a steady path is
   RTT + 200 ms (Linux: ``srtt + max(rttvar, TCP_RTO_MIN)``, ``TCP_RTO_MIN`` = 200 ms);
 - each segment of ``mss_bytes`` payload carries ``header_bytes`` of headers on the wire
-  (Ethernet 14 + IPv4 20 + TCP 20 + timestamps 12 = 66 for MSS 1448 at MTU 1500).
+  (Ethernet 14 + IPv4 20 + TCP 20 + timestamps 12 = 66 for MSS 1448 at MTU 1500);
+- random loss on a link (``loss_rate``, the chance a segment is lost) caps a flow's rate
+  at the square-root law of Mathis, Semke, Mahdavi and Ott, "The macroscopic behavior of
+  the TCP congestion avoidance algorithm" (CCR 27(3), 1997): ``MSS / RTT * C / sqrt(p)``.
+  ``C`` = sqrt(3/2) = 1.22 with every segment acknowledged, sqrt(3/4) = 0.87 with delayed
+  ACKs (one ACK per two segments).
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ class TcpParams:
     slow_start_after_idle: bool = True  # net.ipv4.tcp_slow_start_after_idle
     min_rto_ms: float = 200.0  # TCP_RTO_MIN
     per_message_connections: bool = False  # a new connection (and handshake) per message
+    loss_constant: float = math.sqrt(3 / 2)  # Mathis et al.'s C (periodic loss, no delayed ACK)
 
     @property
     def segment_bits(self) -> int:
@@ -57,6 +63,13 @@ class TcpParams:
 
     def rto_s(self, rtt_s: float) -> float:
         return rtt_s + self.min_rto_ms / 1e3
+
+    def loss_rate_cap_bps(self, rtt_s: float, loss_rate: float) -> float:
+        """Mathis et al.'s steady-state rate under random loss, in wire bits per second:
+        ``C / sqrt(p)`` segments per round trip. No cap without loss (or RTT)."""
+        if loss_rate <= 0 or rtt_s <= 0:
+            return math.inf
+        return self.segment_bits * self.loss_constant / (rtt_s * math.sqrt(loss_rate))
 
     def restart_window_bits(self, window_bits: float, idle_s: float, rtt_s: float) -> float:
         """Linux ``tcp_cwnd_restart``: halve once per RTO of idleness beyond the first,

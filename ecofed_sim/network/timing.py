@@ -18,7 +18,7 @@ SERVER_MBPS = 1000.0  # the scenario default of the server's access link
 def time_messages(rate_mbps: float, rtt_ms: float, payload_bytes: int,
                   pattern: Literal["fresh", "warm", "exchange"], *, gap_s: float = 0.0,
                   count: int = 20, transport: Literal["tcp", "flow"] = "tcp",
-                  tcp: TcpParams | None = None) -> list[float]:
+                  tcp: TcpParams | None = None, loss_rate: float = 0.0) -> list[float]:
     """Seconds per message on one device link of ``rate_mbps`` both ways and ``rtt_ms``
     round trip (one-way latency half of it), the server link at its scenario default.
 
@@ -29,13 +29,19 @@ def time_messages(rate_mbps: float, rtt_ms: float, payload_bytes: int,
     - ``exchange``: ``count`` lock-step exchanges on one connection opened beforehand
       (handshake not timed): ``payload_bytes`` device to server, the same back once all
       has arrived, then ``gap_s`` idle; each exchange's duration, first to last.
+
+    ``loss_rate`` (tcp only) is the link's random segment loss: it caps the rate at Mathis
+    et al.'s square-root law.
     """
+    if loss_rate > 0 and transport != "tcp":
+        raise ValueError("loss_rate is a tcp model: use transport='tcp'")
     env = simpy.Environment()
     params = (tcp or TcpParams()) if transport == "tcp" else None
     net = Network(env, Capacity("server/in", SERVER_MBPS * MBPS),
                   Capacity("server/out", SERVER_MBPS * MBPS), tcp=params)
     link = DeviceLink.from_mbps("device", rate_mbps, rate_mbps, rtt_ms / 2)
     link.rtt_s = rtt_ms / 1e3
+    link.loss_rate = loss_rate
     if params is not None and pattern != "fresh":  # connected beforehand, not timed
         link.connection.open = True
         for d in ("up", "down"):
