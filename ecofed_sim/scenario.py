@@ -137,8 +137,8 @@ class LinkSpec(StrictModel):
     latency_jitter_ms: float = Field(0.0, ge=0, json_schema_extra=TIMING,
                                      description="extra latency, uniform in [0, jitter]")
     loss_rate: float = Field(0.0, ge=0, le=0.5, json_schema_extra=TIMING)
-    """chance that a segment is lost at random (tcp transport): caps each flow at Mathis et
-    al.'s rate, MSS / RTT x C / sqrt(loss_rate)"""
+    """chance that a segment is lost at random (tcp transport): after a connection's first
+    1/loss_rate segments its rate is capped at Padhye et al.'s TCP throughput"""
     burst_bytes: float = Field(0.0, ge=0, json_schema_extra=TIMING,
                                description="token bucket of a shaper: sent at once after "
                                "an idle period")
@@ -186,10 +186,6 @@ class NetworkSpec(StrictModel):
     """tcp: halve the window per RTO of idleness (net.ipv4.tcp_slow_start_after_idle)"""
     min_rto_ms: float = Field(200.0, ge=0, le=60_000, json_schema_extra=TIMING)
     """tcp: the RTO of a steady path is RTT plus this (Linux TCP_RTO_MIN)"""
-    loss_constant: float = Field(math.sqrt(3 / 2), gt=0, le=10, json_schema_extra=TIMING)
-    """tcp: C of Mathis et al.'s rate under random loss, MSS / RTT x C / sqrt(p): sqrt(3/2)
-    with every segment acknowledged, sqrt(3/4) with delayed ACKs"""
-
     def tcp_params(self):
         """The TCP model's parameters, or None under the flow transport."""
         from ecofed_sim.network import TcpParams
@@ -198,8 +194,7 @@ class NetworkSpec(StrictModel):
             return None
         return TcpParams(self.mss_bytes, self.header_bytes, self.initial_window_segments,
                          self.receive_window_bytes, self.slow_start_after_idle,
-                         self.min_rto_ms, self.connections == "per_message",
-                         self.loss_constant)
+                         self.min_rto_ms, self.connections == "per_message")
 
     framing_bytes: int = Field(0, ge=0, le=10**9, json_schema_extra=TIMING)
     """bytes added per message on the wire"""

@@ -77,6 +77,15 @@ class Flow:
     rate_bps: float = 0.0
     window: Window | None = None  # TCP slow start (None: limited by rate alone)
     total_bits: float = 0.0  # its size on the wire
+    loss_cap: tuple[Capacity, ...] = ()  # random loss: joins ``constraints`` once ...
+    loss_cap_at_bits: float = 0.0  # ... ``remaining_bits`` falls to this (the first loss)
+
+    def take_loss_cap(self, slack_bits: float) -> bool:
+        """Cross the loss cap from the expected first loss on; True if it changed."""
+        if not self.loss_cap or self.remaining_bits > self.loss_cap_at_bits + slack_bits:
+            return False
+        self.constraints, self.loss_cap = self.constraints + self.loss_cap, ()
+        return True
 
     @property
     def sending(self) -> bool:
@@ -217,14 +226,13 @@ class Network:
         if window is not None:  # the first round trip starts as the first byte arrives
             window.round_end_s = self.env.now + window.rtt_s
         path = (link.up, self.server_in) if direction == "up" else (self.server_out, link.down)
-        if self.tcp is not None:
-            path += link.loss_cap(direction, self.tcp)
         device_side = link.up if direction == "up" else link.down
         bits = wire_bits - device_side.take_tokens(self.env.now, wire_bits)
         device_side.active += 1
         try:
             if bits > 0:
                 flow = Flow(path, bits, self.env.event(), window=window, total_bits=bits)
+                self._arm_loss_cap(link, direction, flow)
                 self._advance()
                 self.flows.append(flow)
                 self._reschedule()
@@ -241,6 +249,16 @@ class Network:
             if device_side.active == 0 and bits > 0:  # a rate-limited flow drained the bucket
                 device_side.idle_since_s, device_side.tokens_bits = self.env.now, 0.0
 
+    def _arm_loss_cap(self, link: DeviceLink, direction: str, flow: Flow) -> None:
+        """Random loss caps the flow once its connection has sent 1/p segments."""
+        if self.tcp is None or not (cap := link.loss_cap(direction, self.tcp)):
+            return
+        before = self.tcp.segments_before_loss(link.loss_rate)
+        left = before - link.connection.segments_sent.get(direction, 0.0)
+        flow.loss_cap = cap
+        flow.loss_cap_at_bits = flow.total_bits - max(left, 0.0) * self.tcp.segment_bits
+        flow.take_loss_cap(0.0)
+
     def _keep_window(self, link: DeviceLink, direction: str, flow: Flow) -> None:
         """The connection keeps the window a message ended with (an open window: the
         bandwidth-delay product it reached, at least the last round's window)."""
@@ -249,6 +267,8 @@ class Network:
         seg = self.tcp.segment_bits  # acknowledged segments, a partial last one counting 1
         sent = math.ceil((flow.total_bits - max(flow.remaining_bits, 0.0)) / seg - 1e-9)
         link.connection.window_bits[direction] = flow.window.after(sent * seg)
+        conn = link.connection
+        conn.segments_sent[direction] = conn.segments_sent.get(direction, 0.0) + sent
         # the sender's last send: the last bit left one one-way delay before it arrived
         link.connection.last_send_end_s[direction] = self.env.now - link.latency_s
 
@@ -305,6 +325,8 @@ class Network:
         for f, rate in zip(sending, self._rates(sending), strict=True):
             f.rate_bps = rate
         waits = [max(f.remaining_bits, 0.0) / f.rate_bps for f in sending]
+        waits += [max(f.remaining_bits - f.loss_cap_at_bits, 0.0) / f.rate_bps
+                  for f in sending if f.loss_cap]
         for f in self.flows:
             if f.window is not None and not f.window.open:
                 waits.append(max(f.window.round_end_s - self.env.now, 0.0))
@@ -326,6 +348,8 @@ class Network:
         for f in self.flows:
             if f.window is not None:
                 self._step_window(f, slack_s)
+            if f.loss_cap and f.rate_bps > 0:
+                f.take_loss_cap(f.rate_bps * slack_s)
         self._reschedule()
 
     def _step_window(self, flow: Flow, slack_s: float) -> None:

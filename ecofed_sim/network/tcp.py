@@ -19,11 +19,15 @@ adds the window:
   RTT + 200 ms (Linux: ``srtt + max(rttvar, TCP_RTO_MIN)``, ``TCP_RTO_MIN`` = 200 ms);
 - each segment of ``mss_bytes`` payload carries ``header_bytes`` of headers on the wire
   (Ethernet 14 + IPv4 20 + TCP 20 + timestamps 12 = 66 for MSS 1448 at MTU 1500);
-- random loss on a link (``loss_rate``, the chance a segment is lost) caps a flow's rate
-  at the square-root law of Mathis, Semke, Mahdavi and Ott, "The macroscopic behavior of
-  the TCP congestion avoidance algorithm" (CCR 27(3), 1997): ``MSS / RTT * C / sqrt(p)``.
-  ``C`` = sqrt(3/2) = 1.22 with every segment acknowledged, sqrt(3/4) = 0.87 with delayed
-  ACKs (one ACK per two segments).
+- random loss on a link (``loss_rate``, the chance that a segment is lost) follows the
+  standard short-transfer model of Cardwell, Savage and Anderson, "Modeling TCP latency"
+  (INFOCOM 2000): a connection slow-starts unhindered until its first loss, expected after
+  1/p segments; from then on its rate is capped at the steady-state throughput of Padhye,
+  Firoiu, Towsley and Kurose, "Modeling TCP throughput: a simple model and its empirical
+  validation" (SIGCOMM 1998), which adds retransmission timeouts to Mathis et al.'s
+  square-root law:
+  ``1 / (RTT sqrt(2bp/3) + RTO min(1, 3 sqrt(3bp/8)) p (1 + 32 p^2))`` segments per
+  second, with ``b`` = 1 segment per ACK (Linux counts acknowledged segments).
 """
 
 from __future__ import annotations
@@ -45,7 +49,6 @@ class TcpParams:
     slow_start_after_idle: bool = True  # net.ipv4.tcp_slow_start_after_idle
     min_rto_ms: float = 200.0  # TCP_RTO_MIN
     per_message_connections: bool = False  # a new connection (and handshake) per message
-    loss_constant: float = math.sqrt(3 / 2)  # Mathis et al.'s C (periodic loss, no delayed ACK)
 
     @property
     def segment_bits(self) -> int:
@@ -65,11 +68,20 @@ class TcpParams:
         return rtt_s + self.min_rto_ms / 1e3
 
     def loss_rate_cap_bps(self, rtt_s: float, loss_rate: float) -> float:
-        """Mathis et al.'s steady-state rate under random loss, in wire bits per second:
-        ``C / sqrt(p)`` segments per round trip. No cap without loss (or RTT)."""
-        if loss_rate <= 0 or rtt_s <= 0:
+        """Padhye et al.'s steady-state rate under random loss, in wire bits per second
+        (``b`` = 1, the timeout the RTO of a steady path). No cap without loss or RTT."""
+        p = loss_rate
+        if p <= 0 or rtt_s <= 0:
             return math.inf
-        return self.segment_bits * self.loss_constant / (rtt_s * math.sqrt(loss_rate))
+        seconds_per_segment = (rtt_s * math.sqrt(2 * p / 3) + self.rto_s(rtt_s)
+                               * min(1.0, 3 * math.sqrt(3 * p / 8)) * p * (1 + 32 * p**2))
+        return self.segment_bits / seconds_per_segment
+
+    @staticmethod
+    def segments_before_loss(loss_rate: float) -> float:
+        """Segments a connection sends before its first loss, on average (1/p; Cardwell
+        et al.'s expected slow-start length for a long transfer)."""
+        return math.inf if loss_rate <= 0 else 1 / loss_rate
 
     def restart_window_bits(self, window_bits: float, idle_s: float, rtt_s: float) -> float:
         """Linux ``tcp_cwnd_restart``: halve once per RTO of idleness beyond the first,
@@ -87,11 +99,13 @@ class TcpParams:
 @dataclass
 class Connection:
     """One device's TCP connection to the server: open or not, and per direction its
-    congestion window and when it last sent."""
+    congestion window, when it last sent, and how much (random loss starts biting after
+    the first 1/p segments)."""
 
     open: bool = False
     window_bits: dict[str, float] = field(default_factory=dict)
     last_send_end_s: dict[str, float] = field(default_factory=dict)
+    segments_sent: dict[str, float] = field(default_factory=dict)  # since it opened
 
 
 @dataclass(eq=False)

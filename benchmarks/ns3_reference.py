@@ -1,0 +1,167 @@
+"""Hold the TCP transport against ns-3, a packet-level reference, with and without loss.
+
+Two ns-3 nodes share one point-to-point link of the rate and half the round-trip time
+each way, behind a drop-tail queue of one bandwidth-delay product (at least 64 packets).
+One TCP connection (``TcpCubic`` or ``TcpNewReno``; MSS 1448, initial window 10,
+timestamps on, every segment acknowledged as Linux's quick-ACK mode does early on, Linux's
+200 ms minimum RTO) sends
+one message from connect to the last byte received: the ``fresh`` pattern of
+``ecofed_sim.network.time_messages``. A ``RateErrorModel`` on the receiver drops data
+packets at random with the loss rate, as ``link.loss_rate`` assumes. Printed per case:
+ns-3, the ``tcp`` transport and the ratio; then the share within 10%.
+
+ns-3 is an optional extra (``pip install -e .[validate]``, which gives ns-3 3.44 for
+Python). Known differences from Linux: ns-3 has no restart after idle (these cases have
+no idle periods), NewReno has no HyStart, and ns-3's recovery from a burst of losses is
+slower than Linux's (no RACK or proportional rate reduction).
+
+    python benchmarks/ns3_reference.py [--quick] [--cc cubic|newreno]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import sys
+import time
+
+HEADER_BYTES = 20 + 32 + 2  # IPv4, TCP with timestamps, PPP: the point-to-point frame
+
+_CALLBACKS = """
+namespace efs {
+double done_s = -1; uint64_t target = 0, got = 0;
+void on_rx(ns3::Ptr<const ns3::Packet> p, const ns3::Address &) {
+    got += p->GetSize();
+    if (done_s < 0 && got >= target) done_s = ns3::Simulator::Now().GetSeconds();
+}
+void watch(ns3::Ptr<ns3::Application> sink, uint64_t bytes) {
+    done_s = -1; got = 0; target = bytes;
+    sink->TraceConnectWithoutContext("Rx", ns3::MakeCallback(&on_rx));
+}
+}
+"""
+
+
+class Unavailable(RuntimeError):
+    """ns-3 is not installed here."""
+
+
+def load_ns3():
+    try:
+        from ns import ns  # noqa: PLC0415 - optional, slow to import
+        import cppyy  # noqa: PLC0415
+    except ImportError as err:
+        raise Unavailable(f"ns-3 is not installed ({err}); pip install -e .[validate]") from None
+    if not hasattr(cppyy.gbl, "efs"):
+        cppyy.cppdef(_CALLBACKS)
+    return ns, cppyy.gbl.efs
+
+
+def ns3_seconds(rate_mbps: float, rtt_ms: float, nbytes: int, loss_rate: float,
+                cc: str = "cubic", seed: int = 1) -> float:
+    """One message on a new connection in ns-3: connect to last byte received, s."""
+    ns, efs = load_ns3()
+    ns.Simulator.Destroy()
+    ns.RngSeedManager.SetSeed(seed)
+    ns.RngSeedManager.SetRun(seed)
+    kind = {"cubic": "ns3::TcpCubic", "newreno": "ns3::TcpNewReno"}[cc]
+    ns.Config.SetDefault("ns3::TcpL4Protocol::SocketType", ns.StringValue(kind))
+    for name, value in (("SegmentSize", 1448), ("InitialCwnd", 10), ("DelAckCount", 1)):
+        ns.Config.SetDefault(f"ns3::TcpSocket::{name}", ns.UintegerValue(value))
+    for name in ("SndBufSize", "RcvBufSize"):
+        ns.Config.SetDefault(f"ns3::TcpSocket::{name}", ns.UintegerValue(1 << 26))
+    # Linux's minimum RTO (ns-3's default is RFC 6298's 1 s)
+    ns.Config.SetDefault("ns3::TcpSocketBase::MinRto", ns.TimeValue(ns.MilliSeconds(200)))
+    bdp_packets = max(64, math.ceil(rate_mbps * 1e6 * rtt_ms / 1e3 / 8 / 1500))
+    nodes = ns.NodeContainer()
+    nodes.Create(2)
+    p2p = ns.PointToPointHelper()
+    p2p.SetDeviceAttribute("DataRate", ns.StringValue(f"{rate_mbps}Mbps"))
+    p2p.SetChannelAttribute("Delay", ns.StringValue(f"{rtt_ms / 2}ms"))
+    p2p.SetQueue("ns3::DropTailQueue<Packet>", "MaxSize",
+                 ns.QueueSizeValue(ns.QueueSize(f"{bdp_packets}p")))
+    devices = p2p.Install(nodes)
+    if loss_rate > 0:
+        errors = ns.CreateObject[ns.RateErrorModel]()
+        errors.SetAttribute("ErrorRate", ns.DoubleValue(loss_rate))
+        errors.SetAttribute("ErrorUnit", ns.StringValue("ERROR_UNIT_PACKET"))
+        devices.Get(1).SetAttribute("ReceiveErrorModel", ns.PointerValue(errors))
+    ns.InternetStackHelper().Install(nodes)
+    addresses = ns.Ipv4AddressHelper()
+    addresses.SetBase(ns.Ipv4Address("10.1.1.0"), ns.Ipv4Mask("255.255.255.0"))
+    interfaces = addresses.Assign(devices)
+    port = 50000
+    sink_helper = ns.PacketSinkHelper("ns3::TcpSocketFactory",
+                                      ns.InetSocketAddress(ns.Ipv4Address.GetAny(),
+                                                           port).ConvertTo())
+    sink = sink_helper.Install(nodes.Get(1))
+    sink.Start(ns.Seconds(0.0))
+    bulk = ns.BulkSendHelper("ns3::TcpSocketFactory",
+                             ns.InetSocketAddress(interfaces.GetAddress(1), port).ConvertTo())
+    bulk.SetAttribute("MaxBytes", ns.UintegerValue(nbytes))
+    bulk.SetAttribute("SendSize", ns.UintegerValue(1448))
+    sender = bulk.Install(nodes.Get(0))
+    start_s = 1.0
+    sender.Start(ns.Seconds(start_s))
+    efs.watch(sink.Get(0), nbytes)
+    ns.Simulator.Stop(ns.Seconds(start_s + 600))
+    ns.Simulator.Run()
+    done = efs.done_s
+    ns.Simulator.Destroy()
+    if done < 0:
+        raise RuntimeError(f"ns-3 did not deliver {nbytes} bytes in 600 s")
+    return done - start_s
+
+
+def model_seconds(rate_mbps: float, rtt_ms: float, nbytes: int, loss_rate: float) -> float:
+    from ecofed_sim.network import TcpParams, time_messages
+
+    params = TcpParams(header_bytes=HEADER_BYTES,
+                       slow_start_after_idle=False)
+    return time_messages(rate_mbps, rtt_ms, nbytes, "fresh", tcp=params,
+                         loss_rate=loss_rate)[0]
+
+
+def cases(quick: bool) -> list[tuple]:
+    rates, rtts = [5, 20, 100], [10, 40, 100]
+    clean = [(r, t, n, 0.0) for r in rates for t in rtts
+             for n in ((100_000, 1_000_000) if quick else (100_000, 1_000_000, 10_000_000))]
+    lossy = [(r, t, 10_000_000, p) for r in rates for t in rtts
+             for p in ((0.01,) if quick else (0.001, 0.01))]
+    return clean + lossy
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="fewer sizes and loss rates")
+    p.add_argument("--cc", choices=["cubic", "newreno"], default="newreno",
+                   help="ns-3's congestion control (NewReno: the law Mathis et al. derive)")
+    p.add_argument("--seeds", type=int, default=3, help="runs per lossy case (median)")
+    args = p.parse_args()
+    started = time.time()
+    try:
+        load_ns3()
+    except Unavailable as err:
+        sys.exit(f"skipped: {err}")
+    rows = []
+    for rate, rtt, nbytes, loss in cases(args.quick):
+        seeds = range(1, args.seeds + 1) if loss > 0 else [1]
+        ref = statistics.median(ns3_seconds(rate, rtt, nbytes, loss, args.cc, s)
+                                for s in seeds)
+        sim = model_seconds(rate, rtt, nbytes, loss)
+        rows.append((rate, rtt, nbytes, loss, ref, sim))
+        print(f"{rate:>4g} Mb/s {rtt:>4g} ms {nbytes:>11,d} B loss {loss:<6g} ns-3 {ref:9.4f} s"
+              f"  tcp {sim:9.4f} s ({sim / ref:5.2f}x)", flush=True)
+    for label, keep in (("no loss", lambda r: r[3] == 0), ("random loss", lambda r: r[3] > 0),
+                        ("all", lambda r: True)):
+        part = [r for r in rows if keep(r)]
+        within = sum(abs(r[5] / r[4] - 1) <= 0.10 for r in part)
+        worst = max(part, key=lambda r: abs(r[5] / r[4] - 1))
+        print(f"{label}: {within}/{len(part)} within 10%; worst {worst[5] / worst[4]:.2f}x "
+              f"({worst[0]:g} Mb/s, {worst[1]:g} ms, {worst[2]:,} B, loss {worst[3]:g})")
+    print(f"ns-3 {args.cc}, {len(rows)} cases in {time.time() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
