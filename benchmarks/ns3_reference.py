@@ -49,8 +49,8 @@ class Unavailable(RuntimeError):
 
 def load_ns3():
     try:
-        from ns import ns  # noqa: PLC0415 - optional, slow to import
-        import cppyy  # noqa: PLC0415
+        import cppyy  # optional, slow to import
+        from ns import ns
     except ImportError as err:
         raise Unavailable(f"ns-3 is not installed ({err}); pip install -e .[validate]") from None
     if not hasattr(cppyy.gbl, "efs"):

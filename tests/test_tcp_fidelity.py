@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -39,3 +40,44 @@ def test_tcp_model_is_nearer_real_tcp_than_the_flow_model_on_a_new_connection():
     assert abs(row["tcp_ratio"] - 1) < abs(row["flow_ratio"] - 1)
     listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     assert tf.NS_DEV not in listed and tf.NS_SRV not in listed  # cleaned up
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, PATH.parent / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_replayed_message_follows_the_last_delivery_before_it_was_issued():
+    import pandas as pd
+
+    rr = _load("round_replay")
+    rows = [  # client 0: weights down, then two uploads (the second issued mid-flight)
+        (0, 0, "down", 100, 0.0, 0.3), (1, 0, "up", 50, 0.5, 0.7), (2, 0, "up", 50, 0.6, 0.9),
+        (3, 1, "down", 100, 0.0, 0.4)]
+    transfers = pd.DataFrame(rows, columns=["message_id", "client", "direction",
+                                            "payload_bytes", "t_start_s", "t_end_s"])
+    msgs = rr.client_messages(transfers, 0.0)
+    first, up1, up2 = msgs[0]
+    assert (first.after, first.delay_s) == (None, 0.0)
+    assert (up1.after, up1.delay_s) == (0, pytest.approx(0.2))
+    assert (up2.after, up2.delay_s) == (0, pytest.approx(0.3))  # up1 still in flight at 0.6
+    assert [m.nbytes for m in msgs[1]] == [100]
+
+
+@pytest.mark.skipif(_why_not() is not None, reason=str(_why_not()))
+def test_a_replayed_fedavg_round_takes_about_its_simulated_time():
+    rr = _load("round_replay")
+    path = None
+    try:
+        path = rr.Path_(rr.RATE_MBPS, rr.RTT_MS)
+        (row,) = rr.replay("fedavg", 1, out=lambda _line: None)
+    except rr.Unavailable as err:
+        pytest.skip(f"delay line unavailable: {err}")
+    finally:
+        if path is not None:
+            path.teardown()
+    assert row["messages"] == 2 * rr.CLIENTS  # weights down and up per client
+    assert abs(row["tcp_ratio"] - 1) < abs(row["flow_ratio"] - 1)  # handshakes, slow start

@@ -225,6 +225,9 @@ class Network:
             return
         if window is not None:  # the first round trip starts as the first byte arrives
             window.round_end_s = self.env.now + window.rtt_s
+            busy = link.connection.sending.get(direction)
+            if busy is not None:  # the connection is not idle: no restart, no new rounds
+                window = busy.window.continuation()
         path = (link.up, self.server_in) if direction == "up" else (self.server_out, link.down)
         device_side = link.up if direction == "up" else link.down
         bits = wire_bits - device_side.take_tokens(self.env.now, wire_bits)
@@ -233,6 +236,8 @@ class Network:
             if bits > 0:
                 flow = Flow(path, bits, self.env.event(), window=window, total_bits=bits)
                 self._arm_loss_cap(link, direction, flow)
+                if window is not None:
+                    link.connection.sending[direction] = flow
                 self._advance()
                 self.flows.append(flow)
                 self._reschedule()
@@ -264,6 +269,8 @@ class Network:
         bandwidth-delay product it reached, at least the last round's window)."""
         if self.tcp is None or flow.window is None:
             return
+        if link.connection.sending.get(direction) is flow:
+            del link.connection.sending[direction]
         seg = self.tcp.segment_bits  # acknowledged segments, a partial last one counting 1
         sent = math.ceil((flow.total_bits - max(flow.remaining_bits, 0.0)) / seg - 1e-9)
         link.connection.window_bits[direction] = flow.window.after(sent * seg)

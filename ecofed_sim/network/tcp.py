@@ -106,6 +106,7 @@ class Connection:
     window_bits: dict[str, float] = field(default_factory=dict)
     last_send_end_s: dict[str, float] = field(default_factory=dict)
     segments_sent: dict[str, float] = field(default_factory=dict)  # since it opened
+    sending: dict[str, object] = field(default_factory=dict)  # the latest flow in flight
 
 
 @dataclass(eq=False)
@@ -120,6 +121,12 @@ class Window:
     round_end_s: float
     open: bool = False  # slow start over: the path's rate, not the window, is the limit
     start_bits: float = 0.0  # the window the message started with
+
+    def continuation(self) -> Window:
+        """The window of a message queued behind one still in flight on the same
+        connection: not idle, so no restart; it goes on where that one stands."""
+        return Window(self.rtt_s, self.window_bits, self.cap_bits, self.window_bits,
+                      self.round_end_s, self.open, self.window_bits)
 
     def after(self, sent_bits: float) -> float:
         """The window once every segment sent is acknowledged: slow start adds one segment

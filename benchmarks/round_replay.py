@@ -1,0 +1,273 @@
+"""Whole rounds against real TCP: replay a simulated round's transfers over the delay line.
+
+The simulator runs a small scenario (5 clients on one server link of 20 Mbit/s, 40 ms
+round trip, real training) and records every message: client, direction, bytes, and when
+it was issued and delivered. The same messages then cross a real path: two network
+namespaces joined by the delay line of ``tcp_fidelity.py`` (each direction serialised at
+20 Mbit/s behind a one-BDP drop-tail buffer, held 20 ms). Each client has one persistent
+TCP connection (Cubic), opened when its first message is issued, as the simulator's
+``connections: persistent``.
+
+Timing is causal, not a fixed schedule: a message is issued after the last message of its
+client that had been delivered when the simulator issued it, by the same delay as in the
+simulation (device or server compute, queueing); a client's first message of a round
+follows the round's start by its simulated offset, and a round starts when the real
+previous one ended, plus the simulated aggregation. Compute is slept, not run, so only
+the network can make the real round differ. Printed per method and round: the real round
+time, the simulated one under ``tcp`` and under ``flow``, and their ratios.
+
+    python benchmarks/round_replay.py [--methods fedavg splitfed ecofed] [--rounds 2]
+
+Needs root, iproute2, gcc and /dev/net/tun (as ``tcp_fidelity.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import os
+import socket
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from tcp_fidelity import IP_SRV, NS_DEV, NS_SRV, Path_, Unavailable  # noqa: E402
+
+import ecofed_sim  # noqa: E402
+from ecofed_sim.scenario import scenario_from_dict  # noqa: E402
+from ecofed_sim.shipped import shipped  # noqa: E402
+
+RATE_MBPS, RTT_MS, CLIENTS, PORT = 20.0, 40.0, 5, 50079
+CLONE_NEWNET = 0x40000000
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def scenario(method: str, rounds: int, transport: str) -> dict:
+    """The quickstart's model and data on 5 clients behind one 20 Mbit/s server link."""
+    raw = yaml.safe_load(shipped()["quickstart"].read_text())
+    raw.update(rounds=rounds, name=f"replay-{method}")
+    raw["method"] = {"name": method, "split": 4}
+    if method == "fedavg":
+        raw["method"] = {"name": "fedavg"}
+    raw["data"]["partition"]["samples_per_client"] = 200
+    raw["population"] = {"clients": CLIENTS, "clients_per_round": CLIENTS, "devices": [
+        {"profile": "rpi4b", "count": CLIENTS,
+         "link": {"uplink_mbps": 10_000, "downlink_mbps": 10_000, "rtt_ms": RTT_MS}}]}
+    raw["server"]["link"] = {"ingress_mbps": RATE_MBPS, "egress_mbps": RATE_MBPS}
+    raw["network"] = {"transport": transport}
+    return raw
+
+
+@dataclass
+class Message:
+    index: int  # position in the client's sequence
+    direction: str
+    nbytes: int
+    sim_start_s: float
+    sim_end_s: float
+    after: int | None  # the message it follows (None: the round's start)
+    delay_s: float  # after that message's delivery (or the round's start)
+    done: threading.Event = field(default_factory=threading.Event)
+    real_end_s: float = 0.0
+
+
+def client_messages(transfers, round_start_s: float) -> dict[int, list[Message]]:
+    """Each client's messages in issue order, each tied to its causal predecessor."""
+    out: dict[int, list[Message]] = {}
+    per_message = transfers.groupby("message_id").agg(
+        client=("client", "first"), direction=("direction", "first"),
+        nbytes=("payload_bytes", "sum"), start=("t_start_s", "first"),
+        end=("t_end_s", "first")).sort_values(["start", "message_id"])
+    for client, rows in per_message.groupby("client", sort=True):
+        msgs: list[Message] = []
+        for i, row in enumerate(rows.itertuples()):
+            done = [m for m in msgs if m.sim_end_s <= row.start]
+            prev = max(done, key=lambda m: m.sim_end_s) if done else None
+            ref = prev.sim_end_s if prev else round_start_s
+            msgs.append(Message(i, row.direction, int(row.nbytes), row.start, row.end,
+                                prev.index if prev else None, row.start - ref))
+        out[int(client)] = msgs
+    return out
+
+
+def in_namespace(name: str):
+    """Switch this thread's network namespace; returns the previous one's fd."""
+    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    target = os.open(f"/var/run/netns/{name}", os.O_RDONLY)
+    if _libc.setns(target, CLONE_NEWNET) != 0:
+        raise OSError(ctypes.get_errno(), f"setns {name}")
+    os.close(target)
+    return own
+
+
+def back(own: int) -> None:
+    _libc.setns(own, CLONE_NEWNET)
+    os.close(own)
+
+
+def cubic_socket() -> socket.socket:
+    s = socket.socket()
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, b"cubic")
+    return s
+
+
+def recv_exact(conn: socket.socket, n: int) -> None:
+    while n > 0:
+        chunk = conn.recv(min(1 << 20, n))
+        if not chunk:
+            raise ConnectionError("peer closed early")
+        n -= len(chunk)
+
+
+class Connections:
+    """One persistent connection per client, opened on its first message."""
+
+    def __init__(self) -> None:
+        own = in_namespace(NS_SRV)
+        self.listener = cubic_socket()
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind((IP_SRV, PORT))
+        self.listener.listen(CLIENTS)
+        back(own)
+        self.pairs: dict[int, tuple[socket.socket, socket.socket]] = {}
+        self.ready: dict[int, threading.Event] = {c: threading.Event() for c in range(CLIENTS)}
+        self._accepted: dict[int, socket.socket] = {}  # by the device's port
+        self._cv = threading.Condition()
+
+    def open(self, client: int) -> None:
+        """Connect from the device's namespace; clients connecting at the same moment
+        each find their own accepted socket by port."""
+        own = in_namespace(NS_DEV)
+        dev = cubic_socket()
+        back(own)
+        dev.connect((IP_SRV, PORT))
+        port = dev.getsockname()[1]
+        with self._cv:
+            while port not in self._accepted:
+                conn, (_, peer_port) = self.listener.accept()
+                self._accepted[peer_port] = conn
+                self._cv.notify_all()
+            srv = self._accepted.pop(port)
+        for s in (dev, srv):
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.pairs[client] = (dev, srv)
+        self.ready[client].set()
+
+    def ends(self, client: int, direction: str) -> tuple[socket.socket, socket.socket]:
+        self.ready[client].wait()
+        dev, srv = self.pairs[client]
+        return (dev, srv) if direction == "up" else (srv, dev)
+
+    def close(self) -> None:
+        for dev, srv in self.pairs.values():
+            dev.close()
+            srv.close()
+        self.listener.close()
+
+
+def replay_round(conns: Connections, msgs: dict[int, list[Message]], t0: float,
+                 first_round: bool) -> float:
+    """Send one round's messages for real; returns when the last one was delivered."""
+
+    def issue_time(client_msgs: list[Message], m: Message) -> float:
+        if m.after is None:
+            return t0 + m.delay_s
+        prev = client_msgs[m.after]
+        prev.done.wait()
+        return prev.real_end_s + m.delay_s
+
+    def sender(client: int, direction: str) -> None:
+        cm = msgs[client]
+        for m in (m for m in cm if m.direction == direction):
+            at = issue_time(cm, m)
+            time.sleep(max(0.0, at - time.monotonic()))
+            if first_round and m.index == 0:
+                conns.open(client)  # the handshake belongs to the first message
+            tx, _ = conns.ends(client, direction)
+            tx.sendall(b"x" * m.nbytes)
+
+    def receiver(client: int, direction: str) -> None:
+        for m in (m for m in msgs[client] if m.direction == direction):
+            _, rx = conns.ends(client, direction)
+            recv_exact(rx, m.nbytes)
+            m.real_end_s = time.monotonic()
+            m.done.set()
+
+    threads = [threading.Thread(target=f, args=(c, d), daemon=True)
+               for c in msgs for d in ("up", "down") for f in (sender, receiver)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=600)
+    return max(m.real_end_s for cm in msgs.values() for m in cm)
+
+
+def simulate(method: str, rounds: int, transport: str):
+    raw = scenario(method, rounds, transport)
+    return ecofed_sim.run(scenario_from_dict(raw, f"{raw['name']}.yaml"),
+                          source=f"{raw['name']}.yaml", base_dir=None)
+
+
+def replay(method: str, rounds: int, out=print) -> list[dict]:
+    tcp, flow = simulate(method, rounds, "tcp"), simulate(method, rounds, "flow")
+    conns = Connections()
+    rows, t0, last_sim_end = [], time.monotonic() + 0.2, None
+    real_end = t0
+    try:
+        for r, rnd in tcp.rounds.iterrows():
+            start_s = rnd.sim_time_s - rnd.round_time_s
+            if last_sim_end is not None:  # aggregation and the rest, as simulated
+                t0 = real_end + (start_s - last_sim_end)
+            msgs = client_messages(tcp.transfers[tcp.transfers["round"] == r], start_s)
+            if not msgs:
+                out(f"{method:<9} round {r}: no messages (nothing crosses the network)")
+                continue
+            real_end = replay_round(conns, msgs, t0, first_round=r == 0)
+            last_sim_end = tcp.transfers[tcp.transfers["round"] == r].t_end_s.max()
+            real_s, sim_tcp_s = real_end - t0, last_sim_end - start_s
+            f = flow.rounds.iloc[r]
+            f_end = flow.transfers[flow.transfers["round"] == r].t_end_s.max()
+            sim_flow_s = f_end - (f.sim_time_s - f.round_time_s)
+            rows.append({"method": method, "round": r, "real_s": real_s, "tcp_s": sim_tcp_s,
+                         "flow_s": sim_flow_s, "tcp_ratio": sim_tcp_s / real_s,
+                         "flow_ratio": sim_flow_s / real_s,
+                         "messages": int(sum(len(v) for v in msgs.values()))})
+            out(f"{method:<9} round {r}: {rows[-1]['messages']:>4} messages  real "
+                f"{real_s:8.3f} s  tcp {sim_tcp_s:8.3f} s ({sim_tcp_s / real_s:5.2f}x)  "
+                f"flow {sim_flow_s:8.3f} s ({sim_flow_s / real_s:5.2f}x)")
+    finally:
+        conns.close()
+    return rows
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--methods", nargs="+", default=["fedavg", "splitfed", "ecofed"])
+    p.add_argument("--rounds", type=int, default=2)
+    args = p.parse_args()
+    started = time.time()
+    rows = []
+    for method in args.methods:
+        try:
+            path = Path_(RATE_MBPS, RTT_MS)
+        except Unavailable as err:
+            sys.exit(f"skipped: {err}")
+        try:
+            rows += replay(method, args.rounds)
+        finally:
+            path.teardown()
+    for model in ("tcp", "flow"):
+        worst = max(rows, key=lambda r: abs(r[f"{model}_ratio"] - 1))
+        within = sum(abs(r[f"{model}_ratio"] - 1) <= 0.05 for r in rows)
+        print(f"{model:>4}: {within}/{len(rows)} rounds within 5%; worst "
+              f"{worst[f'{model}_ratio']:.2f}x ({worst['method']} round {worst['round']})")
+    print(f"{len(rows)} rounds in {time.time() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
