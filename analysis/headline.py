@@ -3,10 +3,11 @@ space the paper's figures (21x and 2.86x faster, 133x and 16x less traffic than 
 and vanilla DPFL) are reached.
 
 Runs (or resumes) scenarios/sweeps/paper_headline.yaml: VGG11 at the paper's setup, four
-methods x four device mixes x seven uplinks (1-100 Mbit/s). Each method trains once; the
-other 27 points per method are re-simulated. Ratios are at equal rounds (per-round time
-and traffic are stationary). Writes analysis/out/headline.csv, where_paper_figures.csv
-and figures under analysis/out/figures/.
+methods x four device mixes x seven uplinks (1-100 Mbit/s) x two transports (``tcp``, the
+default, and ``flow``). Each method trains once; the other 55 points per method are
+re-simulated. Ratios are at equal rounds (per-round time and traffic are stationary).
+Writes analysis/out/headline.csv, where_paper_figures.csv (both per transport) and
+figures under analysis/out/figures/ (``tcp``, and how the factors move under ``flow``).
 
     python analysis/headline.py [--workers 2]      # ~25 min on 2 cores, resumable
 """
@@ -14,6 +15,8 @@ and figures under analysis/out/figures/.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import itertools
 import sys
 from pathlib import Path
 
@@ -34,14 +37,14 @@ CLAIMS = [  # (quantity, baseline, paper's factor)
 
 
 def ratios(metrics: pd.DataFrame) -> pd.DataFrame:
-    """One row per (devices, uplink): per-round time of each method and EcoFed's factors."""
+    """One row per (transport, devices, uplink): per-round time of each method and
+    EcoFed's factors."""
     m = metrics.assign(uplink_mbps=metrics.uplink_mbps.astype(float))
     per_round = m.assign(round_time_s=m.total_sim_time_s / m.rounds,
                          mib_per_round=m.total_bytes / m.rounds / 2**20)
-    time = per_round.pivot_table(index=["devices", "uplink_mbps"], columns="method",
-                                 values="round_time_s")
-    traffic = per_round.pivot_table(index=["devices", "uplink_mbps"], columns="method",
-                                    values="mib_per_round")
+    index = ["transport", "devices", "uplink_mbps"]
+    time = per_round.pivot_table(index=index, columns="method", values="round_time_s")
+    traffic = per_round.pivot_table(index=index, columns="method", values="mib_per_round")
     out = time.add_suffix("_round_time_s").join(traffic.add_suffix("_mib_per_round"))
     for base in ("fedavg", "splitfed", "local_loss"):
         out[f"speedup_vs_{base}"] = time[base] / time["ecofed"]
@@ -51,12 +54,14 @@ def ratios(metrics: pd.DataFrame) -> pd.DataFrame:
 
 def where_reached(table: pd.DataFrame) -> pd.DataFrame:
     rows = []
-    for quantity, base, claim in CLAIMS:
+    for (transport, part), (quantity, base, claim) in itertools.product(
+            table.groupby("transport", sort=False), CLAIMS):
         col = f"{quantity}_vs_{base}"
-        hit = table[table[col] >= claim]
-        rows.append({"claim": f"{claim:g}x {quantity.replace('_', ' ')} vs {base}",
-                     "simulated_min": table[col].min(), "simulated_max": table[col].max(),
-                     "points_reaching": f"{len(hit)} of {len(table)}",
+        hit = part[part[col] >= claim]
+        rows.append({"transport": transport,
+                     "claim": f"{claim:g}x {quantity.replace('_', ' ')} vs {base}",
+                     "simulated_min": part[col].min(), "simulated_max": part[col].max(),
+                     "points_reaching": f"{len(hit)} of {len(part)}",
                      "where": "; ".join(f"{d} @ {u:g} Mbit/s" for d, u in
                                         zip(hit.devices, hit.uplink_mbps, strict=True))
                      or "nowhere"})
@@ -105,6 +110,34 @@ def round_times(table: pd.DataFrame, out: Path, devices: str = "5x rpi4b") -> li
         return save(fig, out / "round_time_vs_uplink", ["png", "pdf"])
 
 
+def transport_shift(table: pd.DataFrame, out: Path, devices: str = "5x rpi4b") -> list[Path]:
+    """EcoFed's factors under the tcp transport (solid) and the flow model (dashed)."""
+    df = table[table.devices == devices]
+    with figure_style("paper"):
+        fig, axes = plt.subplots(1, 2, figsize=(6.8, 2.6))
+        for ax, base in zip(axes, ("fedavg", "splitfed"), strict=True):
+            for transport, dash in (("tcp", "-"), ("flow", "--")):
+                part = df[df.transport == transport]
+                ax.plot(part.uplink_mbps, part[f"speedup_vs_{base}"], linestyle=dash,
+                        marker="o", color=OKABE_ITO[0 if transport == "tcp" else 1],
+                        label=f"{transport} transport")
+            ax.set_xscale("log")
+            ax.xaxis.set_major_formatter(ScalarFormatter())
+            ax.xaxis.set_minor_formatter(NullFormatter())
+            ax.set_xlabel("Device uplink (Mbit/s)")
+            ax.set_title(f"EcoFed vs {style(base)['label']}, {devices}", fontsize=8)
+        axes[0].set_ylabel("Speed-up of EcoFed (x)")
+        axes[1].legend(frameon=False, fontsize=6)
+        return save(fig, out / "speedup_tcp_vs_flow", ["png", "pdf"])
+
+
+def only_transport(rs, transport: str):
+    """The result set restricted to one transport (never averaged across them)."""
+    keep = rs.metrics.transport == transport
+    return dataclasses.replace(rs, metrics=rs.metrics[keep],
+                               params=[p for p in rs.params if p != "transport"])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=2)
@@ -121,20 +154,22 @@ def main() -> int:
     reached = where_reached(table)
     reached.to_csv(args.out / "where_paper_figures.csv", index=False, float_format="%.4g")
     figures = args.out / "figures"
-    paths = speedup_lines(table, figures) + round_times(table, figures)
+    tcp = table[table.transport == "tcp"]
+    paths = (speedup_lines(tcp, figures) + round_times(tcp, figures)
+             + transport_shift(table, figures))
     for base in ("fedavg", "splitfed"):
         with figure_style("paper"):
-            built = heatmap(rs, "paper", baseline=base, method="ecofed",
-                            axes=["devices", "uplink_mbps"])
+            built = heatmap(only_transport(rs, "tcp"), "paper", baseline=base,
+                            method="ecofed", axes=["devices", "uplink_mbps"])
             for suffix, fig in built.items():
                 paths += save(fig, figures / f"heatmap_ecofed_vs_{base}{suffix}",
                               ["png", "pdf"])
-    cols = ["devices", "uplink_mbps", "speedup_vs_fedavg", "speedup_vs_splitfed",
+    cols = ["transport", "devices", "uplink_mbps", "speedup_vs_fedavg", "speedup_vs_splitfed",
             "comm_reduction_vs_fedavg", "comm_reduction_vs_splitfed"]
     print(table[cols].to_string(index=False, float_format=lambda v: f"{v:.3g}"))
     print()
-    print(reached[["claim", "simulated_min", "simulated_max", "points_reaching"]].to_string(
-        index=False, float_format=lambda v: f"{v:.3g}"))
+    shown = ["transport", "claim", "simulated_min", "simulated_max", "points_reaching"]
+    print(reached[shown].to_string(index=False, float_format=lambda v: f"{v:.3g}"))
     print("wrote", args.out / "headline.csv", args.out / "where_paper_figures.csv",
           *map(str, paths), sep="\n  ")
     return 0

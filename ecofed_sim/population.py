@@ -68,6 +68,7 @@ def make_link(name: str, spec, index_in_class: int, seed: int, device_index: int
     link = DeviceLink.from_mbps(name, up, down, one_way_ms(spec))
     link.rtt_s = round_trip_ms(spec) / 1e3
     link.loss_rate = getattr(spec, "loss_rate", 0.0)
+    link.buffer_bytes = getattr(spec, "buffer_bytes", None)
     link.jitter_s = getattr(spec, "latency_jitter_ms", 0.0) / 1e3
     link.set_burst(getattr(spec, "burst_bytes", 0.0))
     link.rng = np_rng(seed, JITTER, device_index)

@@ -158,6 +158,9 @@ class LinkProfile(StrictModel):
     """round-trip time, ms (default: twice latency_ms)"""
     loss_rate: float = Field(0.0, ge=0, le=0.5, json_schema_extra={"timing_only": True})
     """chance that a segment is lost at random (tcp transport)"""
+    buffer_bytes: float | None = Field(None, gt=0, le=2**34,
+                                       json_schema_extra={"timing_only": True})
+    """drop-tail buffer at the bottleneck, bytes (tcp transport; default one BDP)"""
     source: str = ""
     """where the figures come from"""
 

@@ -54,18 +54,58 @@ def _two_messages(gap_s: float) -> float:
 
 
 def test_idle_longer_than_the_rto_halves_the_window():
-    # The first message's 70 segments, all acknowledged, grew the window from 10 to 80
-    # segments (968,960 bits); its last bit left at 0.34736. RTO = RTT + 200 ms = 0.3 s.
-    # Gap 0.5: idle = 0.55 > RTO: halved once (0.55 - 0.3 = 0.25 > 0), to 40 segments.
+    # The first message (handshake 0.1, rounds of 1, 2 and 4 IW from 0.15) ends at
+    # 0.39736. Its 70 segments, all acknowledged, grew the window from 10 to 80 segments
+    # (968,960 bits). Its last round's window (484,480 bits, under the default buffer of
+    # one BDP, 1,000,000 bits) left as one burst: the smoothed RTT is 0.1 + 484,480 / 20e6
+    # = 0.124224, so RTO = 0.324224, and the last segment was sent at 0.39736 - 0.05 -
+    # 0.048448 = 0.298912.
+    # Gap 0.5: idle 0.598448 > RTO: halved once (0.274224 > 0), to 40 segments.
     # Round 0 sends 484,480 bits, waits to 0.1; round 1: the last 352,480 bits take
     # 0.035248. Plus one way 0.05.
     assert _two_messages(0.5) == pytest.approx(0.05 + 0.1 + 0.035248, abs=1e-12)
-    # Gap 0.2: idle 0.25 < RTO: the window stays at 80 segments, more than the message:
-    # it goes at the rate, 836,960 bits in 0.083696.
+    # Gap 0.2: idle 0.298448 < RTO: the window stays at 80 segments, more than the
+    # message: it goes at the rate, 836,960 bits in 0.083696.
     assert _two_messages(0.2) == pytest.approx(0.05 + 0.083696, abs=1e-12)
-    # Gap 1.0: idle 1.05: halved three times (0.75, 0.45, 0.15 > 0), floored at IW.
+    # Gap 1.0: idle 1.098448: halved three times (0.774, 0.450, 0.126 > 0), floored at IW.
     # Round 0: IW, to 0.1; round 1: 2 IW, to 0.2; round 2: the last 473,600 bits.
     assert _two_messages(1.0) == pytest.approx(0.05 + 0.2 + 0.04736, abs=1e-12)
+
+
+def _warm_pair(buffer_bytes: float | None) -> float:
+    """On an open connection, 100 KB, 0.5 s idle, 100 KB again: the second's duration."""
+    env = simpy.Environment()
+    net = Network(env, Capacity("in", 1e9), Capacity("out", 1e9), tcp=TcpParams())
+    link = DeviceLink.from_mbps("d", 10, 10, 50)
+    link.buffer_bytes = buffer_bytes
+    link.connection.open = True
+    link.connection.window_bits["up"] = 3 * 2**20 * 8
+    link.connection.last_send_end_s["up"] = 0.0
+    out = []
+
+    def play():
+        yield from net.transfer(link, "up", 100_000)
+        yield env.timeout(0.5)
+        t0 = env.now
+        yield from net.transfer(link, "up", 100_000)
+        out.append(env.now - t0)
+
+    env.run(until=env.process(play()))
+    return out[0]
+
+
+def test_the_window_never_outgrows_what_the_path_and_its_buffer_hold():
+    # A 12,500-byte buffer (100,000 bits) on a path holding 1,000,000: the window is capped
+    # at 1,100,000 bits. The first message (836,960 bits) goes at the rate and ends at
+    # 0.133696; its burst waited at most the buffer, so the smoothed RTT is
+    # 0.1 + 100,000 / 20e6 = 0.105 (RTO 0.305) and its last segment left at
+    # 0.133696 - 0.05 - 0.01 = 0.073696. Idle 0.56: halved once, to 550,000 bits. Round 0
+    # sends those (0.055 s) and waits to 0.1; round 1 (1,100,000, capped) sends the other
+    # 286,960 bits in 0.028696. Plus one way 0.05.
+    assert _warm_pair(12_500) == pytest.approx(0.05 + 0.1 + 0.028696, abs=1e-12)
+    # The default buffer, one BDP: a 2,000,000-bit cap, RTO 0.1 + 0.041848 + 0.2, last
+    # send at 0; idle 0.633696 halves once to 1,000,000 bits, which covers the message
+    assert _warm_pair(None) == pytest.approx(0.05 + 0.083696, abs=1e-12)
 
 
 def test_without_restart_after_idle_the_window_survives_a_long_gap():

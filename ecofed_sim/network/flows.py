@@ -106,7 +106,11 @@ class DeviceLink:
     rtt_s: float | None = None  # round-trip time (default: twice the one-way latency)
     connection: Connection = field(default_factory=Connection)  # TCP state
     loss_rate: float = 0.0  # chance a segment is lost (TCP transport: caps a flow's rate)
+    buffer_bytes: float | None = None  # bottleneck drop-tail buffer (None: one BDP, >= 64 pkts)
     _loss_caps: dict = field(default_factory=dict)  # direction -> Capacity of that cap
+
+    def side(self, direction: str) -> Capacity:
+        return self.up if direction == "up" else self.down
 
     def loss_cap(self, direction: str, tcp: TcpParams) -> tuple[Capacity, ...]:
         """The random-loss rate cap of one direction, as one more constraint its flows
@@ -115,8 +119,7 @@ class DeviceLink:
         if math.isinf(rate_bps):
             return ()
         if direction not in self._loss_caps:
-            side = self.up if direction == "up" else self.down
-            self._loss_caps[direction] = Capacity(f"{side.name}/loss", rate_bps)
+            self._loss_caps[direction] = Capacity(f"{self.side(direction).name}/loss", rate_bps)
         return (self._loss_caps[direction],)
 
     @property
@@ -199,8 +202,10 @@ class Network:
             conn.last_send_end_s[direction] = self.env.now
         window = conn.window_bits.setdefault(direction, tcp.initial_window_bits)
         idle_s = self.env.now - conn.last_send_end_s.get(direction, self.env.now)
-        window = tcp.restart_window_bits(window, idle_s, rtt_s)
-        cap = tcp.receive_window_bytes * BITS_PER_BYTE
+        window = tcp.restart_window_bits(window, idle_s, conn.srtt_s.get(direction, rtt_s))
+        rate_bps = self._path_rate_bps(link, direction)  # the path holds BDP plus buffer
+        pipe_bits = rate_bps * rtt_s + tcp.buffer_bits(rate_bps, rtt_s, link.buffer_bytes)
+        cap = min(tcp.receive_window_bytes * BITS_PER_BYTE, pipe_bits)
         start = min(window, cap)
         return Window(rtt_s, start, cap, start, self.env.now + rtt_s, start_bits=start)
 
@@ -276,8 +281,19 @@ class Network:
         link.connection.window_bits[direction] = flow.window.after(sent * seg)
         conn = link.connection
         conn.segments_sent[direction] = conn.segments_sent.get(direction, 0.0) + sent
-        # the sender's last send: the last bit left one one-way delay before it arrived
-        link.connection.last_send_end_s[direction] = self.env.now - link.latency_s
+        # the last window left as one burst and queued at the bottleneck: its mean wait
+        # enters the smoothed RTT, and its last segment was sent a whole burst before
+        # it left the buffer, one one-way delay before it arrived
+        rate_bps = self._path_rate_bps(link, direction)
+        burst_bits = min(flow.window.window_bits, flow.total_bits, self.tcp.buffer_bits(
+            rate_bps, link.round_trip_s, link.buffer_bytes))
+        conn.srtt_s[direction] = link.round_trip_s + burst_bits / (2 * rate_bps)
+        conn.last_send_end_s[direction] = self.env.now - link.latency_s - burst_bits / rate_bps
+
+    def _path_rate_bps(self, link: DeviceLink, direction: str) -> float:
+        """The slowest capacity on a message's path: where its queue builds."""
+        server = self.server_in if direction == "up" else self.server_out
+        return min(link.side(direction).rate_bps, server.rate_bps)
 
     def _remove(self, flow: Flow) -> None:
         """Take a flow off the network mid-way; the others' rates are recomputed."""

@@ -17,6 +17,15 @@ adds the window:
 - after an idle period longer than the RTO, the window is halved once per RTO elapsed,
   down to the initial window (Linux ``tcp_cwnd_restart``). The RTO of a steady path is
   RTT + 200 ms (Linux: ``srtt + max(rttvar, TCP_RTO_MIN)``, ``TCP_RTO_MIN`` = 200 ms);
+- the bottleneck has a drop-tail buffer (``link.buffer_bytes``; default one bandwidth-delay
+  product, the rule of thumb of Villamizar and Song, "High performance TCP in ANSNET",
+  CCR 1994, and at least 64 full-size packets). A loss-based congestion control (Cubic,
+  Reno) cannot keep a window larger than the path holds, the bandwidth-delay product plus
+  the buffer: the window is capped there. A window leaves the sender as one burst (Cubic
+  is not paced), so its last segment waits behind the whole burst in the buffer: the
+  connection's smoothed RTT is taken as RTT + burst / (2 rate) (the mean over the
+  burst's segments), which sets the RTO for restart after idle, and its last send is
+  when the burst's last segment entered the buffer;
 - each segment of ``mss_bytes`` payload carries ``header_bytes`` of headers on the wire
   (Ethernet 14 + IPv4 20 + TCP 20 + timestamps 12 = 66 for MSS 1448 at MTU 1500);
 - random loss on a link (``loss_rate``, the chance that a segment is lost) follows the
@@ -64,6 +73,17 @@ class TcpParams:
             return 0.0
         return payload_bytes + math.ceil(payload_bytes / self.mss_bytes) * self.header_bytes
 
+    @property
+    def min_buffer_bits(self) -> int:
+        return 64 * self.segment_bits
+
+    def buffer_bits(self, rate_bps: float, rtt_s: float, buffer_bytes: float | None) -> float:
+        """The bottleneck's drop-tail buffer: as given, else one bandwidth-delay product,
+        at least 64 full-size packets."""
+        if buffer_bytes is not None:
+            return buffer_bytes * BITS_PER_BYTE
+        return max(rate_bps * rtt_s, self.min_buffer_bits)
+
     def rto_s(self, rtt_s: float) -> float:
         return rtt_s + self.min_rto_ms / 1e3
 
@@ -107,6 +127,7 @@ class Connection:
     last_send_end_s: dict[str, float] = field(default_factory=dict)
     segments_sent: dict[str, float] = field(default_factory=dict)  # since it opened
     sending: dict[str, object] = field(default_factory=dict)  # the latest flow in flight
+    srtt_s: dict[str, float] = field(default_factory=dict)  # with the queue its bursts made
 
 
 @dataclass(eq=False)
