@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from ecofed_sim.codecs import CodecSpec, make_codec, pack_bits, unpack_bits
+from ecofed_sim.codecs import CodecSpec, make_codec, pack_bits, payload_bytes_for, unpack_bits
 
 X = torch.relu(torch.randn(10, 16, 8, 8, generator=torch.Generator().manual_seed(0)))
 SIGNED = torch.randn(10, 16, 8, 8, generator=torch.Generator().manual_seed(1))
@@ -101,3 +101,16 @@ def test_topk_keeps_largest_and_counts_positions(index, fraction):
     assert int(kept.sum()) == k
     assert SIGNED[kept].abs().min() >= SIGNED[~kept].abs().max()
     torch.testing.assert_close(codec.decode(enc.stored), enc.decoded)
+
+
+@pytest.mark.parametrize("bits", range(2, 8))
+def test_codes_that_do_not_fill_whole_bytes_round_up(bits):
+    """3 x 7 x 11 = 231 codes: 231 x bits is a whole number of bytes for no bits < 8, so a
+    size rounded down (or from numel x bits // 8) would be one byte short."""
+    shape = (3, 7, 11)
+    assert 231 * bits % 8
+    spec = CodecSpec(kind="uniform", bits=bits, scheme="symmetric")
+    expected = -(-231 * bits // 8) + 4  # ceil, plus one fp32 scale
+    x = torch.linspace(-1, 1, 231).reshape(shape)
+    assert make_codec(spec).encode(x).payload_bytes == expected
+    assert payload_bytes_for(spec, shape) == expected

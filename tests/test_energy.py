@@ -37,3 +37,33 @@ def test_idle_waiting_is_charged_at_idle_power():
     out = device_energy(spans, P)
     assert out == {"compute_j": 18.0, "transmit_j": 0.0, "receive_j": 0.0, "idle_j": 6.0,
                    "energy_j": 24.0}
+
+
+def test_offline_spans_draw_nothing():
+    class P:
+        idle, compute, transmit, receive = 1.0, 10.0, 3.0, 2.0
+
+    spans = [{"state": "compute", "t_start_s": 0.0, "t_end_s": 0.5},
+             {"state": "offline", "t_start_s": 0.5, "t_end_s": 100.0}]
+    assert device_energy(spans, P)["energy_j"] == 5.0
+
+
+def test_a_device_that_drops_out_is_charged_only_until_it_drops(tiny_dir):
+    """Client 1 goes offline half-way through the download of the weights (sent at 2
+    Mbit/s, one way 10 ms): it is charged receive power until then, nothing after, while
+    client 0 finishes the round and waits, idle, for nobody."""
+    profile = {**UNIT_DEVICE, "name": "unit_dev_power", "power_w": POWER}
+    (tiny_dir / "profiles" / "unit_dev_power.yaml").write_text(yaml.safe_dump(profile))
+    download_s = 0.010 + TINY_MODEL_PARAMS * 4 * 8 / 2e6
+    drop_s = download_s / 2
+    (tiny_dir / "onoff.csv").write_text(f"client,online_s,offline_s\n0,0,1e6\n"
+                                        f"1,0,{drop_s!r}\n")
+    raw = tiny(rounds=1, **{"population.devices.0.profile": "unit_dev_power",
+                            "population.availability_trace": "onoff.csv",
+                            "population.availability_trace_loop": False})
+    res = run_dict(raw, tiny_dir)
+    assert res.rounds.dropped.iloc[0] == 1
+    dropped = res.participation.query("outcome == 'dropped'").iloc[0]
+    row = res.energy[res.energy.device == dropped.device].iloc[0]
+    assert row.energy_j == pytest.approx(drop_s * POWER["receive"], rel=1e-12)
+    assert row.receive_j == pytest.approx(drop_s * POWER["receive"], rel=1e-12)

@@ -106,3 +106,59 @@ def test_transfers_finish_at_large_clock_values(start_s):
         for i, link in enumerate(links):  # independent links: each at its own rate
             expected = start_s + sizes[i] * 8 / link.up.rate_bps
             assert ends[i] == pytest.approx(expected, rel=1e-12, abs=64 * math.ulp(start_s))
+
+
+def test_a_flow_cut_mid_way_frees_its_share_for_the_others():
+    """Server ingress 4 Mbit/s shared by A and B (1 MB each, 2 Mbit/s each). A is cut at
+    t = 1 s, having sent 2e6 of its 8e6 bits; B then has the whole 4 Mbit/s for its last
+    6e6 bits: it ends at 1 + 1.5 = 2.5 s (at 4.0 s if A's share were not given back)."""
+    env = simpy.Environment()
+    net = Network(env, Capacity("in", 4e6), Capacity("out", 1e9))
+    a, b = DeviceLink.from_mbps("a", 10, 10, 0), DeviceLink.from_mbps("b", 10, 10, 0)
+    got: dict[str, float] = {}
+
+    def sender(name, link):
+        try:
+            yield from net.transfer(link, "up", 1_000_000)
+            got[name] = env.now
+        except simpy.Interrupt as cut:
+            got[f"{name}_delivered"] = cut.delivered_fraction
+
+    proc_a = env.process(sender("a", a))
+    env.process(sender("b", b))
+
+    def cutter():
+        yield env.timeout(1.0)
+        proc_a.interrupt("round closed")
+
+    env.process(cutter())
+    env.run()
+    assert got == {"a_delivered": pytest.approx(0.25, rel=1e-12),
+                   "b": pytest.approx(2.5, rel=1e-12)}
+    assert net.flows == []
+
+
+def test_jitter_stays_within_its_range_and_fills_it():
+    import numpy as np
+
+    link = DeviceLink.from_mbps("a", 10, 10, latency_ms=20)
+    link.jitter_s, link.rng = 0.005, np.random.default_rng(7)
+    delays = np.array([link.delay_s() for _ in range(20_000)])
+    assert delays.min() >= 0.020 and delays.max() <= 0.025  # uniform in [0, jitter]
+    assert delays.max() > 0.0249 and delays.min() < 0.0201  # and all of it
+    assert delays.mean() == pytest.approx(0.0225, abs=5e-5)
+
+
+def test_scenario_jitter_bounds_every_transfer(tiny_dir):
+    from conftest import tiny
+    from helpers import run_dict
+
+    # 2 clients x 2 rounds: the weights down at 2 Mbit/s and up at 0.5 Mbit/s (server
+    # ingress 1 Mbit/s, shared), each after 10 ms plus up to 4 ms of jitter
+    raw = tiny(**{"population.devices.0.link.latency_jitter_ms": 4.0})
+    base = run_dict(tiny(), tiny_dir).transfers
+    jit = run_dict(raw, tiny_dir).transfers
+    extra = (jit.t_end_s - jit.t_start_s) - (base.t_end_s - base.t_start_s)
+    downs = jit.direction == "down"
+    assert (extra[downs] >= -1e-12).all() and (extra[downs] <= 0.004 + 1e-12).all()
+    assert extra[downs].max() > 0

@@ -35,3 +35,21 @@ def test_training_changes_the_model_and_fedavg_learns(tiny_dir):
                             "data.synthetic.test_samples": 200})
     res = run_dict(raw, tiny_dir)
     assert res.rounds.test_accuracy.iloc[-1] >= 0.9  # two learnable synthetic classes
+
+
+@pytest.mark.parametrize("split", [2, 5])
+def test_splitfed_v1_matches_fedavg_with_clients_of_unequal_size(tiny_dir, split):
+    """Both weight device updates by sample count: with equal-sized clients an equal
+    weighting would pass the oracle above, so here the clients differ in size."""
+    from ecofed_sim.prepare import prepare
+    from ecofed_sim.scenario import scenario_from_dict
+
+    unequal = {"data.partition": {"kind": "dirichlet", "alpha": 0.3, "min_samples": 5},
+               "data.synthetic.train_samples": 60, "rounds": 2}
+    prep = prepare(scenario_from_dict(tiny(**unequal), "tiny.yaml"), "tiny.yaml", tiny_dir)
+    sizes = [len(ix) for ix in prep.client_indices]
+    assert len(set(sizes)) > 1 and max(sizes) >= 1.5 * min(sizes), sizes
+    fedavg = final_state(tiny(**unequal), tiny_dir)
+    split_fl = final_state(tiny(**unequal, method={"name": "splitfed", "split": split}),
+                           tiny_dir)
+    assert_same_state(fedavg, split_fl)
