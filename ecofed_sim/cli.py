@@ -325,17 +325,20 @@ def cmd_layers(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from ecofed_sim.methods import REGISTRY
-    from ecofed_sim.models import ZOO
-    from ecofed_sim.profiles import load_library
-    from ecofed_sim.scenario import DataSpec
+    from ecofed_sim.profiles import load_library, round_trip_ms  # torch-free: answers fast
 
     if args.what == "models":
+        from ecofed_sim.models import ZOO
+
         rows = list(ZOO)
     elif args.what == "methods":
+        from ecofed_sim.methods import REGISTRY
+
         rows = [f"{n:<12} {_first_line(sys.modules[m.__module__].__doc__)}"
                 for n, m in REGISTRY.items()]
     elif args.what == "datasets":
+        from ecofed_sim.scenario import DataSpec
+
         rows = list(DataSpec.model_fields["dataset"].annotation.__args__)
     elif args.what == "profiles":
         lib = load_library()
@@ -345,8 +348,6 @@ def cmd_list(args: argparse.Namespace) -> int:
 
         rows = [f"{n:<26} {describe(p)}\n{'':<26} {p}" for n, p in shipped().items()]
     else:
-        from ecofed_sim.population import round_trip_ms
-
         lib = load_library()
         rows = [f"{n:<10} up {link.uplink_mbps:>7g} Mbps  down {link.downlink_mbps:>7g} Mbps  "
                 f"RTT {round_trip_ms(link):>4g} ms  {link.source}"

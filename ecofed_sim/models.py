@@ -15,8 +15,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-LAYER_KINDS = ("conv", "linear", "norm", "pool", "act")
-"""Kinds of leaf work a compute profile can price separately."""
+from ecofed_sim.profiles import LAYER_KINDS  # noqa: F401 - re-exported: where users look
 
 
 class Add(nn.Module):

@@ -30,7 +30,8 @@ from ecofed_sim.methods import REGISTRY
 from ecofed_sim.methods.base import Sketch
 from ecofed_sim.network import BITS_PER_BYTE, MBPS, wire_bytes
 from ecofed_sim.paths import scenario_path
-from ecofed_sim.population import class_counts, one_way_ms, resolve_link
+from ecofed_sim.population import class_counts, resolve_link
+from ecofed_sim.profiles import one_way_ms
 from ecofed_sim.traces import read_trace
 
 TRAIN_SIZES = {"cifar10": 50_000, "cifar100": 50_000, "mnist": 60_000,

@@ -15,7 +15,7 @@ from ecofed_sim.errors import ScenarioError
 from ecofed_sim.methods.base import Device
 from ecofed_sim.network import DeviceLink
 from ecofed_sim.paths import scenario_path
-from ecofed_sim.profiles import ProfileLibrary
+from ecofed_sim.profiles import ProfileLibrary, one_way_ms, round_trip_ms
 from ecofed_sim.seeding import BINDING, JITTER, SAMPLING, np_rng
 from ecofed_sim.traces import read_trace
 
@@ -40,17 +40,6 @@ def resolve_link(spec, library: ProfileLibrary, where: str):
                                 f"(accepted: {', '.join(sorted(library.links))})")
         return library.links[spec]
     return spec
-
-
-def round_trip_ms(spec) -> float:
-    """A link's round-trip time: ``rtt_ms`` if set, else twice the one-way latency."""
-    rtt_ms = getattr(spec, "rtt_ms", None)
-    return 2 * spec.latency_ms if rtt_ms is None else rtt_ms
-
-
-def one_way_ms(spec) -> float:
-    """A link's one-way latency: ``latency_ms`` if set, else half the round-trip time."""
-    return spec.latency_ms or round_trip_ms(spec) / 2
 
 
 def make_link(name: str, spec, index_in_class: int, seed: int, device_index: int,

@@ -21,13 +21,18 @@ import functools
 import os
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, PositiveFloat, ValidationError
 
 from ecofed_sim.errors import ScenarioError
-from ecofed_sim.models import LAYER_KINDS, LayerStats
 from ecofed_sim.strict import RateMbps, StrictModel, read_yaml
+
+if TYPE_CHECKING:  # torch-free at import: listing profiles must not load torch
+    from ecofed_sim.models import LayerStats
+
+LAYER_KINDS = ("conv", "linear", "norm", "pool", "act")
+"""Kinds of leaf work a compute profile can price separately."""
 
 SHIPPED_PROFILES_DIR = Path(str(resources.files("ecofed_sim") / "device_profiles"))
 LINKS_FILE = "links.yaml"
@@ -163,6 +168,17 @@ class LinkProfile(StrictModel):
     """drop-tail buffer at the bottleneck, bytes (tcp transport; default one BDP)"""
     source: str = ""
     """where the figures come from"""
+
+
+def round_trip_ms(spec) -> float:
+    """A link's round-trip time: ``rtt_ms`` if set, else twice the one-way latency."""
+    rtt_ms = getattr(spec, "rtt_ms", None)
+    return 2 * spec.latency_ms if rtt_ms is None else rtt_ms
+
+
+def one_way_ms(spec) -> float:
+    """A link's one-way latency: ``latency_ms`` if set, else half the round-trip time."""
+    return spec.latency_ms or round_trip_ms(spec) / 2
 
 
 class ProfileError(ValueError):

@@ -57,3 +57,20 @@ def test_shipped_profiles_load_and_cite_sources():
         assert link.source, name
     assert lib.devices["rpi4b"].pass_s("vgg11", STATS, 10, False) > \
         lib.devices["server_gpu"].pass_s("vgg11", STATS, 10, False)
+
+
+def test_help_and_listing_links_and_profiles_do_not_import_torch():
+    """They answer in a fraction of a second: torch (about 1 s to import) stays out."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from ecofed_sim.cli import main; main({args!r}); "
+            "assert 'torch' not in sys.modules and 'pandas' not in sys.modules")
+    for args in (["list", "links"], ["list", "profiles"], ["list", "scenarios"]):
+        done = subprocess.run([sys.executable, "-c", code.format(args=args)],
+                              capture_output=True, text=True)
+        assert done.returncode == 0, (args, done.stderr)
+    helped = subprocess.run([sys.executable, "-c", "import sys\nfrom ecofed_sim.cli import "
+                             "main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+                             "assert 'torch' not in sys.modules"], capture_output=True, text=True)
+    assert helped.returncode == 0, helped.stderr
