@@ -105,7 +105,24 @@ def check(sc: Scenario, source: str, base_dir: Path | None = None) -> Prepared:
         sc = planner.resolve(sc, planner.plan(checked))
         checked = Prepared(**{**checked.__dict__, "scenario": sc})
     _check_pretrain(sc, source, len(stats))
+    _check_dataset_files(sc, source, base_dir)
     return checked
+
+
+def _check_dataset_files(sc: Scenario, source: str, base_dir: Path | None) -> None:
+    """File datasets are present (unless they are to be downloaded first)."""
+    from ecofed_sim.data.files import FILE_DATASETS, check_files
+    from ecofed_sim.data.load import dataset_root
+
+    sections = [("data", sc.data)]
+    if uses_pretrained(sc) and sc.pretrain.dataset is not None:
+        sections.append(("pretrain.dataset", sc.pretrain.dataset))
+    for where, spec in sections:
+        if spec.dataset in FILE_DATASETS and not spec.download:
+            try:
+                check_files(spec.dataset, dataset_root(spec, base_dir))
+            except DatasetFilesError as err:
+                raise ScenarioError(f"{source}: {where}.root: {err}") from None
 
 
 MAX_DATA_BYTES = 2 * 2**30  # images are held as uint8; their statistics take 4x in float

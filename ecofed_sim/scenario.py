@@ -492,10 +492,29 @@ def _read_mapping(path: Path) -> dict:
     return raw
 
 
+PATH_FIELDS = frozenset({"root", "uplink_trace", "downlink_trace", "availability_trace",
+                         "profiles_dir", "checkpoint"})
+"""Fields that name files: relative to the scenario file when written there, relative to
+the working folder when given with ``--set`` (where the user typed them)."""
+
+
+def _from_working_folder(value: object, key: str) -> object:
+    """An override's relative paths, made absolute against the working folder."""
+    if isinstance(value, dict):
+        return {k: _from_working_folder(v, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_from_working_folder(v, key) for v in value]
+    if key in PATH_FIELDS and isinstance(value, str) and value and not Path(value).is_absolute():
+        return str(Path.cwd() / value)
+    return value
+
+
 def scenario_from_dict(raw: dict, source: str, overrides: list[str] = ()) -> Scenario:
+    """Validate a scenario mapping after its ``--set`` overrides (paths in those are
+    relative to the working folder)."""
     for text in overrides:
         parts, value = parse_override(text)
-        apply_override(raw, parts, value, text)
+        apply_override(raw, parts, _from_working_folder(value, parts[-1]), text)
     try:
         return Scenario.model_validate(raw)
     except ValidationError as err:

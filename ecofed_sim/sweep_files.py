@@ -15,10 +15,10 @@ import copy
 from collections.abc import Iterator
 from pathlib import Path
 
+from ecofed_sim.data.files import FILE_DATASETS
 from ecofed_sim.errors import ScenarioError
 
 SHIP_LIMIT_BYTES = 64 * 2**20
-FILE_DATASETS = ("cifar10", "cifar100", "mnist", "fashion_mnist")
 
 
 def _slots(raw: dict) -> Iterator[tuple[dict, str, str, str]]:

@@ -153,3 +153,54 @@ def test_dirichlet_honours_samples_per_client_as_the_mean():
     assert sum(len(p) for p in parts) == 200 and min(len(p) for p in parts) >= 2
     assert len(np.unique(np.concatenate(parts))) == 200
     assert len(set(map(len, parts))) > 1  # sizes still vary, as Dirichlet does
+
+
+def _mnist_files(folder, n_train: int = 12, n_test: int = 4) -> None:
+    rng = np.random.default_rng(3)
+    folder.mkdir(parents=True)
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        _write_idx(folder / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)),
+                   compress=prefix == "t10k")
+        _write_idx(folder / f"{prefix}-labels-idx1-ubyte", rng.integers(0, 10, n), False)
+
+
+def _mnist_scenario(directory, **data):
+    from conftest import tiny, write_scenario
+
+    raw = tiny(**{"data": {"dataset": "mnist", "test_samples": 4, **data},
+                  "model": {"name": "small_cnn"}, "population.clients": 2})
+    return write_scenario(directory, raw)
+
+
+def test_validate_reports_dataset_files_that_are_missing(tiny_dir, capsys):
+    from ecofed_sim.cli import main
+
+    path = _mnist_scenario(tiny_dir)
+    assert main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "data.root: " in err and "train-images-idx3-ubyte not found and 3 more" in err
+    assert str(tiny_dir / "data") in err  # the default root, next to the scenario
+
+
+def test_the_default_data_root_is_next_to_the_scenario_file(tiny_dir, tmp_path_factory,
+                                                              monkeypatch, capsys):
+    from ecofed_sim.cli import main
+
+    _mnist_files(tiny_dir / "data" / "mnist")
+    monkeypatch.chdir(tmp_path_factory.mktemp("elsewhere"))
+    assert main(["validate", str(_mnist_scenario(tiny_dir))]) == 0, capsys.readouterr().err
+
+
+def test_a_root_given_with_set_is_relative_to_the_working_folder(tiny_dir, tmp_path_factory,
+                                                                   monkeypatch, capsys):
+    from ecofed_sim.cli import main
+
+    cwd = tmp_path_factory.mktemp("cwd")
+    _mnist_files(cwd / "mine" / "mnist")
+    monkeypatch.chdir(cwd)
+    path = _mnist_scenario(tiny_dir)
+    assert main(["validate", str(path), "--set", "data.root=mine"]) == 0, \
+        capsys.readouterr().err
+    assert main(["validate", str(path), "--set", "data={dataset: mnist, root: mine, "
+                 "test_samples: 4}"]) == 0, capsys.readouterr().err

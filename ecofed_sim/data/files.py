@@ -57,6 +57,9 @@ URLS = {
 CIFAR_SAMPLE_BYTES = 3 * 32 * 32
 
 
+FILE_DATASETS = ("cifar10", "cifar100", "mnist", "fashion_mnist")
+
+
 class DatasetFilesError(FileNotFoundError):
     """Raised with a one-line message naming the missing or malformed file."""
 
@@ -239,6 +242,28 @@ def fetch(name: str, root: Path) -> None:
             download(url, md5, dest)
         if dest.name.endswith(".tar.gz"):
             extract(dest, target)
+
+
+def expected_files(name: str, root: Path) -> list[Path]:
+    """The files ``load_files`` reads for a dataset under ``root`` (none is opened)."""
+    if name == "cifar10":
+        folder = root / "cifar-10-batches-py"
+        return [folder / f"data_batch_{i}" for i in range(1, 6)] + [folder / "test_batch"]
+    if name == "cifar100":
+        return [root / "cifar-100-python" / part for part in ("train", "test")]
+    folder = _mnist_dir(root, name)
+    return [folder / f"{prefix}-{kind}-idx{n}-ubyte" for prefix in ("train", "t10k")
+            for kind, n in (("images", 3), ("labels", 1))]
+
+
+def check_files(name: str, root: Path) -> None:
+    """The dataset's files are all there (their content is checked when read)."""
+    missing = [p for p in expected_files(name, root)
+               if not (p.is_file() or p.with_name(p.name + ".gz").is_file())]
+    if missing:
+        more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+        raise DatasetFilesError(f"{missing[0]} not found{more} (the {name} files under "
+                                f"{root}; or set download: true)")
 
 
 def load_files(name: str, root: Path, download: bool = False) -> tuple[ImageSet, ImageSet]:

@@ -15,7 +15,10 @@ def load_dataset(spec, base_dir: Path | None = None) -> tuple[ImageSet, ImageSet
         return embedded.load_embedded_mnist(spec.test_samples, spec.split_seed)
     if spec.dataset == "synthetic":
         return synthetic.make_synthetic(spec.synthetic, spec.split_seed)
-    root = Path(spec.root) if spec.root else Path("data")
-    if base_dir is not None and not root.is_absolute() and spec.root:
-        root = base_dir / root
-    return files.load_files(spec.dataset, root, download=spec.download)
+    return files.load_files(spec.dataset, dataset_root(spec, base_dir), download=spec.download)
+
+
+def dataset_root(spec, base_dir: Path | None = None) -> Path:
+    """``data.root`` (default ``data``), relative to the scenario file's folder."""
+    root = Path(spec.root or "data")
+    return base_dir / root if base_dir is not None and not root.is_absolute() else root
