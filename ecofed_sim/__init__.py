@@ -3,13 +3,15 @@
 Real PyTorch training gives the accuracy; SimPy clocks driven by device profiles and a
 flow-level network model give the time and the bytes. See README.md.
 
-The names below are imported on first use (PEP 562), so that ``ecofed-sim --help`` and
-other commands that never train do not pay for importing torch and pandas.
+The names below are imported on first use, so that ``ecofed-sim --help`` and other
+commands that never train do not pay for importing torch and pandas.
 """
 
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import TYPE_CHECKING
 
 __version__ = "0.2.0"
@@ -22,6 +24,22 @@ if TYPE_CHECKING:
     from ecofed_sim.errors import ScenarioError
     from ecofed_sim.run import Results, run
     from ecofed_sim.scenario import Scenario, load_scenario
+
+
+class _Package(types.ModuleType):
+    """``ecofed_sim.run`` is the function, even after the submodule of the same name has
+    been imported (the import system would otherwise set the attribute to the module)."""
+
+    @property
+    def run(self):
+        return importlib.import_module("ecofed_sim.run").run
+
+    @run.setter
+    def run(self, _submodule) -> None:
+        pass
+
+
+sys.modules[__name__].__class__ = _Package
 
 
 def __getattr__(name: str):

@@ -38,8 +38,18 @@ class ResultSet:
     metrics: pd.DataFrame  # one row per run
     params: list[str]  # swept columns other than method and seed
 
+    def require_run(self, run_id: str) -> str:
+        """``run_id`` if it is among the results; else a ``ScenarioError`` naming some
+        that are."""
+        known = list(self.metrics.run_id.unique())
+        if run_id not in known:
+            shown = ", ".join(map(str, known[:5])) + (" ..." if len(known) > 5 else "")
+            raise ScenarioError(f"--run: no run {run_id!r} in {self.root} (runs: {shown})")
+        return run_id
+
     def run_dir(self, run_id: str) -> Path:
-        nested = self.root / "runs" / run_id
+        """One run's folder: ``runs/<id>`` in a sweep, the folder itself for one run."""
+        nested = self.root / "runs" / self.require_run(run_id)
         return nested if nested.is_dir() else self.root
 
 
@@ -265,7 +275,7 @@ def round_time_cdf(rs: ResultSet, st: str = "paper", **_) -> Figures:
 def participation(rs: ResultSet, st: str = "paper", run: str | None = None,
                   **_) -> Figures:
     """Per round of one run: clients kept, stragglers cut off and clients dropped."""
-    run = run or rs.metrics.run_id.iloc[0]
+    run = rs.require_run(run or rs.metrics.run_id.iloc[0])
     rounds = rs.summary[rs.summary.run_id == run]
     if "completed" not in rounds:
         raise ScenarioError(f"{rs.root}: run {run} has no participation columns")

@@ -85,6 +85,12 @@ def test_bad_plot_options(sweep_dir, tmp_path, capsys):
     assert "not a results directory" in capsys.readouterr().err
     assert main(["plot", str(sweep_dir), "--format", "gif"]) == 2
     assert main(["plot", str(sweep_dir), "--kind", "heatmap", "--axes", "seed", "nope"]) == 2
+    capsys.readouterr()
+    for kind in ("gantt", "participation"):
+        assert main(["plot", str(sweep_dir), "--kind", kind, "--run", "nope", "--format",
+                     "png", "--out", str(tmp_path / "p")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "--run: no run 'nope' in" in err, err
 
 
 def test_participation_bars_stack_to_the_selected(tiny_dir, tmp_path, monkeypatch):
