@@ -1,5 +1,7 @@
-"""Compare finished runs: a short table (final accuracy, simulated time, traffic, ratios
-against the first run) and accuracy-vs-time / accuracy-vs-bytes figures."""
+"""Compare finished runs: a short table (final accuracy, simulated time, traffic, and the
+first run's speed-up and traffic reduction over each, as everywhere: baseline / run) and
+accuracy-vs-time / accuracy-vs-bytes figures with one curve per run, each labelled by the
+fields in which the runs differ."""
 
 from __future__ import annotations
 
@@ -10,19 +12,57 @@ import pandas as pd
 from ecofed_sim.errors import ScenarioError
 from ecofed_sim.plots import accuracy_vs, figure_style, save
 from ecofed_sim.results import read_rounds
+from ecofed_sim.strict import read_yaml
+
+IGNORED = ("name", "description")  # fields that never make two runs differ in substance
+
+
+def _flat(node: object, prefix: str = "") -> dict[str, object]:
+    if isinstance(node, dict):
+        out: dict[str, object] = {}
+        for key, value in node.items():
+            out.update(_flat(value, f"{prefix}{key}."))
+        return out
+    if isinstance(node, list):
+        return {prefix[:-1]: repr(node)}
+    return {prefix[:-1]: node}
+
+
+def _differing(flat: list[dict[str, object]], keys: list[str]) -> list[str]:
+    return [k for k in keys if len({repr(f.get(k)) for f in flat}) > 1]
+
+
+def run_labels(scenarios: list[dict], names: list[str]) -> list[str]:
+    """A label per run: its method, the method's fields in which it differs from the other
+    runs of that method (``splitfed split=2``), then the other fields in which the runs
+    differ (the last part of each path, ``seed=1``); the folder name where runs are
+    identical."""
+    flat = [{k: v for k, v in _flat(s).items() if k not in IGNORED} for s in scenarios]
+    keys = sorted({k for f in flat for k in f})
+    general = _differing(flat, [k for k in keys if not k.startswith("method.")])
+    labels = []
+    for f in flat:
+        same = [g for g in flat if g.get("method.name") == f.get("method.name")]
+        own = _differing(same, [k for k in keys if k.startswith("method.")])
+        parts = [f"{k.rsplit('.', 1)[-1]}={f.get(k)}" for k in own + general]
+        labels.append(" ".join([str(f.get("method.name", "?")), *parts]))
+    if len(set(labels)) < len(labels):  # identical configurations: the folders tell them apart
+        labels = [f"{label} ({name})" for label, name in zip(labels, names, strict=True)]
+    return labels
 
 
 def summary(rounds: pd.DataFrame) -> pd.DataFrame:
-    """One row per run; ratios are against the first run listed."""
+    """One row per run; factors are of the first run listed over each (baseline / run:
+    above 1, the first run is slower or sends more)."""
     rows = []
     for run, df in rounds.groupby("run", sort=False):
         last = df.iloc[-1]
-        rows.append({"run": run, "method": last["method"], "rounds": len(df),
+        rows.append({"run": run, "label": last["method"], "rounds": len(df),
                      "final_accuracy": last["test_accuracy"], "sim_time_s": last["sim_time_s"],
                      "total_mib": last["cum_bytes"] / 2**20})
     table = pd.DataFrame(rows)
-    table["time_vs_first"] = table["sim_time_s"] / table["sim_time_s"].iloc[0]
-    table["traffic_vs_first"] = table["total_mib"] / table["total_mib"].iloc[0]
+    table["speedup_vs_first"] = table["sim_time_s"].iloc[0] / table["sim_time_s"]
+    table["traffic_reduction_vs_first"] = table["total_mib"].iloc[0] / table["total_mib"]
     return table
 
 
@@ -32,7 +72,11 @@ def compare(run_dirs: list[Path], out: Path | None) -> str:
     for d in run_dirs:
         if not (d / "rounds.parquet").exists():
             raise ScenarioError(f"{d}: not a results directory (no rounds.parquet)")
-    rounds = pd.concat([read_rounds(d) for d in run_dirs], ignore_index=True)
+    labels = run_labels([read_yaml(d / "scenario.resolved.yaml") for d in run_dirs],
+                        [d.name for d in run_dirs])
+    rounds = pd.concat([read_rounds(d).assign(method=label, run=f"{i}:{d.name}")
+                        for i, (d, label) in enumerate(zip(run_dirs, labels, strict=True))],
+                       ignore_index=True)
     table = summary(rounds)
     text = table.to_string(index=False, float_format=lambda v: f"{v:.4g}")
     if out is not None:

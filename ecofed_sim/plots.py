@@ -8,6 +8,7 @@ matplotlib's backend alone (a notebook keeps its own); the CLI picks Agg.
 
 from __future__ import annotations
 
+import zlib
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -38,14 +39,24 @@ STYLES = {
 }
 
 
-def style(method: str) -> dict:
+LINESTYLES = ("-", "--", ":", "-.")
+
+
+def style(label: str) -> dict:
     """Colour, marker and legend label of a method: the same in every figure (a plugin
-    method's own ``plot_style`` when it has one)."""
+    method's own ``plot_style`` when it has one). A configuration of a method (``splitfed
+    split=2``: the method's name, then what sets it apart) keeps the method's colour and
+    gets a dash pattern of its own."""
     from ecofed_sim.methods import REGISTRY
 
+    method, _, variant = str(label).partition(" ")
     plugin = getattr(REGISTRY.get(method), "plot_style", None)
     colour, marker = METHOD_STYLE.get(method, plugin or (OKABE_ITO[5], "x"))
-    return {"color": colour, "marker": marker, "label": LABELS.get(method, method)}
+    out = {"color": colour, "marker": marker, "label": LABELS.get(method, method)}
+    if variant:
+        out["label"] += f" {variant}"
+        out["linestyle"] = LINESTYLES[zlib.crc32(variant.encode()) % len(LINESTYLES)]
+    return out
 
 
 @contextmanager

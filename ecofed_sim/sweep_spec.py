@@ -100,12 +100,26 @@ class RunSpec:
 
 
 def _label(axis: Axis, index: int) -> Any:
+    """An axis value's label: the given one; a mapping by its ``name`` plus the fields in
+    which it differs from the axis's other values of that name (``splitfed split=2``),
+    so that two configurations of one method never share a label."""
     if axis.labels is not None:
         return axis.labels[index]
     value = axis.values[index]
-    if isinstance(value, dict):
-        return value.get("name") or yaml.safe_dump(value, default_flow_style=True).strip()
-    return value
+    if not isinstance(value, dict):
+        return value
+    if not value.get("name"):
+        return yaml.safe_dump(value, default_flow_style=True).strip()
+    same = [v for v in axis.values if isinstance(v, dict) and v.get("name") == value["name"]]
+    differing = sorted({k for v in same for k in set(v) | set(value)
+                        if k != "name" and v.get(k) != value.get(k)})
+    return " ".join([value["name"], *(f"{k}={_short(value.get(k))}" for k in differing)])
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, dict | list):
+        return yaml.safe_dump(value, default_flow_style=True).strip()
+    return "default" if value is None else str(value)
 
 
 def run_id(scenario: Scenario) -> str:
@@ -191,7 +205,22 @@ def expand(path: Path, spec: SweepSpec, force: bool = False,
     ids = [r.run_id for r in runs]
     if len(set(ids)) != len(ids):
         raise ScenarioError(f"{path}: axes: two points resolve to the same scenario")
+    _check_labels_unique(path, runs)
     return runs
+
+
+def _check_labels_unique(path: Path, runs: list[RunSpec]) -> None:
+    """Two different scenarios with the same labels would be drawn as one curve (the mean
+    of two experiments): refused, naming both."""
+    seen: dict[tuple, RunSpec] = {}
+    for r in runs:
+        labels = {"method": r.scenario.method.name, **r.params}
+        key = tuple(sorted((k, str(v)) for k, v in labels.items()))
+        if key in seen:
+            raise ScenarioError(f"{path}: axes: two different points share the labels "
+                                f"{_describe(labels)} (runs {seen[key].run_id} and "
+                                f"{r.run_id}); give the axis distinct labels")
+        seen[key] = r
 
 
 def _describe(params: dict[str, Any]) -> str:

@@ -202,3 +202,31 @@ def test_run_ids_change_with_the_simulator_version(tiny_dir, monkeypatch):
     before = run_id(scenario)
     monkeypatch.setattr(ecofed_sim, "__version__", "99.0.0")
     assert run_id(scenario) != before
+
+
+def test_two_configurations_of_one_method_get_labels_of_their_own(tiny_dir):
+    path = _sweep(tiny_dir, axes=[{"path": "method", "values": [
+        {"name": "fedavg"}, {"name": "splitfed", "split": 2}, {"name": "splitfed", "split": 4}]}],
+        seeds=[])
+    assert [r.params["method"] for r in expand(path, load_sweep(path))] == [
+        "fedavg", "splitfed split=2", "splitfed split=4"]
+
+
+def test_labels_that_would_draw_two_experiments_as_one_curve_fail_the_dry_run(tiny_dir,
+                                                                              capsys):
+    path = _sweep(tiny_dir, axes=[{"path": "method", "values": [
+        {"name": "splitfed", "split": 2}, {"name": "splitfed", "split": 4}],
+        "labels": ["splitfed", "splitfed"]}], seeds=[])
+    assert main(["sweep", str(path), "--dry-run", "--out", str(tiny_dir / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "two different points share the labels method=splitfed" \
+        in err, err
+
+
+def test_plot_styles_keep_the_method_colour_and_tell_configurations_apart():
+    from ecofed_sim.plots import style
+
+    plain, two, four = style("splitfed"), style("splitfed split=2"), style("splitfed split=4")
+    assert plain["color"] == two["color"] == four["color"]
+    assert two["label"].endswith("split=2") and four["label"].endswith("split=4")
+    assert "linestyle" not in plain and two["linestyle"] != four["linestyle"]
