@@ -120,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("plot", help="figures from a sweep's or a run's results directory",
                        description="Make figures from results tables (never re-runs "
                        "anything). Kinds: accuracy-time, accuracy-bytes (mean and band over "
-                       "seeds), time-bars, bytes-bars (factors vs --baseline on the bars), "
+                       "seeds), time-bars, bytes-bars (baseline / method factors on the bars), "
                        "heatmap (speed-up and traffic reduction of --method vs --baseline over "
                        "two swept axes), gantt (one round's device timeline), round-cdf, "
                        "participation (kept, stragglers and dropped clients per round of "
@@ -133,7 +133,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--style", choices=["paper", "slides"], default="paper")
     p.add_argument("--target", type=accuracy, action="append", default=[],
                    help="accuracy for time/bytes-to-accuracy (default: the sweep's first)")
-    p.add_argument("--baseline", default="fedavg", help="method the factors compare against")
+    p.add_argument("--baseline", default="fedavg", help="method the factors compare against "
+                   "(factors are baseline / method: speed-up, traffic reduction)")
+    p.add_argument("--log", action="store_true", help="bar charts on a log axis (default "
+                   "linear: bar heights in proportion)")
     p.add_argument("--method", default="ecofed", help="method of the heatmap")
     p.add_argument("--axes", nargs=2, metavar=("Y", "X"), help="heatmap axes (swept columns)")
     p.add_argument("--run", help="run id of the gantt chart and participation figure "
@@ -269,7 +272,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
     out = args.out or args.results / "figures"
     paths = plot(args.results, kinds, out, formats, args.style, args.target,
                  skip_unavailable=every, baseline=args.baseline, method=args.method,
-                 axes=args.axes, run=args.run, round_index=args.round_index)
+                 axes=args.axes, run=args.run, round_index=args.round_index, log=args.log)
     print("\n".join(str(p) for p in paths))
     return 0
 

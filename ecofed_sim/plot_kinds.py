@@ -4,6 +4,7 @@ results directory. Reads tables only; never re-runs a simulation."""
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -134,17 +135,28 @@ def _metric(rs: ResultSet, quantity: str, target: float | None) -> tuple[str, st
     return col, label, 1.0 if quantity == "time" else 2**20
 
 
+class NothingToDraw(ScenarioError):
+    """A figure that would be empty or misleading; the message says why, in one line."""
+
+
 def bars(rs: ResultSet, quantity: str, st: str = "paper", target: float | None = None,
-         baseline: str = "fedavg", **_) -> Figures:
+         baseline: str = "fedavg", log: bool = False, **_) -> Figures:
     """Per method: the mean over seeds, a whisker from the lowest to the highest seed, and
-    the factor of the means against ``baseline`` on each bar."""
+    on each bar the factor of ``baseline`` over it (baseline / method: a speed-up or a
+    traffic reduction, above 1 when the method is faster or sends less). Linear axis
+    unless ``log``."""
     col, label, scale = _metric(rs, quantity, target)
+    if col not in rs.metrics or rs.metrics[col].isna().all():
+        what = f"reached {target:.0%} accuracy" if target is not None else "finished"
+        raise NothingToDraw(f"{quantity}-bars: no run {what}: nothing to draw")
     m = rs.metrics.copy()
     m["group"] = m[rs.params].astype(str).agg(", ".join, axis=1) if rs.params else ""
     by = m.groupby(["group", "method"], sort=False)[col]
     table = by.mean().unstack("method")
     low, high = by.min().unstack("method"), by.max().unstack("method")
     methods = list(table.columns)
+    has_baseline = baseline in methods
+    factor = "speed-up" if quantity == "time" else "traffic reduction"
     with figure_style(st):
         fig, ax = plt.subplots()
         width = 0.8 / max(1, len(methods))
@@ -165,11 +177,17 @@ def bars(rs: ResultSet, quantity: str, st: str = "paper", target: float | None =
         ax.set_ylabel(label)
         if rs.params:
             ax.set_xlabel(", ".join(rs.params))
-        ax.set_yscale("log")
-        ax.yaxis.set_major_formatter(ScalarFormatter())
-        ax.yaxis.set_minor_formatter(NullFormatter())
-        ax.set_ylim(top=ax.get_ylim()[1] * 1.6)  # room for the factors
-        ax.legend(frameon=False, title=f"factor vs {LABELS.get(baseline, baseline)}",
+        if log:
+            ax.set_yscale("log")
+            ax.yaxis.set_major_formatter(ScalarFormatter())
+            ax.yaxis.set_minor_formatter(NullFormatter())
+            ax.set_ylim(top=ax.get_ylim()[1] * 1.6)  # room for the factors
+        else:
+            ax.set_ylim(0, ax.get_ylim()[1] * 1.12)
+        base_label = LABELS.get(baseline, baseline)
+        title = (f"on the bars: {factor} = {base_label} / method" if has_baseline
+                 else f"no {base_label} in the results: no factors")
+        ax.legend(frameon=False, title=title,
                   title_fontsize=plt.rcParams["legend.fontsize"], loc="upper center",
                   bbox_to_anchor=(0.5, -0.22 if rs.params else -0.1), ncol=2)
         return {"": fig}
@@ -189,12 +207,16 @@ def heatmap(rs: ResultSet, st: str = "paper", target: float | None = None,
         keys = [*axes, "seed"] if "seed" in rs.metrics else list(axes)
         per_seed = rs.metrics.groupby([*keys, "method"])[col].mean().unstack("method")
         if method not in per_seed or baseline not in per_seed:
-            raise ScenarioError(f"--method/--baseline: {method!r} and {baseline!r} must both "
+            raise NothingToDraw(f"--method/--baseline: {method!r} and {baseline!r} must both "
                                 f"be in the results (have {list(per_seed.columns)})")
         factor = (per_seed[baseline] / per_seed[method]).groupby(level=list(axes))
         order = {"index": rs.metrics[axes[0]].unique(),  # sweep order, not sorted
                  "columns": rs.metrics[axes[1]].unique()}
         grid = factor.mean().unstack(axes[1]).reindex(**order)
+        if not np.isfinite(grid.to_numpy(dtype=float)).any():
+            what = f"reached {target:.0%} accuracy" if target is not None else "finished"
+            raise NothingToDraw(f"heatmap: no pair of {method} and {baseline} runs {what}: "
+                                "nothing to draw")
         lo = factor.min().unstack(axes[1]).reindex(**order).to_numpy(dtype=float)
         hi = factor.max().unstack(axes[1]).reindex(**order).to_numpy(dtype=float)
         with figure_style(st):
@@ -248,27 +270,36 @@ def gantt(rs: ResultSet, st: str = "paper", run: str | None = None, round_index:
         return {"": fig}
 
 
+def _device_round_times(rs: ResultSet, run: str) -> list[float]:
+    tl = pd.read_parquet(rs.run_dir(run) / "timeline.parquet")
+    tl = tl[tl.device != "server"]
+    start = tl.groupby("round").t_start_s.min()
+    working = tl[~tl.state.isin(["idle", "offline"])]
+    busy = working.groupby(["round", "device"]).t_end_s.max()
+    return (busy - start.reindex(busy.index.get_level_values(0)).to_numpy()).tolist()
+
+
 def round_time_cdf(rs: ResultSet, st: str = "paper", **_) -> Figures:
-    """Per device and round: time from round start to the device's last busy moment."""
+    """Per device and round: time from round start to the device's last busy moment. One
+    panel per combination of the swept values (their distributions are never pooled);
+    within a panel, one curve per method, pooling its seeds."""
+    groups = list(rs.metrics.groupby(rs.params, sort=False)) if rs.params else [
+        ((), rs.metrics)]
     with figure_style(st):
-        fig, ax = plt.subplots()
-        for method, runs in rs.metrics.groupby("method", sort=False):
-            times = []
-            for run in runs.run_id:
-                tl = pd.read_parquet(rs.run_dir(run) / "timeline.parquet")
-                tl = tl[tl.device != "server"]
-                start = tl.groupby("round").t_start_s.min()
-                working = tl[~tl.state.isin(["idle", "offline"])]
-                busy = working.groupby(["round", "device"]).t_end_s.max()
-                times += (busy - start.reindex(busy.index.get_level_values(0)).to_numpy()
-                          ).tolist()
-            xs = np.sort(times)
-            s = style(method)
-            ax.step(xs, np.arange(1, len(xs) + 1) / len(xs), where="post", color=s["color"],
-                    label=s["label"])
-        ax.set_xlabel("Device time per round (s)")
-        ax.set_ylabel("Fraction of device-rounds")
-        ax.legend(frameon=False)
+        fig, axes = _grid(len(groups))
+        for ax, (key, runs) in zip(axes, groups, strict=True):
+            key = key if isinstance(key, tuple) else (key,)
+            title = ", ".join(f"{p}={v}" for p, v in zip(rs.params, key, strict=True))
+            for method, group in runs.groupby("method", sort=False):
+                xs = np.sort([t for run in group.run_id for t in _device_round_times(rs, run)])
+                s = style(method)
+                ax.step(xs, np.arange(1, len(xs) + 1) / len(xs), where="post",
+                        color=s["color"], linestyle=s.get("linestyle", "-"), label=s["label"])
+            ax.set_xlabel("Device time per round (s)")
+            if title:
+                ax.set_title(title, fontsize=plt.rcParams["font.size"])
+        axes[0].set_ylabel("Fraction of device-rounds")
+        axes[0].legend(frameon=False)
         return {"": fig}
 
 
@@ -328,6 +359,13 @@ def plot(root: Path, kinds: list[str], out: Path, formats: list[str], style_name
                 kind == "participation" and not _anyone_left_out(rs))):
             continue  # needs two swept axes, power figures, or someone not kept
         with figure_style(style_name):  # saving reads the style too (bbox, font types)
-            for suffix, fig in KINDS[kind](rs, style_name, target=target, **options).items():
+            try:
+                built = KINDS[kind](rs, style_name, target=target, **options)
+            except NothingToDraw as why:
+                if not skip_unavailable:
+                    raise
+                print(f"skipped {why}", file=sys.stderr)
+                continue
+            for suffix, fig in built.items():
                 paths += save(fig, out / f"{kind.replace('-', '_')}{suffix}", formats)
     return paths

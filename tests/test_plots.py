@@ -167,3 +167,48 @@ def test_heatmap_cells_show_the_mean_and_range_of_per_seed_factors(tmp_path):
                      for seg in c.errorbar.lines[2][0].get_segments()}) for c in whiskers]
     assert spans == [[2.0], [1.0]]  # fedavg 10..12 s, ecofed 2..3 s over the seeds
     plt.close("all")
+
+
+def test_bars_are_linear_unless_asked_and_state_the_factor_direction(sweep_dir):
+    rs = plot_kinds.load(sweep_dir, [])
+    linear = plot_kinds.bars(rs, "time")[""].axes[0]
+    assert linear.get_yscale() == "linear" and linear.get_ylim()[0] == 0
+    title = linear.get_legend().get_title().get_text()
+    assert title.startswith("on the bars: speed-up = ") and title.endswith(" / method")
+    assert plot_kinds.bars(rs, "time", log=True)[""].axes[0].get_yscale() == "log"
+    factors = [t.get_text() for t in linear.texts]
+    ecofed = rs.metrics[rs.metrics.method == "ecofed"].groupby(rs.params).total_sim_time_s
+    fedavg = rs.metrics[rs.metrics.method == "fedavg"].groupby(rs.params).total_sim_time_s
+    assert factors == [f"{v:.2g}x" for v in (fedavg.mean() / ecofed.mean())]
+    plt.close("all")
+
+
+def test_bars_without_the_baseline_draw_no_factors_and_say_so(sweep_dir):
+    rs = plot_kinds.load(sweep_dir, [])
+    only = plot_kinds.ResultSet(rs.root, rs.summary, rs.metrics[rs.metrics.method == "ecofed"],
+                                rs.params)
+    ax = plot_kinds.bars(only, "time")[""].axes[0]
+    assert len(ax.texts) == 0 and "no Classic FL" in ax.get_legend().get_title().get_text()
+    plt.close("all")
+
+
+def test_a_target_nobody_reaches_is_a_one_line_reason_not_an_empty_chart(sweep_dir, tmp_path,
+                                                                          capsys):
+    args = ["plot", str(sweep_dir), "--format", "png", "--target", "1.0", "--out",
+            str(tmp_path / "f")]
+    assert main([*args, "--kind", "time-bars"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no run reached 100% accuracy" in err, err
+    assert main(args) == 0  # under all: skipped with the same reason
+    assert "skipped time-bars: no run reached 100% accuracy" in capsys.readouterr().err
+    assert not (tmp_path / "f" / "time_bars.png").exists()
+
+
+def test_round_time_distributions_are_never_pooled_across_swept_values(sweep_dir):
+    rs = plot_kinds.load(sweep_dir, [])
+    axes = [ax for ax in plot_kinds.round_time_cdf(rs)[""].axes if ax.get_visible()]
+    assert len(axes) == 4  # 2 uplinks x 2 worker counts
+    assert {ax.get_title() for ax in axes} == {f"{LINK}={u}, server.workers={w}"
+                                               for u in (1, 4) for w in (1, 2)}
+    assert all(len(ax.get_lines()) == 2 for ax in axes)  # one curve per method
+    plt.close("all")
