@@ -60,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "shipped one (ecofed-sim list scenarios)")
     p.add_argument("--out", type=Path, help="results directory (replaced atomically; only "
                    "a results directory is ever replaced)")
+    p.add_argument("--force", action="store_true", help="let the default folder's run of "
+                   "another configuration be replaced")
     p.add_argument("--threads", type=int, help="torch threads of the learning computation "
                    "(same as --set training.threads=N; default 1; recorded in the manifest)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
@@ -187,6 +189,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     out = args.out or Path("results") / safe_component(
         f"{scenario.name}-{scenario.method.name}")
     check_target(out)  # before minutes of work, not after
+    if args.out is None and not args.force:
+        _keep_other_configuration(out, scenario)
     results = run(scenario, progress=not args.quiet, source=str(args.scenario),
                   base_dir=args.scenario.parent)
     write_results(results, out)
@@ -195,6 +199,22 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"{scenario.name} [{scenario.method.name}]: accuracy {last.test_accuracy:.4f}, "
               f"simulated {last.sim_time_s:.1f} s, {last.cum_bytes / 2**20:.1f} MiB -> {out}")
     return 0
+
+
+def _keep_other_configuration(out: Path, scenario) -> None:
+    """The default folder holds a run of another configuration (other ``--set`` values):
+    refuse to replace it silently."""
+    from ecofed_sim.compare import differing_fields
+    from ecofed_sim.strict import read_yaml
+
+    saved = out / "scenario.resolved.yaml"
+    if not saved.is_file():
+        return
+    differ = differing_fields(read_yaml(saved), scenario.model_dump(mode="json"))
+    if differ:
+        shown = ", ".join(differ[:4]) + (" ..." if len(differ) > 4 else "")
+        raise _user_error(f"{out}: holds a run of another configuration (differs in "
+                          f"{shown}); give --out, or --force to replace it")
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

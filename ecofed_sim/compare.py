@@ -28,6 +28,12 @@ def _flat(node: object, prefix: str = "") -> dict[str, object]:
     return {prefix[:-1]: node}
 
 
+def differing_fields(a: dict, b: dict) -> list[str]:
+    """Dotted paths of the fields in which two scenario mappings differ."""
+    fa, fb = _flat(a), _flat(b)
+    return sorted(k for k in set(fa) | set(fb) if repr(fa.get(k)) != repr(fb.get(k)))
+
+
 def _differing(flat: list[dict[str, object]], keys: list[str]) -> list[str]:
     return [k for k in keys if len({repr(f.get(k)) for f in flat}) > 1]
 

@@ -244,3 +244,23 @@ def test_a_sweep_into_a_users_folder_is_refused(tiny_dir, capsys):
     assert "not this tool's results" in _one_error_line(capsys)
     assert (mine / "metrics.csv").read_text() == "my own metrics"
     assert sorted(p.name for p in mine.iterdir()) == ["metrics.csv", "notes.md"]
+
+
+def test_the_default_folder_is_not_silently_replaced_by_another_configuration(
+        tiny_dir, monkeypatch, capsys):
+    from conftest import tiny, write_scenario
+
+    from ecofed_sim.cli import main
+
+    path = write_scenario(tiny_dir, tiny(rounds=1))
+    monkeypatch.chdir(tiny_dir)
+    out = tiny_dir / "results" / "tiny-fedavg"
+    assert main(["run", str(path), "--quiet"]) == 0
+    first = (out / "rounds.csv").read_text()
+    assert main(["run", str(path), "--quiet"]) == 0  # the same configuration: replaced
+    assert main(["run", str(path), "--quiet", "--set", "training.lr=0.2"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "another configuration (differs in training.lr)" in err
+    assert (out / "rounds.csv").read_text() == first
+    assert main(["run", str(path), "--quiet", "--set", "training.lr=0.2", "--force"]) == 0
+    assert (out / "rounds.csv").read_text() != first
