@@ -6,7 +6,11 @@ Run it on a Raspberry Pi or a Jetson; the YAML goes to the user profile folder (
 into a scenario's ``profiles_dir``), and simulate that device. Each unit is timed on its own input
 (the output of the units before it), in training mode: forward with autograd recording,
 backward as the gradient with respect to the unit's input and parameters, which is what
-a split or full backward pass computes. Warm-up first, then the median of ``repeats``.
+a split or full backward pass computes. The backward pass is timed on its own (the forward
+that builds its graph runs untimed before each repeat), never as a difference of two
+noisy medians. Warm-up first, then the median of ``repeats`` and their interquartile
+range. When a unit's spread exceeds ``max_spread`` of its median, the machine was too busy
+to trust the numbers: nothing is written (``NoisyMeasurement``).
 """
 
 from __future__ import annotations
@@ -23,43 +27,63 @@ import yaml
 from ecofed_sim.models import LAYER_KINDS, build_model, layer_stats
 from ecofed_sim.strict import read_yaml
 
+NOISE_FLOOR_MS = 0.05  # below this, timer resolution and call overhead dominate the spread
 
-def _median_ms(fn, warmup: int, repeats: int) -> float:
+
+class NoisyMeasurement(RuntimeError):
+    """A unit's repeats spread too widely to trust; the message says which and how much."""
+
+
+def _timed_ms(fn, prepare, warmup: int, repeats: int) -> tuple[float, float]:
+    """(median, interquartile range) in ms of ``fn(prepare())``; only ``fn`` is timed."""
     for _ in range(warmup):
-        fn()
+        fn(prepare())
     times = []
     for _ in range(repeats):
+        arg = prepare()
         start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
+        fn(arg)
+        times.append((time.perf_counter() - start) * 1e3)
+    if len(times) < 4:
+        return statistics.median(times), 0.0
+    q1, _, q3 = statistics.quantiles(times, n=4)
+    return statistics.median(times), q3 - q1
 
 
 def measure(model_name: str, in_shape: tuple[int, int, int], classes: int, batch: int,
-            warmup: int, repeats: int) -> dict[str, dict[str, float]]:
-    """{unit: {forward_ms, backward_ms}} at one batch size."""
+            warmup: int, repeats: int, max_spread: float = 0.5) -> dict[str, dict[str, float]]:
+    """{unit: {forward_ms, backward_ms, forward_iqr_ms, backward_iqr_ms}} at one batch
+    size; ``NoisyMeasurement`` when a unit's spread is over ``max_spread`` of its median."""
     torch.manual_seed(0)
     model = build_model(model_name, in_shape, classes).train()
     x = torch.randn(batch, *in_shape)
     out: dict[str, dict[str, float]] = {}
     for i, (name, unit) in enumerate(zip(model.unit_names, model.units, strict=True)):
         inp = x.detach().requires_grad_(i > 0)  # no gradient for the input images
-
-        def forward(unit=unit, inp=inp):
-            return unit(inp)
-
-        y = forward()
+        y = unit(inp)
         grad = torch.randn_like(y)
 
-        def backward(unit=unit, inp=inp, grad=grad):
+        def graph(unit=unit, inp=inp):
             unit.zero_grad(set_to_none=True)
             inp.grad = None
-            unit(inp).backward(grad)
+            return unit(inp)
 
-        fwd_ms = _median_ms(forward, warmup, repeats)
-        both_ms = _median_ms(backward, warmup, repeats)  # forward + backward
-        out[name] = {"forward_ms": round(fwd_ms, 4),
-                     "backward_ms": round(max(both_ms - fwd_ms, 0.0), 4)}
+        def forward(_nothing, unit=unit, inp=inp):
+            return unit(inp)
+
+        def backward(out_, grad=grad):
+            out_.backward(grad)
+
+        fwd = _timed_ms(forward, lambda: None, warmup, repeats)
+        bwd = _timed_ms(backward, graph, warmup, repeats)
+        for what, (median, iqr) in (("forward", fwd), ("backward", bwd)):
+            if median >= NOISE_FLOOR_MS and iqr > max_spread * median:
+                raise NoisyMeasurement(
+                    f"{name} {what} at batch {batch}: repeats spread {iqr:.3g} ms around a "
+                    f"median of {median:.3g} ms (over {max_spread:.0%}): the machine is busy; "
+                    "stop other work, or raise --repeats or --max-spread; nothing written")
+        out[name] = {"forward_ms": round(fwd[0], 4), "backward_ms": round(bwd[0], 4),
+                     "forward_iqr_ms": round(fwd[1], 4), "backward_iqr_ms": round(bwd[1], 4)}
         x = y.detach()
     return out
 
@@ -83,7 +107,7 @@ def effective_rates(model_name: str, in_shape, classes: int, batch: int,
 
 def profile(model_name: str, in_shape: tuple[int, int, int], classes: int,
             batch_sizes: list[int], threads: int, warmup: int, repeats: int, name: str,
-            out: Path, kind: str = "device", log=print) -> Path:
+            out: Path, kind: str = "device", log=print, max_spread: float = 0.5) -> Path:
     """Measure and write/update ``out``; existing tables for other (model, batch) stay."""
     torch.set_num_threads(threads)
     doc = read_yaml(out) if out.exists() else None
@@ -91,8 +115,11 @@ def profile(model_name: str, in_shape: tuple[int, int, int], classes: int,
     for batch in batch_sizes:
         log(f"profiling {model_name} {list(in_shape)} batch {batch} "
             f"({threads} threads, {repeats} repeats)")
-        measured.append((batch, measure(model_name, in_shape, classes, batch, warmup,
-                                        repeats)))
+        table = measure(model_name, in_shape, classes, batch, warmup, repeats, max_spread)
+        for unit, t in table.items():
+            log(f"  {unit:<12} forward {t['forward_ms']:9.4f} ms (IQR {t['forward_iqr_ms']:.4f})"
+                f"  backward {t['backward_ms']:9.4f} ms (IQR {t['backward_iqr_ms']:.4f})")
+        measured.append((batch, table))
     source = (f"measured by ecofed-sim profile on {platform.node() or 'this machine'} "
               f"({platform.machine()}, {threads} threads, torch {torch.__version__}), "
               f"{date.today().isoformat()}")

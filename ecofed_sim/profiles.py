@@ -46,6 +46,10 @@ class LayerLatency(StrictModel):
     """forward pass of the unit at the table's batch size, ms"""
     backward_ms: float = Field(ge=0)
     """backward pass (input and parameter gradients), ms"""
+    forward_iqr_ms: float | None = Field(None, ge=0)
+    """spread of the forward measurements: interquartile range over the repeats, ms"""
+    backward_iqr_ms: float | None = Field(None, ge=0)
+    """spread of the backward measurements: interquartile range over the repeats, ms"""
 
 
 class LatencyTable(StrictModel):
