@@ -200,8 +200,10 @@ def _public_split(sc: Scenario, train: ImageSet) -> tuple[ImageSet, ImageSet | N
     return train.subset(order[n_public:]), train.subset(order[:n_public])
 
 
-def prepare(sc: Scenario, source: str, base_dir: Path | None = None) -> Prepared:
-    """``check`` plus the data: train/test sets and each client's sample indices."""
+def prepare(sc: Scenario, source: str, base_dir: Path | None = None,
+            progress: bool = False) -> Prepared:
+    """``check`` plus the data: train/test sets and each client's sample indices (and the
+    pre-trained weights, with a progress bar when they must be trained)."""
     checked = check(sc, source, base_dir)
     sc = checked.scenario  # with any ``split: auto`` resolved
     try:
@@ -223,7 +225,7 @@ def prepare(sc: Scenario, source: str, base_dir: Path | None = None) -> Prepared
     pretrained = None
     if uses_pretrained(sc):  # a public split is held out either way, for equal client data
         try:
-            pretrained = pretrained_state(sc, checked.in_shape, public, base_dir)
+            pretrained = pretrained_state(sc, checked.in_shape, public, base_dir, progress)
         except DatasetFilesError as err:
             raise ScenarioError(f"{source}: pretrain.dataset.root: {err}") from None
     return Prepared(**{**checked.__dict__, "train": train, "test": test,

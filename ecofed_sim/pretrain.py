@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import sys
 import tempfile
@@ -23,6 +24,7 @@ from ecofed_sim.data.fractal import make_fractal
 from ecofed_sim.errors import ScenarioError
 from ecofed_sim.models import build_model
 from ecofed_sim.paths import scenario_path
+from ecofed_sim.progress import bar
 from ecofed_sim.seeding import DATA_ORDER, INIT, PRETRAIN, torch_gen
 
 CACHE_VERSION = 1
@@ -63,9 +65,14 @@ def source_set(sc, in_shape: tuple[int, int, int], public: ImageSet | None,
     return data
 
 
-def train_centrally(sc, in_shape, data: ImageSet) -> dict[str, torch.Tensor]:
-    """Plain centralised SGD on the source set; deterministic in the scenario seed."""
+def train_centrally(sc, in_shape, data: ImageSet,
+                    progress: bool = False) -> dict[str, torch.Tensor]:
+    """Plain centralised SGD on the source set; deterministic in the scenario seed. With
+    ``progress``, a bar (or log lines) over its steps: it can take minutes."""
     spec = sc.pretrain
+    steps_per_epoch = math.ceil(len(data) / spec.batch_size)
+    shown = bar(spec.epochs * steps_per_epoch, f"pre-training {sc.model.name}", "step",
+                progress)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(torch_gen(sc.seed, PRETRAIN, INIT).initial_seed())
         model = build_model(sc.model.name, in_shape, data.num_classes).train()
@@ -80,6 +87,8 @@ def train_centrally(sc, in_shape, data: ImageSet) -> dict[str, torch.Tensor]:
             opt.zero_grad(set_to_none=True)
             F.cross_entropy(model(x), y).backward()
             opt.step()
+            shown.update(1)
+    shown.close()
     return model.state_dict()
 
 
@@ -98,8 +107,8 @@ def load_checkpoint(path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def pretrained_state(sc, in_shape, public: ImageSet | None,
-                     base_dir: Path | None) -> dict[str, torch.Tensor] | None:
+def pretrained_state(sc, in_shape, public: ImageSet | None, base_dir: Path | None,
+                     progress: bool = False) -> dict[str, torch.Tensor] | None:
     """The pre-trained model's state dict (from cache when possible), or None."""
     spec = sc.pretrain
     if spec.source == "none":
@@ -111,7 +120,8 @@ def pretrained_state(sc, in_shape, public: ImageSet | None,
     if cached is not None:
         return cached
     _check_cache_dir(path.parent)  # before minutes of pre-training, not after
-    state = train_centrally(sc, in_shape, source_set(sc, in_shape, public, base_dir))
+    state = train_centrally(sc, in_shape, source_set(sc, in_shape, public, base_dir),
+                            progress)
     _write_cache(path, state)
     return state
 

@@ -90,13 +90,14 @@ def run(scenario: Scenario | str | Path, *, progress: bool = False,
         scenario, source, base_dir = load_scenario(path), str(path), path.parent
     started = time.perf_counter()
     with torch_threads(scenario.training.threads):
-        engine = Engine(prepare(scenario, source or scenario.name, base_dir), record=record)
+        engine = Engine(prepare(scenario, source or scenario.name, base_dir, progress),
+                        record=record)
         shown = bar(scenario.rounds, f"{scenario.name} [{scenario.method.name}]", "round",
                     progress)
         for r in range(scenario.rounds):
             row = engine.run_round(r)
             shown.set_postfix(acc=f"{row['test_accuracy']:.3f}",
-                              sim_s=f"{row['sim_time_s']:.0f}")
+                              sim_s=f"{row['sim_time_s']:.2f}")
             shown.update(1)
         shown.close()
     frames = engine.ledger.frames()

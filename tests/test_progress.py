@@ -4,6 +4,7 @@ bar; nothing with --quiet."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -48,3 +49,17 @@ def test_log_lines_are_spaced_by_the_interval(caplog, monkeypatch):
     for _ in range(10):
         shown.update(1)
     assert [r.getMessage().split(",")[0] for r in caplog.records] == ["x: 10/10 runs done"]
+
+
+def test_pre_training_logs_its_steps_and_the_run_its_sub_second_clock(tiny_dir):
+    # 10 public samples at batch 4: 3 steps an epoch, 2 epochs
+    raw = tiny(rounds=1, method={"name": "ecofed", "split": 4},
+               pretrain={"source": "public_split", "public_fraction": 0.25, "epochs": 2,
+                         "batch_size": 4, "cache_dir": str(tiny_dir / "cache")})
+    path = write_scenario(tiny_dir, raw)
+    done = _cli(tiny_dir, "run", str(path), "--out", "r")
+    assert done.returncode == 0, done.stderr
+    steps = [ln for ln in done.stderr.splitlines() if "pre-training small_cnn" in ln]
+    assert steps and steps[-1].startswith("ecofed-sim: pre-training small_cnn: 6/6 steps done")
+    rounds = [ln for ln in done.stderr.splitlines() if "rounds done" in ln]
+    assert re.search(r"sim_s=\d+\.\d\d\b", rounds[-1]), rounds[-1]
