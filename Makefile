@@ -9,7 +9,7 @@ TORCH_VERSION ?= 2.13.0
 # TORCH_INDEX= (empty) to take torch from your own pip configuration instead.
 TORCH_INDEX   ?= https://download.pytorch.org/whl/cpu
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test lint bench clean docs-figures
 
 # torch goes in first, so the project's torch>=2.2 needs nothing more. A torch wheel that
 # pip can already see without an index (pip's find-links) is used as is; otherwise the CPU
@@ -40,6 +40,10 @@ bench: setup
 	$(BIN)/python benchmarks/ecofed_cache.py
 	$(BIN)/python benchmarks/sweep_reuse.py
 	$(BIN)/python benchmarks/planner_accuracy.py
+
+# the README's demo table, stragglers table and figures, with the command and date
+docs-figures: setup
+	$(BIN)/python docs/make_figures.py
 
 clean:
 	rm -rf results .pytest_cache

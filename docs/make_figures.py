@@ -1,0 +1,95 @@
+"""Regenerate the README's demo table, its figures and its stragglers figures, in one go.
+
+Runs what ``make demo`` runs (the quickstart uplink sweep, into results/quickstart), plus
+one gantt chart and the stragglers scenario with and without a longer deadline, then
+copies the figures into docs/figures/ and rewrites the README's generated blocks (between
+``<!-- NAME:begin -->`` and ``<!-- NAME:end -->`` markers), each followed by the command and
+the date it was made. ``make docs-figures`` runs it.
+
+    python docs/make_figures.py
+"""
+
+from __future__ import annotations
+
+import datetime
+import platform
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+FIGURES = ROOT / "docs" / "figures"
+DEMO = ROOT / "results" / "quickstart"
+CLI = [sys.executable, "-m", "ecofed_sim.cli"]
+
+
+def cli(*args: str) -> str:
+    done = subprocess.run([*CLI, *args], cwd=ROOT, capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"ecofed-sim {' '.join(args)} failed:\n{done.stderr}")
+    return done.stdout
+
+
+def stamp(command: str) -> str:
+    machine = platform.processor() or platform.machine()
+    return (f"<sub>Made with `{command}` on {datetime.date.today().isoformat()} ({machine}, "
+            f"Python {platform.python_version()}).</sub>")
+
+
+def replace_block(text: str, name: str, body: str) -> str:
+    pattern = re.compile(rf"(<!-- {name}:begin -->\n).*?(\n<!-- {name}:end -->)", re.S)
+    if not pattern.search(text):
+        sys.exit(f"README.md has no <!-- {name}:begin --> ... <!-- {name}:end --> block")
+    return pattern.sub(lambda m: m.group(1) + body + m.group(2), text)
+
+
+def demo() -> str:
+    table = cli("sweep", "scenarios/sweeps/quickstart_uplink.yaml", "--out", str(DEMO))
+    cli("plot", str(DEMO), "--format", "png,pdf")
+    for name in ("accuracy_time", "accuracy_bytes", "time_bars"):
+        shutil.copy(DEMO / "figures" / f"{name}.png", FIGURES / f"{name}.png")
+    metrics = pd.read_parquet(DEMO / "metrics.parquet")
+    first = metrics[(metrics.method == "fedavg") & (metrics.uplink_mbps == 1)
+                    & (metrics.seed == 0)].run_id.iloc[0]
+    cli("plot", str(DEMO), "--kind", "gantt", "--run", first, "--format", "png", "--out",
+        str(DEMO / "figures"))
+    shutil.copy(DEMO / "figures" / "gantt.png", FIGURES / "gantt.png")
+    return f"```\n{table.strip()}\n```\n{stamp('make docs-figures')}"
+
+
+def stragglers() -> str:
+    lines = []
+    for label, extra in (("as shipped", []), ("deadline 20 s", ["--set",
+                                                                 "population.deadline_s=20"])):
+        out = ROOT / "results" / f"stragglers-{len(lines)}"
+        cli("run", "stragglers", "--quiet", "--force", "--out", str(out), *extra)
+        rounds = pd.read_parquet(out / "rounds.parquet")
+        last = rounds.iloc[-1]
+        lines.append(f"| {label} | {int(rounds.completed.sum())} | "
+                     f"{int(rounds.stragglers.sum())} | {int(rounds.dropped.sum())} | "
+                     f"{last.sim_time_s:.1f} | {last.test_accuracy:.3f} |")
+        if not extra:
+            cli("plot", str(out), "--kind", "participation", "--format", "png", "--out",
+                str(out / "figures"))
+            shutil.copy(out / "figures" / "participation.png", FIGURES / "participation.png")
+    head = ("| run | updates kept | stragglers | dropped | simulated s | final accuracy |\n"
+            "|---|---|---|---|---|---|")
+    return "\n".join([head, *lines, "", stamp("make docs-figures")])
+
+
+def main() -> None:
+    FIGURES.mkdir(parents=True, exist_ok=True)
+    text = README.read_text()
+    text = replace_block(text, "demo-table", demo())
+    text = replace_block(text, "stragglers", stragglers())
+    README.write_text(text)
+    print(f"rewrote the generated blocks of {README} and the figures in {FIGURES}")
+
+
+if __name__ == "__main__":
+    main()
