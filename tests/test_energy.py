@@ -44,8 +44,10 @@ def test_offline_spans_draw_nothing():
         idle, compute, transmit, receive = 1.0, 10.0, 3.0, 2.0
 
     spans = [{"state": "compute", "t_start_s": 0.0, "t_end_s": 0.5},
-             {"state": "offline", "t_start_s": 0.5, "t_end_s": 100.0}]
-    assert device_energy(spans, P)["energy_j"] == 5.0
+             {"state": "offline", "t_start_s": 0.5, "t_end_s": 100.0},
+             {"state": "upload", "t_start_s": 100.0, "t_end_s": 101.0}]  # back online
+    assert device_energy(spans, P) == {"compute_j": 5.0, "transmit_j": 3.0, "receive_j": 0.0,
+                                       "idle_j": 0.0, "energy_j": 8.0}
 
 
 def test_a_device_that_drops_out_is_charged_only_until_it_drops(tiny_dir):
