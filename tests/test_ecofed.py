@@ -119,6 +119,21 @@ def test_adaptive_period_grows_while_accuracy_gains(tiny_dir):
     assert res.rounds.update_round.tolist() == [True, True, False, False, False, True]
 
 
+def test_adaptive_period_shrinks_when_gains_stall_and_stops_at_min_period(tiny_dir):
+    """Every gain is below shrink_below (10: never reached) and above grow_above is
+    impossible (10): from 8 the period halves each evaluated round after the first, down
+    to min_period 2 and no lower."""
+    raw = tiny(rounds=6, method={**ECOFED, "period": 8, "adaptive": {
+        "window": 1, "grow_above": 10.0, "shrink_below": 10.0, "min_period": 2,
+        "max_period": 8}})
+    res = run_dict(raw, tiny_dir)
+    assert res.rounds.period.tolist() == [8, 4, 2, 2, 2, 2]
+    # round 0 updates; a round updates when the rounds since the last update reach the
+    # period in force at its start (the one reported for the round before): round 1: 1 < 8,
+    # round 2: 2 < 4, round 3: 3 >= 2, round 4: 1 < 2, round 5: 2 >= 2
+    assert res.rounds.update_round.tolist() == [True, False, False, True, False, True]
+
+
 def test_replay_from_this_rounds_clients_only(tiny_dir):
     raw = tiny(rounds=3, method={**ECOFED, "replay": "round"},
                **{"population.clients": 4, "population.clients_per_round": 2,
