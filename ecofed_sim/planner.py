@@ -29,9 +29,10 @@ from pathlib import Path
 from ecofed_sim.methods import REGISTRY
 from ecofed_sim.methods.base import Sketch
 from ecofed_sim.network import BITS_PER_BYTE, MBPS, wire_bytes
+from ecofed_sim.network.tcp import Connection, Window, slow_start_s
 from ecofed_sim.paths import scenario_path
 from ecofed_sim.population import class_counts, resolve_link
-from ecofed_sim.profiles import one_way_ms
+from ecofed_sim.profiles import one_way_ms, round_trip_ms
 from ecofed_sim.traces import read_trace
 
 TRAIN_SIZES = {"cifar10": 50_000, "cifar100": 50_000, "mnist": 60_000,
@@ -50,6 +51,8 @@ class ClassLink:
     latency_s: float
     clients_per_round: float  # expected clients of this class in a round
     waves: int  # clients each physical device plays one after another
+    rtt_s: float = 0.0  # round-trip time (the TCP transport's rounds and handshakes)
+    buffer_bytes: float | None = None  # the bottleneck's buffer (None: one BDP)
 
 
 @dataclass(frozen=True)
@@ -120,7 +123,8 @@ def class_links(sc, library, base_dir: Path | None, source: str) -> list[ClassLi
             _mean_rate_mbps(link, "down", base_dir, where) * MBPS,
             (one_way_ms(link) + getattr(link, "latency_jitter_ms", 0.0) / 2) / 1e3,
             pop.clients_per_round * share,
-            math.ceil(pop.clients_per_round / in_flight) if pop.waves else 1))
+            math.ceil(pop.clients_per_round / in_flight) if pop.waves else 1,
+            round_trip_ms(link) / 1e3, getattr(link, "buffer_bytes", None)))
     return out
 
 
@@ -135,34 +139,67 @@ class Timer:
         # flows sharing the server link (True: up, False: down), for the class being timed
         self.flows = {True: float(self.in_flight), False: float(self.in_flight)}
         self.busy_s = {True: 0.0, False: 0.0}  # sending time of the last client timed
+        self.tcp = sc.network.tcp_params()  # None under the flow transport
+        self.connection = Connection()
 
-    def message_s(self, cls: ClassLink, payload_bytes: float, up: bool) -> float:
+    def message_s(self, cls: ClassLink, payload_bytes: float, up: bool,
+                  start_s: float = 0.0) -> float:
+        """Seconds from issuing a message at ``start_s`` to its last bit's arrival, at the
+        fair share of the server link; under the ``tcp`` transport with the window of the
+        client's connection (slow start, restart after idle, handshakes per message)."""
         if payload_bytes <= 0:
             return 0.0
         net, link = self.sc.network, self.sc.server.link
-        server_bps = (link.ingress_mbps if up else link.egress_mbps) * MBPS / self.flows[up]
-        rate = min(cls.up_bps if up else cls.down_bps, server_bps)
-        bits = wire_bytes(payload_bytes, net.framing_bytes, net.framing_fraction) * BITS_PER_BYTE
+        server_cap_bps = (link.ingress_mbps if up else link.egress_mbps) * MBPS
+        device_bps = cls.up_bps if up else cls.down_bps
+        rate = min(device_bps, server_cap_bps / self.flows[up])
+        bits = wire_bytes(payload_bytes, net.framing_bytes, net.framing_fraction)
+        if self.tcp is None:
+            bits *= BITS_PER_BYTE
+            self.busy_s[up] += bits / rate
+            return cls.latency_s + bits / rate
+        bits = self.tcp.wire_bytes(bits) * BITS_PER_BYTE
         self.busy_s[up] += bits / rate
-        return cls.latency_s + bits / rate
+        direction, conn = ("up" if up else "down"), self.connection
+        path_bps = min(device_bps, server_cap_bps)
+        begin_s = start_s
+        if not conn.open or self.tcp.per_message_connections:  # the handshake first
+            begin_s += cls.rtt_s
+            conn.open = True
+            conn.window_bits[direction] = self.tcp.initial_window_bits
+            conn.last_send_end_s[direction] = begin_s
+        window, cap = self.connection.start(self.tcp, direction, begin_s, cls.rtt_s, path_bps,
+                                            cls.buffer_bytes)
+        flight_s, last_window = slow_start_s(bits, rate, cls.rtt_s, window, cap)
+        arrived_s = begin_s + cls.latency_s + flight_s
+        self.connection.finish(self.tcp, direction, arrived_s, cls.latency_s, cls.rtt_s,
+                               path_bps, cls.buffer_bytes,
+                               Window(cls.rtt_s, last_window, cap, 0.0, 0.0,
+                                      start_bits=window), bits, bits)
+        return arrived_s - start_s
 
     def client_s(self, cls: ClassLink, sketches: list[Sketch]) -> float:
-        """One client's round alone: weights down, every batch, weights up."""
+        """One client's round alone: weights down, every batch, weights up. Under TCP its
+        connection is new, as in the first round (a handshake, then slow start from the
+        initial window); later rounds save the handshake."""
         self.busy_s = {True: 0.0, False: 0.0}
+        self.connection = Connection()
         first = sketches[0]
-        t = self.message_s(cls, first.weights_down_bytes, up=False)
+        t = self.message_s(cls, first.weights_down_bytes, up=False, start_s=0.0)
         server_free = t
         for s in sketches:
             before = cls.profile.cost_s(s.device_before)
-            up = self.message_s(cls, s.up_bytes, up=True)
+            up = self.message_s(cls, s.up_bytes, up=True, start_s=t + before)
             server = self.server.cost_s(s.server)
             if s.waits:
-                t += before + up + server + self.message_s(cls, s.down_bytes, up=False)
-                t += cls.profile.cost_s(s.device_after)
+                down = self.message_s(cls, s.down_bytes, up=False,
+                                      start_s=t + before + up + server)
+                t += before + up + server + down + cls.profile.cost_s(s.device_after)
             else:  # streams: the server works through its queue behind the device
                 t += before + up
                 server_free = max(server_free, t) + server
-        return max(t, server_free) + self.message_s(cls, first.weights_up_bytes, up=True)
+        end = max(t, server_free)
+        return end + self.message_s(cls, first.weights_up_bytes, up=True, start_s=end)
 
     def class_times(self, classes: list[ClassLink], sketches: list[Sketch],
                     iterations: int = 50) -> list[float]:

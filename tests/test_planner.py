@@ -157,3 +157,18 @@ def test_planner_under_contention_against_brute_force(plan_dir, ingress_mbps):
         ratio = c.round_time_s / simulated[c.splits]
         assert 0.98 <= ratio <= 1.30, (c.splits, ratio)
     assert simulated[plan.best.splits] <= 1.02 * min(simulated.values())
+
+
+@pytest.mark.parametrize("method", [{"name": "splitfed", "split": "auto"},
+                                    {"name": "ecofed", "split": "auto", "period": 1}])
+def test_under_tcp_the_planner_times_a_first_round_as_the_simulation_does(plan_dir, method):
+    """Without contention, the planner's closed-form slow start, restart after idle and
+    handshake give the simulated first round exactly, at every split."""
+    raw = two_classes(method, **{"network": {"transport": "tcp"}})
+    plan = planner.plan(check(scenario_from_dict(raw, "t"), "t", plan_dir))
+    flow = planner.plan(check(scenario_from_dict(two_classes(method), "t"), "t", plan_dir))
+    for c in plan.candidates:
+        assert c.round_time_s == pytest.approx(simulated_round_s(raw, c.splits, plan_dir),
+                                               rel=1e-9), c.splits
+    slower = {c.splits: c.round_time_s for c in flow.candidates}
+    assert all(c.round_time_s > slower[c.splits] for c in plan.candidates)  # rounds, headers

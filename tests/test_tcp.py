@@ -245,3 +245,18 @@ def test_tcp_is_the_default_transport():
 
     assert NetworkSpec().transport == "tcp"
     assert NetworkSpec().tcp_params() == TcpParams()
+
+
+@pytest.mark.parametrize("rate, rtt, size", [(10, 100, 100_000), (100, 40, 1_000_000),
+                                             (5, 10, 10_000), (20, 100, 3_000_000)])
+def test_closed_form_slow_start_is_the_simulated_fresh_message(rate, rtt, size):
+    """Oracle: one message alone on a new connection is the handshake, one way, and the
+    closed form of slow start."""
+    from ecofed_sim.network.tcp import slow_start_s
+
+    params = TcpParams()
+    bits = params.wire_bytes(size) * 8
+    pipe = rate * 1e6 * rtt / 1e3 + max(rate * 1e6 * rtt / 1e3, 64 * SEG)
+    flight, _ = slow_start_s(bits, rate * 1e6, rtt / 1e3, IW, min(3 * 2**20 * 8, pipe))
+    assert time_messages(rate, rtt, size, "fresh") == [
+        pytest.approx(rtt / 1e3 * 1.5 + flight, rel=1e-12)]

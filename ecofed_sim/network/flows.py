@@ -200,13 +200,8 @@ class Network:
             conn.open = True
             conn.window_bits[direction] = tcp.initial_window_bits
             conn.last_send_end_s[direction] = self.env.now
-        window = conn.window_bits.setdefault(direction, tcp.initial_window_bits)
-        idle_s = self.env.now - conn.last_send_end_s.get(direction, self.env.now)
-        window = tcp.restart_window_bits(window, idle_s, conn.srtt_s.get(direction, rtt_s))
-        rate_bps = self._path_rate_bps(link, direction)  # the path holds BDP plus buffer
-        pipe_bits = rate_bps * rtt_s + tcp.buffer_bits(rate_bps, rtt_s, link.buffer_bytes)
-        cap = min(tcp.receive_window_bytes * BITS_PER_BYTE, pipe_bits)
-        start = min(window, cap)
+        start, cap = conn.start(tcp, direction, self.env.now, rtt_s,
+                                self._path_rate_bps(link, direction), link.buffer_bytes)
         return Window(rtt_s, start, cap, start, self.env.now + rtt_s, start_bits=start)
 
     def transfer(self, link: DeviceLink, direction: str, payload_bytes: int) -> Generator:
@@ -276,19 +271,10 @@ class Network:
             return
         if link.connection.sending.get(direction) is flow:
             del link.connection.sending[direction]
-        seg = self.tcp.segment_bits  # acknowledged segments, a partial last one counting 1
-        sent = math.ceil((flow.total_bits - max(flow.remaining_bits, 0.0)) / seg - 1e-9)
-        link.connection.window_bits[direction] = flow.window.after(sent * seg)
-        conn = link.connection
-        conn.segments_sent[direction] = conn.segments_sent.get(direction, 0.0) + sent
-        # the last window left as one burst and queued at the bottleneck: its mean wait
-        # enters the smoothed RTT, and its last segment was sent a whole burst before
-        # it left the buffer, one one-way delay before it arrived
-        rate_bps = self._path_rate_bps(link, direction)
-        burst_bits = min(flow.window.window_bits, flow.total_bits, self.tcp.buffer_bits(
-            rate_bps, link.round_trip_s, link.buffer_bytes))
-        conn.srtt_s[direction] = link.round_trip_s + burst_bits / (2 * rate_bps)
-        conn.last_send_end_s[direction] = self.env.now - link.latency_s - burst_bits / rate_bps
+        link.connection.finish(self.tcp, direction, self.env.now, link.latency_s,
+                               link.round_trip_s, self._path_rate_bps(link, direction),
+                               link.buffer_bytes, flow.window,
+                               flow.total_bits - max(flow.remaining_bits, 0.0), flow.total_bits)
 
     def _path_rate_bps(self, link: DeviceLink, direction: str) -> float:
         """The slowest capacity on a message's path: where its queue builds."""

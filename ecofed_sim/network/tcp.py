@@ -116,6 +116,18 @@ class TcpParams:
         return max(window_bits, floor)
 
 
+def slow_start_s(wire_bits: float, rate_bps: float, rtt_s: float, window_bits: float,
+                 cap_bits: float) -> tuple[float, float]:
+    """(seconds from the first bit's arrival to the last's, window of the last round) for
+    one message alone on a path of constant ``rate_bps``: the flow model's slow start in
+    closed form. Each round sends the window; a round whose window takes the rate longer
+    than the round trip to send is open, and the rest goes at the rate."""
+    t_s, left, window = 0.0, wire_bits, window_bits
+    while left > window and window < rate_bps * rtt_s:
+        t_s, left, window = t_s + rtt_s, left - window, min(2 * window, cap_bits)
+    return t_s + left / rate_bps, window
+
+
 @dataclass
 class Connection:
     """One device's TCP connection to the server: open or not, and per direction its
@@ -128,6 +140,34 @@ class Connection:
     segments_sent: dict[str, float] = field(default_factory=dict)  # since it opened
     sending: dict[str, object] = field(default_factory=dict)  # the latest flow in flight
     srtt_s: dict[str, float] = field(default_factory=dict)  # with the queue its bursts made
+
+    def start(self, tcp: TcpParams, direction: str, now_s: float, rtt_s: float,
+              rate_bps: float, buffer_bytes: float | None) -> tuple[float, float]:
+        """(window, cap) a message starts with: the connection's window after any
+        restart for idleness, capped by the receive window and by what the path holds
+        (bandwidth-delay product plus the bottleneck's buffer)."""
+        window = self.window_bits.setdefault(direction, tcp.initial_window_bits)
+        idle_s = now_s - self.last_send_end_s.get(direction, now_s)
+        window = tcp.restart_window_bits(window, idle_s, self.srtt_s.get(direction, rtt_s))
+        pipe_bits = rate_bps * rtt_s + tcp.buffer_bits(rate_bps, rtt_s, buffer_bytes)
+        cap = min(tcp.receive_window_bytes * BITS_PER_BYTE, pipe_bits)
+        return min(window, cap), cap
+
+    def finish(self, tcp: TcpParams, direction: str, arrived_s: float, latency_s: float,
+               rtt_s: float, rate_bps: float, buffer_bytes: float | None, window: Window,
+               sent_bits: float, total_bits: float) -> None:
+        """Book a message's end: the window it grew (``cwnd += acked``), the segments
+        sent, and, as its last window left as one burst that queued at the bottleneck,
+        the smoothed RTT (the burst's mean wait added) and the time of its last send (a
+        whole burst before it left the buffer, one one-way delay before it arrived)."""
+        seg = tcp.segment_bits  # acknowledged segments, a partial last one counting 1
+        sent = math.ceil(sent_bits / seg - 1e-9)
+        self.window_bits[direction] = window.after(sent * seg)
+        self.segments_sent[direction] = self.segments_sent.get(direction, 0.0) + sent
+        burst_bits = min(window.window_bits, total_bits,
+                         tcp.buffer_bits(rate_bps, rtt_s, buffer_bytes))
+        self.srtt_s[direction] = rtt_s + burst_bits / (2 * rate_bps)
+        self.last_send_end_s[direction] = arrived_s - latency_s - burst_bits / rate_bps
 
 
 @dataclass(eq=False)
