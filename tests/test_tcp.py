@@ -35,11 +35,18 @@ def test_a_warm_connection_is_the_flow_model_plus_headers():
         pytest.approx(0.05 + 836_960 / 10e6, abs=1e-12)]
 
 
-def _two_messages(gap_s: float) -> float:
-    """A fresh 100 KB message, ``gap_s`` idle, then another; the second's duration."""
+def _two_messages(gap_s: float, warm: bool = False,
+                  buffer_bytes: float | None = None) -> float:
+    """100 KB, ``gap_s`` idle, then 100 KB again on one device link (10 Mbit/s, 50 ms one
+    way): the second's duration. The connection is new, or open with a huge window."""
     env = simpy.Environment()
     net = Network(env, Capacity("in", 1e9), Capacity("out", 1e9), tcp=TcpParams())
     link = DeviceLink.from_mbps("d", 10, 10, 50)
+    link.buffer_bytes = buffer_bytes
+    if warm:
+        link.connection.open = True
+        link.connection.window_bits["up"] = 3 * 2**20 * 8
+        link.connection.last_send_end_s["up"] = 0.0
     out = []
 
     def play():
@@ -72,28 +79,6 @@ def test_idle_longer_than_the_rto_halves_the_window():
     assert _two_messages(1.0) == pytest.approx(0.05 + 0.2 + 0.04736, abs=1e-12)
 
 
-def _warm_pair(buffer_bytes: float | None) -> float:
-    """On an open connection, 100 KB, 0.5 s idle, 100 KB again: the second's duration."""
-    env = simpy.Environment()
-    net = Network(env, Capacity("in", 1e9), Capacity("out", 1e9), tcp=TcpParams())
-    link = DeviceLink.from_mbps("d", 10, 10, 50)
-    link.buffer_bytes = buffer_bytes
-    link.connection.open = True
-    link.connection.window_bits["up"] = 3 * 2**20 * 8
-    link.connection.last_send_end_s["up"] = 0.0
-    out = []
-
-    def play():
-        yield from net.transfer(link, "up", 100_000)
-        yield env.timeout(0.5)
-        t0 = env.now
-        yield from net.transfer(link, "up", 100_000)
-        out.append(env.now - t0)
-
-    env.run(until=env.process(play()))
-    return out[0]
-
-
 def test_the_window_never_outgrows_what_the_path_and_its_buffer_hold():
     # A 12,500-byte buffer (100,000 bits) on a path holding 1,000,000: the window is capped
     # at 1,100,000 bits. The first message (836,960 bits) goes at the rate and ends at
@@ -102,10 +87,10 @@ def test_the_window_never_outgrows_what_the_path_and_its_buffer_hold():
     # 0.133696 - 0.05 - 0.01 = 0.073696. Idle 0.56: halved once, to 550,000 bits. Round 0
     # sends those (0.055 s) and waits to 0.1; round 1 (1,100,000, capped) sends the other
     # 286,960 bits in 0.028696. Plus one way 0.05.
-    assert _warm_pair(12_500) == pytest.approx(0.05 + 0.1 + 0.028696, abs=1e-12)
+    assert _two_messages(0.5, warm=True, buffer_bytes=12_500) == pytest.approx(0.05 + 0.1 + 0.028696, abs=1e-12)
     # The default buffer, one BDP: a 2,000,000-bit cap, RTO 0.1 + 0.041848 + 0.2, last
     # send at 0; idle 0.633696 halves once to 1,000,000 bits, which covers the message
-    assert _warm_pair(None) == pytest.approx(0.05 + 0.083696, abs=1e-12)
+    assert _two_messages(0.5, warm=True) == pytest.approx(0.05 + 0.083696, abs=1e-12)
 
 
 def test_without_restart_after_idle_the_window_survives_a_long_gap():
