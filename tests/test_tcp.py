@@ -87,7 +87,8 @@ def test_the_window_never_outgrows_what_the_path_and_its_buffer_hold():
     # 0.133696 - 0.05 - 0.01 = 0.073696. Idle 0.56: halved once, to 550,000 bits. Round 0
     # sends those (0.055 s) and waits to 0.1; round 1 (1,100,000, capped) sends the other
     # 286,960 bits in 0.028696. Plus one way 0.05.
-    assert _two_messages(0.5, warm=True, buffer_bytes=12_500) == pytest.approx(0.05 + 0.1 + 0.028696, abs=1e-12)
+    assert _two_messages(0.5, warm=True, buffer_bytes=12_500) == pytest.approx(
+        0.05 + 0.1 + 0.028696, abs=1e-12)
     # The default buffer, one BDP: a 2,000,000-bit cap, RTO 0.1 + 0.041848 + 0.2, last
     # send at 0; idle 0.633696 halves once to 1,000,000 bits, which covers the message
     assert _two_messages(0.5, warm=True) == pytest.approx(0.05 + 0.083696, abs=1e-12)
