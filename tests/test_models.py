@@ -46,3 +46,19 @@ def test_every_split_reassembles_the_model(name):
         torch.testing.assert_close(model.part(k)(act), full)
     assert state_bytes(model) == 4 * sum(s.params for s in stats)
     assert sum(s.params for s in stats) == sum(p.numel() for p in model.parameters())
+
+
+def test_resnet9_is_the_reference_codes_with_its_parameter_count():
+    """CBR = conv3x3 (bias) + BatchNorm (affine, no running statistics) + ReLU.
+    CBR(3,64) 1,920; CBR(64,128) 74,112; block 256: CBR(128,256) 295,680 + CBR(256,256)
+    590,592 + 1x1 stride-2 shortcut 33,024; block 512: 1,181,184 + 2,360,832 + 131,584;
+    identity block: 2 x 2,360,832; FC 512 -> 10: 5,130. In all 9,395,722."""
+    model = build_model("resnet9", (3, 32, 32), 10)
+    assert sum(p.numel() for p in model.parameters()) == 9_395_722
+    stats = {s.name: s for s in layer_stats(model, (3, 32, 32))}
+    assert stats["res1"].out_shape == (256, 4, 4) and stats["res2"].out_shape == (512, 2, 2)
+    assert stats["res3"].out_shape == (512, 2, 2)
+    shortcut = model.units[4].shortcut  # res1
+    assert (shortcut.kernel_size, shortcut.stride, shortcut.bias is not None) == (
+        (1, 1), (2, 2), True)
+    assert isinstance(model.units[6].shortcut, torch.nn.Identity)
