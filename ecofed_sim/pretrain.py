@@ -167,15 +167,41 @@ def _write_cache(path: Path, state: dict[str, torch.Tensor]) -> None:
             os.unlink(tmp)
 
 
+BN_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
+
+
+def map_checkpoint(state: dict[str, torch.Tensor], model) -> dict[str, torch.Tensor]:
+    """A checkpoint in another key layout (``features.0.weight``, ``features.1.bias``, ...,
+    ``classifier.0.weight``: torchvision's and the EcoFed code's VGG) onto the zoo model's
+    ``units.*`` keys: parameters in order, matched while their shapes agree. BatchNorm
+    running statistics are dropped (the zoo's BatchNorm keeps none). A checkpoint already
+    in the zoo's layout is returned as is."""
+    if all(k.startswith("units.") for k in state):
+        return state
+    theirs = [(k, v) for k, v in state.items()
+              if isinstance(v, torch.Tensor) and not k.endswith(BN_BUFFERS)]
+    mapped = {}
+    for (ours, target), (_, tensor) in zip(model.state_dict().items(), theirs, strict=False):
+        if tuple(tensor.shape) != tuple(target.shape):
+            break
+        mapped[ours] = tensor
+    return mapped
+
+
 def init_units(model, state: dict[str, torch.Tensor], units: int) -> None:
-    """Copy the first ``units`` units of a pre-trained state dict into ``model``."""
+    """Copy the first ``units`` units of a pre-trained state dict into ``model`` (a
+    checkpoint in the ``features.N`` layout is mapped first; see ``map_checkpoint``)."""
+    mapped = map_checkpoint(state, model)
     prefixes = tuple(f"units.{i}." for i in range(units))
-    picked = {k: v for k, v in state.items() if k.startswith(prefixes)}
+    picked = {k: v for k, v in mapped.items() if k.startswith(prefixes)}
     expected = {k for k in model.state_dict() if k.startswith(prefixes)}
     if set(picked) != expected:
-        missing = sorted(expected - set(picked))[:3]
-        raise ScenarioError(f"pretrain: pre-trained weights do not match units 1..{units} of "
-                            f"{model.name} (missing {missing})")
+        missing = sorted(expected - set(picked))
+        used = len(mapped) if mapped is not state else 0
+        left = [k for k in state if not k.endswith(BN_BUFFERS)][used:used + 3]
+        raise ScenarioError(f"pretrain: pre-trained weights do not cover units 1..{units} of "
+                            f"{model.name}: {len(missing)} tensors unmatched (first: "
+                            f"{missing[:3]}); the checkpoint's next keys: {left}")
     try:
         model.load_state_dict(picked, strict=False)
     except RuntimeError:

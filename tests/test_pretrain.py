@@ -63,7 +63,7 @@ def test_checkpoint_source(tiny_dir):
                         pretrain={"source": "checkpoint", "checkpoint": "ckpt.pt"}), tiny_dir)
     assert len(res.rounds) == 1
     torch.save({"units.0.0.weight": torch.zeros(3)}, tiny_dir / "bad.pt")
-    with pytest.raises(ScenarioError, match="do not match units 1..4"):
+    with pytest.raises(ScenarioError, match="do not cover units 1..4"):
         run_dict(tiny(rounds=1, method=ECOFED,
                       pretrain={"source": "checkpoint", "checkpoint": "bad.pt"}), tiny_dir)
     with pytest.raises(ScenarioError, match="pretrain.checkpoint: file not found"):
@@ -82,3 +82,44 @@ def test_other_dataset_must_match_the_input_shape(tiny_dir):
 def test_fedavg_with_pretraining_needs_units(tiny_dir):
     with pytest.raises(ScenarioError, match="pretrain.units: required for fedavg"):
         _prep(tiny(pretrain={"source": "fractal", "init_baselines": True}), tiny_dir)
+
+
+def _features_checkpoint(path, first_conv_out: int = 8) -> torch.nn.Module:
+    """The small CNN in torchvision's ``features`` / ``classifier`` layout, with BatchNorm
+    running statistics (which the zoo's BatchNorm does not keep)."""
+    nn = torch.nn
+    net = nn.Module()
+    net.features = nn.Sequential(
+        nn.Conv2d(1, first_conv_out, 3, padding=1), nn.BatchNorm2d(first_conv_out), nn.ReLU(),
+        nn.MaxPool2d(2), nn.Conv2d(first_conv_out, 16, 3, padding=1), nn.BatchNorm2d(16),
+        nn.ReLU(), nn.MaxPool2d(2))
+    net.classifier = nn.Sequential(nn.Linear(64, 24), nn.ReLU(), nn.Linear(24, 2))
+    torch.save(net.state_dict(), path)
+    return net
+
+
+def test_a_features_layout_checkpoint_initialises_the_device_part(tiny_dir):
+    from ecofed_sim.pretrain import init_units
+
+    net = _features_checkpoint(tiny_dir / "ck.pt")
+    raw = tiny(method=ECOFED, pretrain={"source": "checkpoint", "checkpoint": "ck.pt"})
+    prep = _prep(raw, tiny_dir)
+    model = prep.build_model()
+    init_units(model, prep.pretrained, 4)
+    got = model.state_dict()
+    assert torch.equal(got["units.0.0.weight"], net.features[0].weight.detach())
+    assert torch.equal(got["units.0.1.bias"], net.features[1].bias.detach())
+    assert torch.equal(got["units.2.0.weight"], net.features[4].weight.detach())
+
+
+def test_a_checkpoint_that_does_not_fit_names_what_is_unmatched(tiny_dir):
+    from ecofed_sim.errors import ScenarioError
+    from ecofed_sim.pretrain import init_units
+
+    _features_checkpoint(tiny_dir / "ck.pt", first_conv_out=4)  # 4 channels, not 8
+    raw = tiny(method=ECOFED, pretrain={"source": "checkpoint", "checkpoint": "ck.pt"})
+    prep = _prep(raw, tiny_dir)
+    with pytest.raises(ScenarioError, match=r"do not cover units 1\.\.4 of small_cnn: 8 "
+                       r"tensors unmatched \(first: \['units\.0\.0\.bias'.*the checkpoint's "
+                       r"next keys: \['features\.0\.weight'"):
+        init_units(prep.build_model(), prep.pretrained, 4)
