@@ -18,7 +18,6 @@ import torch
 from ecofed_sim import planner
 from ecofed_sim.availability import build_availability
 from ecofed_sim.data import ImageSet, load_dataset, partition
-from ecofed_sim.data.files import DatasetFilesError
 from ecofed_sim.errors import ScenarioError
 from ecofed_sim.models import MIN_SIDE, LayerModel, LayerStats, build_model, layer_stats
 from ecofed_sim.paths import scenario_path
@@ -60,9 +59,19 @@ def model_stats(name: str, in_shape: tuple[int, int, int], classes: int) -> list
     return layer_stats(build_model(name, in_shape, classes), in_shape)
 
 
-def _input_spec(sc: Scenario) -> tuple[tuple[int, int, int], int]:
-    """Input shape and class count, known without loading the data."""
+def _input_spec(sc: Scenario, base_dir: Path | None = None,
+                source: str = "") -> tuple[tuple[int, int, int], int]:
+    """Input shape and class count, known without loading the data (an image folder's
+    classes are its training folders)."""
     data = sc.data
+    if data.dataset == "image_folder":
+        from ecofed_sim.data.folders import FolderError, class_names
+        from ecofed_sim.data.load import dataset_root
+
+        try:
+            return tuple(data.image_shape), len(class_names(dataset_root(data, base_dir)))
+        except FolderError as err:
+            raise ScenarioError(f"{source}: data.root: {err}") from None
     if data.dataset == "synthetic":
         return tuple(data.synthetic.shape), data.synthetic.classes
     if data.dataset in ("cifar10", "cifar100"):
@@ -86,7 +95,7 @@ def _library(sc: Scenario, base_dir: Path | None) -> ProfileLibrary:
 def check(sc: Scenario, source: str, base_dir: Path | None = None) -> Prepared:
     """Everything that can be checked without loading data; raises ScenarioError."""
     library = _library(sc, base_dir)
-    in_shape, classes = _input_spec(sc)
+    in_shape, classes = _input_spec(sc, base_dir, source)
     if min(in_shape[1:]) < MIN_SIDE[sc.model.name]:
         raise ScenarioError(f"{source}: data.synthetic.shape: {sc.model.name} needs images of "
                             f"at least {MIN_SIDE[sc.model.name]} pixels a side "
@@ -121,7 +130,7 @@ def _check_dataset_files(sc: Scenario, source: str, base_dir: Path | None) -> No
         if spec.dataset in FILE_DATASETS and not spec.download:
             try:
                 check_files(spec.dataset, dataset_root(spec, base_dir))
-            except DatasetFilesError as err:
+            except FileNotFoundError as err:  # DatasetFilesError, FolderError
                 raise ScenarioError(f"{source}: {where}.root: {err}") from None
 
 
@@ -208,7 +217,7 @@ def prepare(sc: Scenario, source: str, base_dir: Path | None = None,
     sc = checked.scenario  # with any ``split: auto`` resolved
     try:
         train, test = load_dataset(sc.data, base_dir)
-    except DatasetFilesError as err:
+    except FileNotFoundError as err:  # DatasetFilesError, FolderError
         raise ScenarioError(f"{source}: data.root: {err}") from None
     if len(train) == 0:
         raise ScenarioError(f"{source}: data.test_samples: {sc.data.test_samples} leaves no "
@@ -226,7 +235,7 @@ def prepare(sc: Scenario, source: str, base_dir: Path | None = None,
     if uses_pretrained(sc):  # a public split is held out either way, for equal client data
         try:
             pretrained = pretrained_state(sc, checked.in_shape, public, base_dir, progress)
-        except DatasetFilesError as err:
+        except FileNotFoundError as err:  # DatasetFilesError, FolderError
             raise ScenarioError(f"{source}: pretrain.dataset.root: {err}") from None
     return Prepared(**{**checked.__dict__, "train": train, "test": test,
                        "client_indices": parts, "pretrained": pretrained})

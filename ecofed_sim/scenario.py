@@ -88,11 +88,18 @@ class PartitionSpec(StrictModel):
 
 
 class DataSpec(StrictModel):
+    """The task's images: where they come from, and how they are split and dealt."""
+
     dataset: Literal[
-        "embedded_mnist", "synthetic", "cifar10", "cifar100", "mnist", "fashion_mnist"
+        "embedded_mnist", "synthetic", "cifar10", "cifar100", "mnist", "fashion_mnist",
+        "image_folder"
     ] = "embedded_mnist"
-    """embedded_mnist (5,000 real digits, shipped), synthetic, or standard files: cifar10,
-    cifar100, mnist, fashion_mnist"""
+    """embedded_mnist (5,000 real digits, shipped), synthetic, standard files (cifar10,
+    cifar100, mnist, fashion_mnist), or image_folder (root/train/<class>/<image> and
+    root/test or root/val likewise: ImageNet's and Tiny-ImageNet's layout)"""
+    image_shape: list[Annotated[int, Field(ge=1, le=4096)]] | None = Field(
+        None, min_length=3, max_length=3)
+    """image_folder: [channels (1 or 3), height, width] the images are converted to"""
     root: str | None = None
     """folder with the standard dataset files (relative to the scenario file; default: data)"""
     download: bool = False
@@ -106,6 +113,14 @@ class DataSpec(StrictModel):
     """shape and size of the synthetic image set (dataset: synthetic)"""
     partition: PartitionSpec = PartitionSpec()
     """how training samples are dealt to clients"""
+
+    @model_validator(mode="after")
+    def _folder_shape(self) -> DataSpec:
+        if self.dataset == "image_folder" and self.image_shape is None:
+            raise ValueError("image_folder needs image_shape: [channels, height, width]")
+        if self.image_shape is not None and self.image_shape[0] not in (1, 3):
+            raise ValueError("image_shape: channels must be 1 (grey) or 3 (RGB)")
+        return self
 
 
 class TrainingSpec(StrictModel):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import pickle
+import shutil
 import struct
 
 import numpy as np
@@ -204,3 +205,70 @@ def test_a_root_given_with_set_is_relative_to_the_working_folder(tiny_dir, tmp_p
         capsys.readouterr().err
     assert main(["validate", str(path), "--set", "data={dataset: mnist, root: mine, "
                  "test_samples: 4}"]) == 0, capsys.readouterr().err
+
+
+def _image_tree(root, classes=("cat", "dog"), per_class: int = 3, size=(10, 12)) -> None:
+    from PIL import Image
+
+    rng = np.random.default_rng(5)
+    for split in ("train", "test"):
+        for c in classes:
+            (root / split / c).mkdir(parents=True)
+            for i in range(per_class):
+                pixels = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(root / split / c / f"{i}.png")
+
+
+def test_an_image_folder_loads_with_classes_from_its_training_folders(tmp_path):
+    from ecofed_sim.data.folders import load_image_folder
+
+    _image_tree(tmp_path / "imgs", size=(8, 8))
+    (tmp_path / "imgs" / "train" / "cat" / "notes.txt").write_text("not an image")
+    train, test = load_image_folder(tmp_path / "imgs", (3, 8, 8))
+    assert (len(train), len(test), train.num_classes) == (6, 6, 2)
+    assert train.labels.tolist() == [0, 0, 0, 1, 1, 1]  # cat, dog: sorted folder names
+    from PIL import Image
+
+    first = np.asarray(Image.open(tmp_path / "imgs" / "train" / "cat" / "0.png"))
+    assert torch.equal(train.images_u8[0], torch.from_numpy(first.transpose(2, 0, 1).copy()))
+    grey, _ = load_image_folder(tmp_path / "imgs", (1, 4, 4))  # converted and resized
+    assert grey.images_u8.shape == (6, 1, 4, 4)
+
+
+def test_tiny_imagenet_validation_annotations_are_read(tmp_path):
+    from PIL import Image
+
+    from ecofed_sim.data.folders import load_image_folder
+
+    root = tmp_path / "tiny"
+    _image_tree(root, classes=("n01", "n02"), size=(8, 8))
+    shutil.rmtree(root / "test")
+    (root / "val" / "images").mkdir(parents=True)
+    for i in range(3):
+        Image.fromarray(np.full((8, 8, 3), 10 * i, np.uint8)).save(
+            root / "val" / "images" / f"val_{i}.JPEG")
+    (root / "val" / "val_annotations.txt").write_text(
+        "".join(f"val_{i}.JPEG\t{c}\t0\t0\t8\t8\n" for i, c in enumerate(("n02", "n01", "n02"))))
+    _, test = load_image_folder(root, (3, 8, 8))
+    assert test.labels.tolist() == [1, 0, 1]
+
+
+def test_image_folder_scenarios_validate_and_name_what_is_wrong(tiny_dir, capsys):
+    from conftest import tiny, write_scenario
+
+    from ecofed_sim.cli import main
+
+    raw = tiny(**{"data": {"dataset": "image_folder", "root": "imgs",
+                           "image_shape": [3, 8, 8]}})
+    path = write_scenario(tiny_dir, raw)
+    assert main(["validate", str(path)]) == 2
+    assert "data.root: " in capsys.readouterr().err
+    _image_tree(tiny_dir / "imgs", size=(8, 8))
+    assert main(["validate", str(path)]) == 0, capsys.readouterr().err
+    (tiny_dir / "imgs" / "train" / "cat" / "1.png").write_bytes(b"broken")
+    assert main(["run", str(path), "--out", str(tiny_dir / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "1.png: not a readable image" in err, err
+    path = write_scenario(tiny_dir, tiny(**{"data": {"dataset": "image_folder"}}), "x.yaml")
+    assert main(["validate", str(path)]) == 2
+    assert "image_folder needs image_shape" in capsys.readouterr().err

@@ -57,7 +57,7 @@ URLS = {
 CIFAR_SAMPLE_BYTES = 3 * 32 * 32
 
 
-FILE_DATASETS = ("cifar10", "cifar100", "mnist", "fashion_mnist")
+FILE_DATASETS = ("cifar10", "cifar100", "mnist", "fashion_mnist", "image_folder")
 
 
 class DatasetFilesError(FileNotFoundError):
@@ -258,6 +258,11 @@ def expected_files(name: str, root: Path) -> list[Path]:
 
 def check_files(name: str, root: Path) -> None:
     """The dataset's files are all there (their content is checked when read)."""
+    if name == "image_folder":
+        from ecofed_sim.data.folders import class_names
+
+        class_names(root)  # FolderError (a FileNotFoundError) names what is missing
+        return
     missing = [p for p in expected_files(name, root)
                if not (p.is_file() or p.with_name(p.name + ".gz").is_file())]
     if missing:

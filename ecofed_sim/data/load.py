@@ -15,6 +15,10 @@ def load_dataset(spec, base_dir: Path | None = None) -> tuple[ImageSet, ImageSet
         return embedded.load_embedded_mnist(spec.test_samples, spec.split_seed)
     if spec.dataset == "synthetic":
         return synthetic.make_synthetic(spec.synthetic, spec.split_seed)
+    if spec.dataset == "image_folder":
+        from ecofed_sim.data.folders import load_image_folder
+
+        return load_image_folder(dataset_root(spec, base_dir), tuple(spec.image_shape))
     return files.load_files(spec.dataset, dataset_root(spec, base_dir), download=spec.download)
 
 
