@@ -20,12 +20,13 @@ import torch
 import torch.nn.functional as F
 
 from ecofed_sim.data import ImageSet, load_dataset
+from ecofed_sim.data.augment import crop_and_flip
 from ecofed_sim.data.fractal import make_fractal
 from ecofed_sim.errors import ScenarioError
 from ecofed_sim.models import build_model
 from ecofed_sim.paths import scenario_path
 from ecofed_sim.progress import bar
-from ecofed_sim.seeding import DATA_ORDER, INIT, PRETRAIN, torch_gen
+from ecofed_sim.seeding import AUGMENT, DATA_ORDER, INIT, PRETRAIN, torch_gen
 
 CACHE_VERSION = 1
 
@@ -76,14 +77,19 @@ def train_centrally(sc, in_shape, data: ImageSet,
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(torch_gen(sc.seed, PRETRAIN, INIT).initial_seed())
         model = build_model(sc.model.name, in_shape, data.num_classes).train()
-    opt = torch.optim.SGD(model.parameters(), lr=spec.lr, momentum=spec.momentum)
+    opt = torch.optim.SGD(model.parameters(), lr=spec.lr, momentum=spec.momentum,
+                          weight_decay=spec.weight_decay, nesterov=spec.nesterov)
     for epoch in range(spec.epochs):
+        for group in opt.param_groups:  # a step schedule: x gamma after each milestone
+            group["lr"] = spec.lr * spec.lr_gamma ** sum(epoch >= m for m in spec.lr_milestones)
         order = torch.randperm(len(data), generator=torch_gen(sc.seed, PRETRAIN,
                                                               DATA_ORDER, epoch))
-        for start in range(0, len(order), spec.batch_size):
+        for step, start in enumerate(range(0, len(order), spec.batch_size)):
             x, y = data.batch(order[start:start + spec.batch_size])
             if len(y) < 2:
                 continue  # BatchNorm in train mode needs two samples
+            if spec.augment:
+                x = crop_and_flip(x, torch_gen(sc.seed, PRETRAIN, AUGMENT, epoch, step))
             opt.zero_grad(set_to_none=True)
             F.cross_entropy(model(x), y).backward()
             opt.step()

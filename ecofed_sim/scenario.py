@@ -361,6 +361,18 @@ class PretrainSpec(StrictModel):
     """pre-training SGD learning rate"""
     momentum: float = Field(0.9, ge=0, lt=1)
     """pre-training SGD momentum"""
+    weight_decay: float = Field(0.0, ge=0, le=1)
+    """pre-training SGD weight decay (the EcoFed code: 5e-4)"""
+    nesterov: bool = False
+    """Nesterov momentum (the EcoFed code: true)"""
+    lr_milestones: list[Annotated[int, Field(ge=1)]] = Field(default_factory=list)
+    """epochs after which the learning rate is multiplied by lr_gamma (the EcoFed code: 50,
+    80 of 100)"""
+    lr_gamma: float = Field(0.1, gt=0, le=1)
+    """factor applied to the learning rate at each milestone"""
+    augment: bool = False
+    """random crop (padding 4) and horizontal flip of every pre-training batch (the EcoFed
+    code: true)"""
     units: int | None = Field(None, ge=1, description="leading units to initialise")
     init_baselines: bool = Field(False, description="also initialise non-EcoFed methods")
     cache_dir: str | None = None
@@ -373,6 +385,8 @@ class PretrainSpec(StrictModel):
             raise ValueError("source 'dataset' needs a dataset section")
         if self.source == "checkpoint" and not self.checkpoint:
             raise ValueError("source 'checkpoint' needs a checkpoint path")
+        if self.nesterov and self.momentum == 0:
+            raise ValueError("nesterov needs momentum > 0")
         return self
 
 

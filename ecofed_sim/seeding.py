@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 (INIT, SAMPLING, DATA_ORDER, BINDING, PUBLIC, CODEC, REPLAY, PRETRAIN, JITTER,
- AVAILABILITY, CHURN) = range(1, 12)
+ AVAILABILITY, CHURN, AUGMENT) = range(1, 13)
 
 
 def key(seed: int, stream: int, *parts: int) -> int:

@@ -123,3 +123,55 @@ def test_a_checkpoint_that_does_not_fit_names_what_is_unmatched(tiny_dir):
                        r"tensors unmatched \(first: \['units\.0\.0\.bias'.*the checkpoint's "
                        r"next keys: \['features\.0\.weight'"):
         init_units(prep.build_model(), prep.pretrained, 4)
+
+
+def test_crop_and_flip_crops_from_the_zero_padded_image_and_flips_half():
+    from ecofed_sim.data.augment import crop_and_flip
+
+    x = torch.arange(2 * 3 * 5 * 6, dtype=torch.float32).reshape(2, 3, 5, 6)
+    padded = torch.nn.functional.pad(x, (4, 4, 4, 4))
+    seen_offsets, flips = set(), 0
+    for trial in range(200):
+        gen = torch.Generator().manual_seed(trial)
+        out = crop_and_flip(x, gen)
+        again = crop_and_flip(x, torch.Generator().manual_seed(trial))
+        assert torch.equal(out, again) and out.shape == x.shape  # seeded, same size
+        for i in range(2):
+            found = [(dy, dx, f) for dy in range(9) for dx in range(9) for f in (0, 1)
+                     if torch.equal(out[i], (padded[i, :, dy:dy + 5, dx:dx + 6].flip(-1) if f
+                                             else padded[i, :, dy:dy + 5, dx:dx + 6]))]
+            assert found, "every output is a crop of the padded image, maybe flipped"
+            seen_offsets.add(found[0][:2])
+            flips += found[0][2]
+    assert len(seen_offsets) == 81  # every offset in 0..8 x 0..8 occurs
+    assert 150 < flips < 250  # about half of 400 images flipped
+
+
+def test_the_pretraining_recipe_is_followed(tiny_dir, monkeypatch):
+    """Weight decay and Nesterov reach the optimiser, the step schedule multiplies the
+    rate at its milestones, and augmentation changes (reproducibly) what is learned."""
+
+    seen = []
+    real_step = torch.optim.SGD.step
+
+    def spy(self, *args, **kwargs):
+        g = self.param_groups[0]
+        seen.append((g["lr"], g["weight_decay"], g["nesterov"]))
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.SGD, "step", spy)
+    recipe = {"source": "public_split", "public_fraction": 0.25, "epochs": 3,
+              "batch_size": 5, "lr": 0.1, "weight_decay": 5e-4, "nesterov": True,
+              "lr_milestones": [1, 2], "lr_gamma": 0.5}
+    prep = _prep(tiny(method=ECOFED, pretrain={**recipe, "cache_dir": str(tiny_dir / "a")}),
+                 tiny_dir)
+    lrs = sorted({round(lr, 12) for lr, _, _ in seen}, reverse=True)
+    assert lrs == [0.1, 0.05, 0.025]
+    assert all(wd == 5e-4 and nesterov for _, wd, nesterov in seen)
+    aug = {**recipe, "augment": True}
+    one = _prep(tiny(method=ECOFED, pretrain={**aug, "cache_dir": str(tiny_dir / "b")}),
+                tiny_dir).pretrained
+    two = _prep(tiny(method=ECOFED, pretrain={**aug, "cache_dir": str(tiny_dir / "c")}),
+                tiny_dir).pretrained
+    key = "units.0.0.weight"
+    assert torch.equal(one[key], two[key]) and not torch.equal(one[key], prep.pretrained[key])
