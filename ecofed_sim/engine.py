@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from ecofed_sim.availability import build_availability
+from ecofed_sim.data.augment import crop_and_flip
 from ecofed_sim.errors import ScenarioError
 from ecofed_sim.ledger import Ledger
 from ecofed_sim.methods import REGISTRY
@@ -25,7 +26,7 @@ from ecofed_sim.participation import RoundPlay, guarded
 from ecofed_sim.population import build_population, sample_clients
 from ecofed_sim.prepare import Prepared
 from ecofed_sim.pretrain import init_units
-from ecofed_sim.seeding import DATA_ORDER, INIT, torch_gen
+from ecofed_sim.seeding import AUGMENT, DATA_ORDER, INIT, torch_gen
 from ecofed_sim.trace import Recorder
 
 T = TypeVar("T")
@@ -45,16 +46,20 @@ class RoundContext:
 
     def indexed_batches(self, client: int) -> Iterator[tuple[torch.Tensor, ...]]:
         """(sample indices, x, y) of this round's local epochs, in an order keyed by
-        (seed, round, client, epoch); with ``shuffle: fixed`` the round is left out."""
+        (seed, round, client, epoch); with ``shuffle: fixed`` the round is left out. With
+        ``training.augment`` each batch is cropped and flipped, drawn from a generator
+        keyed by (seed, round, client, epoch)."""
         prep, training = self.engine.prep, self.engine.scenario.training
         idx = torch.as_tensor(prep.client_indices[client])
         order_round = self.round if training.shuffle == "every_round" else 0
         for epoch in range(training.local_epochs):
             order = idx[torch.randperm(len(idx), generator=self.generator(
                 DATA_ORDER, client, epoch, round_index=order_round))]
+            augment = self.generator(AUGMENT, client, epoch) if training.augment else None
             for start in range(0, len(order), training.batch_size):
                 batch = order[start:start + training.batch_size]
-                yield (batch, *prep.train.batch(batch))
+                x, y = prep.train.batch(batch)
+                yield (batch, crop_and_flip(x, augment) if augment else x, y)
 
     def batches(self, client: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for _, x, y in self.indexed_batches(client):

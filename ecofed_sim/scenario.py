@@ -137,6 +137,10 @@ class TrainingSpec(StrictModel):
     """SGD momentum (a fresh optimiser per client per round)"""
     weight_decay: float = Field(0.0, ge=0)
     """SGD weight decay"""
+    augment: bool = False
+    """random crop (padding 4) and horizontal flip of every training batch, seeded by
+    (seed, round, client, epoch), as the EcoFed code trains every method; under EcoFed the
+    replay buffer keeps one augmented pass"""
     threads: int = Field(1, ge=1, le=256, description="torch intra-op threads of the "
                          "learning computation; part of what is learned, because float sums "
                          "split over threads round differently")

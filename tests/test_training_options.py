@@ -67,3 +67,26 @@ def test_a_token_bucket_in_the_scenario_sends_its_burst_at_once(tiny_dir):
     down_s = 0.010 + (MODEL_BYTES - 2500) * 8 / 2e6
     up_s = 0.010 + (MODEL_BYTES - 4000) * 8 / 0.5e6
     assert res.rounds.round_time_s.iloc[0] == pytest.approx(down_s + EPOCH_S + up_s, **EXACT)
+
+
+def test_augmentation_changes_what_is_learned_reproducibly_and_never_the_clock(tiny_dir):
+    plain = run_dict(tiny(rounds=2), tiny_dir)
+    aug = run_dict(tiny(rounds=2, **{"training.augment": True}), tiny_dir)
+    again = final_state(tiny(rounds=2, **{"training.augment": True}), tiny_dir)
+    first = final_state(tiny(rounds=2), tiny_dir)
+    assert any(not torch.equal(first[k], again[k]) for k in first)
+    assert all(torch.equal(a, b) for a, b in zip(
+        final_state(tiny(rounds=2, **{"training.augment": True}), tiny_dir).values(),
+        again.values(), strict=True))
+    assert aug.rounds.round_time_s.tolist() == plain.rounds.round_time_s.tolist()
+
+
+def test_ecofed_never_reuses_frozen_outputs_of_another_rounds_augmentation(tiny_dir):
+    """Oracle: the frozen-output cache on (fixed data order, so it would hit across rounds)
+    and off learn the same when batches are augmented anew every round."""
+    method = {"name": "ecofed", "split": 4, "period": 1}
+    common = {"rounds": 3, "training.augment": True, "training.shuffle": "fixed"}
+    cached = final_state(tiny(method=method, **common), tiny_dir)
+    uncached = final_state(tiny(method={**method, "frozen_cache_mib": 1e-9}, **common),
+                           tiny_dir)
+    assert all(torch.equal(cached[k], uncached[k]) for k in cached)

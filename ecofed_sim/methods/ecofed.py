@@ -197,7 +197,9 @@ class EcoFed(Method):
         part, opt = self._fresh_server_copy()
         stored, handles = [], []
         for b, (idx, x, y) in enumerate(ctx.indexed_batches(client)):
-            act = self.frozen_forward((client, idx.numpy().tobytes()), x)
+            # augmented images differ every round: cached outputs are this round's only
+            fresh = ctx.round if self.setup.training.augment else None
+            act = self.frozen_forward((client, idx.numpy().tobytes(), fresh), x)
             yield from ctx.compute(device, client, forward(
                 self.setup.model_name, self.device_stats, len(y)), "frozen_forward")
             enc = self.codec.encode(act, ctx.generator(CODEC, client, b))
