@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 from conftest import tiny
-from helpers import run_dict
+from helpers import assert_same_state, final_state, run_dict
 
 from ecofed_sim.engine import Engine
 from ecofed_sim.prepare import prepare
@@ -176,3 +176,22 @@ def test_frozen_cache_reuses_with_fixed_order_and_keeps_results(tiny_dir):
     assert [r["test_accuracy"] for r in rows] == [r["test_accuracy"] for r in rows_no]
     assert [r["sim_time_s"] for r in rows] == [r["sim_time_s"] for r in rows_no]
     assert math.isclose(rows[-1]["test_loss"], rows_no[-1]["test_loss"], rel_tol=1e-6)
+
+
+def test_lockstep_waits_for_each_server_step_and_its_release_message(tiny_dir):
+    """One client, 20 samples (2 batches of 10), split 4, period 1. Per batch: frozen
+    forward 4 x 1 ms; activation (10x16x2x2 int8 = 640 B + one 4 B scale) and labels
+    (80 B) up at 1 Mbit/s after 10 ms; the server step (3 units, 0.3 ms each) 0.9 ms; the
+    32-byte release down at 2 Mbit/s after 10 ms. Nothing else moves (frozen device
+    part, no weights). What is learned is the same as streaming."""
+    one = {"population.clients": 1, "population.clients_per_round": 1,
+           "population.devices.0.count": 1, "data.synthetic.train_samples": 20, "rounds": 1}
+    lock = {**ECOFED, "period": 1, "lockstep": True}
+    res = run_dict(tiny(method=lock, **one), tiny_dir)
+    per_batch = (0.004 + 0.010 + (644 + 80) * 8 / 1e6 + 0.0009 + 0.010 + 32 * 8 / 2e6)
+    assert res.rounds.round_time_s.iloc[0] == pytest.approx(2 * per_batch, rel=1e-12)
+    control = res.transfers[res.transfers.kind == "control"]
+    assert control.payload_bytes.tolist() == [32, 32]
+    streamed = {**lock, "lockstep": False}
+    assert_same_state(final_state(tiny(method=lock, **one), tiny_dir),
+                      final_state(tiny(method=streamed, **one), tiny_dir))

@@ -86,6 +86,12 @@ class EcoFedConfig(SplitConfigBase):
                                "composition (simulated time is still charged every time)")
     frozen_cache_mib: float = Field(2048, gt=0)
     """memory for reused frozen-layer outputs, MiB (wall time only)"""
+    lockstep: bool = False
+    """per batch, wait for the server's step and its release message before the next
+    batch, as the EcoFed code's devices do (default: stream, as the paper describes)"""
+    release_bytes: int = Field(32, ge=1, le=2**20)
+    """lockstep: payload of the release message, bytes (a short pickled message and its
+    length prefix)"""
 
     @model_validator(mode="after")
     def _period_range(self) -> EcoFedConfig:
@@ -158,7 +164,8 @@ class EcoFed(Method):
         return Sketch(forward(model, stats[:split], batch),
                       payload_bytes_for(config.activation_codec, act_shape)
                       + batch * LABEL_BYTES,
-                      train_step(model, stats[split:], batch), waits=False,
+                      train_step(model, stats[split:], batch), waits=config.lockstep,
+                      down_bytes=config.release_bytes if config.lockstep else 0,
                       device_round_share=1.0 / config.period)
 
     # --- frozen device part
@@ -191,7 +198,8 @@ class EcoFed(Method):
 
     def client_round(self, ctx: RoundContext, client: int, device: Device) -> Generator:
         """Update rounds: frozen forward, encode, upload; the server trains as batches
-        arrive (nothing comes back, so the device never waits). Replay rounds: idle."""
+        arrive (nothing comes back, so the device never waits; with ``lockstep`` it waits
+        for the server's step and a release message per batch). Replay rounds: idle."""
         if not self.update_round:
             return None
         part, opt = self._fresh_server_copy()
@@ -209,6 +217,10 @@ class EcoFed(Method):
             handles.append(ctx.server_async(
                 client, train_step(self.setup.model_name, self.server_stats, len(y)),
                 lambda a=enc.decoded, y=y: train_server_step(part, opt, a, y), "server_step"))
+            if self.config.lockstep:  # the server's step, then its release message
+                yield from ctx.wait(handles[-1:])
+                yield from ctx.transfer(device, client, "down",
+                                        {"control": self.config.release_bytes})
         yield from ctx.wait(handles)
         self.buffer.put(client, stored, ctx.generator(REPLAY, client))
         return ClientUpdate(client, ctx.num_samples(client), part.state_dict())
