@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
 from conftest import tiny
-from helpers import run_dict
+from helpers import assert_same_state, final_state, run_dict
 
 FP32, INT64 = 4, 8
 ACT = 16 * 2 * 2  # small_cnn on 1x8x8 after pool2
@@ -53,3 +54,22 @@ def test_aux_methods_learn(tiny_dir):
     for name in ("local_loss", "fedgkt"):
         res = run_dict(tiny(rounds=3, method={"name": name, "split": 4}, **bigger), tiny_dir)
         assert res.rounds.test_accuracy.iloc[-1] >= 0.85, name
+
+
+def test_local_loss_lockstep_moves_the_backward_after_the_release(tiny_dir):
+    """One client, 2 batches of 10, split 4 (the head: one linear layer on the 16x2x2
+    activation, priced by FLOPs). Streaming: device step, then the upload; lockstep: the
+    forward, the upload, the server's step, the 32-byte release, then the backward.
+    Lockstep therefore adds per batch exactly the server step and the release message,
+    and learns the same."""
+    one = {"population.clients": 1, "population.clients_per_round": 1,
+           "population.devices.0.count": 1, "data.synthetic.train_samples": 20, "rounds": 1}
+    method = {"name": "local_loss", "split": 4}
+    streamed = run_dict(tiny(method=method, **one), tiny_dir)
+    lock = run_dict(tiny(method={**method, "lockstep": True}, **one), tiny_dir)
+    extra_per_batch = 0.0009 + 0.010 + 32 * 8 / 2e6  # server step, then release down
+    # streaming ends with the last server step (0.9 ms) after the last upload
+    assert lock.rounds.round_time_s.iloc[0] == pytest.approx(
+        streamed.rounds.round_time_s.iloc[0] + 2 * extra_per_batch - 0.0009, rel=1e-9)
+    assert_same_state(final_state(tiny(method=method, **one), tiny_dir),
+                      final_state(tiny(method={**method, "lockstep": True}, **one), tiny_dir))

@@ -3,8 +3,10 @@ on locally generated losses").
 
 The device trains its part and an auxiliary head on a local cross-entropy loss, and sends
 activations and labels up; nothing comes back per batch, so the device never waits for
-the server. The server trains its per-client copy on the activations as they arrive.
-Device part, head and server copies are FedAvg-averaged every round.
+the server (with ``lockstep``, as the EcoFed code's devices: it waits for the server's
+step and a release message before its local backward). The server trains its per-client
+copy on the activations as they arrive. Device part, head and server copies are
+FedAvg-averaged every round.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Generator
 from typing import Literal
 
 import torch.nn.functional as F
+from pydantic import Field
 
 from ecofed_sim.codecs import payload_bytes_for
 from ecofed_sim.methods.auxhead import (
@@ -28,6 +31,11 @@ from ecofed_sim.seeding import CODEC
 class LocalLossConfig(AuxConfigBase):
     name: Literal["local_loss"]
     """local_loss: local-loss DPFL with an auxiliary head (Han et al. 2021)"""
+    lockstep: bool = False
+    """per batch, the device waits for the server's step and its release message before
+    its local backward, as the EcoFed code's local-loss devices do (default: stream)"""
+    release_bytes: int = Field(32, ge=1, le=2**20)
+    """lockstep: payload of the release message, bytes"""
 
 
 class LocalLoss(AuxHeadMethod):
@@ -40,8 +48,16 @@ class LocalLoss(AuxHeadMethod):
         """The device trains on its local loss and streams activations; nothing comes back."""
         act_shape = (batch, *stats[split - 1].out_shape)
         weights = cls.weights_at(config, stats, split)
-        return Sketch(aux_device_cost(model, stats[:split], cls.aux_stats_at(config, stats,
-                                                                              split), batch),
+        aux = cls.aux_stats_at(config, stats, split)
+        if config.lockstep:  # forward, up, server, release down, then the local backward
+            return Sketch(aux_device_cost(model, stats[:split], aux, batch, bwd=False),
+                          payload_bytes_for(config.activation_codec, act_shape)
+                          + batch * LABEL_BYTES, train_step(model, stats[split:], batch),
+                          down_bytes=config.release_bytes,
+                          device_after=aux_device_cost(model, stats[:split], aux, batch,
+                                                       fwd=False),
+                          weights_down_bytes=weights, weights_up_bytes=weights)
+        return Sketch(aux_device_cost(model, stats[:split], aux, batch),
                       payload_bytes_for(config.activation_codec, act_shape)
                       + batch * LABEL_BYTES,
                       train_step(model, stats[split:], batch), waits=False,
@@ -50,17 +66,26 @@ class LocalLoss(AuxHeadMethod):
     def train_locally(self, ctx, client: int, device: Device) -> Generator:
         dev, aux, dev_opt, srv, srv_opt = self.local_models()
         handles = []
+        lockstep = self.config.lockstep
         for b, (x, y) in enumerate(ctx.batches(client)):
             dev_opt.zero_grad(set_to_none=True)
             act = dev(x)
             F.cross_entropy(aux(act), y).backward()
             dev_opt.step()
-            yield from ctx.compute(device, client, self.device_cost(len(y)), "local_step")
+            # the same learning either way; lockstep only moves the backward's time
+            yield from ctx.compute(device, client, self.device_cost(len(y), bwd=not lockstep),
+                                   "local_step")
             enc = self.codec.encode(act, ctx.generator(CODEC, client, b))
             yield from ctx.transfer(device, client, "up", {"activations": enc.payload_bytes,
                                                            "labels": tensor_bytes(y)})
             handles.append(ctx.server_async(
                 client, self.server_cost(len(y)),
                 lambda a=enc.decoded, y=y: server_ce_step(srv, srv_opt, a, y), "server_step"))
+            if lockstep:  # the server's step, its release message, then the local backward
+                yield from ctx.wait(handles[-1:])
+                yield from ctx.transfer(device, client, "down",
+                                        {"control": self.config.release_bytes})
+                yield from ctx.compute(device, client, self.device_cost(len(y), fwd=False),
+                                       "local_backward")
         yield from ctx.wait(handles)
         return dev, aux, srv
