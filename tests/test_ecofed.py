@@ -195,3 +195,19 @@ def test_lockstep_waits_for_each_server_step_and_its_release_message(tiny_dir):
     streamed = {**lock, "lockstep": False}
     assert_same_state(final_state(tiny(method=lock, **one), tiny_dir),
                       final_state(tiny(method=streamed, **one), tiny_dir))
+
+
+def test_replay_rounds_can_carry_the_reference_codes_control_messages(tiny_dir):
+    """Period 2: round 1 is a replay round. With 32-byte control messages, 3 per batch
+    (up, down, up), each of the 2 clients' 2 batches trades 64 bytes up and 32 down; with
+    the default (none) a replay round moves nothing."""
+    method = {**ECOFED, "period": 2}
+    quiet = run_dict(tiny(method=method), tiny_dir)
+    assert quiet.rounds.bytes_up.iloc[1] == 0 and quiet.rounds.bytes_down.iloc[1] == 0
+    chatty = run_dict(tiny(method={**method, "replay_control_bytes": 32}), tiny_dir)
+    replay = chatty.transfers[chatty.transfers["round"] == 1]
+    assert (replay.kind == "control").all()
+    assert replay.groupby("direction").payload_bytes.sum().to_dict() == {
+        "up": 2 * 2 * 64, "down": 2 * 2 * 32}
+    assert chatty.rounds.round_time_s.iloc[1] > quiet.rounds.round_time_s.iloc[1]
+    assert chatty.rounds.test_accuracy.tolist() == quiet.rounds.test_accuracy.tolist()

@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import copy
+import math
 from collections import OrderedDict
 from collections.abc import Generator
 from typing import Any, Literal
@@ -92,6 +93,11 @@ class EcoFedConfig(SplitConfigBase):
     release_bytes: int = Field(32, ge=1, le=2**20)
     """lockstep: payload of the release message, bytes (a short pickled message and its
     length prefix)"""
+    replay_control_bytes: int = Field(0, ge=0, le=2**20)
+    """replay rounds: payload of each control message the devices still exchange with the
+    server per batch in the EcoFed code (0: none, as the paper describes)"""
+    replay_control_messages: int = Field(3, ge=1, le=100)
+    """replay rounds: control messages per batch, alternating up and down, up first"""
 
     @model_validator(mode="after")
     def _period_range(self) -> EcoFedConfig:
@@ -201,6 +207,7 @@ class EcoFed(Method):
         arrive (nothing comes back, so the device never waits; with ``lockstep`` it waits
         for the server's step and a release message per batch). Replay rounds: idle."""
         if not self.update_round:
+            yield from self._replay_control(ctx, client, device)
             return None
         part, opt = self._fresh_server_copy()
         stored, handles = [], []
@@ -224,6 +231,19 @@ class EcoFed(Method):
         yield from ctx.wait(handles)
         self.buffer.put(client, stored, ctx.generator(REPLAY, client))
         return ClientUpdate(client, ctx.num_samples(client), part.state_dict())
+
+    def _replay_control(self, ctx: RoundContext, client: int, device: Device) -> Generator:
+        """Replay rounds in the EcoFed code: the device still walks its batches and trades
+        small control messages with the server per batch, though no data moves."""
+        nbytes = self.config.replay_control_bytes
+        if nbytes <= 0:
+            return
+        training = self.setup.training
+        batches = math.ceil(ctx.num_samples(client) / training.batch_size)
+        for _ in range(batches * training.local_epochs):
+            for m in range(self.config.replay_control_messages):
+                yield from ctx.transfer(device, client, "up" if m % 2 == 0 else "down",
+                                        {"control": nbytes})
 
     def server_round(self, ctx: RoundContext) -> Generator | None:
         """Replay rounds: one server process per drawn client, trained on its buffer."""
