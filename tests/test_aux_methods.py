@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 from conftest import tiny
 from helpers import assert_same_state, final_state, run_dict
 
@@ -73,3 +74,43 @@ def test_local_loss_lockstep_moves_the_backward_after_the_release(tiny_dir):
         streamed.rounds.round_time_s.iloc[0] + 2 * extra_per_batch - 0.0009, rel=1e-9)
     assert_same_state(final_state(tiny(method=method, **one), tiny_dir),
                       final_state(tiny(method={**method, "lockstep": True}, **one), tiny_dir))
+
+
+def test_fedgkt_two_phase_moves_the_same_bytes_but_learns_and_times_otherwise(tiny_dir):
+    """Bytes per round equal the lock-step variant's; the device's local epoch runs before
+    any traffic (so the first upload waits for every local step), and the two variants
+    learn different models."""
+    lock = {"name": "fedgkt", "split": 4}
+    two = {**lock, "mode": "two_phase"}
+    fixed = {"training.shuffle": "fixed", "rounds": 2}
+    a, b = run_dict(tiny(method=lock, **fixed), tiny_dir), run_dict(tiny(method=two, **fixed),
+                                                                     tiny_dir)
+    cols = [c for c in a.rounds if c.endswith("_bytes")]
+    assert a.rounds[cols].equals(b.rounds[cols])
+    ups = b.transfers[(b.transfers["round"] == 0) & (b.transfers.kind == "activations")]
+    steps = b.timeline[(b.timeline["round"] == 0) & (b.timeline.what == "local_step")]
+    for client, first_up in ups.groupby("client").t_start_s.min().items():
+        assert (steps[steps.client == client].t_end_s <= first_up + 1e-12).all()
+    sa = final_state(tiny(method=lock, **fixed), tiny_dir)
+    sb = final_state(tiny(method=two, **fixed), tiny_dir)
+    assert any(not torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_fedgkt_two_phase_distils_from_the_server_logits_stored_last_round(tiny_dir,
+                                                                          monkeypatch):
+    """Round 0 has no stored logits (cross-entropy alone); in round 1 every local batch
+    finds the server's logits for its exact composition (fixed data order)."""
+    from ecofed_sim.methods import fedgkt
+
+    calls = []
+    real = fedgkt.kd_loss
+    monkeypatch.setattr(fedgkt, "kd_loss", lambda s, t, temp: calls.append(len(s)) or real(
+        s, t, temp))
+    raw = tiny(method={"name": "fedgkt", "split": 4, "mode": "two_phase"},
+               **{"training.shuffle": "fixed", "rounds": 1})
+    run_dict(raw, tiny_dir)
+    server_only = len(calls)  # round 0: the server's distillation only, 2 clients x 2
+    assert server_only == 4
+    calls.clear()
+    run_dict({**raw, "rounds": 2}, tiny_dir)
+    assert len(calls) == 4 + 4 + 4  # round 1 adds the devices' 4 local batches

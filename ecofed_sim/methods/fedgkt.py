@@ -1,14 +1,27 @@
 """FedGKT (He et al., NeurIPS 2020, "Group knowledge transfer") as adapted in the EcoFed
-paper's code: both sides learn by cross-entropy plus knowledge distillation.
+paper's code: both sides learn by cross-entropy plus knowledge distillation. KD is the
+temperature-scaled KL divergence times T^2 (Hinton et al. 2015).
 
-Per batch the device sends activations, labels and its head's logits; the server trains
-its copy on CE + alpha * KD(server logits || client logits) and returns its logits; the
-device trains its part and head on CE + alpha * KD(client logits || server logits).
-KD is the temperature-scaled KL divergence times T^2 (Hinton et al. 2015).
+Two variants (``mode``):
+
+- ``lockstep`` (the default): per batch the device sends activations, labels and its
+  head's logits; the server trains its copy on CE + alpha * KD(server || client logits)
+  and returns its logits; the device then trains its part and head on CE + alpha *
+  KD(client || server logits).
+- ``two_phase``, as the EcoFed code runs it (and FedGKT's paper describes): (a) the device
+  trains its part and head for its local epochs with no communication, on CE + alpha * KD
+  against the server logits stored for that client and batch in an earlier round (CE
+  alone when none are stored: in the first round, or when the batch differs, so use
+  ``training.shuffle: fixed`` as the reference code does); (b) an inference pass then
+  sends, per batch, activations, labels and client logits; the server trains on KD +
+  alpha * CE and returns its logits, stored for the next round. Bytes per round equal the
+  lock-step variant's; device compute, timing and what is learned do not.
 """
 
 from __future__ import annotations
 
+import math
+from collections import deque
 from collections.abc import Generator
 from typing import Literal
 
@@ -30,6 +43,9 @@ class FedGKTConfig(AuxConfigBase):
     alpha: float = Field(1.0, ge=0, description="weight of the distillation term")
     temperature: float = Field(3.0, gt=0)
     """distillation temperature"""
+    mode: Literal["lockstep", "two_phase"] = "lockstep"
+    """lockstep: distil per batch both ways; two_phase: a local epoch on stored server
+    logits, then an inference pass that trains the server (the EcoFed code's FedGKT)"""
 
 
 def kd_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -56,7 +72,58 @@ class FedGKT(AuxHeadMethod):
                       aux_device_cost(model, stats[:split], aux, batch, fwd=False),
                       weights_down_bytes=weights, weights_up_bytes=weights)
 
+    def __init__(self, config: FedGKTConfig, setup) -> None:
+        super().__init__(config, setup)
+        self.stored: dict[tuple[int, bytes], torch.Tensor] = {}  # two_phase: server logits
+
     def train_locally(self, ctx, client: int, device: Device) -> Generator:
+        if self.config.mode == "two_phase":
+            return (yield from self._two_phase(ctx, client, device))
+        return (yield from self._lockstep(ctx, client, device))
+
+    def _two_phase(self, ctx, client: int, device: Device) -> Generator:
+        cfg = self.config
+        dev, aux, dev_opt, srv, srv_opt = self.local_models()
+        per_epoch = math.ceil(ctx.num_samples(client) / self.setup.training.batch_size)
+        last_epoch: deque = deque(maxlen=per_epoch)  # the inference pass walks it again
+        for idx, x, y in ctx.indexed_batches(client):  # (a) local epochs, no traffic
+            last_epoch.append((idx, x, y))
+            dev_opt.zero_grad(set_to_none=True)
+            logits = aux(dev(x))
+            loss = F.cross_entropy(logits, y)
+            teacher = self.stored.get((client, idx.numpy().tobytes()))
+            if teacher is not None:
+                loss = loss + cfg.alpha * kd_loss(logits, teacher, cfg.temperature)
+            loss.backward()
+            dev_opt.step()
+            yield from ctx.compute(device, client, self.device_cost(len(y)), "local_step")
+        for b, (idx, x, y) in enumerate(last_epoch):  # (b) inference pass, server learns
+            with torch.no_grad():
+                act = dev(x)
+                client_logits = aux(act)
+            yield from ctx.compute(device, client, self.device_cost(len(y), bwd=False), "fwd")
+            enc = self.codec.encode(act, ctx.generator(CODEC, client, b))
+            yield from ctx.transfer(device, client, "up", {
+                "activations": enc.payload_bytes, "labels": tensor_bytes(y),
+                "logits": tensor_bytes(client_logits)})
+
+            def server_step(a=enc.decoded, y=y, teacher=client_logits) -> torch.Tensor:
+                srv_opt.zero_grad(set_to_none=True)
+                logits = srv(a)
+                loss = kd_loss(logits, teacher, cfg.temperature) + cfg.alpha * F.cross_entropy(
+                    logits, y)
+                loss.backward()
+                srv_opt.step()
+                return logits.detach()
+
+            server_logits = yield from ctx.server_work(
+                client, self.server_cost(len(y)), server_step, "server_step")
+            yield from ctx.transfer(device, client, "down",
+                                    {"logits": tensor_bytes(server_logits)})
+            self.stored[(client, idx.numpy().tobytes())] = server_logits
+        return dev, aux, srv
+
+    def _lockstep(self, ctx, client: int, device: Device) -> Generator:
         cfg = self.config
         dev, aux, dev_opt, srv, srv_opt = self.local_models()
         for b, (x, y) in enumerate(ctx.batches(client)):
