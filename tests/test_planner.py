@@ -172,3 +172,13 @@ def test_under_tcp_the_planner_times_a_first_round_as_the_simulation_does(plan_d
                                                rel=1e-9), c.splits
     slower = {c.splits: c.round_time_s for c in flow.candidates}
     assert all(c.round_time_s > slower[c.splits] for c in plan.candidates)  # rounds, headers
+
+
+def test_planner_times_fedgkt_two_phase_as_its_sums(plan_dir):
+    """Sequential on one device: every local step, then per batch a forward, the upload,
+    the server step and the logits down. Without contention the sums are exact (flow)."""
+    raw = two_classes({"name": "fedgkt", "split": "auto", "mode": "two_phase"})
+    plan = planner.plan(check(scenario_from_dict(raw, "t"), "t", plan_dir))
+    for c in plan.candidates[:3]:
+        assert c.round_time_s == pytest.approx(simulated_round_s(raw, c.splits, plan_dir),
+                                               rel=1e-9), c.splits

@@ -65,11 +65,13 @@ class FedGKT(AuxHeadMethod):
         aux = cls.aux_stats_at(config, stats, split)
         logits_bytes = batch * stats[-1].out_shape[0] * FP32_BYTES
         weights = cls.weights_at(config, stats, split)
-        return Sketch(aux_device_cost(model, stats[:split], aux, batch, bwd=False),
-                      payload_bytes_for(config.activation_codec, act_shape)
+        before = aux_device_cost(model, stats[:split], aux, batch, bwd=False)
+        after = aux_device_cost(model, stats[:split], aux, batch, fwd=False)
+        if config.mode == "two_phase":  # a local step, later the inference forward: sums
+            before, after = aux_device_cost(model, stats[:split], aux, batch) + before, ()
+        return Sketch(before, payload_bytes_for(config.activation_codec, act_shape)
                       + batch * LABEL_BYTES + logits_bytes,
-                      train_step(model, stats[split:], batch), logits_bytes,
-                      aux_device_cost(model, stats[:split], aux, batch, fwd=False),
+                      train_step(model, stats[split:], batch), logits_bytes, after,
                       weights_down_bytes=weights, weights_up_bytes=weights)
 
     def __init__(self, config: FedGKTConfig, setup) -> None:
