@@ -29,7 +29,8 @@ def cbr(c_in: int, c_out: int) -> nn.Sequential:
     """conv3x3 (pad 1) + BatchNorm2d without running statistics + ReLU, as in the EcoFed code.
 
     ``track_running_stats=False`` makes BatchNorm normalise with the current batch even in
-    eval mode (ECOFED_NOTES.md), so a frozen layer's output depends on its batch.
+    eval mode (as in the EcoFed reference code), so a frozen layer's output depends on its
+    batch.
     """
     return nn.Sequential(
         nn.Conv2d(c_in, c_out, kernel_size=3, padding=1),

@@ -12,7 +12,8 @@ Compute time of one pass over a model part, per unit, in order of preference:
 2. the fallback: forward FLOPs of each layer kind / that kind's effective FLOP/s, plus a
    fixed per-layer overhead; backward = ``backward_factor`` x forward.
 Effective throughput varies 10x or more across architectures on one device
-(DEVICE_NETWORK_FACTS.md), which is why tables win when they exist.
+(UbiquitousLearning's on-device training benchmarks show it on one phone), which is why
+tables win when they exist.
 """
 
 from __future__ import annotations

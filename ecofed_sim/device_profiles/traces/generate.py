@@ -1,6 +1,6 @@
 """Generate the shipped bandwidth traces (time_s, Mbit/s; 1 s steps, 300 s, looped by
 default). Each is a seeded random walk in log space, pulled back toward its mean
-(an AR(1) process), clipped to a range. The means come from DEVICE_NETWORK_FACTS.md:
+(an AR(1) process), clipped to a range. The means come from these published figures:
 
 | file | mean Mbit/s | step sigma (log) | pull | clip | source of the mean |
 |---|---|---|---|---|---|
