@@ -438,6 +438,32 @@ class Scenario(StrictModel):
     max_sim_time_s: PositiveFloat = Field(
         1e9, json_schema_extra=TIMING, description="stop with an error when the simulated "
         "clock would pass this (about 32 years): catches rates and FLOP/s near zero")
+    fidelity: Literal["default", "paper"] = "default"
+    """paper: run the methods as the EcoFed reference code does, wherever the scenario does
+    not say otherwise: training.augment on; EcoFed and local loss in lock-step with a
+    release message per batch; EcoFed's replay rounds with 3 control messages of 32 bytes
+    per batch; FedGKT in two phases on a fixed data order; baselines initialised from the
+    pre-trained model (pretrain.init_baselines)"""
+
+    @model_validator(mode="after")
+    def _paper_fidelity(self) -> Scenario:
+        if self.fidelity != "paper":
+            return self
+        name = self.method.name
+        method = {"ecofed": {"lockstep": True, "replay_control_bytes": 32},
+                  "local_loss": {"lockstep": True},
+                  "fedgkt": {"mode": "two_phase"}}.get(name, {})
+        training = {"augment": True, **({"shuffle": "fixed"} if name == "fedgkt" else {})}
+        return self.model_copy(update={
+            "method": _unless_set(self.method, method),
+            "training": _unless_set(self.training, training),
+            "pretrain": _unless_set(self.pretrain, {"init_baselines": True})})
+
+
+def _unless_set(model: StrictModel, values: dict) -> StrictModel:
+    """``model`` with ``values`` for the fields its source did not set."""
+    return model.model_copy(update={k: v for k, v in values.items()
+                                    if k not in model.model_fields_set})
 
 
 def scenario_from_dict(raw: dict, source: str, overrides: list[str] = ()) -> Scenario:

@@ -61,3 +61,27 @@ def test_layers_command(capsys):
     out = capsys.readouterr().out
     assert "128x8x8" in out and "34,440,970" not in out  # per-unit, not the total
     assert main(["layers", "nope"]) == 2
+
+
+@pytest.mark.parametrize("method, expected", [
+    ({"name": "ecofed", "split": 4}, {"lockstep": True, "replay_control_bytes": 32}),
+    ({"name": "local_loss", "split": 4}, {"lockstep": True}),
+    ({"name": "fedgkt", "split": 4}, {"mode": "two_phase"}),
+    ({"name": "splitfed", "split": 4}, {}),
+])
+def test_paper_fidelity_switches_the_reference_codes_behaviours_on(method, expected):
+    from conftest import tiny
+
+    from ecofed_sim.scenario import scenario_from_dict
+
+    plain = scenario_from_dict(tiny(method=method), "t")
+    paper = scenario_from_dict(tiny(method=method, fidelity="paper"), "t")
+    for field, value in expected.items():
+        assert getattr(paper.method, field) == value != getattr(plain.method, field)
+    assert paper.training.augment and not plain.training.augment
+    assert paper.pretrain.init_baselines and not plain.pretrain.init_baselines
+    assert (paper.training.shuffle == "fixed") == (method["name"] == "fedgkt")
+    # what the scenario says wins
+    own = scenario_from_dict(tiny(method=method, fidelity="paper",
+                                  **{"training.augment": False}), "t")
+    assert own.training.augment is False
