@@ -245,22 +245,42 @@ def replay(method: str, rounds: int, out=print) -> list[dict]:
     return rows
 
 
+def median_row(repeats: list[dict]) -> dict:
+    """One round over its repeats: the median real time, its spread, the ratios to it."""
+    real = sorted(r["real_s"] for r in repeats)
+    median = real[len(real) // 2] if len(real) % 2 else (real[len(real) // 2 - 1]
+                                                         + real[len(real) // 2]) / 2
+    row = {**repeats[0], "real_s": median, "spread": (real[-1] - real[0]) / median}
+    row["tcp_ratio"], row["flow_ratio"] = row["tcp_s"] / median, row["flow_s"] / median
+    return row
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--methods", nargs="+", default=["fedavg", "splitfed", "ecofed"])
     p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=3, help="real replays per method; the "
+                   "median round time is compared")
     args = p.parse_args()
     started = time.time()
     rows = []
     for method in args.methods:
-        try:
-            path = Path_(RATE_MBPS, RTT_MS)
-        except Unavailable as err:
-            sys.exit(f"skipped: {err}")
-        try:
-            rows += replay(method, args.rounds)
-        finally:
-            path.teardown()
+        runs = []
+        for _ in range(args.repeats):
+            try:
+                path = Path_(RATE_MBPS, RTT_MS)
+            except Unavailable as err:
+                sys.exit(f"skipped: {err}")
+            try:
+                runs.append(replay(method, args.rounds))
+            finally:
+                path.teardown()
+        rows += [median_row([run[i] for run in runs]) for i in range(len(runs[0]))]
+    print("median of the repeats:")
+    for r in rows:
+        print(f"{r['method']:<9} round {r['round']}: real {r['real_s']:8.3f} s (spread "
+              f"{r['spread']:.0%})  tcp {r['tcp_s']:8.3f} s ({r['tcp_ratio']:5.2f}x)  flow "
+              f"{r['flow_s']:8.3f} s ({r['flow_ratio']:5.2f}x)")
     for model in ("tcp", "flow"):
         worst = max(rows, key=lambda r: abs(r[f"{model}_ratio"] - 1))
         within = sum(abs(r[f"{model}_ratio"] - 1) <= 0.05 for r in rows)

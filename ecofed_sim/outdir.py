@@ -36,7 +36,8 @@ MARKER = ".ecofed-sim-results"
 RUN_FILES = frozenset({"rounds.csv", "rounds.parquet", "transfers.parquet", "timeline.parquet",
                        "energy.parquet", "participation.parquet", "scenario.resolved.yaml",
                        "manifest.json", "figures", MARKER})
-SWEEP_FILES = frozenset({"runs", "summary.parquet", "metrics.csv", "sweep.resolved.yaml",
+SWEEP_FILES = frozenset({"runs", "summary.parquet", "metrics.csv", "metrics.parquet",
+                         "sweep.resolved.yaml",
                          "failed.yaml", "figures", ".lock", MARKER})
 MAX_NAME_CHARS = 120
 

@@ -264,3 +264,19 @@ def test_the_default_folder_is_not_silently_replaced_by_another_configuration(
     assert (out / "rounds.csv").read_text() == first
     assert main(["run", str(path), "--quiet", "--set", "training.lr=0.2", "--force"]) == 0
     assert (out / "rounds.csv").read_text() != first
+
+
+def test_a_sweep_folder_without_its_marker_is_still_recognised_by_its_files(tmp_path):
+    """A copy of a sweep's tables (a marker is a hidden file that copies may drop) holds
+    only what a sweep writes, every table of it included, so it may be replaced."""
+    from ecofed_sim.errors import ScenarioError
+    from ecofed_sim.outdir import SWEEP_FILES, refuse_foreign
+
+    out = tmp_path / "sweep"
+    out.mkdir()
+    for name in ("summary.parquet", "metrics.csv", "metrics.parquet", "sweep.resolved.yaml"):
+        (out / name).write_text("x")
+    refuse_foreign(out, SWEEP_FILES)  # no error
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(ScenarioError, match="not this tool's results"):
+        refuse_foreign(out, SWEEP_FILES)
