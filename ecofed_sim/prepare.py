@@ -113,7 +113,7 @@ def check(sc: Scenario, source: str, base_dir: Path | None = None) -> Prepared:
     if getattr(sc.method, "split", None) == "auto":  # the planner's pick, written out
         sc = planner.resolve(sc, planner.plan(checked))
         checked = Prepared(**{**checked.__dict__, "scenario": sc})
-    _check_pretrain(sc, source, len(stats))
+    _check_pretrain(sc, source, len(stats), base_dir)
     _check_dataset_files(sc, source, base_dir)
     return checked
 
@@ -184,7 +184,8 @@ def uses_pretrained(sc: Scenario) -> bool:
         REGISTRY[sc.method.name].uses_pretrained_device or sc.pretrain.init_baselines)
 
 
-def _check_pretrain(sc: Scenario, source: str, n_units: int) -> None:
+def _check_pretrain(sc: Scenario, source: str, n_units: int,
+                    base_dir: Path | None = None) -> None:
     spec = sc.pretrain
     if not uses_pretrained(sc):
         return
@@ -194,6 +195,15 @@ def _check_pretrain(sc: Scenario, source: str, n_units: int) -> None:
                             "which has no split point")
     if units >= n_units:
         raise ScenarioError(f"{source}: pretrain.units: must be < {n_units} (got {units})")
+    if spec.source == "checkpoint":  # loadable, and it fits the units it initialises
+        from ecofed_sim.pretrain import init_units, load_checkpoint
+
+        in_shape, classes = _input_spec(sc, base_dir, source)
+        try:
+            state = load_checkpoint(scenario_path(spec.checkpoint, base_dir))
+            init_units(build_model(sc.model.name, in_shape, classes), state, units)
+        except ScenarioError as err:
+            raise ScenarioError(f"{source}: {err}") from None
 
 
 def _public_split(sc: Scenario, train: ImageSet) -> tuple[ImageSet, ImageSet | None]:

@@ -114,15 +114,13 @@ def test_a_features_layout_checkpoint_initialises_the_device_part(tiny_dir):
 
 def test_a_checkpoint_that_does_not_fit_names_what_is_unmatched(tiny_dir):
     from ecofed_sim.errors import ScenarioError
-    from ecofed_sim.pretrain import init_units
 
     _features_checkpoint(tiny_dir / "ck.pt", first_conv_out=4)  # 4 channels, not 8
     raw = tiny(method=ECOFED, pretrain={"source": "checkpoint", "checkpoint": "ck.pt"})
-    prep = _prep(raw, tiny_dir)
     with pytest.raises(ScenarioError, match=r"do not cover units 1\.\.4 of small_cnn: 8 "
                        r"tensors unmatched \(first: \['units\.0\.0\.bias'.*the checkpoint's "
                        r"next keys: \['features\.0\.weight'"):
-        init_units(prep.build_model(), prep.pretrained, 4)
+        _prep(raw, tiny_dir)  # checked before any data is loaded
 
 
 def test_crop_and_flip_crops_from_the_zero_padded_image_and_flips_half():
@@ -175,3 +173,18 @@ def test_the_pretraining_recipe_is_followed(tiny_dir, monkeypatch):
                 tiny_dir).pretrained
     key = "units.0.0.weight"
     assert torch.equal(one[key], two[key]) and not torch.equal(one[key], prep.pretrained[key])
+
+
+def test_validate_loads_the_checkpoint_and_checks_it_fits(tiny_dir, capsys):
+    from conftest import write_scenario
+
+    from ecofed_sim.cli import main
+
+    _features_checkpoint(tiny_dir / "ck.pt", first_conv_out=4)
+    raw = tiny(method=ECOFED, pretrain={"source": "checkpoint", "checkpoint": "ck.pt"})
+    path = write_scenario(tiny_dir, raw)
+    assert main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "do not cover units 1..4 of small_cnn" in err, err
+    _features_checkpoint(tiny_dir / "ck.pt")
+    assert main(["validate", str(path)]) == 0
