@@ -25,17 +25,18 @@ from ecofed_sim.overrides import (  # noqa: F401 - re-exported
     parse_override,
     read_raw,
 )
+from ecofed_sim.scenario_network import (  # noqa: F401 - re-exported
+    TIMING,
+    LinkSpec,
+    NetworkSpec,
+    ServerLinkSpec,
+)
 from ecofed_sim.strict import (
-    RateMbps,
     Seed,
     StrictModel,
 )
 
-TIMING = {"timing_only": True}  # can change simulated time, never what is learned
 LABEL = {"label_only": True}  # names and notes
-
-
-
 
 
 # Bounds far above any real use: they turn a typo into an error instead of a run that
@@ -146,89 +147,6 @@ class TrainingSpec(StrictModel):
                          "split over threads round differently")
 
 
-class LinkSpec(StrictModel):
-    """A device class's access link: fixed rates, or bandwidth traces (time_s, Mbit/s)."""
-
-    uplink_mbps: RateMbps | None = Field(None, json_schema_extra=TIMING)
-    """fixed uplink rate, Mbit/s (>= 0.001)"""
-    downlink_mbps: RateMbps | None = Field(None, json_schema_extra=TIMING)
-    """fixed downlink rate, Mbit/s (>= 0.001)"""
-    latency_ms: float = Field(0.0, ge=0, json_schema_extra=TIMING)
-    """one-way latency, ms (default: half of rtt_ms)"""
-    rtt_ms: float | None = Field(None, ge=0, json_schema_extra=TIMING)
-    """round-trip time, ms, for TCP's handshake and windows (default: twice latency_ms)"""
-    latency_jitter_ms: float = Field(0.0, ge=0, json_schema_extra=TIMING,
-                                     description="extra latency, uniform in [0, jitter]")
-    loss_rate: float = Field(0.0, ge=0, le=0.5, json_schema_extra=TIMING)
-    """chance that a segment is lost at random (tcp transport): after a connection's first
-    1/loss_rate segments its rate is capped at Padhye et al.'s TCP throughput"""
-    buffer_bytes: float | None = Field(None, gt=0, le=2**34, json_schema_extra=TIMING)
-    """tcp: drop-tail buffer at the path's bottleneck, bytes; caps the window at
-    bandwidth-delay product + buffer (default: one bandwidth-delay product, at least 64
-    full-size packets)"""
-    burst_bytes: float = Field(0.0, ge=0, json_schema_extra=TIMING,
-                               description="token bucket of a shaper: sent at once after "
-                               "an idle period")
-    uplink_trace: str | None = Field(None, json_schema_extra=TIMING,
-                                     description="CSV of time_s, Mbit/s (relative to the "
-                                     "scenario file); replaces uplink_mbps")
-    downlink_trace: str | None = Field(None, json_schema_extra=TIMING)
-    """CSV of time_s, Mbit/s (relative to the scenario file); replaces downlink_mbps"""
-    trace_loop: bool = Field(True, json_schema_extra=TIMING)
-    """restart a trace at its end (else its last rate holds)"""
-    trace_offset_s: float = Field(0.0, ge=0, json_schema_extra=TIMING)
-    """where in the trace the class's first device starts, s"""
-    trace_offset_step_s: float = Field(0.0, ge=0, json_schema_extra=TIMING,
-                                       description="added to the offset per device")
-
-    @model_validator(mode="after")
-    def _rate_or_trace(self) -> LinkSpec:
-        for d in ("uplink", "downlink"):
-            if (getattr(self, f"{d}_mbps") is None) == (getattr(self, f"{d}_trace") is None):
-                raise ValueError(f"give exactly one of {d}_mbps or {d}_trace")
-        return self
-
-
-class NetworkSpec(StrictModel):
-    """The transport (flow model, or TCP's window on top of it) and protocol overhead on
-    the wire. TCP defaults are Linux's (see ``ecofed_sim.network.tcp``)."""
-
-    transport: Literal["flow", "tcp"] = Field("tcp", json_schema_extra=TIMING)
-    """flow: latency plus wire bytes at the max-min fair rate; tcp: also a handshake per
-    new connection, slow start from the initial window, restart after idle"""
-    connections: Literal["persistent", "per_message"] = Field(
-        "persistent", json_schema_extra=TIMING)
-    """tcp: one connection per device for the whole run, or a new one (and handshake) per
-    message"""
-    mss_bytes: int = Field(1448, ge=100, le=65_495, json_schema_extra=TIMING)
-    """tcp: payload bytes per segment (MTU 1500 - IPv4 20 - TCP 20 - timestamps 12)"""
-    header_bytes: int = Field(66, ge=0, le=1_000, json_schema_extra=TIMING)
-    """tcp: header bytes per segment on the wire (Ethernet 14 + IPv4 20 + TCP 32)"""
-    initial_window_segments: int = Field(10, ge=1, le=1_000, json_schema_extra=TIMING)
-    """tcp: initial congestion window (RFC 6928; Linux TCP_INIT_CWND)"""
-    receive_window_bytes: int = Field(3 * 2**20, ge=1_000, le=2**30,
-                                      json_schema_extra=TIMING)
-    """tcp: largest window, bytes (half of Linux's tcp_rmem max of 6 MiB)"""
-    slow_start_after_idle: bool = Field(True, json_schema_extra=TIMING)
-    """tcp: halve the window per RTO of idleness (net.ipv4.tcp_slow_start_after_idle)"""
-    min_rto_ms: float = Field(200.0, ge=0, le=60_000, json_schema_extra=TIMING)
-    """tcp: the RTO of a steady path is RTT plus this (Linux TCP_RTO_MIN)"""
-    def tcp_params(self):
-        """The TCP model's parameters, or None under the flow transport."""
-        from ecofed_sim.network import TcpParams
-
-        if self.transport != "tcp":
-            return None
-        return TcpParams(self.mss_bytes, self.header_bytes, self.initial_window_segments,
-                         self.receive_window_bytes, self.slow_start_after_idle,
-                         self.min_rto_ms, self.connections == "per_message")
-
-    framing_bytes: int = Field(0, ge=0, le=10**9, json_schema_extra=TIMING)
-    """bytes added per message on the wire"""
-    framing_fraction: float = Field(0.0, ge=0, le=100, json_schema_extra=TIMING)
-    """bytes added per payload byte (e.g. 0.0456 for TCP/IP over Ethernet at MTU 1500)"""
-
-
 class DeviceClassSpec(StrictModel):
     """A class of devices: a profile name, how many, and their access link."""
 
@@ -305,15 +223,6 @@ class PopulationSpec(StrictModel):
         if shares and abs(sum(shares) - 1.0) > 1e-6:
             raise ValueError(f"device shares sum to {sum(shares):g}, not 1")
         return self
-
-
-class ServerLinkSpec(StrictModel):
-    """The server's access link, shared max-min fairly by concurrent transfers."""
-
-    ingress_mbps: RateMbps = Field(1000.0, json_schema_extra=TIMING)
-    """server ingress, Mbit/s, shared by concurrent uploads"""
-    egress_mbps: RateMbps = Field(1000.0, json_schema_extra=TIMING)
-    """server egress, Mbit/s, shared by concurrent downloads"""
 
 
 class ServerSpec(StrictModel):
