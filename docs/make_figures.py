@@ -24,7 +24,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 FIGURES = ROOT / "docs" / "figures"
-DEMO = ROOT / "results" / "quickstart"
+DEMO = Path("results") / "quickstart"  # relative to ROOT, as make demo writes it
 CLI = [sys.executable, "-m", "ecofed_sim.cli"]
 
 
@@ -42,24 +42,27 @@ def stamp(command: str) -> str:
 
 
 def replace_block(text: str, name: str, body: str) -> str:
-    pattern = re.compile(rf"(<!-- {name}:begin -->\n).*?(\n<!-- {name}:end -->)", re.S)
+    pattern = re.compile(rf"(<!-- {name}:begin -->\n)(?:.*?\n)?(<!-- {name}:end -->)", re.S)
     if not pattern.search(text):
         sys.exit(f"README.md has no <!-- {name}:begin --> ... <!-- {name}:end --> block")
-    return pattern.sub(lambda m: m.group(1) + body + m.group(2), text)
+    return pattern.sub(lambda m: m.group(1) + body.rstrip("\n") + "\n" + m.group(2), text)
 
 
 def demo() -> str:
+    """What ``make demo`` prints on a fresh machine (its folder is emptied first)."""
+    if (ROOT / DEMO / ".ecofed-sim-results").exists():
+        shutil.rmtree(ROOT / DEMO)
     table = cli("sweep", "scenarios/sweeps/quickstart_uplink.yaml", "--out", str(DEMO))
     cli("plot", str(DEMO), "--format", "png,pdf")
     for name in ("accuracy_time", "accuracy_bytes", "time_bars"):
-        shutil.copy(DEMO / "figures" / f"{name}.png", FIGURES / f"{name}.png")
-    metrics = pd.read_parquet(DEMO / "metrics.parquet")
+        shutil.copy(ROOT / DEMO / "figures" / f"{name}.png", FIGURES / f"{name}.png")
+    metrics = pd.read_parquet(ROOT / DEMO / "metrics.parquet")
     first = metrics[(metrics.method == "fedavg") & (metrics.uplink_mbps == 1)
                     & (metrics.seed == 0)].run_id.iloc[0]
     cli("plot", str(DEMO), "--kind", "gantt", "--run", first, "--format", "png", "--out",
         str(DEMO / "figures"))
-    shutil.copy(DEMO / "figures" / "gantt.png", FIGURES / "gantt.png")
-    return f"```\n{table.strip()}\n```\n{stamp('make docs-figures')}"
+    shutil.copy(ROOT / DEMO / "figures" / "gantt.png", FIGURES / "gantt.png")
+    return f"```\n{table.strip(chr(10))}\n```\n{stamp('make docs-figures')}"
 
 
 def stragglers() -> str:
