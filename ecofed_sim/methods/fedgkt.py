@@ -104,24 +104,9 @@ class FedGKT(AuxHeadMethod):
                 act = dev(x)
                 client_logits = aux(act)
             yield from ctx.compute(device, client, self.device_cost(len(y), bwd=False), "fwd")
-            enc = self.codec.encode(act, ctx.generator(CODEC, client, b))
-            yield from ctx.transfer(device, client, "up", {
-                "activations": enc.payload_bytes, "labels": tensor_bytes(y),
-                "logits": tensor_bytes(client_logits)})
-
-            def server_step(a=enc.decoded, y=y, teacher=client_logits) -> torch.Tensor:
-                srv_opt.zero_grad(set_to_none=True)
-                logits = srv(a)
-                loss = kd_loss(logits, teacher, cfg.temperature) + cfg.alpha * F.cross_entropy(
-                    logits, y)
-                loss.backward()
-                srv_opt.step()
-                return logits.detach()
-
-            server_logits = yield from ctx.server_work(
-                client, self.server_cost(len(y)), server_step, "server_step")
-            yield from ctx.transfer(device, client, "down",
-                                    {"logits": tensor_bytes(server_logits)})
+            server_logits = yield from self._exchange(ctx, client, device, b, act, y,
+                                                      client_logits, srv, srv_opt,
+                                                      kd_weight=1.0, ce_weight=cfg.alpha)
             self.stored[(client, idx.numpy().tobytes())] = server_logits
         return dev, aux, srv
 
@@ -133,28 +118,38 @@ class FedGKT(AuxHeadMethod):
             act = dev(x)
             client_logits = aux(act)
             yield from ctx.compute(device, client, self.device_cost(len(y), bwd=False), "fwd")
-            enc = self.codec.encode(act, ctx.generator(CODEC, client, b))
-            sent_logits = client_logits.detach()
-            yield from ctx.transfer(device, client, "up", {
-                "activations": enc.payload_bytes, "labels": tensor_bytes(y),
-                "logits": tensor_bytes(sent_logits)})
-
-            def server_step(a=enc.decoded, y=y, teacher=sent_logits) -> torch.Tensor:
-                srv_opt.zero_grad(set_to_none=True)
-                logits = srv(a)
-                loss = F.cross_entropy(logits, y) + cfg.alpha * kd_loss(
-                    logits, teacher, cfg.temperature)
-                loss.backward()
-                srv_opt.step()
-                return logits.detach()
-
-            server_logits = yield from ctx.server_work(
-                client, self.server_cost(len(y)), server_step, "server_step")
-            yield from ctx.transfer(device, client, "down",
-                                    {"logits": tensor_bytes(server_logits)})
+            server_logits = yield from self._exchange(ctx, client, device, b, act, y,
+                                                      client_logits.detach(), srv, srv_opt,
+                                                      kd_weight=cfg.alpha, ce_weight=1.0)
             loss = F.cross_entropy(client_logits, y) + cfg.alpha * kd_loss(
                 client_logits, server_logits, cfg.temperature)
             loss.backward()
             dev_opt.step()
             yield from ctx.compute(device, client, self.device_cost(len(y), fwd=False), "bwd")
         return dev, aux, srv
+
+    def _exchange(self, ctx, client: int, device: Device, b: int, act: torch.Tensor,
+                  y: torch.Tensor, client_logits: torch.Tensor, srv, srv_opt, *,
+                  kd_weight: float, ce_weight: float) -> Generator:
+        """One batch's round trip: activations, labels and client logits up; the server
+        trains on ce_weight x CE + kd_weight x KD(server || client logits); its logits
+        come back (returned)."""
+        temperature = self.config.temperature
+        enc = self.codec.encode(act, ctx.generator(CODEC, client, b))
+        yield from ctx.transfer(device, client, "up", {
+            "activations": enc.payload_bytes, "labels": tensor_bytes(y),
+            "logits": tensor_bytes(client_logits)})
+
+        def server_step(a=enc.decoded) -> torch.Tensor:
+            srv_opt.zero_grad(set_to_none=True)
+            logits = srv(a)
+            loss = (ce_weight * F.cross_entropy(logits, y)
+                    + kd_weight * kd_loss(logits, client_logits, temperature))
+            loss.backward()
+            srv_opt.step()
+            return logits.detach()
+
+        server_logits = yield from ctx.server_work(
+            client, self.server_cost(len(y)), server_step, "server_step")
+        yield from ctx.transfer(device, client, "down", {"logits": tensor_bytes(server_logits)})
+        return server_logits
