@@ -22,7 +22,7 @@ from ecofed_sim.ledger import Ledger
 from ecofed_sim.methods import REGISTRY
 from ecofed_sim.methods.base import ClientUpdate, Cost, Device, Setup
 from ecofed_sim.network import Capacity, Network
-from ecofed_sim.participation import RoundPlay, guarded
+from ecofed_sim.participation import RoundPlay, WaveBarrier, guarded
 from ecofed_sim.population import build_population, sample_clients
 from ecofed_sim.prepare import Prepared
 from ecofed_sim.pretrain import init_units
@@ -205,7 +205,9 @@ class World:
                 self.recorder.own(env.active_process, ("client", client))
             return (yield from client_round(ctx, client, device))
 
-        procs = [env.process(play.device_process(device, clients, client_process))
+        barrier = (WaveBarrier(env, [clients for _, clients in schedule])
+                   if self.scenario.population.wave_barrier else None)
+        procs = [env.process(play.device_process(device, clients, client_process, barrier))
                  for device, clients in schedule]
         if server_fragment is not None:  # server-only work is never cut off
             procs.append(env.process(self._server_process(server_fragment, play.updates)))

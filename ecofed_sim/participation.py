@@ -43,6 +43,22 @@ def guarded(fragment: Generator) -> Generator:
         return CUT
 
 
+class WaveBarrier:
+    """The EcoFed code's wave loop: a wave's clients all finish (or are cut off or
+    dropped) before any device starts its next client."""
+
+    def __init__(self, env: simpy.Environment, waves: list[list[int]]) -> None:
+        sizes = [sum(len(clients) > w for clients in waves)
+                 for w in range(max((len(c) for c in waves), default=0))]
+        self.left = list(sizes)
+        self.done = [env.event() for _ in sizes]
+
+    def arrive(self, wave: int) -> None:
+        self.left[wave] -= 1
+        if self.left[wave] == 0:
+            self.done[wave].succeed()
+
+
 @dataclass
 class RoundPlay:
     """One round's participation: runs the clients, tallies outcomes, closes the round."""
@@ -69,32 +85,39 @@ class RoundPlay:
         if self.selected == 0 or self.keep == 0:
             self.enough.succeed()
 
-    def device_process(self, device: Device, clients: list[int],
-                       client_round: Callable) -> Generator:
-        """A device's wave: each client in turn, until done, dropped or the round closes."""
-        for client in clients:
-            started = self.env.now
-            self._back_online(device)
-            off_s = self.offline_at(client)
-            if self.closed or off_s <= started:
-                self._resolve(client, device, "straggler" if self.closed else "dropped",
-                              started)
-                continue
-            proc = self.env.process(guarded(client_round(client, device)))
-            self._running[client] = proc
-            if math.isfinite(off_s):
-                yield proc | self.env.timeout(off_s - started)
-            else:
-                yield proc
-            if proc.is_alive:  # the drop timer fired first
-                self.cut(proc)
-                yield proc
-                self._resolve(client, device, "dropped", started)
-            elif proc.value is CUT:
-                self._resolve(client, device, "straggler", started)
-            else:
-                self._resolve(client, device, "completed", started, proc.value)
-            del self._running[client]
+    def device_process(self, device: Device, clients: list[int], client_round: Callable,
+                       barrier: WaveBarrier | None = None) -> Generator:
+        """A device's wave: each client in turn, until done, dropped or the round closes.
+        With a ``barrier``, client i waits until every device has finished wave i - 1."""
+        for i, client in enumerate(clients):
+            if barrier is not None and i > 0:
+                yield barrier.done[i - 1]
+            yield from self._play(device, client, client_round)
+            if barrier is not None:
+                barrier.arrive(i)
+
+    def _play(self, device: Device, client: int, client_round: Callable) -> Generator:
+        started = self.env.now
+        self._back_online(device)
+        off_s = self.offline_at(client)
+        if self.closed or off_s <= started:
+            self._resolve(client, device, "straggler" if self.closed else "dropped", started)
+            return
+        proc = self.env.process(guarded(client_round(client, device)))
+        self._running[client] = proc
+        if math.isfinite(off_s):
+            yield proc | self.env.timeout(off_s - started)
+        else:
+            yield proc
+        if proc.is_alive:  # the drop timer fired first
+            self.cut(proc)
+            yield proc
+            self._resolve(client, device, "dropped", started)
+        elif proc.value is CUT:
+            self._resolve(client, device, "straggler", started)
+        else:
+            self._resolve(client, device, "completed", started, proc.value)
+        del self._running[client]
 
     def _resolve(self, client: int, device: Device, outcome: str, started: float,
                  update: ClientUpdate | None = None) -> None:

@@ -176,6 +176,9 @@ class PopulationSpec(StrictModel):
     waves: bool = Field(False, json_schema_extra=TIMING)
     """devices are physical devices that play the sampled clients in sequence (client k on
     device k mod P)"""
+    wave_barrier: bool = Field(False, json_schema_extra=TIMING)
+    """waves: every device finishes its client of a wave before any starts the next, as
+    the EcoFed code's loop (default: each device plays its clients back to back)"""
     online_probability: float = Field(1.0, gt=0, le=1, description="chance a client is "
                                       "online in a round; only online clients are sampled")
     availability_trace: str | None = Field(
@@ -352,7 +355,7 @@ class Scenario(StrictModel):
     not say otherwise: training.augment on; EcoFed and local loss in lock-step with a
     release message per batch; EcoFed's replay rounds with 3 control messages of 32 bytes
     per batch; FedGKT in two phases on a fixed data order; baselines initialised from the
-    pre-trained model (pretrain.init_baselines)"""
+    pre-trained model (pretrain.init_baselines); with waves, a barrier between them"""
 
     @model_validator(mode="after")
     def _paper_fidelity(self) -> Scenario:
@@ -364,6 +367,7 @@ class Scenario(StrictModel):
                   "fedgkt": {"mode": "two_phase"}}.get(name, {})
         training = {"augment": True, **({"shuffle": "fixed"} if name == "fedgkt" else {})}
         return self.model_copy(update={
+            "population": _unless_set(self.population, {"wave_barrier": self.population.waves}),
             "method": _unless_set(self.method, method),
             "training": _unless_set(self.training, training),
             "pretrain": _unless_set(self.pretrain, {"init_baselines": True})})

@@ -183,3 +183,28 @@ def test_no_trace_reuse_when_timing_decides_what_is_learned(tiny_dir):
     with pytest.raises(ScenarioError, match="timing decides what is learned"):
         resimulate(sc, full.trace, base_dir=tiny_dir)
     assert not scenario_from_dict(four_devices(), "x").population.timing_shapes_learning
+
+
+def test_a_wave_barrier_starts_each_wave_when_the_slowest_device_is_done(tiny_dir):
+    """Two physical devices (uplinks 1 and 4 Mbit/s, a wide server link so they do not
+    contend) play 4 clients in 2 waves. Back to back, each device runs its two clients in
+    turn; with the barrier, the second wave starts when the slower device's first client
+    ends: the round lasts the longer first-wave client plus the longer second-wave one."""
+    devices = [{"profile": "unit_dev", "count": 1,
+                "link": {"uplink_mbps": up, "downlink_mbps": 2, "latency_ms": 10}}
+               for up in (1, 4)]
+    raw = tiny(rounds=1, **{"population.clients": 4, "population.clients_per_round": 4,
+                            "population.waves": True, "population.devices": devices,
+                            "data.synthetic.train_samples": 80,
+                            "server.link": {"ingress_mbps": 1000, "egress_mbps": 1000}})
+    free = run_dict(raw, tiny_dir)
+    p = free.participation.assign(d=lambda df: df.t_end_s - df.t_start_s)
+    waves = p.sort_values("t_start_s").groupby("device").d.apply(list)
+    first, second = zip(*waves.tolist(), strict=True)
+    walled = run_dict({**raw, "population": {**raw["population"], "wave_barrier": True}},
+                      tiny_dir)
+    assert walled.rounds.round_time_s.iloc[0] == pytest.approx(max(first) + max(second),
+                                                               rel=1e-12)
+    assert free.rounds.round_time_s.iloc[0] == pytest.approx(
+        max(a + b for a, b in zip(first, second, strict=True)), rel=1e-12)
+    assert walled.rounds.test_loss.tolist() == free.rounds.test_loss.tolist()
