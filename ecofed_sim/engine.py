@@ -89,6 +89,9 @@ class RoundContext:
                  parts: dict[str, int]) -> Generator:
         """One message of one or more kinds (e.g. activations + labels) as one flow."""
         self._record("transfer", client, direction, dict(parts))
+        overhead = self.engine.scenario.network.message_overhead_bytes
+        if overhead:  # the message's envelope: traffic like its payload
+            parts = {**parts, "overhead": overhead}
         env, ledger = self.engine.env, self.engine.ledger
         t0 = env.now
         try:

@@ -81,3 +81,19 @@ def test_timeline_covers_each_device_round_without_gaps(tiny_dir):
         row = res.rounds.set_index("round").loc[rnd]
         assert total == pytest.approx(row.round_time_s, rel=1e-9)
         assert set(spans.state) <= {"compute", "upload", "download", "idle"}
+
+
+def test_a_message_envelope_is_counted_as_traffic_and_sent(tiny_dir):
+    """930 bytes per message: each of the 2 clients' download and upload carries them, so
+    each round moves 4 x 930 bytes more, and each message takes 930 x 8 bits longer at its
+    rate (2 Mbit/s down; 0.5 Mbit/s each up, sharing the 1 Mbit/s ingress)."""
+    plain = run_dict(tiny(), tiny_dir)
+    env = run_dict(tiny(**{"network.message_overhead_bytes": 930}), tiny_dir)
+    assert (env.rounds.cum_bytes.diff().fillna(env.rounds.cum_bytes)
+            - plain.rounds.cum_bytes.diff().fillna(plain.rounds.cum_bytes)).tolist() == [
+        4 * 930] * 2
+    assert env.rounds.up_overhead_bytes.tolist() == [2 * 930] * 2
+    extra_s = 930 * 8 / 2e6 + 930 * 8 / 0.5e6
+    assert env.rounds.round_time_s.tolist() == pytest.approx(
+        (plain.rounds.round_time_s + extra_s).tolist(), **EXACT)
+    assert env.rounds.test_loss.tolist() == plain.rounds.test_loss.tolist()
