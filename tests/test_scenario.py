@@ -80,6 +80,8 @@ def test_paper_fidelity_switches_the_reference_codes_behaviours_on(method, expec
         assert getattr(paper.method, field) == value != getattr(plain.method, field)
     assert paper.training.augment and not plain.training.augment
     assert paper.pretrain.init_baselines and not plain.pretrain.init_baselines
+    assert (paper.network.message_overhead_bytes, plain.network.message_overhead_bytes) == (
+        930, 0)
     assert (paper.training.shuffle == "fixed") == (method["name"] == "fedgkt")
     # what the scenario says wins
     own = scenario_from_dict(tiny(method=method, fidelity="paper",
