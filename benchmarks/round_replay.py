@@ -27,6 +27,7 @@ import argparse
 import ctypes
 import os
 import socket
+import statistics
 import sys
 import threading
 import time
@@ -247,10 +248,9 @@ def replay(method: str, rounds: int, out=print) -> list[dict]:
 
 def median_row(repeats: list[dict]) -> dict:
     """One round over its repeats: the median real time, its spread, the ratios to it."""
-    real = sorted(r["real_s"] for r in repeats)
-    median = real[len(real) // 2] if len(real) % 2 else (real[len(real) // 2 - 1]
-                                                         + real[len(real) // 2]) / 2
-    row = {**repeats[0], "real_s": median, "spread": (real[-1] - real[0]) / median}
+    real = [r["real_s"] for r in repeats]
+    median = statistics.median(real)
+    row = {**repeats[0], "real_s": median, "spread": (max(real) - min(real)) / median}
     row["tcp_ratio"], row["flow_ratio"] = row["tcp_s"] / median, row["flow_s"] / median
     return row
 
