@@ -7,6 +7,42 @@ from collections.abc import Sequence
 import torch
 
 
+class WeightedMean:
+    """A running weighted mean of state dicts: memory for one model however many clients
+    are added, so a round of thousands of clients aggregates as it trains them.
+
+    ``total_weight`` (the sum of every weight to come) is known up front, so each state is
+    added already scaled: adding in the order ``fedavg`` loops gives its exact result.
+    Floating tensors accumulate in float64 and are cast back; integer tensors (e.g.
+    BatchNorm's ``num_batches_tracked``) take the first state's value.
+    """
+
+    def __init__(self, total_weight: float) -> None:
+        self.total = float(total_weight)
+        if not self.total > 0:
+            raise ValueError("fedavg weights must sum to a positive number")
+        self._acc: dict[str, torch.Tensor] | None = None
+        self._dtypes: dict[str, torch.dtype] = {}
+        self.added = 0.0
+
+    def add(self, state: dict[str, torch.Tensor], weight: float) -> None:
+        if self._acc is None:
+            self._dtypes = {k: t.dtype for k, t in state.items()}
+            self._acc = {k: torch.zeros_like(t, dtype=torch.float64) if t.is_floating_point()
+                         else t.clone() for k, t in state.items()}
+        if state.keys() != self._acc.keys():
+            raise ValueError("fedavg states must have the same keys")
+        for key, t in state.items():
+            if t.is_floating_point():
+                self._acc[key] += t.to(torch.float64) * (weight / self.total)
+        self.added += weight
+
+    def result(self) -> dict[str, torch.Tensor]:
+        if self._acc is None:
+            raise ValueError("fedavg needs at least one state")
+        return {k: t.to(self._dtypes[k]) for k, t in self._acc.items()}
+
+
 def fedavg(states: Sequence[dict[str, torch.Tensor]],
            weights: Sequence[float]) -> dict[str, torch.Tensor]:
     """Weighted average of state dicts; weights are normalised to sum to 1.
@@ -17,16 +53,7 @@ def fedavg(states: Sequence[dict[str, torch.Tensor]],
     """
     if not states or len(states) != len(weights):
         raise ValueError("fedavg needs one weight per state and at least one state")
-    total = float(sum(weights))
-    if total <= 0:
-        raise ValueError("fedavg weights must sum to a positive number")
-    out: dict[str, torch.Tensor] = {}
-    for key, first in states[0].items():
-        if not first.is_floating_point():
-            out[key] = first.clone()
-            continue
-        acc = torch.zeros_like(first, dtype=torch.float64)
-        for state, w in zip(states, weights, strict=True):
-            acc += state[key].to(torch.float64) * (w / total)
-        out[key] = acc.to(first.dtype)
-    return out
+    mean = WeightedMean(float(sum(weights)))
+    for state, w in zip(states, weights, strict=True):
+        mean.add(state, w)
+    return mean.result()

@@ -64,6 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "another configuration be replaced")
     p.add_argument("--threads", type=int, help="torch threads of the learning computation "
                    "(same as --set training.threads=N; default 1; recorded in the manifest)")
+    p.add_argument("--workers", type=int, default=1, help="train each round's kept clients "
+                   "in N processes (methods that defer training: fedavg); same results")
+    p.add_argument("--timing-only", action="store_true", help="clocks, traffic and energy "
+                   "only, no training (same as --set learning=none)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     _add_set(p)
 
@@ -188,6 +192,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     if args.threads is not None:
         args.overrides.append(f"training.threads={args.threads}")
+    if args.timing_only:
+        args.overrides.append("learning=none")
+    if args.workers < 1:
+        raise _user_error(f"--workers: must be >= 1 (got {args.workers})")
     scenario = load_scenario(args.scenario, args.overrides)
     out = args.out or Path("results") / safe_component(
         f"{scenario.name}-{scenario.method.name}")
@@ -195,12 +203,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.out is None and not args.force:
         _keep_other_configuration(out, scenario)
     results = run(scenario, progress=not args.quiet, source=str(args.scenario),
-                  base_dir=args.scenario.parent)
+                  base_dir=args.scenario.parent, workers=args.workers)
     write_results(results, out)
     if not args.quiet:
         last = results.rounds.iloc[-1]
-        print(f"{scenario.name} [{scenario.method.name}]: accuracy {last.test_accuracy:.4f}, "
-              f"simulated {last.sim_time_s:.1f} s, {last.cum_bytes / 2**20:.1f} MiB -> {out}")
+        accuracy = ("timing only" if scenario.learning == "none"
+                    else f"accuracy {last.test_accuracy:.4f}")
+        print(f"{scenario.name} [{scenario.method.name}]: {accuracy}, simulated "
+              f"{last.sim_time_s:.1f} s, {last.cum_bytes / 2**20:.1f} MiB -> {out}")
     return 0
 
 
@@ -221,7 +231,7 @@ def _keep_other_configuration(out: Path, scenario) -> None:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from ecofed_sim.prepare import check
+    from ecofed_sim.checks import check
     from ecofed_sim.scenario import load_scenario, to_yaml
 
     scenario = load_scenario(args.scenario, args.overrides)
@@ -232,7 +242,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     from ecofed_sim import planner
-    from ecofed_sim.prepare import check
+    from ecofed_sim.checks import check
     from ecofed_sim.scenario import load_scenario
 
     scenario = load_scenario(args.scenario, args.overrides)

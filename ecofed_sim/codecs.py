@@ -12,36 +12,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import torch
-from pydantic import Field
 
-from ecofed_sim.strict import StrictModel
+from ecofed_sim.codec_spec import PAPER_CODEC, CodecSpec  # noqa: F401 - re-exported
 
 SCALE_BYTES = 4  # scales and zero points travel as fp32
 INDEX_BYTES = 4  # top-k indices travel as int32
-
-
-class CodecSpec(StrictModel):
-    """A scenario's codec section; ``kind`` picks the codec, the rest tune it."""
-
-    kind: Literal["fp32", "fp16", "uniform", "topk"] = "fp32"
-    """fp32, fp16, uniform (quantized to bits) or topk (sparsified)"""
-    bits: int = Field(8, ge=2, le=8, description="uniform: bits per code")
-    scheme: Literal["symmetric", "unsigned", "asymmetric"] = "symmetric"
-    """uniform: symmetric, unsigned or asymmetric range"""
-    granularity: Literal["tensor", "channel"] = "tensor"
-    """uniform: one scale per tensor or per channel"""
-    rounding: Literal["nearest", "stochastic"] = "nearest"
-    """uniform: nearest or stochastic rounding"""
-    fraction: float = Field(0.1, gt=0, le=1, description="topk: share of elements kept")
-    index: Literal["auto", "indices", "mask"] = "auto"
-    """topk: send indices, a bit mask, or whichever is smaller (auto)"""
-
-
-PAPER_CODEC = CodecSpec(kind="uniform", bits=8, scheme="symmetric", granularity="tensor")
 
 
 @dataclass(frozen=True)

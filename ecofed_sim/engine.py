@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from ecofed_sim.availability import build_availability
+from ecofed_sim.checks import Prepared
 from ecofed_sim.data.augment import crop_and_flip
 from ecofed_sim.errors import ScenarioError
 from ecofed_sim.ledger import Ledger
@@ -24,12 +25,32 @@ from ecofed_sim.methods.base import ClientUpdate, Cost, Device, Setup
 from ecofed_sim.network import Capacity, Network
 from ecofed_sim.participation import RoundPlay, WaveBarrier, guarded
 from ecofed_sim.population import build_population, sample_clients
-from ecofed_sim.prepare import Prepared
 from ecofed_sim.pretrain import init_units
 from ecofed_sim.seeding import AUGMENT, DATA_ORDER, INIT, torch_gen
 from ecofed_sim.trace import Recorder
 
 T = TypeVar("T")
+
+
+def client_batches(prep: Prepared, round_index: int, client: int
+                   ) -> Iterator[tuple[torch.Tensor, ...]]:
+    """(sample indices, x, y) of a client's local epochs in a round, in an order keyed by
+    (seed, round, client, epoch); with ``shuffle: fixed`` the round is left out. With
+    ``training.augment`` each batch is cropped and flipped, drawn from a generator keyed by
+    (seed, round, client, epoch). A pure function of its arguments: a worker process
+    holding the same ``prep`` draws the same batches."""
+    training, seed = prep.scenario.training, prep.scenario.seed
+    idx = torch.as_tensor(prep.client_indices[client])
+    order_round = round_index if training.shuffle == "every_round" else 0
+    for epoch in range(training.local_epochs):
+        order = idx[torch.randperm(len(idx), generator=torch_gen(
+            seed, DATA_ORDER, order_round, client, epoch))]
+        augment = (torch_gen(seed, AUGMENT, round_index, client, epoch)
+                   if training.augment else None)
+        for start in range(0, len(order), training.batch_size):
+            batch = order[start:start + training.batch_size]
+            x, y = prep.train.batch(batch)
+            yield (batch, crop_and_flip(x, augment) if augment else x, y)
 
 
 class RoundContext:
@@ -45,21 +66,15 @@ class RoundContext:
         return len(self.engine.prep.client_indices[client])
 
     def indexed_batches(self, client: int) -> Iterator[tuple[torch.Tensor, ...]]:
-        """(sample indices, x, y) of this round's local epochs, in an order keyed by
-        (seed, round, client, epoch); with ``shuffle: fixed`` the round is left out. With
-        ``training.augment`` each batch is cropped and flipped, drawn from a generator
-        keyed by (seed, round, client, epoch)."""
-        prep, training = self.engine.prep, self.engine.scenario.training
-        idx = torch.as_tensor(prep.client_indices[client])
-        order_round = self.round if training.shuffle == "every_round" else 0
-        for epoch in range(training.local_epochs):
-            order = idx[torch.randperm(len(idx), generator=self.generator(
-                DATA_ORDER, client, epoch, round_index=order_round))]
-            augment = self.generator(AUGMENT, client, epoch) if training.augment else None
-            for start in range(0, len(order), training.batch_size):
-                batch = order[start:start + training.batch_size]
-                x, y = prep.train.batch(batch)
-                yield (batch, crop_and_flip(x, augment) if augment else x, y)
+        """(sample indices, x, y) of this round's local epochs (``client_batches``)."""
+        return client_batches(self.engine.prep, self.round, client)
+
+    def batch_sizes(self, client: int) -> list[int]:
+        """The sizes of ``batches(client)``, in order, without touching the data: what a
+        method needs to price a client's compute before (or without) its real training."""
+        n, size = self.num_samples(client), self.engine.scenario.training.batch_size
+        per_epoch = [size] * (n // size) + ([n % size] if n % size else [])
+        return per_epoch * self.engine.scenario.training.local_epochs
 
     def batches(self, client: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for _, x, y in self.indexed_batches(client):
@@ -231,13 +246,13 @@ class World:
 class Engine(World):
     """A full run: the real training of the scenario's method inside the world."""
 
-    def __init__(self, prep: Prepared, record: bool = False) -> None:
+    def __init__(self, prep: Prepared, record: bool = False, pool=None) -> None:
         super().__init__(prep)
         sc = self.scenario
         method_cls = REGISTRY[sc.method.name]
         self.init_pretrained = prep.pretrained is not None
         setup = Setup(sc.model.name, self._new_model, prep.stats, sc.training,
-                      sc.population.clients, sc.population.clients_per_round, sc.seed)
+                      sc.population.clients, sc.population.clients_per_round, sc.seed, pool)
         self.method = method_cls(sc.method, setup)
         if record:
             self.recorder = Recorder(self.env)
@@ -267,10 +282,13 @@ class Engine(World):
             ctx, selected, min(pop.clients_per_round, len(selected)), self.method.client_round,
             self.method.server_round(ctx),
             lambda client: self.availability.offline_at(round_index, client, start_s))
-        self.method.end_round(sorted(updates, key=lambda u: u.client))
         last = round_index == sc.rounds - 1
-        metrics = (self.evaluate() if last or (round_index + 1) % sc.evaluation.every == 0
-                   else {"test_accuracy": float("nan"), "test_loss": float("nan")})
+        if sc.learning == "none":  # timing only: nothing trains, nothing to test
+            metrics = {"test_accuracy": float("nan"), "test_loss": float("nan")}
+        else:
+            self.method.end_round(sorted(updates, key=lambda u: u.client))
+            metrics = (self.evaluate() if last or (round_index + 1) % sc.evaluation.every == 0
+                       else {"test_accuracy": float("nan"), "test_loss": float("nan")})
         self.method.observe(round_index, metrics)
         metrics = {**metrics, **self.method.round_metrics()}
         if self.recorder is not None:

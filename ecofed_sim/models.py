@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from ecofed_sim.model_zoo import MIN_SIDE, UNITS  # noqa: F401 - re-exported
 from ecofed_sim.profiles import LAYER_KINDS  # noqa: F401 - re-exported: where users look
 
 
@@ -140,9 +141,6 @@ ZOO: dict[str, Callable[[tuple[int, int, int], int], list[tuple[str, nn.Module]]
     "vgg11": vgg11,
     "resnet9": resnet9,
 }
-
-# Smallest input side each model accepts (its pools must leave at least 1 pixel).
-MIN_SIDE = {"small_cnn": 4, "vgg5": 4, "vgg11": 16, "resnet9": 16}
 
 
 class LayerModel(nn.Module):

@@ -257,7 +257,7 @@ def plan(prep, splits: list[int] | None = None) -> Plan:
                                                                        strict=True))
         return Candidate(assign, share * update + (1 - share) * replay, share * traffic)
 
-    per_class = method.per_class_split and len(classes) > 1
+    per_class = type(sc.method).per_class_split and len(classes) > 1
     combos = (itertools.product(splits, repeat=len(classes)) if per_class
               else ((k,) * len(classes) for k in splits))
     if per_class and len(splits) ** len(classes) > MAX_COMBINATIONS:

@@ -12,12 +12,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ecofed_sim.errors import ScenarioError
-from ecofed_sim.methods.base import Device
 from ecofed_sim.network import DeviceLink
 from ecofed_sim.paths import scenario_path
-from ecofed_sim.profiles import ProfileLibrary, one_way_ms, round_trip_ms
+from ecofed_sim.profiles import DeviceProfile, ProfileLibrary, one_way_ms, round_trip_ms
 from ecofed_sim.seeding import BINDING, JITTER, SAMPLING, np_rng
 from ecofed_sim.traces import read_trace
+
+
+@dataclass(frozen=True)
+class Device:
+    """A (physical or logical) device: its profile's time model and its access link."""
+
+    name: str
+    profile: DeviceProfile
+    link: DeviceLink
+    split: int | None = None  # its class's own split point (None: the method's)
 
 
 def class_counts(pop, total: int) -> list[int]:

@@ -15,7 +15,7 @@ import torch
 
 from ecofed_sim.engine import Engine
 from ecofed_sim.prepare import prepare
-from ecofed_sim.progress import bar
+from ecofed_sim.progress import bar, log
 from ecofed_sim.scenario import Scenario, load_scenario
 from ecofed_sim.trace import Trace, learning_key
 
@@ -56,13 +56,14 @@ def package_versions() -> dict[str, str | None]:
     return versions
 
 
-def manifest(scenario: Scenario, started: float, resimulated: bool = False) -> dict:
+def manifest(scenario: Scenario, started: float, resimulated: bool = False,
+             workers: int = 1) -> dict:
     from ecofed_sim import __version__
 
     return {"ecofed_sim_version": __version__, "versions": package_versions(),
             "seed": scenario.seed, "python": platform.python_version(),
             "torch": torch.__version__, "torch_threads": scenario.training.threads,
-            "resimulated": resimulated,
+            "resimulated": resimulated, "workers": workers,
             "wall_clock_s": round(time.perf_counter() - started, 3)}
 
 
@@ -78,26 +79,45 @@ def torch_threads(threads: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+def _trainer_pool(prep, workers: int, stack: contextlib.ExitStack):
+    """Worker processes for the run's training, closed with ``stack`` (None: serial)."""
+    sc = prep.scenario
+    if workers <= 1 or sc.learning == "none":
+        return None
+    if not type(sc.method).defers_training:
+        log.info("%s trains as it runs (its messages come from real tensors): running "
+                 "serially, not on %d workers", sc.method.name, workers)
+        return None
+    from ecofed_sim.parallel import TrainerPool
+
+    pool = TrainerPool(workers, prep)
+    stack.callback(pool.close)
+    return pool
+
+
 def run(scenario: Scenario | str | Path, *, progress: bool = False,
         source: str | None = None, base_dir: Path | None = None,
-        record: bool = False) -> Results:
+        record: bool = False, workers: int = 1) -> Results:
     """Simulate a scenario (object or YAML path); raises ``ScenarioError`` on bad input.
 
     With ``record=True`` the result carries a trace that ``resimulate`` can re-play under
-    other timing parameters (see ``ecofed_sim.trace``)."""
+    other timing parameters (see ``ecofed_sim.trace``). With ``workers > 1``, a method that
+    defers its training (fedavg) trains each round's kept clients in that many worker
+    processes, with results identical to ``workers=1``; other methods run serially."""
     if not isinstance(scenario, Scenario):
         path = Path(scenario)
         scenario, source, base_dir = load_scenario(path), str(path), path.parent
     started = time.perf_counter()
-    with torch_threads(scenario.training.threads):
-        engine = Engine(prepare(scenario, source or scenario.name, base_dir, progress),
-                        record=record)
+    with torch_threads(scenario.training.threads), contextlib.ExitStack() as stack:
+        prep = prepare(scenario, source or scenario.name, base_dir, progress)
+        engine = Engine(prep, record=record, pool=_trainer_pool(prep, workers, stack))
         shown = bar(scenario.rounds, f"{scenario.name} [{scenario.method.name}]", "round",
                     progress)
         for r in range(scenario.rounds):
             row = engine.run_round(r)
-            shown.set_postfix(acc=f"{row['test_accuracy']:.3f}",
-                              sim_s=f"{row['sim_time_s']:.2f}")
+            accuracy = ({} if scenario.learning == "none"
+                        else {"acc": f"{row['test_accuracy']:.3f}"})
+            shown.set_postfix(**accuracy, sim_s=f"{row['sim_time_s']:.2f}")
             shown.update(1)
         shown.close()
     frames = engine.ledger.frames()
@@ -105,4 +125,5 @@ def run(scenario: Scenario | str | Path, *, progress: bool = False,
     if record:
         trace = Trace(learning_key(scenario), engine.recorder.rounds)
     # the scenario as run: with any ``split: auto`` replaced by the planner's pick
-    return Results.from_frames(engine.scenario, frames, manifest(scenario, started), trace)
+    return Results.from_frames(engine.scenario, frames,
+                               manifest(scenario, started, workers=workers), trace)

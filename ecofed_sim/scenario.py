@@ -16,7 +16,7 @@ from pydantic import Field, PositiveFloat, ValidationError, model_validator
 
 from ecofed_sim.errors import ScenarioError, format_validation_error
 from ecofed_sim.methods import MethodConfig
-from ecofed_sim.models import ZOO
+from ecofed_sim.model_zoo import MODEL_NAMES
 from ecofed_sim.overrides import (  # noqa: F401 - re-exported
     PATH_FIELDS,
     _from_working_folder,
@@ -50,7 +50,7 @@ Side = Annotated[int, Field(ge=1, le=1024)]
 
 
 class ModelSpec(StrictModel):
-    name: Literal[tuple(ZOO)]  # type: ignore[valid-type]
+    name: Literal[MODEL_NAMES]  # type: ignore[valid-type]
     """model name: small_cnn, vgg5, vgg11, resnet9"""
 
 
@@ -350,6 +350,11 @@ class Scenario(StrictModel):
     max_sim_time_s: PositiveFloat = Field(
         1e9, json_schema_extra=TIMING, description="stop with an error when the simulated "
         "clock would pass this (about 32 years): catches rates and FLOP/s near zero")
+    learning: Literal["real", "none"] = "real"
+    """real: the methods train with PyTorch and accuracy is measured; none: timing only,
+    clocks, traffic and energy from the profiles with no training and no accuracy, for
+    capacity planning of large populations (methods whose schedule does not depend on
+    what they learn: fedavg)"""
     fidelity: Literal["default", "paper"] = "default"
     """paper: run the methods as the EcoFed reference code does, wherever the scenario does
     not say otherwise: training.augment on; EcoFed and local loss in lock-step with a

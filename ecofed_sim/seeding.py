@@ -3,8 +3,12 @@ reproduced on its own, whatever ran before it, on any executor."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 (INIT, SAMPLING, DATA_ORDER, BINDING, PUBLIC, CODEC, REPLAY, PRETRAIN, JITTER,
  AVAILABILITY, CHURN, AUGMENT) = range(1, 13)
@@ -17,6 +21,8 @@ def key(seed: int, stream: int, *parts: int) -> int:
 
 
 def torch_gen(seed: int, stream: int, *parts: int) -> torch.Generator:
+    import torch  # here, so that checking a scenario does not import torch
+
     return torch.Generator().manual_seed(key(seed, stream, *parts))
 
 

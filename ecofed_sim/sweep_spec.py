@@ -31,9 +31,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import Field, ValidationError, model_validator
 
+from ecofed_sim.checks import check
 from ecofed_sim.errors import ScenarioError, format_validation_error
-from ecofed_sim.methods import REGISTRY
-from ecofed_sim.prepare import check
 from ecofed_sim.progress import bar
 from ecofed_sim.scenario import (
     Scenario,
@@ -196,7 +195,7 @@ def expand(path: Path, spec: SweepSpec, force: bool = False,
             where = f"{path} ({_describe(params)})"
             scenario = scenario_from_dict(raw, where)
             check(scenario, where, base_path.parent)
-            reusable = (REGISTRY[scenario.method.name].timing_independent
+            reusable = (type(scenario.method).timing_independent
                         and not timing_shapes_learning(scenario))
             runs.append(RunSpec(run_id(scenario), scenario, params, learning_key(scenario),
                                 reusable))

@@ -6,7 +6,7 @@ workers), the real training needs to run once. The ``Recorder`` logs, per client
 and per server process, every compute (as profile-independent ``Pass`` costs), transfer,
 server step, process start and wait. The ``Replayer`` plays those logs in a new world and
 copies the recorded metrics, so only the clocks are simulated again. This is valid for
-methods whose learning does not depend on arrival order (``Method.timing_independent``).
+methods whose learning does not depend on arrival order (its config's ``timing_independent``).
 """
 
 from __future__ import annotations

@@ -23,3 +23,37 @@ def test_equal_states_are_a_fixed_point():
 def test_rejects_degenerate_input(states, weights):
     with pytest.raises(ValueError):
         fedavg(states, weights)
+
+
+def test_float64_accumulation_then_one_rounding():
+    """Each element is the float64 weighted sum rounded once to float32: a float32
+    accumulator would round at every client and differ in some of 1,000 elements."""
+    gen = torch.Generator().manual_seed(3)
+    states = [{"w": torch.randn(1000, generator=gen) * 10 ** i} for i in range(4)]
+    weights = [7, 1, 3, 2]
+    expected = sum(s["w"].double() * (w / 13) for s, w in zip(states, weights, strict=True))
+    out = fedavg(states, weights)["w"]
+    assert out.dtype == torch.float32 and torch.equal(out, expected.float())
+    f32 = sum(s["w"] * (w / 13) for s, w in zip(states, weights, strict=True))
+    assert not torch.equal(f32, out)  # the check above can tell the two apart
+
+
+@pytest.mark.parametrize("states, weights, message", [
+    ([{"w": torch.ones(1)}, {"w": torch.ones(1)}], [1], "one weight per state"),
+    ([{"w": torch.ones(1)}], [1, 1], "one weight per state"),
+    ([], [], "at least one state"),
+    ([{"w": torch.ones(1)}, {"w": torch.ones(1)}], [1, -1], "positive"),
+])
+def test_rejects_mismatched_or_empty_input_naming_why(states, weights, message):
+    with pytest.raises(ValueError, match=message):
+        fedavg(states, weights)
+
+
+def test_weights_scale_free_and_integer_tensors_copied():
+    a = {"w": torch.tensor([0.0, 4.0]), "n": torch.tensor(5)}
+    b = {"w": torch.tensor([8.0, 0.0]), "n": torch.tensor(1)}
+    small, big = fedavg([a, b], [1, 3]), fedavg([a, b], [100, 300])
+    assert torch.equal(small["w"], torch.tensor([6.0, 1.0]))
+    assert torch.equal(small["w"], big["w"])
+    small["n"] += 1  # a copy, not the first state's tensor
+    assert a["n"].item() == 5 and big["n"].item() == 5

@@ -51,3 +51,124 @@ def test_splitfed_bytes_closed_form(tiny_dir):
     acts = res.transfers[(res.transfers["round"] == 0) & (res.transfers.kind == "activations")]
     assert sorted(acts.payload_bytes.tolist()) == sorted(
         [b * act_per_sample for b in (8, 8, 4)] * 2)
+
+
+# The ledger on its own, fed by hand: every row and total worked out on paper.
+
+def _power(idle, compute, transmit, receive):
+    from ecofed_sim.profiles import PowerW
+
+    return PowerW(idle=idle, compute=compute, transmit=transmit, receive=receive)
+
+
+def test_a_message_is_one_row_per_kind_sharing_an_id_and_one_span():
+    from ecofed_sim.ledger import Ledger
+
+    led = Ledger()
+    led.transfer(0, "d1", 7, "up", {"activations": 100, "labels": 8}, 1.0, 2.5)
+    led.transfer(0, "d1", 7, "down", {"gradients": 50.0}, 2.5, 3.0)
+    assert led.transfers == [
+        {"round": 0, "message_id": 0, "t_start_s": 1.0, "t_end_s": 2.5, "client": 7,
+         "device": "d1", "direction": "up", "kind": "activations", "payload_bytes": 100},
+        {"round": 0, "message_id": 0, "t_start_s": 1.0, "t_end_s": 2.5, "client": 7,
+         "device": "d1", "direction": "up", "kind": "labels", "payload_bytes": 8},
+        {"round": 0, "message_id": 1, "t_start_s": 2.5, "t_end_s": 3.0, "client": 7,
+         "device": "d1", "direction": "down", "kind": "gradients", "payload_bytes": 50}]
+    assert type(led.transfers[2]["payload_bytes"]) is int
+    assert led.timeline == [
+        {"round": 0, "device": "d1", "client": 7, "state": "upload",
+         "what": "activations+labels", "t_start_s": 1.0, "t_end_s": 2.5},
+        {"round": 0, "device": "d1", "client": 7, "state": "download", "what": "gradients",
+         "t_start_s": 2.5, "t_end_s": 3.0}]
+    led.participant(0, 7, "d1", "completed", 1.0, 3.0)
+    assert led.participation == [{"round": 0, "client": 7, "device": "d1",
+                                  "outcome": "completed", "t_start_s": 1.0, "t_end_s": 3.0}]
+
+
+def test_idle_spans_fill_each_listed_devices_gaps_in_this_round_only():
+    from ecofed_sim.ledger import Ledger
+
+    led = Ledger()
+    led.span(0, "a", 1, "compute", "train", 0.0, 9.0)  # an earlier round's span
+    led.close_round(0, 0.0, 9.0, {}, {})
+    led.span(1, "a", 1, "compute", "train", 11.0, 12.0)
+    led.span(1, "a", 1, "compute", "train", 11.5, 13.0)  # overlaps the first
+    led.span(1, "a", 1, "upload", "weights", 14.0, 15.0)
+    led.span(1, "c", 2, "compute", "train", 10.0, 16.0)  # not listed: left alone
+    led.idle_spans(1, ["a", "b"], 10.0, 16.0)
+    idle = [(r["device"], r["t_start_s"], r["t_end_s"]) for r in led.timeline
+            if r["state"] == "idle"]
+    assert idle == [("a", 10.0, 11.0), ("a", 13.0, 14.0), ("a", 15.0, 16.0), ("b", 10.0, 16.0)]
+    assert all(r["client"] == -1 and r["what"] == "wait" and r["round"] == 1
+               for r in led.timeline if r["state"] == "idle")
+    led.idle_spans(1, ["c"], 10.0, 16.0)  # busy throughout: no idle span
+    assert not [r for r in led.timeline if r["device"] == "c" and r["state"] == "idle"]
+
+
+def test_round_rows_sum_this_rounds_bytes_by_direction_and_kind():
+    from ecofed_sim.ledger import Ledger
+
+    led = Ledger()
+    led.transfer(0, "d", 0, "down", {"weights": 40}, 0.0, 1.0)
+    led.transfer(0, "d", 0, "up", {"weights": 30, "labels": 2}, 1.0, 2.0)
+    led.transfer(0, "d", 1, "up", {"weights": 30}, 1.0, 2.5)
+    row0 = led.close_round(0, 0.0, 2.5, {"selected": 2, "completed": 2}, {"test_accuracy": .5})
+    assert row0 == {"round": 0, "sim_time_s": 2.5, "round_time_s": 2.5, "bytes_up": 62,
+                    "bytes_down": 40, "cum_bytes": 102, "test_accuracy": .5, "selected": 2,
+                    "completed": 2, "down_weights_bytes": 40, "up_weights_bytes": 60,
+                    "up_labels_bytes": 2}
+    led.transfer(1, "d", 0, "up", {"activations": 5}, 3.0, 4.0)
+    row1 = led.close_round(1, 2.5, 4.0, {}, {})
+    assert (row1["bytes_up"], row1["bytes_down"], row1["cum_bytes"]) == (5, 0, 107)
+    assert row1["round_time_s"] == 1.5 and row1["up_activations_bytes"] == 5
+    assert "up_weights_bytes" not in row1 and "energy_j" not in row1  # no power: no energy
+    rounds = led.frames()["rounds"]
+    assert rounds.up_weights_bytes.tolist() == [60, 0]  # absent in a round: 0, not NaN
+    assert rounds.up_activations_bytes.tolist() == [0, 5]
+    assert rounds.up_weights_bytes.dtype == "int64"
+    assert rounds.test_accuracy.isna().tolist() == [False, True]  # metrics are left alone
+
+
+def test_energy_per_device_and_round_from_its_spans():
+    from ecofed_sim.ledger import Ledger
+
+    led = Ledger(power={"a": _power(1.0, 10.0, 5.0, 2.0), "b": _power(0.5, 4.0, 3.0, 1.0)})
+    led.span(0, "a", 0, "compute", "train", 0.0, 2.0)  # 20 J
+    led.transfer(0, "a", 0, "up", {"weights": 1}, 2.0, 3.0)  # 5 J
+    led.span(0, "a", -1, "idle", "wait", 3.0, 5.0)  # 2 J
+    led.span(0, "b", 1, "download", "weights", 0.0, 4.0)  # 4 J
+    led.span(0, "b", 1, "offline", "gone", 4.0, 5.0)  # nothing
+    led.span(0, "z", 2, "compute", "train", 0.0, 5.0)  # no power figures: not counted
+    row0 = led.close_round(0, 0.0, 5.0, {}, {})
+    assert (row0["energy_j"], row0["cum_energy_j"]) == (31.0, 31.0)
+    assert led.energy == [
+        {"round": 0, "device": "a", "compute_j": 20.0, "transmit_j": 5.0, "receive_j": 0.0,
+         "idle_j": 2.0, "energy_j": 27.0},
+        {"round": 0, "device": "b", "compute_j": 0.0, "transmit_j": 0.0, "receive_j": 4.0,
+         "idle_j": 0.0, "energy_j": 4.0}]
+    led.span(1, "b", 1, "idle", "wait", 5.0, 7.0)  # 1 J
+    row1 = led.close_round(1, 5.0, 7.0, {}, {})
+    assert (row1["energy_j"], row1["cum_energy_j"]) == (1.0, 32.0)
+    assert [r["device"] for r in led.energy] == ["a", "b", "b"]
+
+
+def test_frames_have_fixed_columns_even_when_empty():
+    from ecofed_sim.ledger import Ledger
+
+    led = Ledger()
+    led.close_round(0, 0.0, 1.0, {}, {})
+    frames = led.frames()
+    assert list(frames["transfers"].columns) == [
+        "round", "message_id", "t_start_s", "t_end_s", "client", "device", "direction",
+        "kind", "payload_bytes"]
+    assert list(frames["timeline"].columns) == [
+        "round", "device", "client", "state", "what", "t_start_s", "t_end_s"]
+    assert list(frames["energy"].columns) == [
+        "round", "device", "compute_j", "transmit_j", "receive_j", "idle_j", "energy_j"]
+    assert list(frames["participation"].columns) == [
+        "round", "client", "device", "outcome", "t_start_s", "t_end_s"]
+    assert all(len(frames[k]) == 0 for k in ("transfers", "timeline", "energy",
+                                              "participation"))
+    assert frames["rounds"].to_dict("records") == [
+        {"round": 0, "sim_time_s": 1.0, "round_time_s": 1.0, "bytes_up": 0, "bytes_down": 0,
+         "cum_bytes": 0}]

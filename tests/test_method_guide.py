@@ -52,3 +52,21 @@ def test_a_plugin_method_registers_and_mu_zero_is_fedavg(tiny_dir):
     bad = write_scenario(tiny_dir, tiny(method={"name": "fedprox", "mu": -1}), "bad.yaml")
     refused = _cli(tiny_dir, pythonpath, "validate", str(bad))
     assert refused.returncode == 2 and "method.mu: must be >= 0 (got -1)" in refused.stderr
+
+
+def test_a_trait_set_on_the_method_instead_of_its_config_is_an_error():
+    """Checks read traits from the config without importing the method: a trait left on
+    the Method class would be silently ignored, so defining the class fails instead."""
+    import pytest
+
+    from ecofed_sim.methods.base import Method
+    from ecofed_sim.methods.configs import FedAvgConfig
+
+    with pytest.raises(TypeError, match="per_class_split is a trait of its Config"):
+        type("Misplaced", (Method,), {"name": "misplaced", "Config": FedAvgConfig,
+                                      "per_class_split": True})
+    from ecofed_sim.methods import CONFIGS
+
+    assert CONFIGS["splitfed"].per_class_split and not CONFIGS["splitfed_v2"].per_class_split
+    assert CONFIGS["ecofed"].uses_pretrained_device
+    assert not CONFIGS["splitfed_v2"].timing_independent and CONFIGS["fedavg"].timing_independent

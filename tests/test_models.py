@@ -62,3 +62,13 @@ def test_resnet9_is_the_reference_codes_with_its_parameter_count():
     assert (shortcut.kernel_size, shortcut.stride, shortcut.bias is not None) == (
         (1, 1), (2, 2), True)
     assert isinstance(model.units[6].shortcut, torch.nn.Identity)
+
+
+def test_the_torch_free_zoo_facts_match_the_built_models():
+    """Checking a scenario reads names and unit counts from ``model_zoo`` (no torch)."""
+    from ecofed_sim.model_zoo import MODEL_NAMES, UNITS
+
+    assert tuple(ZOO) == MODEL_NAMES
+    for name in MODEL_NAMES:
+        for shape, classes in (((1, 28, 28), 10), ((3, 32, 32), 100), ((3, 64, 64), 200)):
+            assert len(build_model(name, shape, classes)) == UNITS[name], (name, shape)

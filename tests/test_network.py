@@ -52,8 +52,8 @@ def test_progressive_filling_pure_function():
     server = Capacity("s", 12.0)
     caps = [Capacity(str(i), c) for i, c in enumerate([1.0, 20.0, 20.0])]
     flows = [Flow((c, server), 1.0, None) for c in caps]
-    rates = max_min_rates(flows)
-    assert rates == {0: 1.0, 1: 5.5, 2: 5.5}
+    rates = max_min_rates([f.constraints for f in flows])
+    assert rates == [1.0, 5.5, 5.5]
 
 
 def test_token_bucket_sends_its_burst_after_idle_only():

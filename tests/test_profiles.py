@@ -6,6 +6,7 @@ import pytest
 
 from ecofed_sim.models import build_model, layer_stats
 from ecofed_sim.profiles import DeviceProfile, load_library
+from ecofed_sim.shipped import SCENARIOS_DIR as SCENARIOS
 
 RATES = {"conv": 1e9, "linear": 2e9, "norm": 1e8, "pool": 1e8, "act": 1e8}
 
@@ -59,14 +60,17 @@ def test_shipped_profiles_load_and_cite_sources():
         lib.devices["server_gpu"].pass_s("vgg11", STATS, 10, False)
 
 
-def test_help_and_listing_links_and_profiles_do_not_import_torch():
+def test_help_listing_and_validate_do_not_import_torch():
     """They answer in a fraction of a second: torch (about 1 s to import) stays out."""
     import subprocess
     import sys
 
     code = ("import sys; from ecofed_sim.cli import main; main({args!r}); "
             "assert 'torch' not in sys.modules and 'pandas' not in sys.modules")
-    for args in (["list", "links"], ["list", "profiles"], ["list", "scenarios"]):
+    for args in (["list", "links"], ["list", "profiles"], ["list", "scenarios"],
+                 ["validate", str(SCENARIOS / "quickstart.yaml")],
+                 ["validate", str(SCENARIOS / "paper" / "ecofed.yaml")],
+                 ["validate", str(SCENARIOS / "stragglers.yaml"), "--print"]):
         done = subprocess.run([sys.executable, "-c", code.format(args=args)],
                               capture_output=True, text=True)
         assert done.returncode == 0, (args, done.stderr)

@@ -1,7 +1,22 @@
-"""Datasets (embedded real digits, synthetic images, standard files) and partitioners."""
+"""Datasets: the embedded digits, synthetic images, the standard files, image folders.
 
-from ecofed_sim.data.base import ImageSet
-from ecofed_sim.data.load import load_dataset
-from ecofed_sim.data.partition import partition
+``ImageSet`` and ``load_dataset`` are imported on first use (they need torch);
+``ecofed_sim.data.layout`` answers what checking a scenario asks without it. The
+partitioners are in ``ecofed_sim.data.partition``.
+"""
 
-__all__ = ["ImageSet", "load_dataset", "partition"]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {"ImageSet": "ecofed_sim.data.base", "load_dataset": "ecofed_sim.data.load"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = list(_LAZY)

@@ -15,8 +15,7 @@ import numpy as np
 import torch
 
 from ecofed_sim.data.base import ImageSet, make_set
-
-DIGITS = 5000  # rows of mnist_5k.csv.gz
+from ecofed_sim.data.layout import DIGITS  # noqa: F401 - re-exported
 
 
 @functools.lru_cache(maxsize=1)

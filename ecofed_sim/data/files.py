@@ -34,6 +34,13 @@ import numpy as np
 import torch
 
 from ecofed_sim.data.base import ImageSet, make_set
+from ecofed_sim.data.layout import (  # noqa: F401 - re-exported
+    FILE_DATASETS,
+    DatasetFilesError,
+    _mnist_dir,
+    check_files,
+    expected_files,
+)
 
 # (url, md5) of the official archives (the MD5s the publishers and torchvision list)
 URLS = {
@@ -55,13 +62,6 @@ URLS = {
             ("t10k-labels-idx1-ubyte", "bb300cfdad3c16e7a12a480ee83cd310"))],
 }
 CIFAR_SAMPLE_BYTES = 3 * 32 * 32
-
-
-FILE_DATASETS = ("cifar10", "cifar100", "mnist", "fashion_mnist", "image_folder")
-
-
-class DatasetFilesError(FileNotFoundError):
-    """Raised with a one-line message naming the missing or malformed file."""
 
 
 def _numpy_globals() -> dict[tuple[str, str], object]:
@@ -172,11 +172,6 @@ def read_idx(path: Path, ndim: int | None = None) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
 
 
-def _mnist_dir(root: Path, name: str) -> Path:
-    sub = root / name
-    return sub if sub.is_dir() else root
-
-
 def _mnist(root: Path, prefix: str) -> tuple:
     x = read_idx(root / f"{prefix}-images-idx3-ubyte", ndim=3)
     y = read_idx(root / f"{prefix}-labels-idx1-ubyte", ndim=1)
@@ -242,33 +237,6 @@ def fetch(name: str, root: Path) -> None:
             download(url, md5, dest)
         if dest.name.endswith(".tar.gz"):
             extract(dest, target)
-
-
-def expected_files(name: str, root: Path) -> list[Path]:
-    """The files ``load_files`` reads for a dataset under ``root`` (none is opened)."""
-    if name == "cifar10":
-        folder = root / "cifar-10-batches-py"
-        return [folder / f"data_batch_{i}" for i in range(1, 6)] + [folder / "test_batch"]
-    if name == "cifar100":
-        return [root / "cifar-100-python" / part for part in ("train", "test")]
-    folder = _mnist_dir(root, name)
-    return [folder / f"{prefix}-{kind}-idx{n}-ubyte" for prefix in ("train", "t10k")
-            for kind, n in (("images", 3), ("labels", 1))]
-
-
-def check_files(name: str, root: Path) -> None:
-    """The dataset's files are all there (their content is checked when read)."""
-    if name == "image_folder":
-        from ecofed_sim.data.folders import class_names
-
-        class_names(root)  # FolderError (a FileNotFoundError) names what is missing
-        return
-    missing = [p for p in expected_files(name, root)
-               if not (p.is_file() or p.with_name(p.name + ".gz").is_file())]
-    if missing:
-        more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
-        raise DatasetFilesError(f"{missing[0]} not found{more} (the {name} files under "
-                                f"{root}; or set download: true)")
 
 
 def load_files(name: str, root: Path, download: bool = False) -> tuple[ImageSet, ImageSet]:

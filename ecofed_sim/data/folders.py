@@ -19,24 +19,9 @@ import numpy as np
 import torch
 
 from ecofed_sim.data.base import ImageSet, make_set
+from ecofed_sim.data.layout import FolderError, class_names  # noqa: F401 - re-exported
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".gif", ".tif", ".tiff", ".webp")
-
-
-class FolderError(FileNotFoundError):
-    """A missing folder or an unreadable image; the message is one line naming it."""
-
-
-def class_names(root: Path) -> list[str]:
-    """The classes: the folders under ``root/train``, sorted."""
-    train = root / "train"
-    if not train.is_dir():
-        raise FolderError(f"{train} not found (the class-per-folder layout: "
-                          f"{root}/train/<class>/<image> and {root}/test/<class>/<image>)")
-    names = sorted(p.name for p in train.iterdir() if p.is_dir())
-    if not names:
-        raise FolderError(f"{train}: no class folders")
-    return names
 
 
 def _images(folder: Path) -> list[Path]:

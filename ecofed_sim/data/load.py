@@ -6,6 +6,7 @@ from pathlib import Path
 
 from ecofed_sim.data import embedded, files, synthetic
 from ecofed_sim.data.base import ImageSet
+from ecofed_sim.data.layout import dataset_root
 
 
 def load_dataset(spec, base_dir: Path | None = None) -> tuple[ImageSet, ImageSet]:
@@ -22,7 +23,3 @@ def load_dataset(spec, base_dir: Path | None = None) -> tuple[ImageSet, ImageSet
     return files.load_files(spec.dataset, dataset_root(spec, base_dir), download=spec.download)
 
 
-def dataset_root(spec, base_dir: Path | None = None) -> Path:
-    """``data.root`` (default ``data``), relative to the scenario file's folder."""
-    root = Path(spec.root or "data")
-    return base_dir / root if base_dir is not None and not root.is_absolute() else root

@@ -6,36 +6,26 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Generator
-from typing import Annotated
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
 from torch import nn
 
 from ecofed_sim.aggregate import fedavg
-from ecofed_sim.codecs import CodecSpec, make_codec
+from ecofed_sim.codecs import make_codec
 from ecofed_sim.methods.base import (
     ClientUpdate,
     Cost,
     Device,
     Method,
-    SplitConfigBase,
     backward,
     forward,
     sgd,
     train_step,
 )
+from ecofed_sim.methods.configs import AuxConfigBase
 from ecofed_sim.models import LayerModel, LayerStats, layer_stats, state_bytes
 from ecofed_sim.seeding import INIT, torch_gen
-
-
-class AuxConfigBase(SplitConfigBase):
-    aux_hidden: list[Annotated[int, Field(ge=1, le=65_536)]] = Field(
-        default_factory=list, description="hidden widths of the auxiliary head; [] = one "
-        "linear layer on the flattened activation (Han et al. 2021)")
-    activation_codec: CodecSpec = CodecSpec()
-    """how activations are encoded on the uplink"""
 
 
 def build_aux_head(in_shape: tuple[int, ...], hidden: list[int], classes: int) -> LayerModel:

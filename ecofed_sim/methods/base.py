@@ -11,13 +11,14 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal, Protocol, TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar
 
 import torch
 from torch import nn
 
+from ecofed_sim.methods.configs import MethodConfigBase, SplitConfigBase  # noqa: F401
 from ecofed_sim.models import LayerModel, LayerStats
-from ecofed_sim.strict import StrictModel
+from ecofed_sim.population import Device  # noqa: F401 - re-exported for methods
 
 T = TypeVar("T")
 
@@ -83,26 +84,6 @@ def tensor_bytes(t: torch.Tensor) -> int:
     return t.numel() * t.element_size()
 
 
-class MethodConfigBase(StrictModel):
-    """Frozen; unknown keys, non-finite numbers and booleans for numbers are errors."""
-
-
-class SplitConfigBase(MethodConfigBase):
-    split: int | Literal["auto"]
-    """Split index: the device holds model units [0, split), the server the rest. "auto":
-    the planner's pick (``ecofed_sim.planner``), resolved before the run starts."""
-
-
-@dataclass(frozen=True)
-class Device:
-    """A (physical or logical) device: its profile's time model and its access link."""
-
-    name: str
-    profile: Any  # profiles.DeviceProfile
-    link: Any  # network.DeviceLink
-    split: int | None = None  # its class's own split point (None: the method's)
-
-
 @dataclass(frozen=True)
 class Setup:
     """What a method needs to build its state; handed over once per run."""
@@ -114,6 +95,7 @@ class Setup:
     num_clients: int
     clients_per_round: int
     seed: int
+    pool: Any = None  # parallel.TrainerPool of ``run --workers`` (defers_training methods)
 
 
 @dataclass
@@ -127,6 +109,8 @@ class RoundContext(Protocol):
     round: int
 
     def batches(self, client: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]: ...
+
+    def batch_sizes(self, client: int) -> list[int]: ...
 
     def indexed_batches(self, client: int) -> Iterator[tuple[torch.Tensor, ...]]: ...
 
@@ -150,17 +134,22 @@ class RoundContext(Protocol):
     def wait(self, handles: list) -> Generator[Any, Any, list]: ...
 
 
+TRAITS = ("uses_pretrained_device", "timing_independent", "per_class_split", "defers_training")
+
+
 class Method:
     """Base class: subclasses set ``name`` and ``Config`` and implement the hooks."""
 
     name: ClassVar[str]
     Config: ClassVar[type[MethodConfigBase]]
-    uses_pretrained_device: ClassVar[bool] = False
-    """True when the method always starts its device part from pre-trained weights."""
-    timing_independent: ClassVar[bool] = True
-    """False when what is learned depends on arrival order (then no trace reuse)."""
-    per_class_split: ClassVar[bool] = False
-    """True when device classes may each use their own split point."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Traits live on the config (read without torch); here they would be ignored."""
+        super().__init_subclass__(**kwargs)
+        misplaced = [t for t in TRAITS if t in cls.__dict__]
+        if misplaced:
+            raise TypeError(f"method {cls.__name__}: {', '.join(misplaced)} is a trait of "
+                            "its Config (a ClassVar there), not of the Method")
 
     def __init__(self, config: MethodConfigBase, setup: Setup) -> None:
         self.config = config

@@ -19,15 +19,14 @@ import copy
 import math
 from collections import OrderedDict
 from collections.abc import Generator
-from typing import Any, Literal
+from typing import Any
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field, model_validator
 from torch import nn
 
 from ecofed_sim.aggregate import fedavg
-from ecofed_sim.codecs import PAPER_CODEC, CodecSpec, make_codec, payload_bytes_for
+from ecofed_sim.codecs import make_codec, payload_bytes_for
 from ecofed_sim.methods.base import (
     LABEL_BYTES,
     ClientUpdate,
@@ -35,77 +34,14 @@ from ecofed_sim.methods.base import (
     Method,
     RoundContext,
     Sketch,
-    SplitConfigBase,
     forward,
     sgd,
     tensor_bytes,
     train_step,
 )
+from ecofed_sim.methods.configs import EcoFedConfig
 from ecofed_sim.replay_buffer import ReplayBuffer
 from ecofed_sim.seeding import CODEC, REPLAY, torch_gen
-from ecofed_sim.strict import StrictModel
-
-
-class AdaptivePeriod(StrictModel):
-    """Adapt the period to the relative test-accuracy gain over a window of rounds.
-
-    gain = (acc_now - acc_window_ago) / acc_window_ago. A gain above ``grow_above`` means
-    replay is still paying off: double the period (fewer uploads). A gain below
-    ``shrink_below`` means the buffer has gone stale: halve it. The EcoFed code ships such
-    a rule disabled; these thresholds are ours to sweep.
-    """
-
-    window: int = Field(4, ge=1)
-    """rounds between the accuracies compared"""
-    grow_above: float = 0.02
-    """relative accuracy gain above which the period doubles"""
-    shrink_below: float = 0.005
-    """relative accuracy gain below which the period halves"""
-    min_period: int = Field(1, ge=1)
-    """smallest period"""
-    max_period: int = Field(16, ge=1)
-    """largest period"""
-
-
-class EcoFedConfig(SplitConfigBase):
-    name: Literal["ecofed"]
-    """ecofed: frozen pre-trained device part, server replay buffer, quantized activations
-    (Wu et al. 2024)"""
-    period: int = Field(2, ge=1, description="buffer-update every `period` rounds")
-    adaptive: AdaptivePeriod | None = None
-    """adapt the period to accuracy gains (off by default)"""
-    replay: Literal["buffer", "round"] = Field(
-        "buffer", description="replay clients drawn from the whole buffer, or only this "
-        "round's sampled clients")
-    buffer_cap_bytes: int | None = Field(None, ge=1)
-    """replay buffer capacity, bytes (default: unbounded)"""
-    eviction: Literal["oldest", "random"] = "oldest"
-    """which entries leave a full buffer first: oldest or random"""
-    activation_codec: CodecSpec = PAPER_CODEC
-    """how activations are encoded on the uplink (default: 8-bit uniform, as the paper)"""
-    reuse_frozen: bool = Field(True, description="compute frozen outputs once per batch "
-                               "composition (simulated time is still charged every time)")
-    frozen_cache_mib: float = Field(2048, gt=0)
-    """memory for reused frozen-layer outputs, MiB (wall time only)"""
-    lockstep: bool = False
-    """per batch, wait for the server's step and its release message before the next
-    batch, as the EcoFed code's devices do (default: stream, as the paper describes)"""
-    release_bytes: int = Field(32, ge=1, le=2**20)
-    """lockstep: payload of the release message, bytes (a short pickled message and its
-    length prefix)"""
-    replay_control_bytes: int = Field(0, ge=0, le=2**20)
-    """replay rounds: payload of each control message the devices still exchange with the
-    server per batch in the EcoFed code (0: none, as the paper describes)"""
-    replay_control_messages: int = Field(3, ge=1, le=100)
-    """replay rounds: control messages per batch, alternating up and down, up first"""
-
-    @model_validator(mode="after")
-    def _period_range(self) -> EcoFedConfig:
-        a = self.adaptive
-        if a is not None and not a.min_period <= self.period <= a.max_period:
-            raise ValueError(f"period {self.period} is outside adaptive.min_period.."
-                             f"max_period ({a.min_period}..{a.max_period})")
-        return self
 
 
 class FrozenCache:
@@ -146,7 +82,6 @@ def train_server_step(part: nn.Module, opt: torch.optim.Optimizer, act: torch.Te
 class EcoFed(Method):
     name = "ecofed"
     Config = EcoFedConfig
-    uses_pretrained_device = True
 
     def __init__(self, config: EcoFedConfig, setup) -> None:
         super().__init__(config, setup)

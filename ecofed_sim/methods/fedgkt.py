@@ -23,29 +23,17 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Generator
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
 
 from ecofed_sim.codecs import payload_bytes_for
-from ecofed_sim.methods.auxhead import AuxConfigBase, AuxHeadMethod, aux_device_cost
+from ecofed_sim.methods.auxhead import AuxHeadMethod, aux_device_cost
 from ecofed_sim.methods.base import LABEL_BYTES, Device, Sketch, tensor_bytes, train_step
+from ecofed_sim.methods.configs import FedGKTConfig
 from ecofed_sim.seeding import CODEC
 
 FP32_BYTES = 4  # logits cross the network as fp32
-
-
-class FedGKTConfig(AuxConfigBase):
-    name: Literal["fedgkt"]
-    """fedgkt: group knowledge transfer (He et al. 2020)"""
-    alpha: float = Field(1.0, ge=0, description="weight of the distillation term")
-    temperature: float = Field(3.0, gt=0)
-    """distillation temperature"""
-    mode: Literal["lockstep", "two_phase"] = "lockstep"
-    """lockstep: distil per batch both ways; two_phase: a local epoch on stored server
-    logits, then an inference pass that trains the server (the EcoFed code's FedGKT)"""
 
 
 def kd_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:

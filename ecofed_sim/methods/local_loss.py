@@ -12,30 +12,18 @@ FedAvg-averaged every round.
 from __future__ import annotations
 
 from collections.abc import Generator
-from typing import Literal
 
 import torch.nn.functional as F
-from pydantic import Field
 
 from ecofed_sim.codecs import payload_bytes_for
 from ecofed_sim.methods.auxhead import (
-    AuxConfigBase,
     AuxHeadMethod,
     aux_device_cost,
     server_ce_step,
 )
 from ecofed_sim.methods.base import LABEL_BYTES, Device, Sketch, tensor_bytes, train_step
+from ecofed_sim.methods.configs import LocalLossConfig
 from ecofed_sim.seeding import CODEC
-
-
-class LocalLossConfig(AuxConfigBase):
-    name: Literal["local_loss"]
-    """local_loss: local-loss DPFL with an auxiliary head (Han et al. 2021)"""
-    lockstep: bool = False
-    """per batch, the device waits for the server's step and its release message before
-    its local backward, as the EcoFed code's local-loss devices do (default: stream)"""
-    release_bytes: int = Field(32, ge=1, le=2**20)
-    """lockstep: payload of the release message, bytes"""
 
 
 class LocalLoss(AuxHeadMethod):

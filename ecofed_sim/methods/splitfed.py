@@ -15,15 +15,13 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Generator
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
 from torch import nn
 
 from ecofed_sim.aggregate import fedavg
-from ecofed_sim.codecs import CodecSpec, make_codec, payload_bytes_for
+from ecofed_sim.codecs import make_codec, payload_bytes_for
 from ecofed_sim.methods.base import (
     LABEL_BYTES,
     ClientUpdate,
@@ -31,32 +29,20 @@ from ecofed_sim.methods.base import (
     Method,
     RoundContext,
     Sketch,
-    SplitConfigBase,
     backward,
     forward,
     sgd,
     tensor_bytes,
     train_step,
 )
+from ecofed_sim.methods.configs import SplitFedConfig
 from ecofed_sim.models import state_bytes
 from ecofed_sim.seeding import CODEC
-
-
-class SplitFedConfig(SplitConfigBase):
-    name: Literal["splitfed"]
-    """splitfed: vanilla DPFL, SplitFed-V1 (Thapa et al. 2022)"""
-    activation_codec: CodecSpec = CodecSpec()
-    """how activations are encoded on the uplink"""
-    gradient_codec: CodecSpec = CodecSpec()
-    """how gradients are encoded on the downlink"""
-    freeze_device: bool = Field(False, description="keep the device part at its initial "
-                                "weights: no gradient and no weights cross the network")
 
 
 class SplitFed(Method):
     name = "splitfed"
     Config = SplitFedConfig
-    per_class_split = True
 
     def __init__(self, config: SplitFedConfig, setup) -> None:
         super().__init__(config, setup)

@@ -7,22 +7,14 @@ learns exactly in the arrival order the modelled network and devices produce.
 
 from __future__ import annotations
 
-from typing import Literal
-
 from ecofed_sim.methods.base import sgd
-from ecofed_sim.methods.splitfed import SplitFed, SplitFedConfig
-
-
-class SplitFedV2Config(SplitFedConfig):
-    name: Literal["splitfed_v2"]  # type: ignore[assignment]
-    """splitfed_v2: one shared server part, trained in arrival order"""
+from ecofed_sim.methods.configs import SplitFedV2Config
+from ecofed_sim.methods.splitfed import SplitFed
 
 
 class SplitFedV2(SplitFed):
     name = "splitfed_v2"
     Config = SplitFedV2Config
-    timing_independent = False  # the shared model learns in arrival order
-    per_class_split = False  # one shared server part needs one split
 
     def begin_round(self, round_index: int, clients: list[int]) -> None:
         """One optimiser for the shared server part per round (momentum restarts at 0)."""

@@ -5,6 +5,7 @@ window (handshake, slow start, restart after idle) for the ``tcp`` transport; ``
 times single messages and exchanges on one link (``time_messages``).
 """
 
+from ecofed_sim.network.fairshare import max_min_rates
 from ecofed_sim.network.flows import (
     BITS_PER_BYTE,
     MBPS,
@@ -12,7 +13,6 @@ from ecofed_sim.network.flows import (
     DeviceLink,
     Flow,
     Network,
-    max_min_rates,
     wire_bytes,
 )
 from ecofed_sim.network.tcp import TcpParams

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import simpy
 
+from ecofed_sim.network.fairshare import max_min_rates
 from ecofed_sim.network.tcp import BITS_PER_BYTE, Connection, TcpParams, Window
 from ecofed_sim.traces import segments
 
@@ -148,26 +149,6 @@ def wire_bytes(payload_bytes: float, framing_bytes: int, framing_fraction: float
     return payload_bytes * (1.0 + framing_fraction) + framing_bytes
 
 
-def max_min_rates(flows: list[Flow]) -> dict[int, float]:
-    """Max-min fair rates by progressive filling; pure, keyed by position in ``flows``."""
-    rates: dict[int, float] = {}
-    left = {id(c): c.rate_bps for f in flows for c in f.constraints}
-    active = set(range(len(flows)))
-    while active:
-        users: dict[int, list[int]] = {}
-        for i in active:
-            for c in flows[i].constraints:
-                users.setdefault(id(c), []).append(i)
-        bottleneck = min(users, key=lambda c: left[c] / len(users[c]))
-        share = left[bottleneck] / len(users[bottleneck])
-        for i in users[bottleneck]:
-            rates[i] = share
-            active.discard(i)
-            for c in flows[i].constraints:
-                left[id(c)] -= share
-    return rates
-
-
 @dataclass(eq=False)
 class Network:
     """All flows of one run. Owned by one ``simpy.Environment``; no globals."""
@@ -182,6 +163,7 @@ class Network:
     _last_update_s: float = 0.0
     _generation: itertools.count = field(default_factory=itertools.count)
     _current: int = -1
+    _pending: bool = False  # a solve is scheduled for the current instant
     # Rates depend only on which constraints the active flows cross (capacities are fixed
     # for a run), and the same patterns recur every batch: memoise them.
     _rates_cache: dict[tuple, list[float]] = field(default_factory=dict)
@@ -321,11 +303,21 @@ class Network:
         key = tuple(tuple(id(c) for c in f.constraints) for f in flows)
         rates = self._rates_cache.get(key)
         if rates is None:
-            by_position = max_min_rates(flows)
-            rates = self._rates_cache[key] = [by_position[i] for i in range(len(flows))]
+            rates = self._rates_cache[key] = max_min_rates([f.constraints for f in flows])
         return rates
 
     def _reschedule(self) -> None:
+        """Rates change once per instant, after every flow that starts or ends at it: at
+        a round's start a thousand downloads cost one solve, not a thousand. Any wake-up
+        planned before is void from now on."""
+        self._current = next(self._generation)
+        if not self._pending:
+            self._pending = True
+            self.env.timeout(0).callbacks.append(lambda _event: self._solve())
+
+    def _solve(self) -> None:
+        """New rates for the flows now on the network, and the next wake-up."""
+        self._pending = False
         if not self.flows:
             return
         sending = [f for f in self.flows if f.sending]

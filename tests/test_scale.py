@@ -1,0 +1,142 @@
+"""Cross-device scale: FedAvg's deferred training on one worker model, the running mean,
+batch sizes known before the data is touched, and the timing-only mode."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import tiny, write_scenario
+from helpers import final_state, run_dict
+
+from ecofed_sim.aggregate import WeightedMean, fedavg
+from ecofed_sim.engine import Engine, RoundContext
+from ecofed_sim.methods.base import sgd
+from ecofed_sim.prepare import prepare
+from ecofed_sim.scenario import scenario_from_dict
+
+UNEVEN = {"data.synthetic.train_samples": 47, "population.clients": 3,
+          "population.clients_per_round": 3,
+          "population.devices": [{"profile": "unit_dev", "count": 3, "link": {
+              "uplink_mbps": 1, "downlink_mbps": 2, "latency_ms": 10}}],
+          "training.local_epochs": 2, "training.batch_size": 4}
+
+
+def test_running_mean_in_pieces_equals_fedavg_exactly():
+    gen = torch.Generator().manual_seed(0)
+    states = [{"w": torch.randn(5, 3, generator=gen), "b": torch.randn(3, generator=gen),
+               "n": torch.tensor(7 + i)} for i in range(6)]
+    weights = [3, 1, 4, 1, 5, 9]
+    mean = WeightedMean(sum(weights))
+    for s, w in zip(states, weights, strict=True):
+        mean.add(s, w)
+    out, ref = mean.result(), fedavg(states, weights)
+    for key in ref:
+        assert torch.equal(out[key], ref[key]), key
+    assert out["n"] == 7  # integer tensors keep the first state's value
+    expected = sum(s["w"].double() * w for s, w in zip(states, weights, strict=True)) / 23
+    torch.testing.assert_close(out["w"], expected.float())
+    with pytest.raises(ValueError, match="same keys"):
+        mean.add({"w": states[0]["w"]}, 1)
+    with pytest.raises(ValueError, match="positive"):
+        WeightedMean(0)
+
+
+def test_batch_sizes_are_the_sizes_batches_yields(tiny_dir):
+    raw = tiny(**UNEVEN)
+    engine = Engine(prepare(scenario_from_dict(raw, "tiny.yaml"), "tiny.yaml", tiny_dir))
+    ctx = RoundContext(engine, 1)
+    for client in range(3):
+        sizes = [len(y) for _, y in ctx.batches(client)]
+        assert ctx.batch_sizes(client) == sizes
+        n = ctx.num_samples(client)
+        assert sum(sizes) == 2 * n and sizes[0] == 4  # two epochs, uneven remainder
+
+
+def _reference_fedavg_state(raw: dict, tiny_dir) -> dict[str, torch.Tensor]:
+    """Every client on its own deep copy and fresh optimiser, averaged by ``fedavg``: the
+    textbook FedAvg the deferred, reused-worker version must equal bit for bit."""
+    engine = Engine(prepare(scenario_from_dict(raw, "tiny.yaml"), "tiny.yaml", tiny_dir))
+    model = engine.method.global_model
+    for r in range(engine.scenario.rounds):
+        ctx = RoundContext(engine, r)
+        states, weights = [], []
+        for client in range(engine.scenario.population.clients):
+            local = copy.deepcopy(model).train()
+            opt = sgd(local.parameters(), engine.scenario.training)
+            for x, y in ctx.batches(client):
+                opt.zero_grad(set_to_none=True)
+                F.cross_entropy(local(x), y).backward()
+                opt.step()
+            states.append(local.state_dict())
+            weights.append(ctx.num_samples(client))
+        model.load_state_dict(fedavg(states, weights))
+    return model.state_dict()
+
+
+def test_deferred_training_on_one_worker_equals_a_copy_per_client(tiny_dir):
+    raw = tiny(**UNEVEN, **{"model.name": "vgg5"})  # BatchNorm buffers too
+    got, ref = final_state(raw, tiny_dir), _reference_fedavg_state(raw, tiny_dir)
+    for key in ref:
+        assert torch.equal(got[key], ref[key]), key
+
+
+def test_timing_only_clocks_equal_the_full_runs(tiny_dir):
+    slow = {"profile": "unit_dev", "count": 1,
+            "link": {"uplink_mbps": 0.2, "downlink_mbps": 2, "latency_ms": 10}}
+    raw = tiny(**UNEVEN, **{"population.deadline_s": 0.5, "rounds": 3})
+    raw["population"]["devices"] = [{**raw["population"]["devices"][0], "count": 2}, slow]
+    full = run_dict(raw, tiny_dir)
+    timing = run_dict({**raw, "learning": "none"}, tiny_dir)
+    learned = ["test_accuracy", "test_loss"]
+    assert "stragglers" in full.rounds and full.rounds.stragglers.sum() > 0  # the deadline bites
+    pd.testing.assert_frame_equal(full.rounds.drop(columns=learned),
+                                  timing.rounds.drop(columns=learned))
+    pd.testing.assert_frame_equal(full.transfers, timing.transfers)
+    pd.testing.assert_frame_equal(full.timeline, timing.timeline)
+    assert timing.rounds.test_accuracy.isna().all()
+    assert full.rounds.test_accuracy.notna().iloc[-1]
+
+
+def test_timing_only_refuses_methods_that_compute_as_they_run(tiny_dir):
+    path = write_scenario(tiny_dir, tiny(**{"method": {"name": "splitfed", "split": 2}}))
+    done = subprocess.run([sys.executable, "-m", "ecofed_sim.cli", "run", str(path),
+                           "--timing-only", "--out", str(tiny_dir / "out"), "--quiet"],
+                          capture_output=True, text=True)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"error: {path}: learning: none: splitfed computes as it runs (its messages "
+        "come from real tensors); timing only works for fedavg"]
+    assert not (tiny_dir / "out").exists()
+
+
+def test_slices_are_contiguous_balanced_and_never_empty():
+    from ecofed_sim.parallel import slices
+
+    assert slices([1] * 10, 2) == [slice(0, 5), slice(5, 10)]
+    assert slices([9, 1, 1, 1], 2) == [slice(0, 1), slice(1, 4)]
+    assert slices([5], 4) == [slice(0, 1)]
+    cut = slices([3, 1, 4, 1, 5, 9, 2, 6], 3)
+    assert [c.start for c in cut] == [0, *[c.stop for c in cut[:-1]]] and cut[-1].stop == 8
+    assert len(cut) == 3 and all(c.stop > c.start for c in cut)
+
+
+def test_two_workers_give_the_serial_runs_tables(tiny_dir):
+    """Run on 2 worker processes: every table (and so every accuracy), bit for bit."""
+    from ecofed_sim.run import run
+
+    raw = tiny(**{**UNEVEN, "rounds": 3, "population.clients": 5,
+                  "population.clients_per_round": 4, "evaluation.every": 1})
+    raw["population"]["devices"][0]["count"] = 5
+    sc = scenario_from_dict(raw, "tiny.yaml")
+    serial = run(sc, source="tiny.yaml", base_dir=tiny_dir)
+    parallel = run(sc, source="tiny.yaml", base_dir=tiny_dir, workers=2)
+    assert parallel.manifest["workers"] == 2
+    for name in ("rounds", "transfers", "timeline"):
+        pd.testing.assert_frame_equal(getattr(serial, name), getattr(parallel, name))
+    assert serial.rounds.test_accuracy.notna().any()
