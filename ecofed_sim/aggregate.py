@@ -22,8 +22,7 @@ class WeightedMean:
         if not self.total > 0:
             raise ValueError("fedavg weights must sum to a positive number")
         self._acc: dict[str, torch.Tensor] | None = None
-        self._dtypes: dict[str, torch.dtype] = {}
-        self.added = 0.0
+        self._dtypes: dict[str, torch.dtype]  # set by the first ``add``
 
     def add(self, state: dict[str, torch.Tensor], weight: float) -> None:
         if self._acc is None:
@@ -35,7 +34,6 @@ class WeightedMean:
         for key, t in state.items():
             if t.is_floating_point():
                 self._acc[key] += t.to(torch.float64) * (weight / self.total)
-        self.added += weight
 
     def result(self) -> dict[str, torch.Tensor]:
         if self._acc is None:

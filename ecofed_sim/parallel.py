@@ -70,8 +70,8 @@ class TrainerPool:
         self.workers = workers
         self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
                                          initializer=_start, initargs=(prep,))
-        for f in [self._pool.submit(_ready) for _ in range(workers)]:  # start them now
-            f.result()
+        for _ in range(workers):  # start them now: they load while round 0 is simulated
+            self._pool.submit(_ready)
 
     def trained_states(self, global_state: dict[str, torch.Tensor], round_index: int,
                        clients: list[int], weights: list[int]

@@ -38,15 +38,34 @@ def test_float64_accumulation_then_one_rounding():
     assert not torch.equal(f32, out)  # the check above can tell the two apart
 
 
+ONE_EACH = "^fedavg needs one weight per state and at least one state$"
+
+
 @pytest.mark.parametrize("states, weights, message", [
-    ([{"w": torch.ones(1)}, {"w": torch.ones(1)}], [1], "one weight per state"),
-    ([{"w": torch.ones(1)}], [1, 1], "one weight per state"),
-    ([], [], "at least one state"),
-    ([{"w": torch.ones(1)}, {"w": torch.ones(1)}], [1, -1], "positive"),
+    ([{"w": torch.ones(1)}, {"w": torch.ones(1)}], [1], ONE_EACH),
+    ([{"w": torch.ones(1)}], [1, 1], ONE_EACH),
+    ([], [], ONE_EACH),
+    ([{"w": torch.ones(1)}, {"w": torch.ones(1)}], [1, -1],
+     "^fedavg weights must sum to a positive number$"),
 ])
 def test_rejects_mismatched_or_empty_input_naming_why(states, weights, message):
     with pytest.raises(ValueError, match=message):
         fedavg(states, weights)
+
+
+def test_the_running_mean_names_what_is_wrong_and_takes_fractional_weights():
+    from ecofed_sim.aggregate import WeightedMean
+
+    mean = WeightedMean(0.5)  # fractional weights are fine: only their sum must be > 0
+    with pytest.raises(ValueError, match="^fedavg needs at least one state$"):
+        mean.result()
+    mean.add({"w": torch.tensor([2.0])}, 0.25)
+    mean.add({"w": torch.tensor([4.0])}, 0.25)
+    assert torch.equal(mean.result()["w"], torch.tensor([3.0]))
+    with pytest.raises(ValueError, match="^fedavg states must have the same keys$"):
+        mean.add({"v": torch.tensor([1.0])}, 0.25)
+    with pytest.raises(ValueError, match="^fedavg weights must sum to a positive number$"):
+        WeightedMean(0.0)
 
 
 def test_weights_scale_free_and_integer_tensors_copied():

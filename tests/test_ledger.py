@@ -122,11 +122,16 @@ def test_round_rows_sum_this_rounds_bytes_by_direction_and_kind():
     assert (row1["bytes_up"], row1["bytes_down"], row1["cum_bytes"]) == (5, 0, 107)
     assert row1["round_time_s"] == 1.5 and row1["up_activations_bytes"] == 5
     assert "up_weights_bytes" not in row1 and "energy_j" not in row1  # no power: no energy
+    led.transfer(2, "d", 0, "down", {"gradients": 9}, 4.0, 5.0)
+    led.close_round(2, 4.0, 5.0, {}, {"buffer_bytes": 3.0})
     rounds = led.frames()["rounds"]
-    assert rounds.up_weights_bytes.tolist() == [60, 0]  # absent in a round: 0, not NaN
-    assert rounds.up_activations_bytes.tolist() == [0, 5]
-    assert rounds.up_weights_bytes.dtype == "int64"
-    assert rounds.test_accuracy.isna().tolist() == [False, True]  # metrics are left alone
+    assert rounds.up_weights_bytes.tolist() == [60, 0, 0]  # absent in a round: 0, not NaN
+    assert rounds.up_activations_bytes.tolist() == [0, 5, 0]
+    assert rounds.down_gradients_bytes.tolist() == [0, 0, 9]
+    assert rounds.up_weights_bytes.dtype == rounds.down_gradients_bytes.dtype == "int64"
+    assert rounds.test_accuracy.isna().tolist() == [False, True, True]  # metrics left alone
+    assert rounds.buffer_bytes.isna().tolist() == [True, True, False]  # even named *_bytes
+    assert [r["message_id"] for r in led.transfers] == [0, 1, 1, 2, 3, 4]
 
 
 def test_energy_per_device_and_round_from_its_spans():
@@ -169,6 +174,16 @@ def test_frames_have_fixed_columns_even_when_empty():
         "round", "client", "device", "outcome", "t_start_s", "t_end_s"]
     assert all(len(frames[k]) == 0 for k in ("transfers", "timeline", "energy",
                                               "participation"))
+    full = Ledger(power={"d": _power(1.0, 1.0, 1.0, 1.0)})
+    full.transfer(0, "d", 3, "up", {"weights": 8}, 0.0, 1.0)
+    full.participant(0, 3, "d", "completed", 0.0, 1.0)
+    full.close_round(0, 0.0, 1.0, {}, {})
+    filled = full.frames()
+    assert filled["transfers"].to_dict("records") == full.transfers
+    assert filled["timeline"].to_dict("records") == full.timeline
+    assert filled["energy"].to_dict("records") == full.energy
+    assert filled["participation"].to_dict("records") == full.participation
+    assert len(full.energy) == len(full.timeline) == len(full.participation) == 1
     assert frames["rounds"].to_dict("records") == [
         {"round": 0, "sim_time_s": 1.0, "round_time_s": 1.0, "bytes_up": 0, "bytes_down": 0,
          "cum_bytes": 0}]

@@ -1,0 +1,91 @@
+"""One run on N worker processes against the same run on one: wall time, peak memory, and
+whether every table is identical.
+
+Each variant runs in its own fresh process, alternating, several times; medians are
+printed side by side with the speed-up. Peak RSS is the main process's plus its workers'
+(children's maximum). Goal on a 2-core machine: >= 1.7x with 2 workers, identical tables.
+
+    python benchmarks/workers.py [--workers 2] [--repeats 3] [--scenario FILE] [--set K=V]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def one_variant(scenario: str, overrides: list[str], workers: int, out: str) -> dict:
+    from ecofed_sim.results import write_results
+    from ecofed_sim.run import run
+    from ecofed_sim.scenario import load_scenario
+
+    sc = load_scenario(Path(scenario), overrides)
+    start = time.perf_counter()
+    results = run(sc, source=scenario, base_dir=Path(scenario).parent, workers=workers)
+    wall_s = time.perf_counter() - start
+    write_results(results, Path(out))
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return {"workers": workers, "wall_s": wall_s, "peak_rss_mib": own,
+            "worker_peak_rss_mib": children}
+
+
+def same_tables(a: Path, b: Path) -> bool:
+    import pandas as pd
+
+    for name in ("rounds", "transfers", "timeline", "participation"):
+        if not pd.read_parquet(a / f"{name}.parquet").equals(
+                pd.read_parquet(b / f"{name}.parquet")):
+            return False
+    return True
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--scenario", default=str(ROOT / "scenarios" / "bench_cross_device.yaml"))
+    p.add_argument("--set", dest="overrides", action="append", default=[])
+    p.add_argument("--variant", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--out", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.variant is not None:
+        print(json.dumps(one_variant(args.scenario, args.overrides, args.variant, args.out)))
+        return
+    runs: dict[int, list[dict]] = {1: [], args.workers: []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(args.repeats):
+            for workers in runs:
+                out = Path(tmp) / f"w{workers}-{i}"
+                cmd = [sys.executable, __file__, "--variant", str(workers), "--out", str(out),
+                       "--scenario", args.scenario,
+                       *[x for o in args.overrides for x in ("--set", o)]]
+                done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+                runs[workers].append(json.loads(done.stdout.strip().splitlines()[-1]))
+        identical = all(same_tables(Path(tmp) / f"w1-{i}", Path(tmp) / f"w{args.workers}-{i}")
+                        for i in range(args.repeats))
+    print(f"scenario: {args.scenario} {' '.join(args.overrides)}  (median of {args.repeats}, "
+          "fresh process each)")
+    print(f"{'workers':>7} {'wall_s':>8} {'peak_rss_MiB':>13} {'worker_peak_MiB':>16}")
+    med = {}
+    for workers, rs in runs.items():
+        med[workers] = statistics.median(r["wall_s"] for r in rs)
+        print(f"{workers:>7} {med[workers]:>8.2f} "
+              f"{statistics.median(r['peak_rss_mib'] for r in rs):>13.0f} "
+              f"{statistics.median(r['worker_peak_rss_mib'] for r in rs):>16.0f}")
+    print(f"speed-up with {args.workers} workers = {med[1] / med[args.workers]:.2f}x  "
+          "(goal >= 1.7x on 2 cores)")
+    print(f"identical tables: {identical}")
+
+
+if __name__ == "__main__":
+    main()
