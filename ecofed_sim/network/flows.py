@@ -220,8 +220,7 @@ class Network:
                 self._arm_loss_cap(link, direction, flow)
                 if window is not None:
                     link.connection.sending[direction] = flow
-                self._advance()
-                self.flows.append(flow)
+                self.flows.append(flow)  # rate 0 until this instant's solve (which drains)
                 self._reschedule()
                 try:
                     yield flow.done
@@ -270,8 +269,10 @@ class Network:
         self._reschedule()
 
     def _advance(self) -> None:
-        """Drain bits sent since the last rate change."""
+        """Drain bits sent since the last rate change (nothing to do twice in an instant)."""
         elapsed = self.env.now - self._last_update_s
+        if elapsed == 0:
+            return
         for f in self.flows:
             f.remaining_bits -= f.rate_bps * elapsed
             if f.window is not None:
@@ -318,6 +319,7 @@ class Network:
     def _solve(self) -> None:
         """New rates for the flows now on the network, and the next wake-up."""
         self._pending = False
+        self._advance()
         if not self.flows:
             return
         sending = [f for f in self.flows if f.sending]
@@ -343,7 +345,9 @@ class Network:
         slack_s = _finish_slack_s(self.env.now)
         finished = [f for f in self.flows if f.rate_bps > 0
                     and f.remaining_bits <= f.rate_bps * slack_s]
-        self.flows = [f for f in self.flows if f not in finished]
+        if finished:
+            gone = {id(f) for f in finished}
+            self.flows = [f for f in self.flows if id(f) not in gone]
         for f in finished:
             f.done.succeed()
         for f in self.flows:
