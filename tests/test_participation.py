@@ -208,3 +208,166 @@ def test_a_wave_barrier_starts_each_wave_when_the_slowest_device_is_done(tiny_di
     assert free.rounds.round_time_s.iloc[0] == pytest.approx(
         max(a + b for a, b in zip(first, second, strict=True)), rel=1e-12)
     assert walled.rounds.test_loss.tolist() == free.rounds.test_loss.tolist()
+
+
+def test_onoff_interval_edges_are_half_open(tmp_path):
+    """[online_s, offline_s): online at its start, offline at its end."""
+    path = tmp_path / "t.csv"
+    path.write_text("0,1,2\n0,5,10\n")
+    trace = read_onoff_trace(path, loop=False, where="x")
+    assert trace.online_until(0, 1.0) == 2.0 and trace.online_until(0, 2.0) is None
+    assert trace.online_until(0, 0.5) is None and trace.online_until(0, 10.0) is None
+    assert trace.next_online_s(0, 2.0) == 5.0  # at an interval's end: the next one
+    assert trace.next_online_s(0, 1.5) == 1.5 and trace.next_online_s(0, 0.0) == 1.0
+    path.write_text("0,0,5\n0,5,8\n")  # touching intervals do not overlap
+    assert read_onoff_trace(path, loop=False, where="x").online_until(0, 5.0) == 8.0
+
+
+@pytest.mark.parametrize("text", ["-1,0,5\n", "0,-1,5\n", "0,5,5\n", "0,6,5\n"])
+def test_bad_onoff_rows_name_the_line(tmp_path, text):
+    path = tmp_path / "bad.csv"
+    path.write_text(text)
+    with pytest.raises(ScenarioError) as err:
+        read_onoff_trace(path, loop=True, where="here")
+    assert str(err.value) == (f"here: {path}: line 1: need client >= 0 and "
+                              "0 <= online_s < offline_s")
+
+
+def test_a_missing_availability_trace_is_named_as_such(tiny_dir):
+    from ecofed_sim.availability import build_availability
+
+    sc = scenario_from_dict(tiny(**{"population.availability_trace": "gone.csv"}), "t.yaml")
+    with pytest.raises(ScenarioError) as err:
+        build_availability(sc, tiny_dir, "t.yaml")
+    assert str(err.value) == (f"t.yaml: population.availability_trace: availability trace "
+                              f"not found: {tiny_dir / 'gone.csv'}")
+    (tiny_dir / "once.csv").write_text("0,0,2\n1,0,4\n")
+    for loop, period in ((True, 4.0), (False, None)):
+        sc = scenario_from_dict(tiny(**{"population.availability_trace": "once.csv",
+                                        "population.availability_trace_loop": loop}), "t")
+        assert build_availability(sc, tiny_dir, "t").trace.period_s == period
+
+
+def test_random_availability_is_keyed_by_seed_stream_and_round():
+    """Who is online in a round: the draws of stream AVAILABILITY keyed by (seed, round),
+    each client online with the given probability."""
+    from ecofed_sim.seeding import AVAILABILITY, np_rng
+
+    av = Availability(seed=4, clients=400, online_probability=0.3)
+    rounds = [av.online(r, 0.0) for r in range(6)]
+    for r, online in enumerate(rounds):
+        draws = np_rng(4, AVAILABILITY, r).random(400)
+        assert online == [c for c in range(400) if draws[c] < 0.3]
+    assert all(80 < len(o) < 160 for o in rounds)  # about 30% of 400
+    assert rounds[0] != rounds[1]  # a fresh draw every round
+    assert av.online(0, 0.0) != Availability(5, 400, 0.3).online(0, 0.0)  # and seed
+    assert Availability(4, 5, 1.0).online(3, 0.0) == [0, 1, 2, 3, 4]
+
+
+def test_churn_is_keyed_by_seed_round_and_client():
+    from ecofed_sim.seeding import CHURN, np_rng
+
+    av = Availability(seed=2, clients=3, mean_online_s=10.0)
+    for r, c in ((0, 0), (0, 1), (3, 2)):
+        stay = float(np_rng(2, CHURN, r, c).exponential(10.0))
+        assert av.offline_at(r, c, 100.0) == 100.0 + stay
+    assert av.offline_at(0, 0, 0.0) != Availability(3, 3, mean_online_s=10.0).offline_at(
+        0, 0, 0.0)
+    assert Availability(2, 3).offline_at(0, 0, 5.0) == NEVER
+
+
+# RoundPlay on its own: hand-made clients of known duration, outcomes worked out on paper.
+
+def _play_round(schedule, durations, offline_at, keep, barrier=False):
+    import simpy
+
+    from ecofed_sim.ledger import Ledger
+    from ecofed_sim.methods.base import ClientUpdate
+    from ecofed_sim.participation import RoundPlay, WaveBarrier
+    from ecofed_sim.population import Device
+
+    env, ledger = simpy.Environment(), Ledger()
+    selected = sum(len(c) for _, c in schedule)
+    play = RoundPlay(env, 0, 0.0, keep, selected,
+                     lambda c: offline_at.get(c, NEVER), ledger)
+
+    def client_round(client, device):
+        yield env.timeout(durations[client])
+        return ClientUpdate(client, 1, f"update {client}")
+
+    waves = WaveBarrier(env, [c for _, c in schedule]) if barrier else None
+    procs = [env.process(play.device_process(Device(name, None, None), clients,
+                                             client_round, waves))
+             for name, clients in schedule]
+    env.run(until=play.enough)
+    play.close()
+    env.run(until=env.all_of(procs))
+    counts = play.finish(env.now)
+    rows = sorted((p["client"], p["device"], p["outcome"], p["t_start_s"], p["t_end_s"])
+                  for p in ledger.participation)
+    offline = [(s["device"], s["client"], s["what"], s["t_start_s"], s["t_end_s"])
+               for s in ledger.timeline if s["state"] == "offline"]
+    return play, counts, rows, offline
+
+
+def test_round_play_outcomes_offline_spans_and_kept_updates_by_hand():
+    """d0 runs clients 0, 2, 4; d1 runs 1, 3; d2 runs 5. Client 1 goes offline at 0.5 and
+    client 3 at 1.8; the round keeps 2: clients 0 (t=1) and 2 (t=2). Then it closes: 4
+    (just started) and 5 (still at work) are stragglers."""
+    play, counts, rows, offline = _play_round(
+        [("d0", [0, 2, 4]), ("d1", [1, 3]), ("d2", [5])],
+        {0: 1.0, 1: 2.0, 2: 1.0, 3: 1.5, 4: 1.0, 5: 5.0}, {1: 0.5, 3: 1.8}, keep=2)
+    assert rows == [(0, "d0", "completed", 0.0, 1.0), (1, "d1", "dropped", 0.0, 0.5),
+                    (2, "d0", "completed", 1.0, 2.0), (3, "d1", "dropped", 0.5, 1.8),
+                    (4, "d0", "straggler", 2.0, 2.0), (5, "d2", "straggler", 0.0, 2.0)]
+    assert counts == {"selected": 6, "completed": 2, "dropped": 2, "stragglers": 2}
+    assert [(u.client, u.payload) for u in play.updates] == [(0, "update 0"),
+                                                               (2, "update 2")]
+    # d1 came back at once for client 3; client 3's device stayed offline to the end
+    assert offline == [("d1", 1, "dropped", 0.5, 0.5), ("d1", 3, "dropped", 1.8, 2.0)]
+    assert play.closed
+
+
+def test_a_client_offline_before_its_turn_is_dropped_without_running():
+    play, counts, rows, offline = _play_round([("d0", [0, 1])], {0: 1.0, 1: 1.0},
+                                              {1: 0.5}, keep=2)
+    assert rows == [(0, "d0", "completed", 0.0, 1.0), (1, "d0", "dropped", 1.0, 1.0)]
+    assert offline == [("d0", 1, "dropped", 1.0, 1.0)]
+    assert counts["dropped"] == 1 and [u.client for u in play.updates] == [0]
+
+
+def test_with_a_wave_barrier_the_next_wave_waits_for_the_slowest_device():
+    _, _, rows, _ = _play_round([("d0", [0, 2]), ("d1", [1])], {0: 1.0, 1: 3.0, 2: 1.0},
+                                {}, keep=3, barrier=True)
+    assert rows == [(0, "d0", "completed", 0.0, 1.0), (1, "d1", "completed", 0.0, 3.0),
+                    (2, "d0", "completed", 3.0, 4.0)]
+    _, _, rows, _ = _play_round([("d0", [0, 2]), ("d1", [1])], {0: 1.0, 1: 3.0, 2: 1.0},
+                                {}, keep=3)
+    assert rows[2] == (2, "d0", "completed", 1.0, 2.0)  # no barrier: no waiting
+
+
+def test_wave_barrier_counts_each_waves_devices():
+    import simpy
+
+    from ecofed_sim.participation import WaveBarrier
+
+    env = simpy.Environment()
+    barrier = WaveBarrier(env, [[0, 2, 4], [1, 3], [5]])
+    assert barrier.left == [3, 2, 1]
+    barrier.arrive(1)
+    assert not barrier.done[1].triggered
+    barrier.arrive(1)
+    assert barrier.done[1].triggered and not barrier.done[0].triggered
+    assert WaveBarrier(env, []).left == [] and WaveBarrier(env, [[]]).left == []
+
+
+@pytest.mark.parametrize("keep, selected, at_once", [(0, 3, True), (2, 0, True),
+                                                      (1, 1, False)])
+def test_a_round_with_nothing_to_wait_for_may_close_at_once(keep, selected, at_once):
+    import simpy
+
+    from ecofed_sim.ledger import Ledger
+    from ecofed_sim.participation import RoundPlay
+
+    play = RoundPlay(simpy.Environment(), 0, 0.0, keep, selected, lambda c: NEVER, Ledger())
+    assert play.enough.triggered is at_once
