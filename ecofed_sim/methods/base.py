@@ -8,7 +8,6 @@ process on that client's device) -> ``end_round``, and evaluates ``eval_model()`
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, TypeVar
@@ -37,9 +36,10 @@ class Pass:
     batch: int
     backward: bool
 
-    @functools.cached_property
+    @property
     def key(self) -> tuple:
-        """What the price depends on (besides the profile), hashable."""
+        """What the price depends on (besides the profile), hashable (built on each use: a
+        cached_property's lock costs more than these five fields)."""
         return (self.model, self.layers[0].index, len(self.layers), self.batch, self.backward)
 
 

@@ -237,7 +237,8 @@ class Network:
 
     def _arm_loss_cap(self, link: DeviceLink, direction: str, flow: Flow) -> None:
         """Random loss caps the flow once its connection has sent 1/p segments."""
-        if self.tcp is None or not (cap := link.loss_cap(direction, self.tcp)):
+        if self.tcp is None or link.loss_rate <= 0 or not (
+                cap := link.loss_cap(direction, self.tcp)):
             return
         before = self.tcp.segments_before_loss(link.loss_rate)
         left = before - link.connection.segments_sent.get(direction, 0.0)
