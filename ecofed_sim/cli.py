@@ -66,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "(same as --set training.threads=N; default 1; recorded in the manifest)")
     p.add_argument("--workers", type=int, default=1, help="train each round's kept clients "
                    "in N processes (methods that defer training: fedavg); same results")
+    p.add_argument("--scheduler", help="train them on this Dask scheduler's workers instead")
+    p.add_argument("--scheduler-file", help="the same, from a Dask scheduler file")
     p.add_argument("--timing-only", action="store_true", help="clocks, traffic and energy "
                    "only, no training (same as --set learning=none)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
@@ -203,7 +205,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.out is None and not args.force:
         _keep_other_configuration(out, scenario)
     results = run(scenario, progress=not args.quiet, source=str(args.scenario),
-                  base_dir=args.scenario.parent, workers=args.workers)
+                  base_dir=args.scenario.parent, workers=args.workers,
+                  scheduler=args.scheduler, scheduler_file=args.scheduler_file)
     write_results(results, out)
     if not args.quiet:
         last = results.rounds.iloc[-1]

@@ -43,12 +43,22 @@ def _train_slice(global_state: dict[str, torch.Tensor], round_index: int,
     from ecofed_sim.methods.fedavg import local_sgd
 
     prep, model, opt = _WORKER["prep"], _WORKER["model"], _WORKER["opt"]
+    torch.set_num_threads(prep.scenario.training.threads)
     states = []
     for client in clients:
         model.load_state_dict(global_state)
         local_sgd(model, opt, ((x, y) for _, x, y in client_batches(prep, round_index, client)))
         states.append({k: v.clone() for k, v in model.state_dict().items()})
     return states
+
+
+def _dask_train_slice(prep: Prepared, global_state: dict[str, torch.Tensor],
+                      round_index: int, clients: list[int]) -> list[dict[str, torch.Tensor]]:
+    """On a Dask worker: ``prep`` arrives once (scattered); the model is built on first
+    use and kept for the run's later rounds."""
+    if _WORKER.get("prep") is not prep:
+        _start(prep)
+    return _train_slice(global_state, round_index, clients)
 
 
 def slices(weights: list[int], parts: int) -> list[slice]:
@@ -84,3 +94,35 @@ class TrainerPool:
 
     def close(self) -> None:
         self._pool.shutdown(cancel_futures=True)
+
+
+class DaskTrainerPool:
+    """The same on a Dask cluster (``ecofed-sim run --scheduler ADDRESS``): the run's
+    inputs are broadcast to every worker once, then each round sends one slice of kept
+    clients, with the global model, to each worker."""
+
+    def __init__(self, prep: Prepared, scheduler: str | None = None,
+                 scheduler_file: str | None = None) -> None:
+        from ecofed_sim.errors import ScenarioError
+
+        try:
+            from dask.distributed import Client
+        except ImportError:
+            raise ScenarioError("--scheduler: dask.distributed is not installed "
+                                "(pip install 'ecofed_sim[dask]')") from None
+        self.client = (Client(scheduler_file=scheduler_file) if scheduler_file
+                       else Client(scheduler))
+        self.workers = max(1, len(self.client.scheduler_info().get("workers", {})))
+        self._prep = self.client.scatter(prep, broadcast=True)
+
+    def trained_states(self, global_state: dict[str, torch.Tensor], round_index: int,
+                       clients: list[int], weights: list[int]
+                       ) -> Iterator[dict[str, torch.Tensor]]:
+        futures = [self.client.submit(_dask_train_slice, self._prep, global_state,
+                                      round_index, clients[s], pure=False)
+                   for s in slices(weights, self.workers)]
+        for future in futures:
+            yield from future.result()
+
+    def close(self) -> None:
+        self.client.close()

@@ -79,38 +79,45 @@ def torch_threads(threads: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def _trainer_pool(prep, workers: int, stack: contextlib.ExitStack):
-    """Worker processes for the run's training, closed with ``stack`` (None: serial)."""
+def _trainer_pool(prep, workers: int, scheduler: str | None, scheduler_file: str | None,
+                  stack: contextlib.ExitStack):
+    """Worker processes (or a Dask cluster) for the run's training, closed with
+    ``stack``; None: train serially."""
     sc = prep.scenario
-    if workers <= 1 or sc.learning == "none":
+    remote = scheduler or scheduler_file
+    if (workers <= 1 and not remote) or sc.learning == "none":
         return None
     if not type(sc.method).defers_training:
         log.info("%s trains as it runs (its messages come from real tensors): running "
-                 "serially, not on %d workers", sc.method.name, workers)
+                 "serially", sc.method.name)
         return None
-    from ecofed_sim.parallel import TrainerPool
+    from ecofed_sim.parallel import DaskTrainerPool, TrainerPool
 
-    pool = TrainerPool(workers, prep)
+    pool = (DaskTrainerPool(prep, scheduler, scheduler_file) if remote
+            else TrainerPool(workers, prep))
     stack.callback(pool.close)
     return pool
 
 
 def run(scenario: Scenario | str | Path, *, progress: bool = False,
         source: str | None = None, base_dir: Path | None = None,
-        record: bool = False, workers: int = 1) -> Results:
+        record: bool = False, workers: int = 1, scheduler: str | None = None,
+        scheduler_file: str | None = None) -> Results:
     """Simulate a scenario (object or YAML path); raises ``ScenarioError`` on bad input.
 
     With ``record=True`` the result carries a trace that ``resimulate`` can re-play under
     other timing parameters (see ``ecofed_sim.trace``). With ``workers > 1``, a method that
     defers its training (fedavg) trains each round's kept clients in that many worker
-    processes, with results identical to ``workers=1``; other methods run serially."""
+    processes (or on the Dask cluster at ``scheduler``/``scheduler_file``), with results
+    identical to ``workers=1`` on the same machine; other methods run serially."""
     if not isinstance(scenario, Scenario):
         path = Path(scenario)
         scenario, source, base_dir = load_scenario(path), str(path), path.parent
     started = time.perf_counter()
     with torch_threads(scenario.training.threads), contextlib.ExitStack() as stack:
         prep = prepare(scenario, source or scenario.name, base_dir, progress)
-        engine = Engine(prep, record=record, pool=_trainer_pool(prep, workers, stack))
+        pool = _trainer_pool(prep, workers, scheduler, scheduler_file, stack)
+        engine = Engine(prep, record=record, pool=pool)
         shown = bar(scenario.rounds, f"{scenario.name} [{scenario.method.name}]", "round",
                     progress)
         for r in range(scenario.rounds):
