@@ -39,6 +39,42 @@ def one_variant(scenario: str, overrides: list[str], workers: int, out: str) -> 
             "worker_peak_rss_mib": children}
 
 
+def _steps(count: int) -> float:
+    """``count`` SGD steps of a small CNN on one thread: the ceiling probe's unit of work."""
+    import torch
+    import torch.nn.functional as F
+
+    torch.set_num_threads(1)
+    gen = torch.Generator().manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 16, 3), torch.nn.ReLU(), torch.nn.Flatten(),
+                                torch.nn.Linear(16 * 26 * 26, 10))
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    x, y = torch.randn(20, 1, 28, 28, generator=gen), torch.randint(0, 10, (20,), generator=gen)
+    start = time.perf_counter()
+    for _ in range(count):
+        opt.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+    return time.perf_counter() - start
+
+
+def ceiling(workers: int, steps: int = 400) -> float:
+    """How much faster N independent processes do N times one process's torch work here:
+    the best any parallel run can do on this machine (cores, memory bandwidth, turbo)."""
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+        list(pool.map(_steps, [5] * workers))  # start and warm every worker
+        start = time.perf_counter()
+        list(pool.map(_steps, [steps]))
+        one = time.perf_counter() - start
+        start = time.perf_counter()
+        list(pool.map(_steps, [steps] * workers))
+        many = time.perf_counter() - start
+    return workers * one / many
+
+
 def same_tables(a: Path, b: Path) -> bool:
     import pandas as pd
 
@@ -85,6 +121,8 @@ def main() -> None:
     print(f"speed-up with {args.workers} workers = {med[1] / med[args.workers]:.2f}x  "
           "(goal >= 1.7x on 2 cores)")
     print(f"identical tables: {identical}")
+    print(f"this machine's ceiling: {args.workers} independent torch processes do "
+          f"{ceiling(args.workers):.2f}x the work of one in the same time")
 
 
 if __name__ == "__main__":

@@ -122,7 +122,7 @@ def check(sc: Scenario, source: str, base_dir: Path | None = None) -> Prepared:
     if sc.server.profile not in library.devices:
         raise ScenarioError(f"{source}: server.profile: unknown profile {sc.server.profile!r} "
                             f"(accepted: {', '.join(sorted(library.devices))})")
-    build_population(sc, library, source, base_dir)  # unknown profiles, links, bad traces
+    build_population(sc, library, source, base_dir, one_per_class=True)  # profiles, links
     build_availability(sc, base_dir, source)  # a bad availability trace
     checked = Prepared(sc, source, library, library.devices[sc.server.profile], in_shape,
                        classes, base_dir=base_dir)

@@ -51,25 +51,53 @@ def resolve_link(spec, library: ProfileLibrary, where: str):
     return spec
 
 
+@dataclass(frozen=True)
+class LinkClass:
+    """What every device of one class shares about its link, read from the scenario once
+    (a population of 100,000 devices has a handful of classes)."""
+
+    spec: object  # profiles.LinkProfile or scenario.LinkSpec
+    traces: dict  # "up"/"down" -> Trace (each file read once)
+    one_way_ms: float
+    rtt_ms: float
+    loss_rate: float
+    buffer_bytes: float | None
+    jitter_s: float
+    burst_bytes: float
+
+    @classmethod
+    def of(cls, spec, base_dir: Path | None, where: str) -> LinkClass:
+        traces = {}
+        for d in ("up", "down"):
+            path = getattr(spec, f"{d}link_trace", None)
+            if path:
+                traces[d] = read_trace(scenario_path(path, base_dir), f"{where}.{d}link_trace")
+        return cls(spec, traces, one_way_ms(spec), round_trip_ms(spec),
+                   getattr(spec, "loss_rate", 0.0), getattr(spec, "buffer_bytes", None),
+                   getattr(spec, "latency_jitter_ms", 0.0) / 1e3,
+                   getattr(spec, "burst_bytes", 0.0))
+
+
 def make_link(name: str, spec, index_in_class: int, seed: int, device_index: int,
-              base_dir: Path | None, where: str) -> DeviceLink:
-    """A device's link: fixed rates or traces, latency and seeded jitter."""
+              base_dir: Path | None, where: str, shared: LinkClass | None = None
+              ) -> DeviceLink:
+    """A device's link: fixed rates or traces, latency and seeded jitter (its generator
+    keyed by the device, made only when there is jitter to draw)."""
+    shared = shared or LinkClass.of(spec, base_dir, where)
     traces = {}
-    for d in ("up", "down"):
-        path = getattr(spec, f"{d}link_trace", None)
-        if path:
-            p = scenario_path(path, base_dir)
-            offset = spec.trace_offset_s + index_in_class * spec.trace_offset_step_s
-            traces[d] = (read_trace(p, f"{where}.{d}link_trace"), spec.trace_loop, offset)
+    for d, trace in shared.traces.items():
+        offset = spec.trace_offset_s + index_in_class * spec.trace_offset_step_s
+        traces[d] = (trace, spec.trace_loop, offset)
     up = getattr(spec, "uplink_mbps", None) or traces["up"][0].rates_mbps[0]
     down = getattr(spec, "downlink_mbps", None) or traces["down"][0].rates_mbps[0]
-    link = DeviceLink.from_mbps(name, up, down, one_way_ms(spec))
-    link.rtt_s = round_trip_ms(spec) / 1e3
-    link.loss_rate = getattr(spec, "loss_rate", 0.0)
-    link.buffer_bytes = getattr(spec, "buffer_bytes", None)
-    link.jitter_s = getattr(spec, "latency_jitter_ms", 0.0) / 1e3
-    link.set_burst(getattr(spec, "burst_bytes", 0.0))
-    link.rng = np_rng(seed, JITTER, device_index)
+    link = DeviceLink.from_mbps(name, up, down, shared.one_way_ms)
+    link.rtt_s = shared.rtt_ms / 1e3
+    link.loss_rate = shared.loss_rate
+    link.buffer_bytes = shared.buffer_bytes
+    link.jitter_s = shared.jitter_s
+    link.set_burst(shared.burst_bytes)
+    if link.jitter_s > 0:
+        link.rng = np_rng(seed, JITTER, device_index)
     link.traces = traces
     return link
 
@@ -89,31 +117,47 @@ class Population:
 
 
 def build_population(scenario, library: ProfileLibrary, source: str,
-                     base_dir: Path | None = None) -> Population:
+                     base_dir: Path | None = None, one_per_class: bool = False
+                     ) -> Population:
+    """Every device with its profile and link. ``one_per_class``: one device of each
+    class only, which checks the same fields (what ``validate`` needs) in a blink."""
     pop = scenario.population
     total = sum(d.count for d in pop.devices) if pop.waves else pop.clients
-    counts = class_counts(pop, total)
-    classes = [i for i, n in enumerate(counts) for _ in range(n)]
-    if not pop.waves:  # a seeded deal so shares do not line up with partition order
+    if one_per_class:
+        classes = list(range(len(pop.devices)))
+    else:
+        counts = class_counts(pop, total)
+        classes = [i for i, n in enumerate(counts) for _ in range(n)]
+    if not pop.waves and not one_per_class:  # a seeded deal: shares do not follow data
         classes = [classes[i] for i in np_rng(scenario.seed, BINDING).permutation(total)]
+    kinds = [_device_class(scenario, library, source, base_dir, cls)
+             for cls in range(len(pop.devices))]
     devices, names = [], []
     seen: dict[int, int] = {}
     for idx, cls in enumerate(classes):
         seen[cls] = seen.get(cls, -1) + 1
-        spec = pop.devices[cls]
-        where = f"{source}: population.devices[{cls}]"
-        if spec.profile not in library.devices:
-            raise ScenarioError(f"{where}.profile: unknown profile {spec.profile!r} "
-                                f"(accepted: {', '.join(sorted(library.devices))})")
-        link = resolve_link(spec.link, library, where + ".link")
-        if getattr(link, "loss_rate", 0.0) > 0 and scenario.network.transport != "tcp":
-            raise ScenarioError(f"{where}.link.loss_rate: random loss is a tcp model; set "
-                                "network.transport: tcp")
+        spec, link = pop.devices[cls], kinds[cls]
         name = f"{spec.profile}-{idx}"
         devices.append(Device(name, library.devices[spec.profile], make_link(
-            name, link, seen[cls], scenario.seed, idx, base_dir, where + ".link"), spec.split))
+            name, link.spec, seen[cls], scenario.seed, idx, base_dir,
+            f"{source}: population.devices[{cls}].link", link), spec.split))
         names.append(spec.profile)
     return Population(devices, names, pop.waves)
+
+
+def _device_class(scenario, library: ProfileLibrary, source: str, base_dir: Path | None,
+                  cls: int) -> LinkClass:
+    """A device class's checked profile and link (one-line errors naming the field)."""
+    spec = scenario.population.devices[cls]
+    where = f"{source}: population.devices[{cls}]"
+    if spec.profile not in library.devices:
+        raise ScenarioError(f"{where}.profile: unknown profile {spec.profile!r} "
+                            f"(accepted: {', '.join(sorted(library.devices))})")
+    link = resolve_link(spec.link, library, where + ".link")
+    if getattr(link, "loss_rate", 0.0) > 0 and scenario.network.transport != "tcp":
+        raise ScenarioError(f"{where}.link.loss_rate: random loss is a tcp model; set "
+                            "network.transport: tcp")
+    return LinkClass.of(link, base_dir, where + ".link")
 
 
 def sample_clients(seed: int, round_index: int, online: list[int], clients: int,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import importlib.metadata
 import platform
 import time
@@ -79,6 +80,24 @@ def torch_threads(threads: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+@contextlib.contextmanager
+def fewer_collections() -> Iterator[None]:
+    """Python's cyclic garbage collector, told about a run's long-lived objects: they are
+    frozen out of its scans (data, population, models), and it runs on every 100,000 new
+    objects rather than 700. A round of 10,000 clients makes millions of short-lived
+    events; with the defaults, rescanning the heap took over half of its time. Restored
+    afterwards."""
+    gc.collect()
+    gc.freeze()
+    before = gc.get_threshold()
+    gc.set_threshold(100_000, 50, 100)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
+        gc.unfreeze()
+
+
 def _trainer_pool(prep, workers: int, scheduler: str | None, scheduler_file: str | None,
                   stack: contextlib.ExitStack):
     """Worker processes (or a Dask cluster) for the run's training, closed with
@@ -118,6 +137,7 @@ def run(scenario: Scenario | str | Path, *, progress: bool = False,
         prep = prepare(scenario, source or scenario.name, base_dir, progress)
         pool = _trainer_pool(prep, workers, scheduler, scheduler_file, stack)
         engine = Engine(prep, record=record, pool=pool)
+        stack.enter_context(fewer_collections())
         shown = bar(scenario.rounds, f"{scenario.name} [{scenario.method.name}]", "round",
                     progress)
         for r in range(scenario.rounds):
