@@ -162,3 +162,96 @@ def test_scenario_jitter_bounds_every_transfer(tiny_dir):
     downs = jit.direction == "down"
     assert (extra[downs] >= -1e-12).all() and (extra[downs] <= 0.004 + 1e-12).all()
     assert extra[downs].max() > 0
+
+
+def _timed(net, env, plan):
+    """Run (start_s, link, direction, payload_bytes) transfers; their end times."""
+    ends = {}
+
+    def one(i, start_s, link, direction, size):
+        yield env.timeout(start_s)
+        yield from net.transfer(link, direction, size)
+        ends[i] = env.now
+
+    for i, (start_s, link, direction, size) in enumerate(plan):
+        env.process(one(i, start_s, link, direction, size))
+    env.run()
+    return [ends[i] for i in range(len(plan))]
+
+
+def test_each_direction_crosses_its_own_link_side_and_server_side():
+    """Up 8 Mbit/s, down 16; server ingress 2, egress 100. 1 MB (8e6 bits) up is held to
+    the server's 2 Mbit/s: 4 s; 1 MB down to the device's 16: 0.5 s."""
+    env = simpy.Environment()
+    net = Network(env, Capacity("in", 2e6), Capacity("out", 1e8))
+    link = DeviceLink.from_mbps("a", 8, 16, 0)
+    assert link.side("up") is link.up and link.side("down") is link.down
+    assert _timed(net, env, [(0.0, link, "up", 1_000_000),
+                             (0.0, link, "down", 1_000_000)]) == pytest.approx([4.0, 0.5])
+
+
+def test_empty_and_one_byte_messages_under_tcp():
+    """No payload: no handshake, no flow, only the one-way delay (10 ms). One byte: the
+    handshake (one 40 ms RTT), the delay, then 67 wire bytes (one header) at 8 Mbit/s."""
+    from ecofed_sim.network import TcpParams
+
+    env = simpy.Environment()
+    net = Network(env, Capacity("in", 1e9), Capacity("out", 1e9), tcp=TcpParams())
+    link = DeviceLink.from_mbps("a", 8, 8, 10)
+    link.rtt_s = 0.04
+    empty, one = _timed(net, env, [(0.0, link, "up", 0), (1.0, link, "down", 1)])
+    assert empty == pytest.approx(0.010, rel=1e-12)
+    assert one == pytest.approx(1.0 + 0.04 + 0.010 + 67 * 8 / 8e6, rel=1e-12)
+    assert TcpParams().wire_bytes(0) == 0.0 and TcpParams().wire_bytes(1) == 67
+    assert TcpParams().wire_bytes(1449) == 1449 + 2 * 66
+
+
+def test_framing_adds_per_message_and_per_byte_overhead():
+    from ecofed_sim.network.flows import wire_bytes
+
+    assert wire_bytes(0, 40, 0.05) == 0.0 and wire_bytes(-3, 40, 0.05) == 0.0
+    assert wire_bytes(1, 40, 0.0) == 41.0
+    assert wire_bytes(1000, 40, 0.05) == pytest.approx(1000 * 1.05 + 40, rel=1e-15)
+
+
+def test_a_cut_during_the_delay_delivers_nothing():
+    env = simpy.Environment()
+    net = Network(env, Capacity("in", 1e9), Capacity("out", 1e9))
+    link = DeviceLink.from_mbps("a", 8, 8, 100)  # 0.1 s one-way delay
+    seen = {}
+
+    def sender():
+        try:
+            yield from net.transfer(link, "up", 1000)
+        except simpy.Interrupt as cut:
+            seen["fraction"], seen["at"] = cut.delivered_fraction, env.now
+
+    proc = env.process(sender())
+
+    def cutter():
+        yield env.timeout(0.05)
+        proc.interrupt("gone")
+
+    env.process(cutter())
+    env.run()
+    assert seen == {"fraction": 0.0, "at": 0.05} and net.flows == []
+
+
+def test_token_bucket_refills_from_what_a_message_left():
+    """Bucket 100 KB (8e5 bits), 8 Mbit/s, no delay, full after 1 s idle. 40 KB at t = 1
+    leaves in the burst (3.2e5 bits taken, 4.8e5 left; the link is never busy). 100 KB at
+    t = 1.01: the bucket holds 4.8e5 + 0.01 s x 8e6 = 5.6e5 bits; 2.4e5 remain. 30 KB at
+    t = 1.02 gets no tokens, the link being busy: it shares the link with the second's
+    last 1.6e5 bits, both at 4 Mbit/s until that one ends at 1.06, then sends its last
+    8e4 bits at 8 Mbit/s: 1.07."""
+    env = simpy.Environment()
+    net = Network(env, Capacity("in", 1e12), Capacity("out", 1e12))
+    a = DeviceLink.from_mbps("a", 8, 8, 0)
+    a.set_burst(100_000)
+    ends = _timed(net, env, [(1.0, a, "up", 40_000), (1.01, a, "up", 100_000),
+                             (1.02, a, "up", 30_000)])
+    assert ends == pytest.approx([1.0, 1.06, 1.07], rel=1e-12)
+    b = DeviceLink.from_mbps("b", 8, 8, 0)  # no bucket: no burst
+    env = simpy.Environment()
+    net = Network(env, Capacity("in", 1e12), Capacity("out", 1e12))
+    assert _timed(net, env, [(1.0, b, "up", 1000)]) == pytest.approx([1.001], rel=1e-12)

@@ -9,6 +9,8 @@ is window-limited: a round sends its window, then waits for the round trip to en
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 import pytest
 import simpy
@@ -16,6 +18,7 @@ from conftest import tiny
 from helpers import run_dict
 
 from ecofed_sim.network import Capacity, DeviceLink, Network, TcpParams, time_messages
+from ecofed_sim.network.tcp import Window, slow_start_s
 
 SEG = 12_112
 IW = 10 * SEG
@@ -246,3 +249,59 @@ def test_closed_form_slow_start_is_the_simulated_fresh_message(rate, rtt, size):
     flight, _ = slow_start_s(bits, rate * 1e6, rtt / 1e3, IW, min(3 * 2**20 * 8, pipe))
     assert time_messages(rate, rtt, size, "fresh") == [
         pytest.approx(rtt / 1e3 * 1.5 + flight, rel=1e-12)]
+
+
+def test_tcp_parameter_arithmetic_by_hand():
+    """Each number from the Linux rules in the module docstring, worked out here."""
+    tcp = TcpParams()
+    seg = (1448 + 66) * 8
+    assert tcp.buffer_bits(8e6, 0.1, None) == 8e5  # one BDP, above 64 packets (775,168)
+    assert tcp.buffer_bits(1e6, 0.1, None) == 64 * seg  # the 64-packet floor
+    assert tcp.buffer_bits(8e6, 0.1, 1000) == 8000
+    assert tcp.loss_rate_cap_bps(0.0, 0.01) == math.inf  # no RTT, no loss model
+    assert tcp.loss_rate_cap_bps(0.1, 0.0) == math.inf
+    p, rtt = 0.01, 0.1
+    per_segment_s = rtt * math.sqrt(2 * p / 3) + (rtt + 0.2) * min(
+        1.0, 3 * math.sqrt(3 * p / 8)) * p * (1 + 32 * p * p)
+    assert tcp.loss_rate_cap_bps(rtt, p) == pytest.approx(seg / per_segment_s, rel=1e-12)
+    p = 0.5  # the timeout term saturates at 1
+    per_segment_s = rtt * math.sqrt(2 * p / 3) + (rtt + 0.2) * p * (1 + 32 * p * p)
+    assert tcp.loss_rate_cap_bps(rtt, p) == pytest.approx(seg / per_segment_s, rel=1e-12)
+    assert TcpParams.segments_before_loss(0.0) == math.inf
+    assert TcpParams.segments_before_loss(0.02) == pytest.approx(50.0)
+
+
+def test_restart_after_idle_halves_once_per_rto_beyond_the_first():
+    """RTT 0.1 s: RTO 0.3 s. A 64-segment window idle for exactly one RTO keeps it; each
+    further RTO (or part of one) halves it, never below the initial 10 segments."""
+    tcp = TcpParams()
+    seg = (1448 + 66) * 8
+    w = 64 * seg
+    assert tcp.restart_window_bits(w, 0.3, 0.1) == w
+    assert tcp.restart_window_bits(w, 0.31, 0.1) == w / 2
+    assert tcp.restart_window_bits(w, 0.6, 0.1) == w / 2  # exactly two RTOs: one halving
+    assert tcp.restart_window_bits(w, 0.61, 0.1) == w / 4
+    assert tcp.restart_window_bits(w, 100.0, 0.1) == 10 * seg
+    assert tcp.restart_window_bits(5 * seg, 100.0, 0.1) == 5 * seg  # below the floor
+    assert TcpParams(slow_start_after_idle=False).restart_window_bits(w, 100.0, 0.1) == w
+
+
+def test_slow_start_closed_form_rounds_by_hand():
+    """Window 10 segments (121,120 bits), 10 Mbit/s, RTT 0.1 s (BDP 1e6 bits). 500,000
+    bits: rounds of 121,120 and 242,240 (0.2 s), then 136,640 bits at the rate."""
+    seg = (1448 + 66) * 8
+    t, w = slow_start_s(500_000, 1e7, 0.1, 10 * seg, 1e9)
+    assert t == pytest.approx(0.2 + (500_000 - 30 * seg) / 1e7, rel=1e-12) and w == 40 * seg
+    t, w = slow_start_s(10 * seg, 1e7, 0.1, 10 * seg, 1e9)  # exactly one window: no round
+    assert t == pytest.approx(10 * seg / 1e7, rel=1e-12) and w == 10 * seg
+    t, _ = slow_start_s(5e6, 1e6, 0.1, 10 * seg, 1e9)  # window above the BDP: rate only
+    assert t == pytest.approx(5.0, rel=1e-12)
+
+
+def test_a_continued_window_keeps_where_the_message_ahead_stands():
+    w = Window(0.1, 8e5, 4e6, 1e5, 3.25, open=False, start_bits=2e5)
+    c = w.continuation()
+    assert (c.rtt_s, c.window_bits, c.cap_bits, c.left_bits, c.round_end_s, c.open,
+            c.start_bits) == (0.1, 8e5, 4e6, 8e5, 3.25, False, 8e5)
+    w.open = True
+    assert w.continuation().open is True
