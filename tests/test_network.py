@@ -255,3 +255,15 @@ def test_token_bucket_refills_from_what_a_message_left():
     env = simpy.Environment()
     net = Network(env, Capacity("in", 1e12), Capacity("out", 1e12))
     assert _timed(net, env, [(1.0, b, "up", 1000)]) == pytest.approx([1.001], rel=1e-12)
+
+
+def test_each_direction_has_its_own_token_bucket():
+    """A 1 MB upload keeps the uplink busy from t = 1; a 40 KB download at t = 1 still
+    finds the downlink's bucket full (it was idle for 1 s) and arrives at once."""
+    env = simpy.Environment()
+    net = Network(env, Capacity("in", 1e12), Capacity("out", 1e12))
+    link = DeviceLink.from_mbps("a", 8, 8, 0)
+    link.set_burst(100_000)
+    up, down = _timed(net, env, [(1.0, link, "up", 1_000_000), (1.0, link, "down", 40_000)])
+    assert down == 1.0
+    assert up == pytest.approx(1.0 + 0.9, rel=1e-12)  # 100 KB burst, 900 KB at 1 MB/s
