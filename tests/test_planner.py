@@ -182,3 +182,64 @@ def test_planner_times_fedgkt_two_phase_as_its_sums(plan_dir):
     for c in plan.candidates[:3]:
         assert c.round_time_s == pytest.approx(simulated_round_s(raw, c.splits, plan_dir),
                                                rel=1e-9), c.splits
+
+
+def _hand_plan(per_class: bool) -> planner.Plan:
+    """Two classes, splits 1 and 2, every number chosen by hand."""
+    classes = [planner.ClassLink("a", None, 1e6, 1e6, 0.0, 1.0, 1),
+               planner.ClassLink("b", None, 1e6, 1e6, 0.0, 1.0, 1)]
+    times = {(0, 1): 1.5, (0, 2): 2.25, (1, 1): 3.0, (1, 2): 0.125}
+    candidates = [planner.Candidate((1, 2), 1.5, 3 * 2**20),
+                  planner.Candidate((1, 1), 3.0, 2**20),
+                  planner.Candidate((2, 2), 2.25, 2**21)]
+    return planner.Plan("splitfed", classes, [1, 2], times, candidates, per_class, [10, 10])
+
+
+def test_the_plan_table_exactly():
+    text = planner.format_plan(_hand_plan(per_class=True), "s.yaml")
+    assert text.splitlines() == [
+        "s.yaml: splitfed, 2 batches per client round; analytic expected times (s)",
+        "split             class a             class b   round, same split   MiB/round",
+        "    1                 1.5                   3                   3           1",
+        "    2                2.25               0.125                2.25           2",
+        "pick (a split per class): class a -> 1, class b -> 2; expected round time 1.5 s, "
+        "3 MiB per round"]
+    one = planner.format_plan(_hand_plan(per_class=False), "s.yaml").splitlines()[-1]
+    assert one.startswith("pick (one split for every class): class a -> 1, class b -> 2;")
+
+
+def test_resolve_writes_the_pick_into_the_method_and_each_class(plan_dir):
+    sc = scenario_from_dict(two_classes({"name": "splitfed", "split": "auto"}), "t")
+    out = planner.resolve(sc, _hand_plan(per_class=True))
+    assert out.method.split == 1
+    assert [d.split for d in out.population.devices] == [1, 2]
+    same = planner.resolve(sc, _hand_plan(per_class=False))
+    assert same.method.split == 1
+    assert [d.split for d in same.population.devices] == [None, None]
+    assert out.population.devices[0].profile == "unit_dev" and out.name == sc.name
+
+
+def test_coordinate_descent_finds_the_separable_minimum_and_visits_from_the_common_best():
+    """Round time = the slowest class; each class has its own best split. Starting from
+    the best common split, one class at a time moves to its own best."""
+    cost = [{1: 5.0, 2: 1.0, 3: 4.0}, {1: 2.0, 2: 6.0, 3: 3.0}, {1: 9.0, 2: 8.0, 3: 0.5}]
+
+    def expected(a):
+        return planner.Candidate(a, max(c[k] for c, k in zip(cost, a, strict=True)), 0.0)
+
+    visited = planner._coordinate_descent(expected, [1, 2, 3], 3)
+    assert visited[:3] == [(1, 1, 1), (2, 2, 2), (3, 3, 3)]  # every common split first
+    best = min(visited, key=lambda a: expected(a).round_time_s)
+    assert best == (2, 1, 3) and expected(best).round_time_s == 2.0
+    brute = min(itertools.product([1, 2, 3], repeat=3), key=lambda a: expected(a).round_time_s)
+    assert expected(brute).round_time_s == 2.0
+
+
+def test_too_many_combinations_fall_back_to_coordinate_descent(plan_dir, monkeypatch):
+    raw = two_classes({"name": "splitfed", "split": 2})
+    prep = check(scenario_from_dict(raw, "t"), "t", plan_dir)
+    full = planner.plan(prep)
+    monkeypatch.setattr(planner, "MAX_COMBINATIONS", 10)  # 6 x 6 = 36 > 10
+    descended = planner.plan(prep)
+    assert len(descended.candidates) < len(full.candidates) == 36
+    assert descended.best == full.best  # two classes: the descent finds the minimum here
