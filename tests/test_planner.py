@@ -243,3 +243,21 @@ def test_too_many_combinations_fall_back_to_coordinate_descent(plan_dir, monkeyp
     descended = planner.plan(prep)
     assert len(descended.candidates) < len(full.candidates) == 36
     assert descended.best == full.best  # two classes: the descent finds the minimum here
+
+
+@pytest.mark.parametrize("changes, samples", [
+    ({}, 40 // 2),  # synthetic: its training images over the clients
+    ({"data": {"dataset": "embedded_mnist", "test_samples": 1000}}, (5000 - 1000) // 2),
+    ({"data": {"dataset": "cifar10", "root": "x"}}, 50_000 // 2),
+    ({"data": {"dataset": "mnist", "root": "x"}}, 60_000 // 2),
+    ({"data.partition": {"kind": "shards", "shard_size": 4, "samples_per_client": 12}}, 12),
+    ({"pretrain": {"source": "public_split", "public_fraction": 0.25, "units": 2}},
+     (40 - 10) // 2),
+    ({"training.local_epochs": 3}, 40 // 2),
+])
+def test_a_typical_clients_samples_known_without_the_data(changes, samples):
+    sc = scenario_from_dict(tiny(**changes), "t")
+    assert planner.mean_client_samples(sc) == samples
+    size = sc.training.batch_size
+    per_epoch = [size] * (samples // size) + ([samples % size] if samples % size else [])
+    assert planner.round_batches(sc) == per_epoch * sc.training.local_epochs
