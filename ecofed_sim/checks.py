@@ -22,7 +22,7 @@ from ecofed_sim.errors import ScenarioError
 from ecofed_sim.methods import CONFIGS
 from ecofed_sim.model_zoo import MIN_SIDE, UNITS
 from ecofed_sim.paths import scenario_path
-from ecofed_sim.population import build_population
+from ecofed_sim.population import device_classes
 from ecofed_sim.profiles import DeviceProfile, ProfileError, ProfileLibrary, load_library
 from ecofed_sim.scenario import Scenario
 
@@ -122,7 +122,7 @@ def check(sc: Scenario, source: str, base_dir: Path | None = None) -> Prepared:
     if sc.server.profile not in library.devices:
         raise ScenarioError(f"{source}: server.profile: unknown profile {sc.server.profile!r} "
                             f"(accepted: {', '.join(sorted(library.devices))})")
-    build_population(sc, library, source, base_dir, one_per_class=True)  # profiles, links
+    device_classes(sc, library, source, base_dir)  # profiles, links, traces
     build_availability(sc, base_dir, source)  # a bad availability trace
     checked = Prepared(sc, source, library, library.devices[sc.server.profile], in_shape,
                        classes, base_dir=base_dir)

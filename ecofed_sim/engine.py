@@ -72,9 +72,7 @@ class RoundContext:
     def batch_sizes(self, client: int) -> list[int]:
         """The sizes of ``batches(client)``, in order, without touching the data: what a
         method needs to price a client's compute before (or without) its real training."""
-        n, size = self.num_samples(client), self.engine.scenario.training.batch_size
-        per_epoch = [size] * (n // size) + ([n % size] if n % size else [])
-        return per_epoch * self.engine.scenario.training.local_epochs
+        return self.engine.scenario.training.batch_sizes(self.num_samples(client))
 
     def batches(self, client: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for _, x, y in self.indexed_batches(client):
@@ -282,13 +280,12 @@ class Engine(World):
             ctx, selected, min(pop.clients_per_round, len(selected)), self.method.client_round,
             self.method.server_round(ctx),
             lambda client: self.availability.offline_at(round_index, client, start_s))
-        last = round_index == sc.rounds - 1
-        if sc.learning == "none":  # timing only: nothing trains, nothing to test
-            metrics = {"test_accuracy": float("nan"), "test_loss": float("nan")}
-        else:
+        learns = sc.learning == "real"  # timing only: nothing trains, nothing to test
+        if learns:
             self.method.end_round(sorted(updates, key=lambda u: u.client))
-            metrics = (self.evaluate() if last or (round_index + 1) % sc.evaluation.every == 0
-                       else {"test_accuracy": float("nan"), "test_loss": float("nan")})
+        due = round_index == sc.rounds - 1 or (round_index + 1) % sc.evaluation.every == 0
+        metrics = (self.evaluate() if learns and due
+                   else {"test_accuracy": float("nan"), "test_loss": float("nan")})
         self.method.observe(round_index, metrics)
         metrics = {**metrics, **self.method.round_metrics()}
         if self.recorder is not None:

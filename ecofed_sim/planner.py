@@ -93,8 +93,7 @@ def mean_client_samples(sc) -> int:
 
 def round_batches(sc) -> list[int]:
     """Batch sizes of one client's round, in order."""
-    n, b = mean_client_samples(sc), sc.training.batch_size
-    return ([b] * (n // b) + ([n % b] if n % b else [])) * sc.training.local_epochs
+    return sc.training.batch_sizes(mean_client_samples(sc))
 
 
 def _mean_rate_mbps(link, direction: str, base_dir: Path | None, where: str) -> float:

@@ -78,13 +78,11 @@ class LinkClass:
                    getattr(spec, "burst_bytes", 0.0))
 
 
-def make_link(name: str, spec, index_in_class: int, seed: int, device_index: int,
-              base_dir: Path | None, where: str, shared: LinkClass | None = None
-              ) -> DeviceLink:
+def make_link(name: str, shared: LinkClass, index_in_class: int, seed: int,
+              device_index: int) -> DeviceLink:
     """A device's link: fixed rates or traces, latency and seeded jitter (its generator
     keyed by the device, made only when there is jitter to draw)."""
-    shared = shared or LinkClass.of(spec, base_dir, where)
-    traces = {}
+    spec, traces = shared.spec, {}
     for d, trace in shared.traces.items():
         offset = spec.trace_offset_s + index_in_class * spec.trace_offset_step_s
         traces[d] = (trace, spec.trace_loop, offset)
@@ -117,47 +115,44 @@ class Population:
 
 
 def build_population(scenario, library: ProfileLibrary, source: str,
-                     base_dir: Path | None = None, one_per_class: bool = False
-                     ) -> Population:
-    """Every device with its profile and link. ``one_per_class``: one device of each
-    class only, which checks the same fields (what ``validate`` needs) in a blink."""
+                     base_dir: Path | None = None) -> Population:
+    """Every device with its profile and link."""
     pop = scenario.population
     total = sum(d.count for d in pop.devices) if pop.waves else pop.clients
-    if one_per_class:
-        classes = list(range(len(pop.devices)))
-    else:
-        counts = class_counts(pop, total)
-        classes = [i for i, n in enumerate(counts) for _ in range(n)]
-    if not pop.waves and not one_per_class:  # a seeded deal: shares do not follow data
+    counts = class_counts(pop, total)
+    classes = [i for i, n in enumerate(counts) for _ in range(n)]
+    if not pop.waves:  # a seeded deal so shares do not line up with partition order
         classes = [classes[i] for i in np_rng(scenario.seed, BINDING).permutation(total)]
-    kinds = [_device_class(scenario, library, source, base_dir, cls)
-             for cls in range(len(pop.devices))]
+    links = device_classes(scenario, library, source, base_dir)
     devices, names = [], []
     seen: dict[int, int] = {}
     for idx, cls in enumerate(classes):
         seen[cls] = seen.get(cls, -1) + 1
-        spec, link = pop.devices[cls], kinds[cls]
+        spec = pop.devices[cls]
         name = f"{spec.profile}-{idx}"
         devices.append(Device(name, library.devices[spec.profile], make_link(
-            name, link.spec, seen[cls], scenario.seed, idx, base_dir,
-            f"{source}: population.devices[{cls}].link", link), spec.split))
+            name, links[cls], seen[cls], scenario.seed, idx), spec.split))
         names.append(spec.profile)
     return Population(devices, names, pop.waves)
 
 
-def _device_class(scenario, library: ProfileLibrary, source: str, base_dir: Path | None,
-                  cls: int) -> LinkClass:
-    """A device class's checked profile and link (one-line errors naming the field)."""
-    spec = scenario.population.devices[cls]
-    where = f"{source}: population.devices[{cls}]"
-    if spec.profile not in library.devices:
-        raise ScenarioError(f"{where}.profile: unknown profile {spec.profile!r} "
-                            f"(accepted: {', '.join(sorted(library.devices))})")
-    link = resolve_link(spec.link, library, where + ".link")
-    if getattr(link, "loss_rate", 0.0) > 0 and scenario.network.transport != "tcp":
-        raise ScenarioError(f"{where}.link.loss_rate: random loss is a tcp model; set "
-                            "network.transport: tcp")
-    return LinkClass.of(link, base_dir, where + ".link")
+def device_classes(scenario, library: ProfileLibrary, source: str,
+                   base_dir: Path | None = None) -> list[LinkClass]:
+    """Each device class's link, its profile and link checked: one-line errors naming the
+    field (unknown profiles and links, bad traces). All that ``validate`` needs of the
+    population, whatever its size."""
+    out = []
+    for cls, spec in enumerate(scenario.population.devices):
+        where = f"{source}: population.devices[{cls}]"
+        if spec.profile not in library.devices:
+            raise ScenarioError(f"{where}.profile: unknown profile {spec.profile!r} "
+                                f"(accepted: {', '.join(sorted(library.devices))})")
+        link = resolve_link(spec.link, library, where + ".link")
+        if getattr(link, "loss_rate", 0.0) > 0 and scenario.network.transport != "tcp":
+            raise ScenarioError(f"{where}.link.loss_rate: random loss is a tcp model; set "
+                                "network.transport: tcp")
+        out.append(LinkClass.of(link, base_dir, where + ".link"))
+    return out
 
 
 def sample_clients(seed: int, round_index: int, online: list[int], clients: int,

@@ -146,6 +146,13 @@ class TrainingSpec(StrictModel):
                          "learning computation; part of what is learned, because float sums "
                          "split over threads round differently")
 
+    def batch_sizes(self, samples: int) -> list[int]:
+        """Sizes of a client's local steps in a round, in order, for ``samples`` samples:
+        full batches then the remainder, once per local epoch."""
+        size = self.batch_size
+        per_epoch = [size] * (samples // size) + ([samples % size] if samples % size else [])
+        return per_epoch * self.local_epochs
+
 
 class DeviceClassSpec(StrictModel):
     """A class of devices: a profile name, how many, and their access link."""
