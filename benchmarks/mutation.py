@@ -26,7 +26,8 @@ ROOT = Path(__file__).resolve().parent.parent
 MODULES = {  # name -> (files mutated, fast tests that cover them)
     "network": (["ecofed_sim/network/flows.py", "ecofed_sim/network/fairshare.py",
                  "ecofed_sim/network/tcp.py"],
-                ["tests/test_network.py", "tests/test_tcp.py", "tests/test_fairshare.py",
+                ["tests/test_network.py", "tests/test_network_edges.py", "tests/test_tcp.py",
+                 "tests/test_fairshare.py",
                  "tests/test_traces.py", "tests/test_golden_timing.py"]),
     "codecs": (["ecofed_sim/codecs.py"], ["tests/test_codecs.py"]),
     "ledger": (["ecofed_sim/ledger.py"], ["tests/test_ledger.py"]),

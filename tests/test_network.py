@@ -243,14 +243,16 @@ def test_token_bucket_refills_from_what_a_message_left():
     t = 1.01: the bucket holds 4.8e5 + 0.01 s x 8e6 = 5.6e5 bits; 2.4e5 remain. 30 KB at
     t = 1.02 gets no tokens, the link being busy: it shares the link with the second's
     last 1.6e5 bits, both at 4 Mbit/s until that one ends at 1.06, then sends its last
-    8e4 bits at 8 Mbit/s: 1.07."""
+    8e4 bits at 8 Mbit/s: 1.07. The bucket refills only from then, when no flow is left:
+    30 KB at t = 1.08 finds 0.01 s x 8e6 = 8e4 bits, and sends the other 1.6e5 bits by
+    1.10."""
     env = simpy.Environment()
     net = Network(env, Capacity("in", 1e12), Capacity("out", 1e12))
     a = DeviceLink.from_mbps("a", 8, 8, 0)
     a.set_burst(100_000)
     ends = _timed(net, env, [(1.0, a, "up", 40_000), (1.01, a, "up", 100_000),
-                             (1.02, a, "up", 30_000)])
-    assert ends == pytest.approx([1.0, 1.06, 1.07], rel=1e-12)
+                             (1.02, a, "up", 30_000), (1.08, a, "up", 30_000)])
+    assert ends == pytest.approx([1.0, 1.06, 1.07, 1.10], rel=1e-12)
     b = DeviceLink.from_mbps("b", 8, 8, 0)  # no bucket: no burst
     env = simpy.Environment()
     net = Network(env, Capacity("in", 1e12), Capacity("out", 1e12))

@@ -173,9 +173,10 @@ class Network:
         framed = wire_bytes(payload_bytes, self.framing_bytes, self.framing_fraction)
         return self.tcp.wire_bytes(framed) if self.tcp is not None else framed
 
-    def _open_window(self, link: DeviceLink, direction: str) -> Generator:
+    def _open_window(self, link: DeviceLink, direction: str, delay_s: float) -> Generator:
         """Process fragment: the handshake if the connection is new, then the window this
-        message starts from (after any restart for idleness)."""
+        message starts from (after any restart for idleness). Its first round trip starts
+        as the first byte arrives, ``delay_s`` from now."""
         tcp, conn, rtt_s = self.tcp, link.connection, link.round_trip_s
         if not conn.open or tcp.per_message_connections:
             yield self.env.timeout(rtt_s)  # SYN, SYN-ACK; the data goes with the ACK
@@ -184,7 +185,8 @@ class Network:
             conn.last_send_end_s[direction] = self.env.now
         start, cap = conn.start(tcp, direction, self.env.now, rtt_s,
                                 self._path_rate_bps(link, direction), link.buffer_bytes)
-        return Window(rtt_s, start, cap, start, self.env.now + rtt_s, start_bits=start)
+        return Window(rtt_s, start, cap, start, self.env.now + delay_s + rtt_s,
+                      start_bits=start)
 
     def transfer(self, link: DeviceLink, direction: str, payload_bytes: int) -> Generator:
         """Process fragment: latency, then the flow; ends when the last bit arrives.
@@ -197,7 +199,7 @@ class Network:
         window = None
         try:
             if self.tcp is not None and payload_bytes > 0:
-                window = yield from self._open_window(link, direction)
+                window = yield from self._open_window(link, direction, delay_s)
             if delay_s > 0:
                 yield self.env.timeout(delay_s)
         except simpy.Interrupt as cut:
@@ -205,8 +207,7 @@ class Network:
             raise
         if payload_bytes <= 0:
             return
-        if window is not None:  # the first round trip starts as the first byte arrives
-            window.round_end_s = self.env.now + window.rtt_s
+        if window is not None:
             busy = link.connection.sending.get(direction)
             if busy is not None:  # the connection is not idle: no restart, no new rounds
                 window = busy.window.continuation()

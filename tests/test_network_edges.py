@@ -1,0 +1,241 @@
+"""The network model at its edges: thresholds met exactly, each direction on its own side,
+what a connection books at a message's end, and a message queued behind another.
+
+Hand arithmetic as in ``test_tcp.py``: a segment is 1448 payload + 66 header bytes =
+12,112 bits on the wire; the initial window is 10 segments = 121,120 bits.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import simpy
+
+from ecofed_sim.network import Capacity, DeviceLink, Flow, Network, TcpParams
+
+SEG = 12_112
+IW = 10 * SEG
+
+
+def _pftk_bps(rtt_s: float, p: float) -> float:
+    """Padhye et al. (1998), b = 1, timeout = RTT + 200 ms; wire bits per second."""
+    per_segment_s = (rtt_s * (2 * p / 3) ** 0.5
+                     + (rtt_s + 0.2) * min(1.0, 3 * (3 * p / 8) ** 0.5) * p * (1 + 32 * p**2))
+    return SEG / per_segment_s
+
+
+def _tcp_net(server_in_bps: float = 1e12, server_out_bps: float = 1e12):
+    env = simpy.Environment()
+    return env, Network(env, Capacity("in", server_in_bps), Capacity("out", server_out_bps),
+                        tcp=TcpParams())
+
+
+def _open_link(name: str, up_mbps: float, down_mbps: float, latency_ms: float) -> DeviceLink:
+    """A link whose connection is open with the initial window, last used at t = 0."""
+    link = DeviceLink.from_mbps(name, up_mbps, down_mbps, latency_ms)
+    link.connection.open = True
+    for direction in ("up", "down"):
+        link.connection.window_bits[direction] = IW
+        link.connection.last_send_end_s[direction] = 0.0
+    return link
+
+
+def _send(env, net, plan):
+    """Run (start_s, link, direction, payload_bytes) transfers; their end times."""
+    ends: dict[int, float] = {}
+
+    def one(i, start_s, link, direction, size):
+        yield env.timeout(start_s)
+        yield from net.transfer(link, direction, size)
+        ends[i] = env.now
+
+    for i, item in enumerate(plan):
+        env.process(one(i, *item))
+    env.run()
+    return [ends[i] for i in range(len(plan))]
+
+
+def test_capacities_are_named_by_link_side_and_loss_cap():
+    link = DeviceLink.from_mbps("phone", 10, 20, 5)
+    link.loss_rate = 0.01
+    assert (link.up.name, link.down.name) == ("phone/up", "phone/down")
+    assert (link.up.rate_bps, link.down.rate_bps, link.latency_s) == (10e6, 20e6, 0.005)
+    (up_cap,) = link.loss_cap("up", TcpParams())
+    (down_cap,) = link.loss_cap("down", TcpParams())
+    assert (up_cap.name, down_cap.name) == ("phone/up/loss", "phone/down/loss")
+
+
+def test_a_one_bit_bucket_sends_its_bit_at_once():
+    side = Capacity("c", 8e6, burst_bits=1.0)
+    assert side.take_tokens(5.0, 100.0) == 1.0
+    assert side.take_tokens(5.0, 100.0) == 0.0  # emptied, no time to refill
+    assert Capacity("c", 8e6).take_tokens(5.0, 100.0) == 0.0  # no bucket
+
+
+def test_the_loss_cap_joins_exactly_at_its_threshold():
+    link_side, cap = Capacity("up", 1e8), Capacity("up/loss", 1e6)
+    flow = Flow((link_side,), 100.0, simpy.Environment().event(), loss_cap=(cap,),
+                loss_cap_at_bits=90.0)
+    assert flow.take_loss_cap(9.0) is False and flow.constraints == (link_side,)
+    assert flow.take_loss_cap(10.0) is True  # 100 <= 90 + 10: crossed at the boundary
+    assert flow.constraints == (link_side, cap) and flow.loss_cap == ()
+    assert flow.take_loss_cap(1e9) is False  # crossed once only
+    assert Flow((link_side,), 1.0, None).take_loss_cap(1e9) is False  # no loss at all
+
+
+def test_a_link_without_jitter_draws_no_random_numbers():
+    """Jitter 0 with a generator attached: the delay is the latency and the generator's
+    stream is untouched (other draws keyed to it stay as they were)."""
+    link = DeviceLink.from_mbps("a", 10, 10, latency_ms=20)
+    link.rng = np.random.default_rng(3)
+    assert [link.delay_s() for _ in range(3)] == [0.020] * 3
+    assert link.rng.random() == np.random.default_rng(3).random()
+
+
+def test_the_flow_model_ignores_a_loss_rate():
+    """Random loss is a TCP model: without the TCP transport a lossy link is the flow model
+    (one way 50 ms, 800,000 bits at 10 Mbit/s)."""
+    env = simpy.Environment()
+    net = Network(env, Capacity("in", 1e9), Capacity("out", 1e9))
+    link = DeviceLink.from_mbps("a", 10, 10, 50)
+    link.loss_rate = 0.01
+    assert _send(env, net, [(0.0, link, "up", 100_000)]) == [pytest.approx(0.13, rel=1e-12)]
+
+
+def test_the_window_cap_follows_each_directions_slowest_side():
+    """Server ingress 5 Mbit/s, egress 1 Tbit/s; device up 10, down 20 Mbit/s; RTT 0.1 s.
+    Up, the path's rate is the server's 5 Mbit/s: the window may reach the BDP 500,000 +
+    the buffer max(500,000, 64 x 12,112 = 775,168) = 1,275,168 bits. Down it is the
+    device's 20 Mbit/s: 2e6 + 2e6 = 4e6 bits. 5 MB each way grows the window to its cap
+    (``cwnd += acked``)."""
+    env, net = _tcp_net(server_in_bps=5e6)
+    link = _open_link("a", 10, 20, 50)
+    _send(env, net, [(0.0, link, "up", 5_000_000), (0.0, link, "down", 5_000_000)])
+    assert link.connection.window_bits == {"up": 1_275_168, "down": 4e6}
+
+
+def _booked(rate_mbps: float, payload_bytes: int, buffer_bytes: float | None):
+    """One message on an open connection (initial window, RTT 0.1 s): its arrival and
+    the connection's smoothed RTT and last send time afterwards."""
+    env, net = _tcp_net()
+    link = _open_link("a", rate_mbps, rate_mbps, 50)
+    link.buffer_bytes = buffer_bytes
+    (arrived_s,) = _send(env, net, [(0.0, link, "up", payload_bytes)])
+    conn = link.connection
+    return arrived_s, conn.srtt_s["up"], conn.last_send_end_s["up"], conn
+
+
+def test_a_message_books_its_last_burst_its_segments_and_its_window():
+    """The last window leaves as one burst: min(window, message, buffer). It queues at the
+    bottleneck, so the smoothed RTT is RTT + burst / (2 rate) and the last send is a burst
+    and one way before the arrival. At 10 Mbit/s:
+
+    - one segment: the burst is the message, 12,112 bits;
+    - 100 KB (70 segments, 836,960 bits), buffer 1 GB: rounds of 10, 20, then 40
+      segments: the burst is that window, 484,480 bits;
+    - the same with a 10,000-byte buffer: the burst is the buffer, 80,000 bits."""
+    for payload, buffer, burst in [(1448, None, SEG), (100_000, 1e9, 40 * SEG),
+                                   (100_000, 10_000, 80_000)]:
+        arrived_s, srtt_s, last_send_s, _ = _booked(10, payload, buffer)
+        assert srtt_s == pytest.approx(0.1 + burst / 2e7, rel=1e-12), payload
+        assert last_send_s == pytest.approx(arrived_s - 0.05 - burst / 1e7, rel=1e-12)
+
+
+def test_whole_segments_are_counted_exactly_and_add_up():
+    """14,480 bytes are exactly 10 segments: 10 acknowledged, the window grows from 10 to
+    20 segments. A second message of 70 segments brings the count to 80."""
+    env, net = _tcp_net()
+    link = _open_link("a", 10, 10, 50)
+    _send(env, net, [(0.0, link, "up", 14_480)])
+    assert link.connection.segments_sent == {"up": 10}
+    assert link.connection.window_bits["up"] == 20 * SEG
+    _send(env, net, [(0.0, link, "up", 100_000)])
+    assert link.connection.segments_sent == {"up": 80}
+
+
+def test_a_cut_message_books_only_what_it_sent():
+    """1 MB (691 segments, 8,364,848 wire bits) at 10 Mbit/s, RTT 0.1 s, open connection
+    with the initial window: the first 10 segments arrive by 0.05 + 0.012112 s, then the
+    window blocks until 0.15. Cut at 0.1: 10 segments were sent; the window is 20."""
+    env, net = _tcp_net()
+    link = _open_link("a", 10, 10, 50)
+    seen = {}
+
+    def sender():
+        try:
+            yield from net.transfer(link, "up", 1_000_000)
+        except simpy.Interrupt as cut:
+            seen["fraction"] = cut.delivered_fraction
+
+    proc = env.process(sender())
+
+    def cutter():
+        yield env.timeout(0.1)
+        proc.interrupt("round closed")
+
+    env.process(cutter())
+    env.run()
+    assert seen["fraction"] == pytest.approx(IW / 8_364_848, rel=1e-12)
+    assert link.connection.segments_sent == {"up": 10}
+    assert link.connection.window_bits["up"] == 20 * SEG
+    assert net.flows == [] and "up" not in link.connection.sending
+
+
+def test_a_message_behind_one_in_flight_continues_its_window():
+    """10 Mbit/s, RTT 0.1 s, open connection with the initial window. A (1 MB) leaves at
+    0: its rounds send 10 segments by 0.15, 20 by 0.25, then a window of 40 segments
+    (484,480 bits) in the round 0.25-0.35. B (100 KB, 836,960 bits) is sent at 0.21 and
+    arrives at 0.26, while A is in that round: the connection is busy, so B goes on from
+    A's window (40 segments, the round ending at 0.35) with no restart.
+
+    At 0.26 A has 384,480 bits of its window left; A and B share 10 Mbit/s, 5 each, until
+    A's window is used at 0.26 + 384,480 / 5e6 = 0.336896. B has sent 384,480 bits and
+    has 100,000 of its window left: alone at 10 Mbit/s, it uses them by 0.346896 and
+    waits for the round's end at 0.35. Both then have windows of 80 segments: B's last
+    352,480 bits at 5 Mbit/s take 0.070496 s; B arrives at 0.420496. (From a fresh
+    window of 10 segments, or with no window at all, B would arrive at other times.)"""
+    env, net = _tcp_net()
+    link = _open_link("a", 10, 10, 50)
+    _, b_end = _send(env, net, [(0.0, link, "up", 1_000_000), (0.21, link, "up", 100_000)])
+    assert b_end == pytest.approx(0.420496, rel=1e-12)
+
+
+def test_each_direction_has_its_own_loss_cap():
+    """A lossy link (1%, RTT 0.1 s) whose connection is past its first loss both ways:
+    100 KB up and 100 KB down at once each go at the full Padhye et al. rate."""
+    env, net = _tcp_net()
+    link = DeviceLink.from_mbps("a", 100, 100, 50)
+    link.loss_rate = 0.01
+    link.connection.open = True
+    for direction in ("up", "down"):
+        link.connection.window_bits[direction] = 3 * 2**20 * 8
+        link.connection.last_send_end_s[direction] = 0.0
+        link.connection.segments_sent[direction] = 1000
+    up, down = _send(env, net, [(0.0, link, "up", 100_000), (0.0, link, "down", 100_000)])
+    expected = 0.05 + 836_960 / _pftk_bps(0.1, 0.01)
+    assert up == pytest.approx(expected, rel=1e-12) and down == up
+
+
+def test_random_loss_bites_after_the_first_expected_loss_in_slow_start():
+    """1% loss, 100 Mbit/s, RTT 0.1 s, a new connection: handshake to 0.1, one way to
+    0.15; rounds of 10, 20 and 40 segments end at 0.25, 0.35 and 0.45. The next window
+    (80) sends 30 segments at the link's rate to reach the 100th, the expected first
+    loss; the other 7,153,648 of 1 MB's 8,364,848 wire bits (690 full segments and one
+    of 946 bytes) go at Padhye et al.'s rate."""
+    env, net = _tcp_net()
+    link = DeviceLink.from_mbps("a", 100, 100, 50)
+    link.loss_rate = 0.01
+    (end,) = _send(env, net, [(0.0, link, "up", 1_000_000)])
+    expected = 0.45 + 30 * SEG / 1e8 + 7_153_648 / _pftk_bps(0.1, 0.01)
+    assert end == pytest.approx(expected, rel=1e-12)
+
+
+def test_restart_counts_whole_rtos_exactly():
+    """RTT 0.25 s with a 250 ms minimum: the RTO is exactly 0.5 s. Idle exactly one RTO:
+    no restart; exactly two: one halving; a little more: two."""
+    tcp = TcpParams(min_rto_ms=250.0)
+    w = 64 * SEG
+    assert tcp.rto_s(0.25) == 0.5
+    assert tcp.restart_window_bits(w, 0.5, 0.25) == w
+    assert tcp.restart_window_bits(w, 1.0, 0.25) == w / 2
+    assert tcp.restart_window_bits(w, 1.0 + 1e-9, 0.25) == w / 4
