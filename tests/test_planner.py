@@ -261,3 +261,36 @@ def test_a_typical_clients_samples_known_without_the_data(changes, samples):
     size = sc.training.batch_size
     per_epoch = [size] * (samples // size) + ([samples % size] if samples % size else [])
     assert planner.round_batches(sc) == per_epoch * sc.training.local_epochs
+
+
+def test_coordinate_descent_passes_until_nothing_improves():
+    """A non-separable cost: class 1 must move before class 0 can. From the best common
+    split (3, 3) = 9: class 0 finds nothing, class 1 moves to (3, 1) = 5; the second pass
+    moves class 0 to (2, 1) = 2; the third pass finds nothing and stops."""
+    cost = {(1, 1): 10.0, (2, 2): 10.0, (3, 3): 9.0, (3, 1): 5.0, (2, 1): 2.0}
+
+    def expected(a):
+        return planner.Candidate(a, cost.get(a, 20.0), 0.0)
+
+    visited = planner._coordinate_descent(expected, [1, 2, 3], 2)
+    assert visited == [(1, 1), (2, 2), (3, 3),
+                       (1, 3), (2, 3), (3, 3), (3, 1), (3, 2), (3, 3),  # pass 1
+                       (1, 1), (2, 1), (3, 1), (2, 1), (2, 2), (2, 3),  # pass 2
+                       (1, 1), (2, 1), (3, 1), (2, 1), (2, 2), (2, 3)]  # pass 3
+
+
+def test_a_traced_link_is_planned_at_its_time_weighted_mean_rate(plan_dir):
+    """Uplink trace: 1 Mbit/s from 0 s, 4 Mbit/s from 1 s; the last step lasts as long as
+    the one before, so the period is 2 s and the mean (1 x 1 + 4 x 1) / 2 = 2.5 Mbit/s.
+    The trace's path resolves against the scenario's folder."""
+    (plan_dir / "up.csv").write_text("time_s,mbps\n0,1\n1,4\n")
+    raw = two_classes({"name": "splitfed", "split": 2})
+    raw["population"]["devices"][0]["link"] = {"uplink_trace": "up.csv",
+                                               "downlink_mbps": 2, "latency_ms": 5}
+    sc = scenario_from_dict(raw, "t")
+    prep = check(sc, "t", plan_dir)
+    links = planner.class_links(sc, prep.library, plan_dir, "t")
+    assert (links[0].up_bps, links[0].down_bps) == (2.5e6, 2e6)
+    assert (links[1].up_bps, links[1].down_bps) == (50e6, 50e6)
+    with pytest.raises(ScenarioError, match=r"t: population\.devices\[0\]\.link: .*up\.csv"):
+        planner.class_links(sc, prep.library, plan_dir / "elsewhere", "t")
