@@ -7,6 +7,10 @@ from collections.abc import Sequence
 import torch
 
 
+def _sum_device(t: torch.Tensor) -> torch.device:
+    return torch.device("cpu") if t.device.type == "mps" else t.device
+
+
 class WeightedMean:
     """A running weighted mean of state dicts: memory for one model however many clients
     are added, so a round of thousands of clients aggregates as it trains them.
@@ -14,7 +18,9 @@ class WeightedMean:
     ``total_weight`` (the sum of every weight to come) is known up front, so each state is
     added already scaled: adding in the order ``fedavg`` loops gives its exact result.
     Floating tensors accumulate in float64 and are cast back; integer tensors (e.g.
-    BatchNorm's ``num_batches_tracked``) take the first state's value.
+    BatchNorm's ``num_batches_tracked``) take the first state's value. The sum lives on
+    the first state's device, except on Apple's ``mps``, which has no float64: there it
+    lives on the CPU.
     """
 
     def __init__(self, total_weight: float) -> None:
@@ -26,19 +32,19 @@ class WeightedMean:
 
     def add(self, state: dict[str, torch.Tensor], weight: float) -> None:
         if self._acc is None:
-            self._dtypes = {k: t.dtype for k, t in state.items()}
-            self._acc = {k: torch.zeros_like(t, dtype=torch.float64) if t.is_floating_point()
-                         else t.clone() for k, t in state.items()}
+            self._dtypes = {k: (t.dtype, t.device) for k, t in state.items()}
+            self._acc = {k: torch.zeros_like(t, dtype=torch.float64, device=_sum_device(t))
+                         if t.is_floating_point() else t.clone() for k, t in state.items()}
         if state.keys() != self._acc.keys():
             raise ValueError("fedavg states must have the same keys")
         for key, t in state.items():
             if t.is_floating_point():
-                self._acc[key] += t.to(torch.float64) * (weight / self.total)
+                self._acc[key] += t.to(_sum_device(t), torch.float64) * (weight / self.total)
 
     def result(self) -> dict[str, torch.Tensor]:
         if self._acc is None:
             raise ValueError("fedavg needs at least one state")
-        return {k: t.to(self._dtypes[k]) for k, t in self._acc.items()}
+        return {k: t.to(self._dtypes[k][1], self._dtypes[k][0]) for k, t in self._acc.items()}
 
 
 def fedavg(states: Sequence[dict[str, torch.Tensor]],

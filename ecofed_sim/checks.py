@@ -57,6 +57,14 @@ class Prepared:
         """Per-unit shapes, parameters and FLOPs (builds the model: imports torch)."""
         return model_stats(self.scenario.model.name, self.in_shape, self.num_classes)
 
+    @functools.cached_property
+    def compute_device(self):
+        """The torch device the real computation runs on: ``training.device`` resolved on
+        this machine (``compute.resolve_device``; a ScenarioError when it is absent)."""
+        from ecofed_sim.compute import resolve_device
+
+        return resolve_device(self.scenario.training.device, self.source)
+
     def build_model(self) -> LayerModel:
         from ecofed_sim.models import build_model
 

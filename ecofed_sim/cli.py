@@ -167,6 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-spread", type=float, default=0.5, help="refuse to write when a "
                    "unit's interquartile range exceeds this share of its median (a busy "
                    "machine)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto",
+                   help="where to measure: the device's own accelerator when it trains on "
+                   "one, as a Jetson does (auto: cuda when torch sees a GPU, else cpu)")
     p.add_argument("--name", default="this_machine", help="profile name (new files only)")
     p.add_argument("--kind", choices=["device", "server"], default="device")
     p.add_argument("--out", type=Path, help="default: <user profile folder>/<name>.yaml "
@@ -322,6 +325,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
         raise _user_error(f"model: unknown model {args.model!r} (accepted: {', '.join(ZOO)})")
     if min(args.batch_sizes) < 2 or args.repeats < 1 or args.threads < 1:
         raise _user_error("--batch-sizes must be >= 2 (BatchNorm), --repeats and --threads >= 1")
+    from ecofed_sim.compute import resolve_device
     from ecofed_sim.profiler import NoisyMeasurement
     from ecofed_sim.profiles import user_profiles_dir
 
@@ -329,7 +333,8 @@ def cmd_profile(args: argparse.Namespace) -> int:
     try:
         path = profile(args.model, tuple(args.shape), args.classes, args.batch_sizes,
                        args.threads, args.warmup, args.repeats, args.name, out, args.kind,
-                       log=lambda m: print(m, file=sys.stderr), max_spread=args.max_spread)
+                       log=lambda m: print(m, file=sys.stderr), max_spread=args.max_spread,
+                       device=resolve_device(args.device, "profile", "--device"))
     except NoisyMeasurement as err:
         raise _user_error(f"profile: {err}") from None
     print(path)

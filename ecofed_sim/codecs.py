@@ -41,7 +41,7 @@ class Encoded:
 
 def pack_bits(codes: torch.Tensor, bits: int) -> np.ndarray:
     """Pack unsigned codes (< 2**bits) into a dense bit stream: numel*bits/8 bytes, rounded up."""
-    flat = codes.reshape(-1).to(torch.uint8).numpy()
+    flat = codes.reshape(-1).to("cpu", torch.uint8).numpy()  # the wire is host memory
     if bits == 8:
         return flat.copy()
     planes = np.unpackbits(flat[:, None], axis=1)[:, 8 - bits:]
@@ -97,7 +97,8 @@ class UniformCodec:
         scale, zero = self._params(g)
         scaled = g / scale[:, None] + zero[:, None]
         if self.spec.rounding == "stochastic":
-            q = torch.floor(scaled + torch.rand(scaled.shape, generator=gen))
+            noise = torch.rand(scaled.shape, generator=gen)  # drawn on the CPU: same
+            q = torch.floor(scaled + noise.to(scaled.device))  # draws on every device
         else:
             q = torch.round(scaled)
         q = q.clamp(self.q_min, self.q_max)
@@ -111,10 +112,12 @@ class UniformCodec:
 
     def decode(self, stored: Stored) -> torch.Tensor:
         numel = math.prod(stored.shape)
-        q = unpack_bits(stored.packed, self.spec.bits, numel).float() + self.q_min
+        device = stored.params.device  # where the encoder ran
+        q = unpack_bits(stored.packed, self.spec.bits, numel).to(device).float() + self.q_min
         groups = stored.params.numel() // (2 if self.spec.scheme == "asymmetric" else 1)
         scale = stored.params[:groups]
-        zero = stored.params[groups:] if self.spec.scheme == "asymmetric" else torch.zeros(groups)
+        zero = (stored.params[groups:] if self.spec.scheme == "asymmetric"
+                else torch.zeros(groups, device=device))
         g = q.reshape(groups, -1)
         return _ungroup((g - zero[:, None]) * scale[:, None], stored.shape, self.spec.granularity)
 
@@ -160,7 +163,8 @@ class TopKCodec:
 
     def decode(self, stored: Stored) -> torch.Tensor:
         idx, values = stored.packed[0].long(), stored.packed[1]
-        flat = torch.zeros(math.prod(stored.shape)).index_copy_(0, idx, values)
+        flat = torch.zeros(math.prod(stored.shape), device=values.device).index_copy_(
+            0, idx, values)
         return flat.reshape(stored.shape)
 
 

@@ -38,8 +38,9 @@ def client_batches(prep: Prepared, round_index: int, client: int
     (seed, round, client, epoch); with ``shuffle: fixed`` the round is left out. With
     ``training.augment`` each batch is cropped and flipped, drawn from a generator keyed by
     (seed, round, client, epoch). A pure function of its arguments: a worker process
-    holding the same ``prep`` draws the same batches."""
-    training, seed = prep.scenario.training, prep.scenario.seed
+    holding the same ``prep`` draws the same batches. Drawn on the CPU, then moved to the
+    run's compute device: the same batches on every device."""
+    training, seed, device = prep.scenario.training, prep.scenario.seed, prep.compute_device
     idx = torch.as_tensor(prep.client_indices[client])
     order_round = round_index if training.shuffle == "every_round" else 0
     for epoch in range(training.local_epochs):
@@ -50,7 +51,8 @@ def client_batches(prep: Prepared, round_index: int, client: int
         for start in range(0, len(order), training.batch_size):
             batch = order[start:start + training.batch_size]
             x, y = prep.train.batch(batch)
-            yield (batch, crop_and_flip(x, augment) if augment else x, y)
+            x = crop_and_flip(x, augment) if augment else x
+            yield batch, x.to(device), y.to(device)
 
 
 class RoundContext:
@@ -250,20 +252,22 @@ class Engine(World):
         method_cls = REGISTRY[sc.method.name]
         self.init_pretrained = prep.pretrained is not None
         setup = Setup(sc.model.name, self._new_model, prep.stats, sc.training,
-                      sc.population.clients, sc.population.clients_per_round, sc.seed, pool)
+                      sc.population.clients, sc.population.clients_per_round, sc.seed, pool,
+                      prep.compute_device)
         self.method = method_cls(sc.method, setup)
         if record:
             self.recorder = Recorder(self.env)
 
     def _new_model(self):
         """The initial global model, identical on every call (seeded, RNG state restored),
-        with its leading units pre-trained when the scenario asks for it."""
+        with its leading units pre-trained when the scenario asks for it. Initialised on
+        the CPU, then moved: the same weights on every device."""
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(torch_gen(self.scenario.seed, INIT).initial_seed())
             model = self.prep.build_model()
         if self.init_pretrained:
             init_units(model, self.prep.pretrained, self.prep.pretrain_units)
-        return model
+        return model.to(self.prep.compute_device)
 
     def run_round(self, round_index: int) -> dict:
         sc, pop, env = self.scenario, self.scenario.population, self.env
@@ -309,6 +313,7 @@ class Engine(World):
         correct, loss_sum = 0, 0.0
         for start in range(0, n, size):
             x, y = test.batch(torch.arange(start, min(start + size, n)))
+            x, y = x.to(self.prep.compute_device), y.to(self.prep.compute_device)
             logits = self.method.eval_logits(model, x, start)
             loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
             correct += int((logits.argmax(1) == y).sum())

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from ecofed_sim.compute import on_cpu
+
 if TYPE_CHECKING:
     from ecofed_sim.checks import Prepared
 
@@ -26,10 +28,13 @@ _WORKER: dict = {}  # this worker process's inputs and its reused model and opti
 
 
 def _start(prep: Prepared) -> None:
+    from ecofed_sim.compute import deterministic_cuda
     from ecofed_sim.methods.base import sgd
 
     torch.set_num_threads(prep.scenario.training.threads)
-    model = prep.build_model()
+    if prep.compute_device.type == "cuda":
+        deterministic_cuda()
+    model = prep.build_model().to(prep.compute_device)
     _WORKER.update(prep=prep, model=model, opt=sgd(model.parameters(), prep.scenario.training))
 
 
@@ -48,7 +53,7 @@ def _train_slice(global_state: dict[str, torch.Tensor], round_index: int,
     for client in clients:
         model.load_state_dict(global_state)
         local_sgd(model, opt, ((x, y) for _, x, y in client_batches(prep, round_index, client)))
-        states.append({k: v.clone() for k, v in model.state_dict().items()})
+        states.append(on_cpu(model.state_dict()))  # host memory travels between processes
     return states
 
 
@@ -87,6 +92,7 @@ class TrainerPool:
                        clients: list[int], weights: list[int]
                        ) -> Iterator[dict[str, torch.Tensor]]:
         """Each client's trained state, in the order of ``clients``."""
+        global_state = on_cpu(global_state)
         futures = [self._pool.submit(_train_slice, global_state, round_index, clients[s])
                    for s in slices(weights, self.workers)]
         for future in futures:
@@ -118,6 +124,7 @@ class DaskTrainerPool:
     def trained_states(self, global_state: dict[str, torch.Tensor], round_index: int,
                        clients: list[int], weights: list[int]
                        ) -> Iterator[dict[str, torch.Tensor]]:
+        global_state = on_cpu(global_state)
         futures = [self.client.submit(_dask_train_slice, self._prep, global_state,
                                       round_index, clients[s], pure=False)
                    for s in slices(weights, self.workers)]

@@ -38,6 +38,7 @@ def prepare(sc: Scenario, source: str, base_dir: Path | None = None,
     pre-trained weights, with a progress bar when they must be trained)."""
     checked = check(sc, source, base_dir)
     sc = checked.scenario  # with any ``split: auto`` resolved
+    device = checked.compute_device  # an absent GPU is an error before any data loads
     try:
         train, test = load_dataset(sc.data, base_dir)
     except FileNotFoundError as err:  # DatasetFilesError, FolderError
@@ -57,7 +58,8 @@ def prepare(sc: Scenario, source: str, base_dir: Path | None = None,
     pretrained = None
     if uses_pretrained(sc):  # a public split is held out either way, for equal client data
         try:
-            pretrained = pretrained_state(sc, checked.in_shape, public, base_dir, progress)
+            pretrained = pretrained_state(sc, checked.in_shape, public, base_dir, progress,
+                                          device)
         except FileNotFoundError as err:  # DatasetFilesError, FolderError
             raise ScenarioError(f"{source}: pretrain.dataset.root: {err}") from None
     return dataclasses.replace(checked, train=train, test=test, client_indices=parts,

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from ecofed_sim.compute import on_cpu
 from ecofed_sim.data import ImageSet, load_dataset
 from ecofed_sim.data.augment import crop_and_flip
 from ecofed_sim.data.fractal import make_fractal
@@ -39,8 +40,9 @@ def cache_root(spec) -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "ecofed_sim"
 
 
-def cache_key(sc, in_shape: tuple[int, ...]) -> str:
-    """Hash of everything that determines the pre-trained weights."""
+def cache_key(sc, in_shape: tuple[int, ...], device: str = "cpu") -> str:
+    """Hash of everything that determines the pre-trained weights (the device only when
+    it is not the CPU, so CPU caches keep their names)."""
     spec = sc.pretrain.model_dump(mode="json", exclude={"units", "init_baselines",
                                                         "cache_dir", "checkpoint"})
     facts = {"v": CACHE_VERSION, "model": sc.model.name, "in_shape": list(in_shape),
@@ -48,6 +50,8 @@ def cache_key(sc, in_shape: tuple[int, ...]) -> str:
              "threads": sc.training.threads}
     if sc.pretrain.source == "public_split":
         facts["data"] = sc.data.model_dump(mode="json")
+    if str(device) != "cpu":
+        facts["device"] = torch.device(device).type
     return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:20]
 
 
@@ -66,10 +70,12 @@ def source_set(sc, in_shape: tuple[int, int, int], public: ImageSet | None,
     return data
 
 
-def train_centrally(sc, in_shape, data: ImageSet,
-                    progress: bool = False) -> dict[str, torch.Tensor]:
-    """Plain centralised SGD on the source set; deterministic in the scenario seed. With
-    ``progress``, a bar (or log lines) over its steps: it can take minutes."""
+def train_centrally(sc, in_shape, data: ImageSet, progress: bool = False,
+                    device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+    """Plain centralised SGD on the source set, on ``device``; deterministic in the
+    scenario seed (initial weights, order and augmentation drawn on the CPU). With
+    ``progress``, a bar (or log lines) over its steps: it can take minutes. The state
+    comes back in CPU memory."""
     spec = sc.pretrain
     steps_per_epoch = math.ceil(len(data) / spec.batch_size)
     shown = bar(spec.epochs * steps_per_epoch, f"pre-training {sc.model.name}", "step",
@@ -77,6 +83,7 @@ def train_centrally(sc, in_shape, data: ImageSet,
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(torch_gen(sc.seed, PRETRAIN, INIT).initial_seed())
         model = build_model(sc.model.name, in_shape, data.num_classes).train()
+    model.to(device)
     opt = torch.optim.SGD(model.parameters(), lr=spec.lr, momentum=spec.momentum,
                           weight_decay=spec.weight_decay, nesterov=spec.nesterov)
     for epoch in range(spec.epochs):
@@ -90,12 +97,13 @@ def train_centrally(sc, in_shape, data: ImageSet,
                 continue  # BatchNorm in train mode needs two samples
             if spec.augment:
                 x = crop_and_flip(x, torch_gen(sc.seed, PRETRAIN, AUGMENT, epoch, step))
+            x, y = x.to(device), y.to(device)
             opt.zero_grad(set_to_none=True)
             F.cross_entropy(model(x), y).backward()
             opt.step()
             shown.update(1)
     shown.close()
-    return model.state_dict()
+    return model.state_dict() if str(device) == "cpu" else on_cpu(model.state_dict())
 
 
 def load_checkpoint(path: Path) -> dict[str, torch.Tensor]:
@@ -114,20 +122,22 @@ def load_checkpoint(path: Path) -> dict[str, torch.Tensor]:
 
 
 def pretrained_state(sc, in_shape, public: ImageSet | None, base_dir: Path | None,
-                     progress: bool = False) -> dict[str, torch.Tensor] | None:
+                     progress: bool = False, device: torch.device | str = "cpu"
+                     ) -> dict[str, torch.Tensor] | None:
     """The pre-trained model's state dict (from cache when possible), or None."""
     spec = sc.pretrain
     if spec.source == "none":
         return None
     if spec.source == "checkpoint":
         return load_checkpoint(scenario_path(spec.checkpoint, base_dir))
-    path = cache_root(spec) / f"pretrain-{sc.model.name}-{cache_key(sc, in_shape)}.pt"
+    path = (cache_root(spec)
+            / f"pretrain-{sc.model.name}-{cache_key(sc, in_shape, device)}.pt")
     cached = _read_cache(path)
     if cached is not None:
         return cached
     _check_cache_dir(path.parent)  # before minutes of pre-training, not after
     state = train_centrally(sc, in_shape, source_set(sc, in_shape, public, base_dir),
-                            progress)
+                            progress, device)
     _write_cache(path, state)
     return state
 

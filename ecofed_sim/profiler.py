@@ -9,20 +9,25 @@ backward as the gradient with respect to the unit's input and parameters, which 
 a split or full backward pass computes. The backward pass is timed on its own (the forward
 that builds its graph runs untimed before each repeat), never as a difference of two
 noisy medians. Warm-up first, then the median of ``repeats`` and their interquartile
-range. When a unit's spread exceeds ``max_spread`` of its median, the machine was too busy
-to trust the numbers: nothing is written (``NoisyMeasurement``).
+range, each repeat read on the clock of ``torch.utils.benchmark`` (which synchronises the
+GPU before each reading). Its ``Timer`` itself cannot time a backward pass: it repeats
+the statement after one set-up, and a backward pass frees the graph it runs on, so each
+repeat here builds its own graph, untimed. ``--device`` measures on
+a GPU (``cuda``, ``mps``) when the device trains there, as a Jetson does. When a unit's
+spread exceeds ``max_spread`` of its median, the machine was too busy to trust the
+numbers: nothing is written (``NoisyMeasurement``).
 """
 
 from __future__ import annotations
 
 import platform
 import statistics
-import time
 from datetime import date
 from pathlib import Path
 
 import torch
 import yaml
+from torch.utils.benchmark.utils.timer import timer as synced_clock
 
 from ecofed_sim.models import LAYER_KINDS, build_model, layer_stats
 from ecofed_sim.strict import read_yaml
@@ -35,15 +40,16 @@ class NoisyMeasurement(RuntimeError):
 
 
 def _timed_ms(fn, prepare, warmup: int, repeats: int) -> tuple[float, float]:
-    """(median, interquartile range) in ms of ``fn(prepare())``; only ``fn`` is timed."""
+    """(median, interquartile range) in ms of ``fn(prepare())``; only ``fn`` is timed,
+    between two readings of a clock that waits for the GPU's queued work."""
     for _ in range(warmup):
         fn(prepare())
     times = []
     for _ in range(repeats):
         arg = prepare()
-        start = time.perf_counter()
+        start = synced_clock()
         fn(arg)
-        times.append((time.perf_counter() - start) * 1e3)
+        times.append((synced_clock() - start) * 1e3)
     if len(times) < 4:
         return statistics.median(times), 0.0
     q1, _, q3 = statistics.quantiles(times, n=4)
@@ -51,12 +57,14 @@ def _timed_ms(fn, prepare, warmup: int, repeats: int) -> tuple[float, float]:
 
 
 def measure(model_name: str, in_shape: tuple[int, int, int], classes: int, batch: int,
-            warmup: int, repeats: int, max_spread: float = 0.5) -> dict[str, dict[str, float]]:
+            warmup: int, repeats: int, max_spread: float = 0.5,
+            device: torch.device | str = "cpu") -> dict[str, dict[str, float]]:
     """{unit: {forward_ms, backward_ms, forward_iqr_ms, backward_iqr_ms}} at one batch
-    size; ``NoisyMeasurement`` when a unit's spread is over ``max_spread`` of its median."""
+    size on ``device``; ``NoisyMeasurement`` when a unit's spread is over ``max_spread``
+    of its median."""
     torch.manual_seed(0)
-    model = build_model(model_name, in_shape, classes).train()
-    x = torch.randn(batch, *in_shape)
+    model = build_model(model_name, in_shape, classes).train().to(device)
+    x = torch.randn(batch, *in_shape).to(device)
     out: dict[str, dict[str, float]] = {}
     for i, (name, unit) in enumerate(zip(model.unit_names, model.units, strict=True)):
         inp = x.detach().requires_grad_(i > 0)  # no gradient for the input images
@@ -107,21 +115,27 @@ def effective_rates(model_name: str, in_shape, classes: int, batch: int,
 
 def profile(model_name: str, in_shape: tuple[int, int, int], classes: int,
             batch_sizes: list[int], threads: int, warmup: int, repeats: int, name: str,
-            out: Path, kind: str = "device", log=print, max_spread: float = 0.5) -> Path:
-    """Measure and write/update ``out``; existing tables for other (model, batch) stay."""
+            out: Path, kind: str = "device", log=print, max_spread: float = 0.5,
+            device: torch.device | str = "cpu") -> Path:
+    """Measure on ``device`` and write/update ``out``; existing tables for other (model,
+    batch) stay."""
     torch.set_num_threads(threads)
+    device = torch.device(device)
     doc = read_yaml(out) if out.exists() else None
     measured = []
     for batch in batch_sizes:
-        log(f"profiling {model_name} {list(in_shape)} batch {batch} "
+        log(f"profiling {model_name} {list(in_shape)} batch {batch} on {device.type} "
             f"({threads} threads, {repeats} repeats)")
-        table = measure(model_name, in_shape, classes, batch, warmup, repeats, max_spread)
+        table = measure(model_name, in_shape, classes, batch, warmup, repeats, max_spread,
+                        device)
         for unit, t in table.items():
             log(f"  {unit:<12} forward {t['forward_ms']:9.4f} ms (IQR {t['forward_iqr_ms']:.4f})"
                 f"  backward {t['backward_ms']:9.4f} ms (IQR {t['backward_iqr_ms']:.4f})")
         measured.append((batch, table))
+    where = (f"{platform.machine()}, {threads} threads" if device.type == "cpu"
+             else f"{platform.machine()}, {device.type}")
     source = (f"measured by ecofed-sim profile on {platform.node() or 'this machine'} "
-              f"({platform.machine()}, {threads} threads, torch {torch.__version__}), "
+              f"({where}, torch {torch.__version__}), "
               f"{date.today().isoformat()}")
     tables = [{"model": model_name, "batch_size": b, "layers": t, "source": source}
               for b, t in measured]

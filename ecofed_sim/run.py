@@ -58,10 +58,11 @@ def package_versions() -> dict[str, str | None]:
 
 
 def manifest(scenario: Scenario, started: float, resimulated: bool = False,
-             workers: int = 1) -> dict:
+             workers: int = 1, device: str | None = None) -> dict:
     from ecofed_sim import __version__
 
-    return {"ecofed_sim_version": __version__, "versions": package_versions(),
+    where = {} if device is None else {"compute_device": device}
+    return {**where, "ecofed_sim_version": __version__, "versions": package_versions(),
             "seed": scenario.seed, "python": platform.python_version(),
             "torch": torch.__version__, "torch_threads": scenario.training.threads,
             "resimulated": resimulated, "workers": workers,
@@ -153,4 +154,5 @@ def run(scenario: Scenario | str | Path, *, progress: bool = False,
         trace = Trace(learning_key(scenario), engine.recorder.rounds)
     # the scenario as run: with any ``split: auto`` replaced by the planner's pick
     return Results.from_frames(engine.scenario, frames,
-                               manifest(scenario, started, workers=workers), trace)
+                               manifest(scenario, started, workers=workers,
+                                        device=str(prep.compute_device)), trace)

@@ -145,6 +145,11 @@ class TrainingSpec(StrictModel):
     threads: int = Field(1, ge=1, le=256, description="torch intra-op threads of the "
                          "learning computation; part of what is learned, because float sums "
                          "split over threads round differently")
+    device: Literal["auto", "cpu", "cuda", "mps"] = Field(
+        "auto", description="where the real computation (models, batches, codecs) runs: "
+        "auto picks cuda when torch sees a GPU, else cpu. Simulated times and byte counts "
+        "never depend on it; accuracy agrees across devices to float tolerance, bit for "
+        "bit only on the same device and machine")
 
     def batch_sizes(self, samples: int) -> list[int]:
         """Sizes of a client's local steps in a round, in order, for ``samples`` samples:

@@ -96,6 +96,7 @@ class Setup:
     clients_per_round: int
     seed: int
     pool: Any = None  # parallel.TrainerPool of ``run --workers`` (defers_training methods)
+    device: Any = "cpu"  # torch.device of the real computation (``training.device``)
 
 
 @dataclass
