@@ -1,5 +1,11 @@
 """Every transfer and every compute, transfer and idle span of a run, and the per-round
-totals derived from them. Tables are built only from these records."""
+totals derived from them. Tables are built only from these records.
+
+Rows are plain dicts while their round is open (the round's totals, idle gaps and energy
+read them); when it closes they are sealed into one column-wise chunk per table. A row
+as a dict costs some 500 bytes; in a chunk, 8 bytes per cell. A 100-round run of 10,000
+clients per round writes millions of timeline rows: chunks keep them in a fraction of
+the memory, and the tables are the chunks concatenated in order."""
 
 from __future__ import annotations
 
@@ -9,10 +15,18 @@ import pandas as pd
 
 from ecofed_sim.energy import device_energy
 
+COLUMNS = {
+    "transfers": ["round", "message_id", "t_start_s", "t_end_s", "client", "device",
+                  "direction", "kind", "payload_bytes"],
+    "timeline": ["round", "device", "client", "state", "what", "t_start_s", "t_end_s"],
+    "energy": ["round", "device", "compute_j", "transmit_j", "receive_j", "idle_j", "energy_j"],
+    "participation": ["round", "client", "device", "outcome", "t_start_s", "t_end_s"],
+}
+
 
 @dataclass
 class Ledger:
-    transfers: list[dict] = field(default_factory=list)
+    transfers: list[dict] = field(default_factory=list)  # the open round's rows (as below)
     timeline: list[dict] = field(default_factory=list)
     rounds: list[dict] = field(default_factory=list)
     energy: list[dict] = field(default_factory=list)
@@ -21,8 +35,7 @@ class Ledger:
     _cum_energy_j: float = 0.0
     _message_id: int = 0
     _cum_bytes: int = 0
-    _round_start: int = 0  # index of this round's first transfer row
-    _span_start: int = 0  # index of this round's first timeline row
+    _chunks: dict = field(default_factory=dict)  # table -> sealed rounds' DataFrames
 
     def transfer(self, round_index: int, device: str, client: int, direction: str,
                  parts: dict[str, int], t_start_s: float, t_end_s: float) -> None:
@@ -52,7 +65,7 @@ class Ledger:
     def idle_spans(self, round_index: int, devices: list[str], t0: float, t1: float) -> None:
         """Fill each device's gaps in [t0, t1] with idle spans (waiting on others)."""
         busy: dict[str, list[tuple[float, float]]] = {d: [] for d in devices}
-        for row in self.timeline[self._span_start:]:
+        for row in self.timeline:
             if row["device"] in busy:
                 busy[row["device"]].append((row["t_start_s"], row["t_end_s"]))
         for device, spans in busy.items():
@@ -67,9 +80,8 @@ class Ledger:
     def close_round(self, round_index: int, t0: float, t1: float, counts: dict[str, int],
                     metrics: dict[str, float]) -> dict:
         """The round's row; ``counts``: selected, completed, dropped, stragglers."""
-        rows = self.transfers[self._round_start:]
+        rows = self.transfers  # the open round's (sealed below)
         energy_j = self._round_energy(round_index)
-        self._round_start, self._span_start = len(self.transfers), len(self.timeline)
         up = sum(r["payload_bytes"] for r in rows if r["direction"] == "up")
         down = sum(r["payload_bytes"] for r in rows if r["direction"] == "down")
         self._cum_bytes += up + down
@@ -80,14 +92,23 @@ class Ledger:
             col = f"{r['direction']}_{r['kind']}_bytes"
             row[col] = row.get(col, 0) + r["payload_bytes"]
         self.rounds.append(row)
+        self._seal()
         return row
+
+    def _seal(self) -> None:
+        """Move the closed round's rows into one column-wise chunk per table."""
+        for name, columns in COLUMNS.items():
+            rows = getattr(self, name)
+            if rows:
+                self._chunks.setdefault(name, []).append(pd.DataFrame(rows, columns=columns))
+                rows.clear()
 
     def _round_energy(self, round_index: int) -> dict[str, float]:
         """Per-device energy rows of this round; the round's total and the running sum."""
         if not self.power:
             return {}
         spans: dict[str, list[dict]] = {}
-        for row in self.timeline[self._span_start:]:
+        for row in self.timeline:
             if row["device"] in self.power:
                 spans.setdefault(row["device"], []).append(row)
         total = 0.0
@@ -103,14 +124,14 @@ class Ledger:
         byte_cols = [c for c in rounds.columns if c.endswith("_bytes") and
                      c.split("_")[0] in ("up", "down")]
         rounds[byte_cols] = rounds[byte_cols].fillna(0).astype("int64")
-        return {"rounds": rounds,
-                "transfers": pd.DataFrame(self.transfers, columns=[
-                    "round", "message_id", "t_start_s", "t_end_s", "client", "device",
-                    "direction", "kind", "payload_bytes"]),
-                "timeline": pd.DataFrame(self.timeline, columns=[
-                    "round", "device", "client", "state", "what", "t_start_s", "t_end_s"]),
-                "energy": pd.DataFrame(self.energy, columns=[
-                    "round", "device", "compute_j", "transmit_j", "receive_j", "idle_j",
-                    "energy_j"]),
-                "participation": pd.DataFrame(self.participation, columns=[
-                    "round", "client", "device", "outcome", "t_start_s", "t_end_s"])}
+        return {"rounds": rounds, **{name: self._table(name) for name in COLUMNS}}
+
+    def _table(self, name: str) -> pd.DataFrame:
+        """The sealed chunks and any rows still open, in order, as one table."""
+        columns, open_rows = COLUMNS[name], getattr(self, name)
+        chunks = [*self._chunks.get(name, [])]
+        if open_rows:
+            chunks.append(pd.DataFrame(open_rows, columns=columns))
+        if not chunks:
+            return pd.DataFrame([], columns=columns)
+        return chunks[0] if len(chunks) == 1 else pd.concat(chunks, ignore_index=True)

@@ -131,7 +131,7 @@ def test_round_rows_sum_this_rounds_bytes_by_direction_and_kind():
     assert rounds.up_weights_bytes.dtype == rounds.down_gradients_bytes.dtype == "int64"
     assert rounds.test_accuracy.isna().tolist() == [False, True, True]  # metrics left alone
     assert rounds.buffer_bytes.isna().tolist() == [True, True, False]  # even named *_bytes
-    assert [r["message_id"] for r in led.transfers] == [0, 1, 1, 2, 3, 4]
+    assert led.frames()["transfers"].message_id.tolist() == [0, 1, 1, 2, 3, 4]
 
 
 def test_energy_per_device_and_round_from_its_spans():
@@ -146,7 +146,7 @@ def test_energy_per_device_and_round_from_its_spans():
     led.span(0, "z", 2, "compute", "train", 0.0, 5.0)  # no power figures: not counted
     row0 = led.close_round(0, 0.0, 5.0, {}, {})
     assert (row0["energy_j"], row0["cum_energy_j"]) == (31.0, 31.0)
-    assert led.energy == [
+    assert led.frames()["energy"].to_dict("records") == [
         {"round": 0, "device": "a", "compute_j": 20.0, "transmit_j": 5.0, "receive_j": 0.0,
          "idle_j": 2.0, "energy_j": 27.0},
         {"round": 0, "device": "b", "compute_j": 0.0, "transmit_j": 0.0, "receive_j": 4.0,
@@ -154,7 +154,7 @@ def test_energy_per_device_and_round_from_its_spans():
     led.span(1, "b", 1, "idle", "wait", 5.0, 7.0)  # 1 J
     row1 = led.close_round(1, 5.0, 7.0, {}, {})
     assert (row1["energy_j"], row1["cum_energy_j"]) == (1.0, 32.0)
-    assert [r["device"] for r in led.energy] == ["a", "b", "b"]
+    assert led.frames()["energy"].device.tolist() == ["a", "b", "b"]
 
 
 def test_frames_have_fixed_columns_even_when_empty():
@@ -179,11 +179,51 @@ def test_frames_have_fixed_columns_even_when_empty():
     full.participant(0, 3, "d", "completed", 0.0, 1.0)
     full.close_round(0, 0.0, 1.0, {}, {})
     filled = full.frames()
-    assert filled["transfers"].to_dict("records") == full.transfers
-    assert filled["timeline"].to_dict("records") == full.timeline
-    assert filled["energy"].to_dict("records") == full.energy
-    assert filled["participation"].to_dict("records") == full.participation
-    assert len(full.energy) == len(full.timeline) == len(full.participation) == 1
+    assert filled["transfers"].to_dict("records") == [
+        {"round": 0, "message_id": 0, "t_start_s": 0.0, "t_end_s": 1.0, "client": 3,
+         "device": "d", "direction": "up", "kind": "weights", "payload_bytes": 8}]
+    assert filled["timeline"].to_dict("records") == [
+        {"round": 0, "device": "d", "client": 3, "state": "upload", "what": "weights",
+         "t_start_s": 0.0, "t_end_s": 1.0}]
+    assert filled["energy"].to_dict("records") == [
+        {"round": 0, "device": "d", "compute_j": 0.0, "transmit_j": 1.0, "receive_j": 0.0,
+         "idle_j": 0.0, "energy_j": 1.0}]
+    assert filled["participation"].to_dict("records") == [
+        {"round": 0, "client": 3, "device": "d", "outcome": "completed", "t_start_s": 0.0,
+         "t_end_s": 1.0}]
     assert frames["rounds"].to_dict("records") == [
         {"round": 0, "sim_time_s": 1.0, "round_time_s": 1.0, "bytes_up": 0, "bytes_down": 0,
          "cum_bytes": 0}]
+
+
+def test_sealed_rounds_and_open_rows_make_one_table_in_order():
+    """Each closed round's rows become a chunk; the tables are the chunks and the rows of
+    the round still open, in order, with the dtypes one table of every row would have
+    (int times in one round and float times in another give a float column)."""
+    from ecofed_sim.ledger import Ledger
+
+    led = Ledger()
+    led.transfer(0, "a", 0, "down", {"weights": 40}, 0, 1)  # int times: SimPy starts at 0
+    led.participant(0, 0, "a", "completed", 0, 1)
+    led.close_round(0, 0, 1, {}, {})
+    assert led.transfers == led.timeline == led.participation == []  # sealed
+    led.transfer(1, "b", 1, "up", {"weights": 30, "labels": 2}, 1.5, 2.5)
+    led.close_round(1, 1, 2.5, {}, {})
+    led.span(2, "a", 0, "compute", "train", 2.5, 3.0)  # round 2 still open
+    frames = led.frames()
+    transfers = frames["transfers"]
+    assert transfers.to_dict("records") == [
+        {"round": 0, "message_id": 0, "t_start_s": 0.0, "t_end_s": 1.0, "client": 0,
+         "device": "a", "direction": "down", "kind": "weights", "payload_bytes": 40},
+        {"round": 1, "message_id": 1, "t_start_s": 1.5, "t_end_s": 2.5, "client": 1,
+         "device": "b", "direction": "up", "kind": "weights", "payload_bytes": 30},
+        {"round": 1, "message_id": 1, "t_start_s": 1.5, "t_end_s": 2.5, "client": 1,
+         "device": "b", "direction": "up", "kind": "labels", "payload_bytes": 2}]
+    assert transfers.index.tolist() == [0, 1, 2]
+    assert str(transfers.t_start_s.dtype) == "float64"
+    assert str(transfers.payload_bytes.dtype) == "int64"
+    assert frames["timeline"].state.tolist() == ["download", "upload", "compute"]
+    assert frames["timeline"].index.tolist() == [0, 1, 2]
+    assert frames["participation"].outcome.tolist() == ["completed"]
+    assert frames["energy"].empty and list(frames["energy"].columns) == [
+        "round", "device", "compute_j", "transmit_j", "receive_j", "idle_j", "energy_j"]

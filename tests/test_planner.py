@@ -294,3 +294,28 @@ def test_a_traced_link_is_planned_at_its_time_weighted_mean_rate(plan_dir):
     assert (links[1].up_bps, links[1].down_bps) == (50e6, 50e6)
     with pytest.raises(ScenarioError, match=r"t: population\.devices\[0\]\.link: .*up\.csv"):
         planner.class_links(sc, prep.library, plan_dir / "elsewhere", "t")
+
+
+def test_class_links_by_hand_with_waves_a_named_link_and_an_inline_one(plan_dir):
+    """Waves: 4 physical devices (3 + 1) play 8 clients per round, 2 each. Class 0 holds
+    3/4 of them (6 per round) on the named ``wifi`` link (26 up, 35 down Mbit/s, RTT
+    25 ms, one way 12.5 ms). Class 1 (2 per round) is inline: one way 10 ms plus half its
+    6 ms jitter (the mean wait), RTT 30 ms, a 5,000-byte buffer."""
+    raw = two_classes({"name": "splitfed", "split": 2})
+    raw["population"].update({"clients": 8, "clients_per_round": 8, "waves": True})
+    raw["population"]["devices"] = [
+        {"profile": "unit_dev", "count": 3, "link": "wifi"},
+        {"profile": "slow_dev", "count": 1,
+         "link": {"uplink_mbps": 4, "downlink_mbps": 8, "latency_ms": 10,
+                  "latency_jitter_ms": 6, "rtt_ms": 30, "buffer_bytes": 5000}}]
+    sc = scenario_from_dict(raw, "t")
+    prep = check(sc, "t", plan_dir)
+    links = planner.class_links(sc, prep.library, plan_dir, "t")
+    assert links == [
+        planner.ClassLink("0:unit_dev", prep.library.devices["unit_dev"], 26e6, 35e6,
+                          0.0125, 6.0, 2, 0.025, None),
+        planner.ClassLink("1:slow_dev", prep.library.devices["slow_dev"], 4e6, 8e6,
+                          0.013, 2.0, 2, 0.03, 5000)]
+    raw["population"]["devices"][0]["link"] = "nowhere"
+    with pytest.raises(ScenarioError, match=r"t: population\.devices\[0\]\.link: .*nowhere"):
+        planner.class_links(scenario_from_dict(raw, "t"), prep.library, plan_dir, "t")
