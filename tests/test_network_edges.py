@@ -239,3 +239,24 @@ def test_restart_counts_whole_rtos_exactly():
     assert tcp.restart_window_bits(w, 0.5, 0.25) == w
     assert tcp.restart_window_bits(w, 1.0, 0.25) == w / 2
     assert tcp.restart_window_bits(w, 1.0 + 1e-9, 0.25) == w / 4
+
+
+def test_rate_memo_is_bounded_and_changes_no_time(monkeypatch):
+    """Forty flows in four waves of ten, each wave over other links: with a memo of at
+    most two patterns (and none above five flows) the end times are those of a network
+    that memoises everything."""
+    from ecofed_sim.network import flows
+
+    def ends() -> tuple[list[float], Network]:
+        env = simpy.Environment()
+        net = Network(env, Capacity("in", 3e6), Capacity("out", 1e9))
+        links = [DeviceLink.from_mbps(f"d{i}", 1 + i % 7, 10, 5) for i in range(40)]
+        plan = [(0.5 * (i // 10), links[i], "up", 20_000 + 1000 * i) for i in range(40)]
+        return _send(env, net, plan), net
+
+    unbounded, net = ends()
+    assert len(net._rates_cache) > 2
+    monkeypatch.setattr(flows, "_MEMO_MAX_PATTERNS", 2)
+    monkeypatch.setattr(flows, "_MEMO_MAX_FLOWS", 5)
+    bounded, net = ends()
+    assert bounded == unbounded and len(net._rates_cache) <= 2

@@ -30,6 +30,8 @@ from ecofed_sim.traces import segments
 MBPS = 1e6  # bits per second in one Mbit/s
 _EPS_S = 1e-12  # completion slack for floating-point remainders
 _CLOCK_STEPS = 4  # a flow this few clock steps from its end is done (see ``_finish_slack_s``)
+_MEMO_MAX_FLOWS = 256  # rate patterns memoised up to this many flows ...
+_MEMO_MAX_PATTERNS = 4096  # ... and this many patterns (then the memo starts afresh)
 
 
 def _finish_slack_s(now_s: float) -> float:
@@ -303,9 +305,17 @@ class Network:
         self._reschedule()
 
     def _rates(self, flows: list[Flow]) -> list[float]:
+        """Max-min fair rates, memoised for the small patterns that recur every batch
+        (split learning's few clients). A large pattern (a cross-device round) rarely
+        recurs, and its key would cost as much as the solve: it is solved afresh, and the
+        memo is bounded, so a long run does not keep every pattern it ever saw."""
+        if len(flows) > _MEMO_MAX_FLOWS:
+            return max_min_rates([f.constraints for f in flows])
         key = tuple(tuple(id(c) for c in f.constraints) for f in flows)
         rates = self._rates_cache.get(key)
         if rates is None:
+            if len(self._rates_cache) >= _MEMO_MAX_PATTERNS:
+                self._rates_cache.clear()
             rates = self._rates_cache[key] = max_min_rates([f.constraints for f in flows])
         return rates
 
