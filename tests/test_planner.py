@@ -319,3 +319,92 @@ def test_class_links_by_hand_with_waves_a_named_link_and_an_inline_one(plan_dir)
     raw["population"]["devices"][0]["link"] = "nowhere"
     with pytest.raises(ScenarioError, match=r"t: population\.devices\[0\]\.link: .*nowhere"):
         planner.class_links(scenario_from_dict(raw, "t"), prep.library, plan_dir, "t")
+
+
+class _Seconds:
+    """A profile stand-in whose costs are already seconds."""
+
+    @staticmethod
+    def cost_s(cost) -> float:
+        return float(cost or 0.0)
+
+
+def _timer(plan_dir, **changes) -> planner.Timer:
+    sc = scenario_from_dict(two_classes({"name": "splitfed", "split": 2}, **changes), "t")
+    return planner.Timer(sc, _Seconds())
+
+
+def test_flow_client_time_and_sending_time_by_hand(plan_dir):
+    """Flow transport, down 2 Mbit/s, up 1 Mbit/s, 10 ms one way. Weights 4,000 bytes
+    down: 0.01 + 0.016. Per batch: compute 0.5, 1,000 bytes up (0.018), server 0.25, 500
+    bytes down (0.012), compute 0.125: 0.905. Two batches, then the weights up (0.042):
+    1.878 s. Sending time: up 2 x 0.008 + 0.032, down 0.016 + 2 x 0.002. Streaming
+    instead (no reply): the device sends both batches (0.518 each), the server works
+    behind it and ends at 0.026 + 2 x 0.518 + 0.25 = 1.312, then the weights go up."""
+    timer = _timer(plan_dir, network={"transport": "flow"})
+    cls = planner.ClassLink("c", _Seconds(), 1e6, 2e6, 0.01, 1.0, 1)
+    batch = dict(device_before=0.5, up_bytes=1000, server=0.25, down_bytes=500,
+                 device_after=0.125, weights_down_bytes=4000, weights_up_bytes=4000)
+    from ecofed_sim.methods.base import Sketch
+
+    assert timer.client_s(cls, [Sketch(**batch)] * 2) == pytest.approx(1.878, rel=1e-12)
+    assert timer.busy_s == {True: pytest.approx(0.048), False: pytest.approx(0.02)}
+    streamed = Sketch(**{**batch, "down_bytes": 0, "device_after": 0.0, "waits": False})
+    assert timer.client_s(cls, [streamed] * 2) == pytest.approx(1.312 + 0.042, rel=1e-12)
+    assert timer.busy_s == {True: pytest.approx(0.048), False: pytest.approx(0.016)}
+    assert timer.message_s(cls, 0, up=True) == 0.0
+
+
+@pytest.mark.parametrize("waves, rate_mbps", [(True, 2.0), (False, 0.5)])
+def test_the_server_link_is_shared_by_the_clients_in_flight(plan_dir, waves, rate_mbps):
+    """Server ingress 4 Mbit/s, 8 clients a round. With waves on 2 physical devices, 2
+    are in flight (2 Mbit/s each); without, all 8 (0.5 Mbit/s). 10,000 bytes up."""
+    raw = two_classes({"name": "splitfed", "split": 2}, network={"transport": "flow"})
+    raw["server"]["link"] = {"ingress_mbps": 4, "egress_mbps": 1000}
+    raw["population"].update({"clients": 8, "clients_per_round": 8, "waves": waves})
+    if not waves:
+        for d in raw["population"]["devices"]:
+            del d["count"]
+            d["share"] = 0.5
+    timer = planner.Timer(scenario_from_dict(raw, "t"), _Seconds())
+    cls = planner.ClassLink("c", _Seconds(), 10e6, 10e6, 0.0, 1.0, 1)
+    assert timer.message_s(cls, 10_000, up=True) == pytest.approx(0.08 / rate_mbps)
+
+
+@pytest.mark.parametrize("buffer_bytes", [None, 3000])
+def test_tcp_messages_are_timed_as_the_network_times_them(plan_dir, buffer_bytes):
+    """Oracle: one connection, messages in lock step with gaps, some longer than the RTO
+    (a restart), both directions, asymmetric rates, with and without a buffer that caps
+    the window: the planner's closed form equals the simulated network message by
+    message."""
+    import simpy
+
+    from ecofed_sim.network import Capacity, DeviceLink, Network
+
+    timer = _timer(plan_dir, network={"transport": "tcp"})
+    cls = planner.ClassLink("c", _Seconds(), 2e6, 20e6, 0.02, 1.0, 1, 0.04, buffer_bytes)
+    plan = [(0.0, 100_000, False), (0.5, 50_000, True), (0.001, 20_000, False),
+            (0.35, 200_000, True), (0.0, 1448, True), (1.2, 300_000, False)]
+    expected, t = [], 0.0
+    for gap_s, size, up in plan:
+        t += gap_s
+        took = timer.message_s(cls, size, up, start_s=t)
+        expected.append(took)
+        t += took
+    env = simpy.Environment()
+    net = Network(env, Capacity("in", 1e12), Capacity("out", 1e12),
+                  tcp=timer.sc.network.tcp_params())
+    link = DeviceLink.from_mbps("d", 2, 20, 20)
+    link.rtt_s, link.buffer_bytes = 0.04, buffer_bytes
+    simulated = []
+
+    def play():
+        for gap_s, size, up in plan:
+            yield env.timeout(gap_s)
+            t0 = env.now
+            yield from net.transfer(link, "up" if up else "down", size)
+            simulated.append(env.now - t0)
+
+    env.run(until=env.process(play()))
+    assert simulated == pytest.approx(expected, rel=1e-9)
+    assert timer.connection.window_bits == pytest.approx(link.connection.window_bits)
