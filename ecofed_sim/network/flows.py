@@ -30,8 +30,7 @@ from ecofed_sim.traces import segments
 MBPS = 1e6  # bits per second in one Mbit/s
 _EPS_S = 1e-12  # completion slack for floating-point remainders
 _CLOCK_STEPS = 4  # a flow this few clock steps from its end is done (see ``_finish_slack_s``)
-_MEMO_MAX_FLOWS = 256  # rate patterns memoised up to this many flows ...
-_MEMO_MAX_PATTERNS = 4096  # ... and this many patterns (then the memo starts afresh)
+_MEMO_MAX_FLOWS = 200_000  # flows held by the memo's patterns, at most (then it restarts)
 
 
 def _finish_slack_s(now_s: float) -> float:
@@ -82,12 +81,17 @@ class Flow:
     total_bits: float = 0.0  # its size on the wire
     loss_cap: tuple[Capacity, ...] = ()  # random loss: joins ``constraints`` once ...
     loss_cap_at_bits: float = 0.0  # ... ``remaining_bits`` falls to this (the first loss)
+    pattern: tuple = ()  # ids of ``constraints``: the flow's part of a memo key
+
+    def __post_init__(self) -> None:
+        self.pattern = tuple(id(c) for c in self.constraints)
 
     def take_loss_cap(self, slack_bits: float) -> bool:
         """Cross the loss cap from the expected first loss on; True if it changed."""
         if not self.loss_cap or self.remaining_bits > self.loss_cap_at_bits + slack_bits:
             return False
         self.constraints, self.loss_cap = self.constraints + self.loss_cap, ()
+        self.pattern = tuple(id(c) for c in self.constraints)
         return True
 
     @property
@@ -169,6 +173,7 @@ class Network:
     # Rates depend only on which constraints the active flows cross (capacities are fixed
     # for a run), and the same patterns recur every batch: memoise them.
     _rates_cache: dict[tuple, list[float]] = field(default_factory=dict)
+    _memo_flows: int = 0  # flows in the memo's keys
 
     def wire_bytes(self, payload_bytes: int) -> float:
         """Bytes on the wire: framing, and under TCP the headers of every segment."""
@@ -302,21 +307,22 @@ class Network:
         self._advance()
         capacity.rate_bps = rate_bps
         self._rates_cache.clear()
+        self._memo_flows = 0
         self._reschedule()
 
     def _rates(self, flows: list[Flow]) -> list[float]:
-        """Max-min fair rates, memoised for the small patterns that recur every batch
-        (split learning's few clients). A large pattern (a cross-device round) rarely
-        recurs, and its key would cost as much as the solve: it is solved afresh, and the
-        memo is bounded, so a long run does not keep every pattern it ever saw."""
-        if len(flows) > _MEMO_MAX_FLOWS:
-            return max_min_rates([f.constraints for f in flows])
-        key = tuple(tuple(id(c) for c in f.constraints) for f in flows)
+        """Max-min fair rates, memoised: the same patterns recur every batch in split
+        learning, and within a round whenever only windows move. The memo holds at most
+        ``_MEMO_MAX_FLOWS`` flows' worth of patterns, then starts afresh: a long
+        cross-device run meets new patterns every round and must not keep them all."""
+        key = tuple(f.pattern for f in flows)
         rates = self._rates_cache.get(key)
         if rates is None:
-            if len(self._rates_cache) >= _MEMO_MAX_PATTERNS:
+            if self._memo_flows + len(key) > _MEMO_MAX_FLOWS:
                 self._rates_cache.clear()
+                self._memo_flows = 0
             rates = self._rates_cache[key] = max_min_rates([f.constraints for f in flows])
+            self._memo_flows += len(key)
         return rates
 
     def _reschedule(self) -> None:
