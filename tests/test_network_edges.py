@@ -92,6 +92,17 @@ def test_a_link_without_jitter_draws_no_random_numbers():
     assert link.rng.random() == np.random.default_rng(3).random()
 
 
+def test_a_bucket_on_the_uplink_only_serves_uploads():
+    """A 100 KB bucket on the uplink alone (8 Mbit/s both ways, no delay), full after 1 s
+    idle: 40 KB up leaves at once; 40 KB down goes at the rate, 0.04 s."""
+    env = simpy.Environment()
+    net = Network(env, Capacity("in", 1e12), Capacity("out", 1e12))
+    link = DeviceLink.from_mbps("a", 8, 8, 0)
+    link.up.burst_bits = 800_000
+    up, down = _send(env, net, [(1.0, link, "up", 40_000), (2.0, link, "down", 40_000)])
+    assert up == 1.0 and down == pytest.approx(2.04, rel=1e-12)
+
+
 def test_the_flow_model_ignores_a_loss_rate():
     """Random loss is a TCP model: without the TCP transport a lossy link is the flow model
     (one way 50 ms, 800,000 bits at 10 Mbit/s)."""
@@ -115,10 +126,10 @@ def test_the_window_cap_follows_each_directions_slowest_side():
 
 
 def _booked(rate_mbps: float, payload_bytes: int, buffer_bytes: float | None):
-    """One message on an open connection (initial window, RTT 0.1 s): its arrival and
-    the connection's smoothed RTT and last send time afterwards."""
+    """One message up an open connection (initial window, RTT 0.1 s; the downlink twice
+    as fast, unused): its arrival and the connection's smoothed RTT and last send time."""
     env, net = _tcp_net()
-    link = _open_link("a", rate_mbps, rate_mbps, 50)
+    link = _open_link("a", rate_mbps, 2 * rate_mbps, 50)
     link.buffer_bytes = buffer_bytes
     (arrived_s,) = _send(env, net, [(0.0, link, "up", payload_bytes)])
     conn = link.connection
