@@ -235,14 +235,19 @@ def test_coordinate_descent_finds_the_separable_minimum_and_visits_from_the_comm
     assert expected(brute).round_time_s == 2.0
 
 
-def test_too_many_combinations_fall_back_to_coordinate_descent(plan_dir, monkeypatch):
+@pytest.mark.parametrize("limit, descends", [(10, True), (12, True), (35, True), (36, False)])
+def test_too_many_combinations_fall_back_to_coordinate_descent(plan_dir, monkeypatch, limit,
+                                                               descends):
+    """6 splits for each of 2 classes: 6 ** 2 = 36 combinations, tried one by one up to a
+    limit of 36, by coordinate descent below it."""
     raw = two_classes({"name": "splitfed", "split": 2})
     prep = check(scenario_from_dict(raw, "t"), "t", plan_dir)
     full = planner.plan(prep)
-    monkeypatch.setattr(planner, "MAX_COMBINATIONS", 10)  # 6 x 6 = 36 > 10
-    descended = planner.plan(prep)
-    assert len(descended.candidates) < len(full.candidates) == 36
-    assert descended.best == full.best  # two classes: the descent finds the minimum here
+    assert full.method == "splitfed" and full.per_class
+    monkeypatch.setattr(planner, "MAX_COMBINATIONS", limit)
+    searched = planner.plan(prep)
+    assert (len(searched.candidates) < len(full.candidates) == 36) is descends
+    assert searched.best == full.best  # two classes: the descent finds the minimum here
 
 
 @pytest.mark.parametrize("changes, samples", [
@@ -292,6 +297,7 @@ def test_a_traced_link_is_planned_at_its_time_weighted_mean_rate(plan_dir):
     links = planner.class_links(sc, prep.library, plan_dir, "t")
     assert (links[0].up_bps, links[0].down_bps) == (2.5e6, 2e6)
     assert (links[1].up_bps, links[1].down_bps) == (50e6, 50e6)
+    assert planner.plan(prep).classes[0].up_bps == 2.5e6  # plan() reads it the same way
     with pytest.raises(ScenarioError, match=r"t: population\.devices\[0\]\.link: .*up\.csv"):
         planner.class_links(sc, prep.library, plan_dir / "elsewhere", "t")
 
@@ -408,3 +414,22 @@ def test_tcp_messages_are_timed_as_the_network_times_them(plan_dir, buffer_bytes
     env.run(until=env.process(play()))
     assert simulated == pytest.approx(expected, rel=1e-9)
     assert timer.connection.window_bits == pytest.approx(link.connection.window_bits)
+
+
+def test_ecofed_plans_update_and_replay_rounds_as_simulated(plan_dir):
+    """EcoFed, period 2: round 0 trains on the devices, round 1 replays the buffer on the
+    server's 2 workers (one identical client each). The planner's round is their mean,
+    at every split, exactly (one class, no contention, flow transport); a single class
+    is planned as one split for all."""
+    raw = two_classes({"name": "ecofed", "split": "auto", "period": 2}, rounds=2,
+                      network={"transport": "flow"})
+    raw["population"].update({"clients": 2, "clients_per_round": 2})
+    raw["population"]["devices"] = [{"profile": "unit_dev", "count": 2, "link": {
+        "uplink_mbps": 0.5, "downlink_mbps": 2, "latency_ms": 5}}]
+    plan = planner.plan(check(scenario_from_dict(raw, "t"), "t", plan_dir))
+    assert plan.method == "ecofed" and not plan.per_class
+    for c in plan.candidates:
+        run = {**raw, "method": {**raw["method"], "split": c.splits[0]}}
+        rounds = run_dict(run, plan_dir).rounds.round_time_s
+        assert c.round_time_s == pytest.approx(rounds.mean(), rel=1e-9), c.splits
+        assert rounds[1] != rounds[0]  # a replay round is not an update round
