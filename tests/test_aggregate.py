@@ -76,3 +76,18 @@ def test_weights_scale_free_and_integer_tensors_copied():
     assert torch.equal(small["w"], big["w"])
     small["n"] += 1  # a copy, not the first state's tensor
     assert a["n"].item() == 5 and big["n"].item() == 5
+
+
+def test_the_float64_sum_stays_on_its_device_except_on_mps():
+    """Apple's mps has no float64: the running sum lives on the CPU there; elsewhere on
+    the states' own device (checked on device objects: no GPU is needed)."""
+    from types import SimpleNamespace
+
+    from ecofed_sim.aggregate import _sum_device
+
+    def on(device):
+        return _sum_device(SimpleNamespace(device=torch.device(device)))
+
+    assert on("mps") == torch.device("cpu")
+    assert on("cuda:1") == torch.device("cuda:1")
+    assert on("cpu") == torch.device("cpu")
