@@ -289,17 +289,23 @@ def test_a_traced_link_is_planned_at_its_time_weighted_mean_rate(plan_dir):
     the one before, so the period is 2 s and the mean (1 x 1 + 4 x 1) / 2 = 2.5 Mbit/s.
     The trace's path resolves against the scenario's folder."""
     (plan_dir / "up.csv").write_text("time_s,mbps\n0,1\n1,4\n")
+    (plan_dir / "down.csv").write_text("time_s,mbps\n0,3\n2,6\n")  # 2 s each: 4.5
     raw = two_classes({"name": "splitfed", "split": 2})
     raw["population"]["devices"][0]["link"] = {"uplink_trace": "up.csv",
-                                               "downlink_mbps": 2, "latency_ms": 5}
+                                               "downlink_trace": "down.csv", "latency_ms": 5}
     sc = scenario_from_dict(raw, "t")
     prep = check(sc, "t", plan_dir)
     links = planner.class_links(sc, prep.library, plan_dir, "t")
-    assert (links[0].up_bps, links[0].down_bps) == (2.5e6, 2e6)
+    assert (links[0].up_bps, links[0].down_bps) == (2.5e6, 4.5e6)
     assert (links[1].up_bps, links[1].down_bps) == (50e6, 50e6)
     assert planner.plan(prep).classes[0].up_bps == 2.5e6  # plan() reads it the same way
     with pytest.raises(ScenarioError, match=r"t: population\.devices\[0\]\.link: .*up\.csv"):
         planner.class_links(sc, prep.library, plan_dir / "elsewhere", "t")
+    (plan_dir / "up2.csv").write_text("time_s,mbps\n0,1\n")
+    raw["population"]["devices"][0]["link"]["uplink_trace"] = "up2.csv"
+    raw["population"]["devices"][0]["link"]["downlink_trace"] = "gone.csv"
+    with pytest.raises(ScenarioError, match=r"t: population\.devices\[0\]\.link: .*gone\.csv"):
+        planner.class_links(scenario_from_dict(raw, "t"), prep.library, plan_dir, "t")
 
 
 def test_class_links_by_hand_with_waves_a_named_link_and_an_inline_one(plan_dir):
@@ -322,6 +328,11 @@ def test_class_links_by_hand_with_waves_a_named_link_and_an_inline_one(plan_dir)
                           0.0125, 6.0, 2, 0.025, None),
         planner.ClassLink("1:slow_dev", prep.library.devices["slow_dev"], 4e6, 8e6,
                           0.013, 2.0, 2, 0.03, 5000)]
+    shares = {**raw, "population": {**raw["population"], "waves": False, "devices": [
+        {**d, "count": None, "share": s} for d, s in zip(raw["population"]["devices"],
+                                                         (0.75, 0.25), strict=True)]}}
+    by_share = planner.class_links(scenario_from_dict(shares, "t"), prep.library, plan_dir, "t")
+    assert [(c.clients_per_round, c.waves) for c in by_share] == [(6.0, 1), (2.0, 1)]
     raw["population"]["devices"][0]["link"] = "nowhere"
     with pytest.raises(ScenarioError, match=r"t: population\.devices\[0\]\.link: .*nowhere"):
         planner.class_links(scenario_from_dict(raw, "t"), prep.library, plan_dir, "t")
@@ -359,6 +370,7 @@ def test_flow_client_time_and_sending_time_by_hand(plan_dir):
     assert timer.client_s(cls, [streamed] * 2) == pytest.approx(1.312 + 0.042, rel=1e-12)
     assert timer.busy_s == {True: pytest.approx(0.048), False: pytest.approx(0.016)}
     assert timer.message_s(cls, 0, up=True) == 0.0
+    assert timer.message_s(cls, 1, up=True) == pytest.approx(0.01 + 8 / 1e6, rel=1e-12)
 
 
 @pytest.mark.parametrize("waves, rate_mbps", [(True, 2.0), (False, 0.5)])
@@ -385,12 +397,13 @@ def test_tcp_messages_are_timed_as_the_network_times_them(plan_dir, buffer_bytes
     message."""
     import simpy
 
-    from ecofed_sim.network import Capacity, DeviceLink, Network
+    from ecofed_sim.network import Capacity, DeviceLink, Network, TcpParams
 
     timer = _timer(plan_dir, network={"transport": "tcp"})
     cls = planner.ClassLink("c", _Seconds(), 2e6, 20e6, 0.02, 1.0, 1, 0.04, buffer_bytes)
     plan = [(0.0, 100_000, False), (0.5, 50_000, True), (0.001, 20_000, False),
-            (0.35, 200_000, True), (0.0, 1448, True), (1.2, 300_000, False)]
+            (0.35, 200_000, True), (0.0, 1448, True), (1.2, 300_000, False),
+            (0.0, 60_000, True), (0.3, 60_000, True)]
     expected, t = [], 0.0
     for gap_s, size, up in plan:
         t += gap_s
@@ -414,6 +427,10 @@ def test_tcp_messages_are_timed_as_the_network_times_them(plan_dir, buffer_bytes
     env.run(until=env.process(play()))
     assert simulated == pytest.approx(expected, rel=1e-9)
     assert timer.connection.window_bits == pytest.approx(link.connection.window_bits)
+    wire = {up: sum(TcpParams().wire_bytes(size) * 8 for _, size, u in plan if u == up)
+            for up in (True, False)}
+    assert timer.busy_s == {True: pytest.approx(wire[True] / 2e6),
+                            False: pytest.approx(wire[False] / 20e6)}
 
 
 def test_ecofed_plans_update_and_replay_rounds_as_simulated(plan_dir):
@@ -433,3 +450,38 @@ def test_ecofed_plans_update_and_replay_rounds_as_simulated(plan_dir):
         rounds = run_dict(run, plan_dir).rounds.round_time_s
         assert c.round_time_s == pytest.approx(rounds.mean(), rel=1e-9), c.splits
         assert rounds[1] != rounds[0]  # a replay round is not an update round
+
+
+def test_a_tcp_client_round_is_timed_as_the_network_plays_it(plan_dir):
+    """Oracle: weights down on a new connection, two batches (0.4 s of compute, longer
+    than the RTO: the window restarts; activations up, a server step, gradients down,
+    more compute), weights up, played on the simulated network with timeouts for the
+    compute. The planner's client time equals it."""
+    import simpy
+
+    from ecofed_sim.methods.base import Sketch
+    from ecofed_sim.network import Capacity, DeviceLink, Network
+
+    timer = _timer(plan_dir, network={"transport": "tcp"})
+    cls = planner.ClassLink("c", _Seconds(), 2e6, 20e6, 0.02, 1.0, 1, 0.04, None)
+    batch = Sketch(device_before=0.4, up_bytes=30_000, server=0.05, down_bytes=30_000,
+                   device_after=0.1, weights_down_bytes=200_000, weights_up_bytes=200_000)
+    expected = timer.client_s(cls, [batch, batch])
+    env = simpy.Environment()
+    net = Network(env, Capacity("in", 1e12), Capacity("out", 1e12),
+                  tcp=timer.sc.network.tcp_params())
+    link = DeviceLink.from_mbps("d", 2, 20, 20)
+    link.rtt_s = 0.04
+
+    def play():
+        yield from net.transfer(link, "down", 200_000)
+        for _ in range(2):
+            yield env.timeout(0.4)
+            yield from net.transfer(link, "up", 30_000)
+            yield env.timeout(0.05)
+            yield from net.transfer(link, "down", 30_000)
+            yield env.timeout(0.1)
+        yield from net.transfer(link, "up", 200_000)
+
+    env.run(until=env.process(play()))
+    assert env.now == pytest.approx(expected, rel=1e-9)
