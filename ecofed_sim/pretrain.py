@@ -103,7 +103,7 @@ def train_centrally(sc, in_shape, data: ImageSet, progress: bool = False,
             opt.step()
             shown.update(1)
     shown.close()
-    return model.state_dict() if str(device) == "cpu" else on_cpu(model.state_dict())
+    return on_cpu(model.state_dict())
 
 
 def load_checkpoint(path: Path) -> dict[str, torch.Tensor]:
