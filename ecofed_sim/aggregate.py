@@ -7,8 +7,22 @@ from collections.abc import Sequence
 import torch
 
 
-def _sum_device(t: torch.Tensor) -> torch.device:
-    return torch.device("cpu") if t.device.type == "mps" else t.device
+def _sum_device(device: torch.device) -> torch.device:
+    """Where a float64 sum of tensors on ``device`` lives: Apple's mps has no float64."""
+    return torch.device("cpu") if device.type == "mps" else device
+
+
+def _to_sum(t: torch.Tensor) -> torch.Tensor:
+    return t.to(_sum_device(t.device), torch.float64)
+
+
+def _placement(t: torch.Tensor) -> tuple[torch.device, torch.dtype]:
+    return t.device, t.dtype
+
+
+def _from_sum(acc: torch.Tensor, placement: tuple[torch.device, torch.dtype]) -> torch.Tensor:
+    device, dtype = placement
+    return acc.to(device, dtype)
 
 
 class WeightedMean:
@@ -28,23 +42,23 @@ class WeightedMean:
         if not self.total > 0:
             raise ValueError("fedavg weights must sum to a positive number")
         self._acc: dict[str, torch.Tensor] | None = None
-        self._dtypes: dict[str, torch.dtype]  # set by the first ``add``
+        self._placements: dict[str, tuple[torch.device, torch.dtype]]  # by the first add
 
     def add(self, state: dict[str, torch.Tensor], weight: float) -> None:
         if self._acc is None:
-            self._dtypes = {k: (t.dtype, t.device) for k, t in state.items()}
-            self._acc = {k: torch.zeros_like(t, dtype=torch.float64, device=_sum_device(t))
-                         if t.is_floating_point() else t.clone() for k, t in state.items()}
+            self._placements = {k: _placement(t) for k, t in state.items()}
+            self._acc = {k: torch.zeros_like(_to_sum(t)) if t.is_floating_point()
+                         else t.clone() for k, t in state.items()}
         if state.keys() != self._acc.keys():
             raise ValueError("fedavg states must have the same keys")
         for key, t in state.items():
             if t.is_floating_point():
-                self._acc[key] += t.to(_sum_device(t), torch.float64) * (weight / self.total)
+                self._acc[key] += _to_sum(t) * (weight / self.total)
 
     def result(self) -> dict[str, torch.Tensor]:
         if self._acc is None:
             raise ValueError("fedavg needs at least one state")
-        return {k: t.to(self._dtypes[k][1], self._dtypes[k][0]) for k, t in self._acc.items()}
+        return {k: _from_sum(t, self._placements[k]) for k, t in self._acc.items()}
 
 
 def fedavg(states: Sequence[dict[str, torch.Tensor]],
@@ -58,6 +72,6 @@ def fedavg(states: Sequence[dict[str, torch.Tensor]],
     if not states or len(states) != len(weights):
         raise ValueError("fedavg needs one weight per state and at least one state")
     mean = WeightedMean(float(sum(weights)))
-    for state, w in zip(states, weights, strict=True):
-        mean.add(state, w)
+    for i, state in enumerate(states):  # lengths checked above
+        mean.add(state, weights[i])
     return mean.result()

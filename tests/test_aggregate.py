@@ -78,16 +78,27 @@ def test_weights_scale_free_and_integer_tensors_copied():
     assert a["n"].item() == 5 and big["n"].item() == 5
 
 
+class _Placed:
+    """Stands in for a tensor on any device (no GPU needed): records where ``to`` sends it."""
+
+    def __init__(self, device: str, dtype: torch.dtype = torch.float32) -> None:
+        self.device, self.dtype = torch.device(device), dtype
+
+    def to(self, *args):
+        return args
+
+
 def test_the_float64_sum_stays_on_its_device_except_on_mps():
     """Apple's mps has no float64: the running sum lives on the CPU there; elsewhere on
-    the states' own device (checked on device objects: no GPU is needed)."""
-    from types import SimpleNamespace
+    the states' own device. The result goes back to each state's device and dtype."""
+    from ecofed_sim.aggregate import _from_sum, _placement, _sum_device, _to_sum
 
-    from ecofed_sim.aggregate import _sum_device
-
-    def on(device):
-        return _sum_device(SimpleNamespace(device=torch.device(device)))
-
-    assert on("mps") == torch.device("cpu")
-    assert on("cuda:1") == torch.device("cuda:1")
-    assert on("cpu") == torch.device("cpu")
+    assert _sum_device(torch.device("mps")) == torch.device("cpu")
+    assert _sum_device(torch.device("cuda:1")) == torch.device("cuda:1")
+    assert _to_sum(_Placed("mps")) == (torch.device("cpu"), torch.float64)
+    assert _to_sum(_Placed("cuda:1")) == (torch.device("cuda:1"), torch.float64)
+    assert _to_sum(_Placed("cpu")) == (torch.device("cpu"), torch.float64)
+    half_on_mps = _Placed("mps", torch.float16)
+    assert _placement(half_on_mps) == (torch.device("mps"), torch.float16)
+    assert _from_sum(_Placed("cpu", torch.float64), _placement(half_on_mps)) == (
+        torch.device("mps"), torch.float16)
