@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def plain_loop(prep) -> float:
     """The same training, no SimPy, no ledger: returns the final test accuracy."""
-    from ecofed_sim.aggregate import fedavg
+    from ecofed_sim.aggregation import fedavg
     from ecofed_sim.population import sample_clients
     from ecofed_sim.seeding import DATA_ORDER, INIT, torch_gen
 

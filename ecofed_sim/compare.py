@@ -38,19 +38,41 @@ def _differing(flat: list[dict[str, object]], keys: list[str]) -> list[str]:
     return [k for k in keys if len({repr(f.get(k)) for f in flat}) > 1]
 
 
+def _optional_sections(flat: list[dict[str, object]], general: list[str]) -> list[str]:
+    """Sections that some runs leave out (``asynchronous: null``) and others fill in."""
+    return sorted({k for f in flat for k, v in f.items()
+                   if v is None and any(g.startswith(k + ".") for g in general)})
+
+
+def _section_parts(flat: list[dict[str, object]], general: list[str], section: str
+                   ) -> list[list[str]]:
+    """Per run, how it differs in an optional section: ``asynchronous=none`` where it is
+    left out; elsewhere its fields that differ between the runs that have it (or its
+    first field, ``aggregator=fedbuff``, when they all agree)."""
+    inside = [g for g in general if g.startswith(section + ".")]
+    having = [f for f in flat if f.get(section, ...) is not None]
+    shown = _differing(having, inside) or inside[:1]
+    return [[f"{section}=none"] if f.get(section, ...) is None
+            else [f"{k.rsplit('.', 1)[-1]}={f.get(k)}" for k in shown] for f in flat]
+
+
 def run_labels(scenarios: list[dict], names: list[str]) -> list[str]:
     """A label per run: its method, the method's fields in which it differs from the other
     runs of that method (``splitfed split=2``), then the other fields in which the runs
-    differ (the last part of each path, ``seed=1``); the folder name where runs are
-    identical."""
+    differ (the last part of each path, ``seed=1``; a section some runs leave out reads
+    ``asynchronous=none`` there); the folder name where runs are identical."""
     flat = [{k: v for k, v in _flat(s).items() if k not in IGNORED} for s in scenarios]
     keys = sorted({k for f in flat for k in f})
     general = _differing(flat, [k for k in keys if not k.startswith("method.")])
+    sections = _optional_sections(flat, general)
+    extra = [_section_parts(flat, general, s) for s in sections]
+    general = [g for g in general if not any(g.startswith(s + ".") for s in sections)]
     labels = []
-    for f in flat:
+    for i, f in enumerate(flat):
         same = [g for g in flat if g.get("method.name") == f.get("method.name")]
         own = _differing(same, [k for k in keys if k.startswith("method.")])
         parts = [f"{k.rsplit('.', 1)[-1]}={f.get(k)}" for k in own + general]
+        parts += [part for per_run in extra for part in per_run[i]]
         labels.append(" ".join([str(f.get("method.name", "?")), *parts]))
     if len(set(labels)) < len(labels):  # identical configurations: the folders tell them apart
         labels = [f"{label} ({name})" for label, name in zip(labels, names, strict=True)]

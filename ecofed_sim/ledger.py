@@ -21,6 +21,8 @@ COLUMNS = {
     "timeline": ["round", "device", "client", "state", "what", "t_start_s", "t_end_s"],
     "energy": ["round", "device", "compute_j", "transmit_j", "receive_j", "idle_j", "energy_j"],
     "participation": ["round", "client", "device", "outcome", "t_start_s", "t_end_s"],
+    "updates": ["round", "job", "client", "device", "pulled_version", "staleness",
+                "staleness_factor", "weight", "t_pull_s", "t_arrive_s"],
 }
 
 
@@ -31,6 +33,7 @@ class Ledger:
     rounds: list[dict] = field(default_factory=list)
     energy: list[dict] = field(default_factory=list)
     participation: list[dict] = field(default_factory=list)
+    updates: list[dict] = field(default_factory=list)  # asynchronous runs' arrivals
     power: dict = field(default_factory=dict)  # device name -> profiles.PowerW
     _cum_energy_j: float = 0.0
     _message_id: int = 0
@@ -61,6 +64,17 @@ class Ledger:
         self.participation.append({"round": round_index, "client": client, "device": device,
                                    "outcome": outcome, "t_start_s": t_start_s,
                                    "t_end_s": t_end_s})
+
+    def update(self, round_index: int, job: int, client: int, device: str,
+               pulled_version: int, staleness_factor: float, weight: float, t_pull_s: float,
+               t_arrive_s: float) -> None:
+        """One asynchronous update, applied in server update ``round_index``; ``job``
+        numbers client starts (it keys the client's data order)."""
+        self.updates.append({
+            "round": round_index, "job": job, "client": client, "device": device,
+            "pulled_version": pulled_version, "staleness": round_index - pulled_version,
+            "staleness_factor": staleness_factor, "weight": weight, "t_pull_s": t_pull_s,
+            "t_arrive_s": t_arrive_s})
 
     def idle_spans(self, round_index: int, devices: list[str], t0: float, t1: float) -> None:
         """Fill each device's gaps in [t0, t1] with idle spans (waiting on others)."""

@@ -34,7 +34,8 @@ from ecofed_sim.errors import ScenarioError
 
 MARKER = ".ecofed-sim-results"
 RUN_FILES = frozenset({"rounds.csv", "rounds.parquet", "transfers.parquet", "timeline.parquet",
-                       "energy.parquet", "participation.parquet", "scenario.resolved.yaml",
+                       "energy.parquet", "participation.parquet",
+                       "updates.parquet", "scenario.resolved.yaml",
                        "manifest.json", "figures", MARKER})
 SWEEP_FILES = frozenset({"runs", "summary.parquet", "metrics.csv", "metrics.parquet",
                          "sweep.resolved.yaml",

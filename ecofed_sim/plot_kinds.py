@@ -15,6 +15,7 @@ import pandas as pd
 from matplotlib.ticker import NullFormatter, ScalarFormatter
 
 from ecofed_sim.errors import ScenarioError
+from ecofed_sim.plot_async import staleness_histogram
 from ecofed_sim.plots import (
     LABELS,
     OUTCOME_COLOURS,
@@ -334,6 +335,7 @@ KINDS: dict[str, Callable[..., Figures]] = {
     "gantt": gantt,
     "round-cdf": round_time_cdf,
     "participation": participation,
+    "staleness": lambda rs, st, **k: staleness_histogram(rs, st),
 }
 
 
@@ -356,7 +358,8 @@ def plot(root: Path, kinds: list[str], out: Path, formats: list[str], style_name
     for kind in kinds:
         if skip_unavailable and ((kind == "heatmap" and len(rs.params) < 2) or (
                 kind == "accuracy-energy" and "cum_energy_j" not in rs.summary) or (
-                kind == "participation" and not _anyone_left_out(rs))):
+                kind == "participation" and not _anyone_left_out(rs)) or (
+                kind == "staleness" and "staleness_max" not in rs.summary)):
             continue  # needs two swept axes, power figures, or someone not kept
         with figure_style(style_name):  # saving reads the style too (bbox, font types)
             try:

@@ -1,10 +1,11 @@
 """Writing and reading a run's results directory, atomically.
 
 Layout: rounds.csv, rounds.parquet, transfers.parquet, timeline.parquet, energy.parquet,
-participation.parquet, scenario.resolved.yaml, manifest.json and a marker file. Everything
-is written to a hidden temporary directory next to the target and swapped into place (see
-``outdir``), so a failed or killed run never leaves a half-written results directory, and
-only a results directory is ever replaced.
+participation.parquet, updates.parquet (asynchronous runs' arrivals; empty otherwise),
+scenario.resolved.yaml, manifest.json and a marker file. Everything is written to a
+hidden temporary directory next to the target and swapped into place (see ``outdir``), so
+a failed or killed run never leaves a half-written results directory, and only a results
+directory is ever replaced.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from ecofed_sim.run import Results
 from ecofed_sim.scenario import to_yaml
 from ecofed_sim.strict import read_yaml
 
-TABLES = ("rounds", "transfers", "timeline", "energy", "participation")
+TABLES = ("rounds", "transfers", "timeline", "energy", "participation", "updates")
 
 
 def write_results(results: Results, out_dir: str | Path, check: bool = True) -> Path:

@@ -14,7 +14,9 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from ecofed_sim.async_engine import AsyncEngine
 from ecofed_sim.engine import Engine
+from ecofed_sim.errors import ScenarioError
 from ecofed_sim.prepare import prepare
 from ecofed_sim.progress import bar, log
 from ecofed_sim.scenario import Scenario, load_scenario
@@ -33,12 +35,14 @@ class Results:
     manifest: dict = field(default_factory=dict)
     trace: Trace | None = None  # set when run with record=True
     participation: pd.DataFrame = field(default_factory=pd.DataFrame)
+    updates: pd.DataFrame = field(default_factory=pd.DataFrame)  # asynchronous arrivals
 
     @classmethod
     def from_frames(cls, scenario: Scenario, frames: dict[str, pd.DataFrame], manifest: dict,
                     trace: Trace | None = None) -> Results:
         return cls(scenario, frames["rounds"], frames["transfers"], frames["timeline"],
-                   frames["energy"], manifest, trace, frames["participation"])
+                   frames["energy"], manifest, trace, frames["participation"],
+                   frames["updates"])
 
 
 PROVENANCE_PACKAGES = ("ecofed_sim", "torch", "numpy", "simpy", "pandas", "pyarrow",
@@ -107,6 +111,9 @@ def _trainer_pool(prep, workers: int, scheduler: str | None, scheduler_file: str
     remote = scheduler or scheduler_file
     if (workers <= 1 and not remote) or sc.learning == "none":
         return None
+    if sc.asynchronous is not None:
+        log.info("asynchronous runs train each update as it arrives: running serially")
+        return None
     if not type(sc.method).defers_training:
         log.info("%s trains as it runs (its messages come from real tensors): running "
                  "serially", sc.method.name)
@@ -137,12 +144,22 @@ def run(scenario: Scenario | str | Path, *, progress: bool = False,
     with torch_threads(scenario.training.threads), contextlib.ExitStack() as stack:
         prep = prepare(scenario, source or scenario.name, base_dir, progress)
         pool = _trainer_pool(prep, workers, scheduler, scheduler_file, stack)
-        engine = Engine(prep, record=record, pool=pool)
+        if scenario.asynchronous is not None:
+            if record:
+                raise ScenarioError(f"{source or scenario.name}: asynchronous: a run "
+                                    "cannot be recorded for re-simulation (timing decides "
+                                    "what it learns)")
+            engine = AsyncEngine(prep)
+        else:
+            engine = Engine(prep, record=record, pool=pool)
         stack.enter_context(fewer_collections())
-        shown = bar(scenario.rounds, f"{scenario.name} [{scenario.method.name}]", "round",
+        unit = "round" if scenario.asynchronous is None else "update"
+        shown = bar(scenario.rounds, f"{scenario.name} [{scenario.method.name}]", unit,
                     progress)
         for r in range(scenario.rounds):
             row = engine.run_round(r)
+            if row is None:  # asynchronous.until_s came first
+                break
             accuracy = ({} if scenario.learning == "none"
                         else {"acc": f"{row['test_accuracy']:.3f}"})
             shown.set_postfix(**accuracy, sim_s=f"{row['sim_time_s']:.2f}")

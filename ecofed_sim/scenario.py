@@ -25,6 +25,7 @@ from ecofed_sim.overrides import (  # noqa: F401 - re-exported
     parse_override,
     read_raw,
 )
+from ecofed_sim.scenario_async import ASYNC_METHODS, AsyncSpec
 from ecofed_sim.scenario_network import (  # noqa: F401 - re-exported
     TIMING,
     LinkSpec,
@@ -367,6 +368,9 @@ class Scenario(StrictModel):
     clocks, traffic and energy from the profiles with no training and no accuracy, for
     capacity planning of large populations (methods whose schedule does not depend on
     what they learn: fedavg)"""
+    asynchronous: AsyncSpec | None = None
+    """run asynchronously (FedAsync or FedBuff) instead of in synchronous rounds; then
+    ``rounds`` counts server updates"""
     fidelity: Literal["default", "paper"] = "default"
     """paper: run the methods as the EcoFed reference code does, wherever the scenario does
     not say otherwise: training.augment on; EcoFed and local loss in lock-step with a
@@ -374,6 +378,22 @@ class Scenario(StrictModel):
     per batch; FedGKT in two phases on a fixed data order; baselines initialised from the
     pre-trained model (pretrain.init_baselines); with waves, a barrier between them; a
     930-byte envelope per message counted as traffic, as its pickled messages"""
+
+    @model_validator(mode="after")
+    def _asynchronous_fits(self) -> Scenario:
+        spec, pop = self.asynchronous, self.population
+        if spec is None:
+            return self
+        if self.method.name not in ASYNC_METHODS:
+            raise ValueError(f"asynchronous: method {self.method.name} has no asynchronous "
+                             f"mode (methods with one: {', '.join(ASYNC_METHODS)})")
+        if pop.waves:
+            raise ValueError("asynchronous: needs one device per client (population.waves: "
+                             "false)")
+        if spec.concurrency is not None and spec.concurrency > pop.clients:
+            raise ValueError(f"asynchronous.concurrency: {spec.concurrency} clients cannot "
+                             f"train at once out of population.clients = {pop.clients}")
+        return self
 
     @model_validator(mode="after")
     def _paper_fidelity(self) -> Scenario:
@@ -423,6 +443,8 @@ def to_yaml(scenario: Scenario) -> str:
 
 def timing_shapes_learning(scenario: Scenario) -> bool:
     """Whether timing-only fields can change what this scenario learns: through the
-    population's deadline or dropout, or through a split planned from the time model."""
+    population's deadline or dropout, through a split planned from the time model, or
+    through the order in which asynchronous updates arrive."""
     return (scenario.population.timing_shapes_learning
-            or getattr(scenario.method, "split", None) == "auto")
+            or getattr(scenario.method, "split", None) == "auto"
+            or scenario.asynchronous is not None)  # arrival order is what is learned

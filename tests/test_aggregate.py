@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ecofed_sim.aggregate import fedavg
+from ecofed_sim.aggregation import fedavg
 
 
 def test_weighted_average_and_integer_buffers():
@@ -54,7 +54,7 @@ def test_rejects_mismatched_or_empty_input_naming_why(states, weights, message):
 
 
 def test_the_running_mean_names_what_is_wrong_and_takes_fractional_weights():
-    from ecofed_sim.aggregate import WeightedMean
+    from ecofed_sim.aggregation import WeightedMean
 
     mean = WeightedMean(0.5)  # fractional weights are fine: only their sum must be > 0
     with pytest.raises(ValueError, match="^fedavg needs at least one state$"):
@@ -91,7 +91,7 @@ class _Placed:
 def test_the_float64_sum_stays_on_its_device_except_on_mps():
     """Apple's mps has no float64: the running sum lives on the CPU there; elsewhere on
     the states' own device. The result goes back to each state's device and dtype."""
-    from ecofed_sim.aggregate import _from_sum, _placement, _sum_device, _to_sum
+    from ecofed_sim.aggregation.sync import _from_sum, _placement, _sum_device, _to_sum
 
     assert _sum_device(torch.device("mps")) == torch.device("cpu")
     assert _sum_device(torch.device("cuda:1")) == torch.device("cuda:1")

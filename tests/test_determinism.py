@@ -23,7 +23,8 @@ def test_results_directory_holds_every_output(tiny_dir):
     assert main(["run", str(path), "--out", str(tiny_dir / "r"), "--quiet"]) == 0
     names = {p.name for p in (tiny_dir / "r").iterdir()}
     assert names == {"rounds.csv", "rounds.parquet", "transfers.parquet", "timeline.parquet",
-                     "energy.parquet", "participation.parquet", "scenario.resolved.yaml",
+                     "energy.parquet", "participation.parquet", "updates.parquet",
+                     "scenario.resolved.yaml",
                      "manifest.json", ".ecofed-sim-results"}
     import json
 

@@ -27,7 +27,8 @@ from hypothesis import strategies as st  # noqa: E402
 EXAMPLES = int(os.environ.get("ECOFED_SIM_FUZZ_EXAMPLES", "30"))
 LIMIT_S = 120  # a hang detector, not a speed goal: a tiny scenario runs in about a second
 RESULT_FILES = {"rounds.csv", "rounds.parquet", "transfers.parquet", "timeline.parquet",
-                "energy.parquet", "participation.parquet", "scenario.resolved.yaml",
+                "energy.parquet", "participation.parquet", "updates.parquet",
+                "scenario.resolved.yaml",
                 "manifest.json", ".ecofed-sim-results"}
 
 FIELDS = [

@@ -21,7 +21,8 @@ from ecofed_sim.cli import main
 from ecofed_sim.outdir import MARKER
 
 RESULT_FILES = {"rounds.csv", "rounds.parquet", "transfers.parquet", "timeline.parquet",
-                "energy.parquet", "participation.parquet", "scenario.resolved.yaml",
+                "energy.parquet", "participation.parquet", "updates.parquet",
+                "scenario.resolved.yaml",
                 "manifest.json", MARKER}
 
 

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from conftest import tiny, write_scenario
 from helpers import final_state, run_dict
 
-from ecofed_sim.aggregate import WeightedMean, fedavg
+from ecofed_sim.aggregation import WeightedMean, fedavg
 from ecofed_sim.engine import Engine, RoundContext
 from ecofed_sim.methods.base import sgd
 from ecofed_sim.prepare import prepare

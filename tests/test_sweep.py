@@ -133,7 +133,7 @@ def test_resume_after_sigkill(tiny_dir):
     for run in runs:
         assert {p.name for p in run.iterdir()} == {
             "rounds.csv", "rounds.parquet", "transfers.parquet", "timeline.parquet",
-            "energy.parquet", "participation.parquet",
+            "energy.parquet", "participation.parquet", "updates.parquet",
             "scenario.resolved.yaml", "manifest.json", ".ecofed-sim-results"}
     for run_id, mtime in finished_before.items():  # never recomputed
         assert (out / "runs" / run_id / "manifest.json").stat().st_mtime_ns == mtime

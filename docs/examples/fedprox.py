@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from ecofed_sim.aggregate import fedavg
+from ecofed_sim.aggregation import fedavg
 from ecofed_sim.methods.base import (
     ClientUpdate,
     Device,

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ecofed_sim.aggregate import fedavg
+from ecofed_sim.aggregation import fedavg
 from ecofed_sim.codecs import make_codec
 from ecofed_sim.methods.base import (
     ClientUpdate,

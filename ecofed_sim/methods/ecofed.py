@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ecofed_sim.aggregate import fedavg
+from ecofed_sim.aggregation import fedavg
 from ecofed_sim.codecs import make_codec, payload_bytes_for
 from ecofed_sim.methods.base import (
     LABEL_BYTES,

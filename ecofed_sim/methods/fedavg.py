@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ecofed_sim.aggregate import WeightedMean
+from ecofed_sim.aggregation import WeightedMean
 from ecofed_sim.methods.base import (
     ClientUpdate,
     Device,
@@ -66,14 +66,17 @@ class FedAvg(Method):
         return ClientUpdate(client, ctx.num_samples(client),
                             functools.partial(self.train_client, ctx, client))
 
-    def train_client(self, ctx: RoundContext, client: int) -> dict[str, torch.Tensor]:
-        """The client's local epochs from this round's global model, on the worker model
-        (its state loaded, its optimiser's momentum reset: the same as a fresh copy and a
-        fresh optimiser). Returns the worker's state, valid until the next call."""
+    def train_client(self, ctx: RoundContext, client: int,
+                     start: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """The client's local epochs from ``start`` (default: this round's global model;
+        an asynchronous client's is the model it pulled), on the worker model (its state
+        loaded, its optimiser's momentum reset: the same as a fresh copy and a fresh
+        optimiser). Returns the worker's state, valid until the next call."""
         if self._worker is None:
             self._worker = copy.deepcopy(self.global_model)
             self._worker_opt = sgd(self._worker.parameters(), self.setup.training)
-        self._worker.load_state_dict(self.global_model.state_dict())
+        self._worker.load_state_dict(self.global_model.state_dict() if start is None
+                                     else start)
         local_sgd(self._worker, self._worker_opt, ctx.batches(client))
         return self._worker.state_dict()
 
