@@ -17,9 +17,11 @@ def test_staleness_functions_by_hand():
     assert staleness_weight("hinge", 5, a=10.0, b=4) == pytest.approx(1 / 11)
     assert staleness_weight("hinge", 7, a=0.5, b=4) == pytest.approx(1 / 2.5)
     assert staleness_weight("hinge", 0) == 1.0
+    assert staleness_weight("hinge", 5) == pytest.approx(1 / 1.5)  # defaults a 0.5, b 4
     with pytest.raises(ValueError, match="count of server versions"):
         staleness_weight("constant", -1)
-    with pytest.raises(ValueError, match="unknown staleness function 'linear'"):
+    with pytest.raises(ValueError, match="^unknown staleness function 'linear'; one of "
+                       "constant, polynomial, hinge$"):
         staleness_weight("linear", 1)
 
 
@@ -36,7 +38,7 @@ def test_mix_by_hand_and_exact_at_one():
     for bad in (0.0, 1.5):
         with pytest.raises(ValueError, match="mixing weight"):
             mix(g, c, bad)
-    with pytest.raises(ValueError, match="same keys"):
+    with pytest.raises(ValueError, match="^the states must have the same keys$"):
         mix(g, {"w": c["w"]}, 0.5)
 
 
@@ -56,7 +58,7 @@ def test_delta_buffer_by_hand():
     assert torch.equal(new["w"], torch.tensor([13.0, 11.5]))
     assert new["n"].item() == 9  # the latest update's integer buffers
     assert buf.count == 0 and not buf.full
-    with pytest.raises(ValueError, match="empty"):
+    with pytest.raises(ValueError, match="^the buffer is empty$"):
         buf.apply(g)
 
 
@@ -80,10 +82,25 @@ def test_delta_buffer_refuses_bad_input():
     buf = DeltaBuffer(2)
     s = {"w": torch.zeros(2)}
     for weight, factor in ((0.0, 1.0), (1.0, 0.0)):
-        with pytest.raises(ValueError, match="positive"):
+        with pytest.raises(ValueError, match="^an update's weight and staleness factor "
+                           "must be positive$"):
             buf.add(s, s, weight, factor)
     buf.add(s, s, 1.0)
-    with pytest.raises(ValueError, match="same keys"):
+    with pytest.raises(ValueError, match="^the states must have the same keys$"):
         buf.add({"v": torch.zeros(2)}, {"v": torch.zeros(2)}, 1.0)
-    with pytest.raises(ValueError, match="same keys"):
+    with pytest.raises(ValueError, match="^the states must have the same keys$"):
         buf.apply({"v": torch.zeros(2)})
+
+
+def test_delta_buffer_of_one_integer_first_and_used_twice():
+    """K = 1 applies every update; integer tensors listed first do not stop the floats;
+    a second fill starts from an empty sum and weight."""
+    buf = DeltaBuffer(1)
+    pulled = {"n": torch.tensor(0), "w": torch.tensor([1.0])}
+    buf.add({"n": torch.tensor(3), "w": torch.tensor([5.0])}, pulled, weight=2.0)
+    assert buf.full
+    g = buf.apply({"n": torch.tensor(0), "w": torch.tensor([1.0])})
+    assert torch.equal(g["w"], torch.tensor([5.0])) and g["n"].item() == 3
+    buf.add({"n": torch.tensor(4), "w": torch.tensor([9.0])}, g, weight=4.0,
+            staleness_factor=0.5)
+    assert torch.equal(buf.apply(g)["w"], torch.tensor([7.0]))  # 5 + 0.5 * 4 * 4 / 4
