@@ -141,6 +141,10 @@ def check(sc: Scenario, source: str, base_dir: Path | None = None) -> Prepared:
         checked = dataclasses.replace(checked, scenario=sc)
     _check_pretrain(sc, source, UNITS[sc.model.name], base_dir)
     _check_dataset_files(sc, source, base_dir)
+    if sc.server.memory_gb is not None:  # a bound the scenario sets: does one copy fit?
+        from ecofed_sim.server_resources import copy_slots  # (the profiles' fit: at run)
+
+        copy_slots(checked, source)
     return checked
 
 

@@ -1,14 +1,15 @@
 """Device energy from the timeline: each state's duration times the profile's power.
 
 compute -> ``power_w.compute``, upload -> ``transmit``, download -> ``receive``, idle (waiting
-for others within the round) -> ``idle``; offline (after dropping out) draws nothing from
-the round's budget. Pure: a function of spans and power figures.
+for others within the round) and queued (waiting for a server copy) -> ``idle``; offline
+(after dropping out) draws nothing from the round's budget. Pure: a function of spans and
+power figures.
 """
 
 from __future__ import annotations
 
 STATE_POWER = {"compute": "compute", "upload": "transmit", "download": "receive",
-               "idle": "idle"}
+               "idle": "idle", "queued": "idle"}
 
 
 def device_energy(spans: list[dict], power) -> dict[str, float]:

@@ -27,6 +27,7 @@ from ecofed_sim.participation import RoundPlay, WaveBarrier, guarded
 from ecofed_sim.population import build_population, sample_clients
 from ecofed_sim.pretrain import init_units
 from ecofed_sim.seeding import AUGMENT, DATA_ORDER, INIT, torch_gen
+from ecofed_sim.server_resources import build_server_copies
 from ecofed_sim.trace import Recorder
 
 T = TypeVar("T")
@@ -140,15 +141,32 @@ class RoundContext:
         """Start server work without waiting for it; pass the handle to ``wait``."""
         return self.start(self.server_work(client, cost, work, what))
 
-    def start(self, fragment: Generator) -> object:
+    def start(self, fragment: Generator, hosting: tuple[int, int] | None = None) -> object:
         """Run a process fragment concurrently; pass the handle to ``wait``. It is cut off
-        with the process that started it (a dropped client's server steps stop too)."""
+        with the process that started it (a dropped client's server steps stop too).
+        ``hosting=(client, server_steps)``: server-only work on that client's own server
+        copy (EcoFed's replay), admitted as ``host`` says."""
         env = self.engine.env
+        if hosting is not None:
+            fragment = self.host(*hosting, fragment)
         proc = env.process(guarded(fragment))
         self.children.setdefault(env.active_process, []).append(proc)
         if self.engine.recorder is not None:
-            self.engine.recorder.child(proc)
+            self.engine.recorder.child(proc, hosting)
         return proc
+
+    def host(self, client: int, server_steps: int, fragment: Generator,
+             device: Device | None = None) -> Generator:
+        """``fragment`` on a per-client server copy: it waits for the server to admit it
+        when memory bounds the copies (``server_resources``); a device's wait is a
+        ``queued`` span on its timeline."""
+        copies = self.engine.copies
+        if copies is None:
+            return fragment
+        waited = None if device is None else (
+            lambda t0, t1: self.engine.ledger.span(self.round, device.name, client, "queued",
+                                                   "server_copy", t0, t1))
+        return copies.host(fragment, server_steps, waited)
 
     def wait(self, handles: list) -> Generator[Any, Any, list]:
         """Until every handle's server work is done; returns their results in order."""
@@ -182,6 +200,7 @@ class World:
                 self.network.drive(capacity, trace, loop, offset_s)
         self.ledger = Ledger(power={d.name: d.profile.power_w for d in self.population.devices
                                     if d.profile.power_w is not None})
+        self.copies = build_server_copies(self.env, prep, prep.source)
         self.recorder: Recorder | None = None
         self._cost_cache: dict[tuple, float] = {}
 
@@ -207,12 +226,15 @@ class World:
 
     def play_round(self, ctx: RoundContext, selected: list[int], keep: int,
                    client_round: Callable, server_fragment: Generator | None,
-                   offline_at: Callable[[int], float] = lambda client: math.inf
+                   offline_at: Callable[[int], float] = lambda client: math.inf,
+                   hosted: Callable[[int], int | None] = lambda client: None
                    ) -> tuple[list[ClientUpdate], dict[str, int]]:
         """Run every scheduled client's fragment on its device, and the server's fragment
         beside them. The round closes when ``keep`` clients have finished, when every
         client is done or dropped, or at the deadline; clients still working then are
-        cut off (see ``participation``). Returns the kept updates and the counts."""
+        cut off (see ``participation``). ``hosted(client)``: the server steps of a client
+        that needs its own server copy this round (None: it needs none). Returns the kept
+        updates and the counts, with the server's load."""
         env, deadline_s = self.env, self.scenario.population.deadline_s
         play = RoundPlay(env, ctx.round, env.now, keep, len(selected), offline_at,
                          self.ledger, ctx.children)
@@ -221,7 +243,15 @@ class World:
         def client_process(client: int, device: Device) -> Generator:
             if self.recorder is not None:
                 self.recorder.own(env.active_process, ("client", client))
-            return (yield from client_round(ctx, client, device))
+            fragment, steps = client_round(ctx, client, device), hosted(client)
+            if steps is not None:
+                if self.recorder is not None:
+                    self.recorder.host(client, steps)
+                fragment = ctx.host(client, steps, fragment, device)
+            return (yield from fragment)
+
+        if self.copies is not None:
+            self.copies.new_round()
 
         barrier = (WaveBarrier(env, [clients for _, clients in schedule])
                    if self.scenario.population.wave_barrier else None)
@@ -235,7 +265,20 @@ class World:
         self.run_until(env.all_of(procs), ctx.round)
         counts = play.finish(env.now)
         self.ledger.idle_spans(ctx.round, [d.name for d, _ in schedule], play.t0_s, env.now)
-        return play.updates, counts
+        return play.updates, {**counts, **self.server_load(play.t0_s)}
+
+    def server_load(self, t0_s: float) -> dict[str, float]:
+        """The round's server figures: compute-busy seconds, their share of the workers'
+        time since ``t0_s``, and with per-client copies the most live at once and the
+        clients' total wait for one."""
+        busy_s = self.ledger.busy_s("server", "compute")
+        span_s = (self.env.now - t0_s) * self.scenario.server.workers
+        load = {"server_busy_s": busy_s,
+                "server_utilisation": busy_s / span_s if span_s > 0 else 0.0}
+        if self.copies is not None:
+            load |= {"server_copies_peak": self.copies.peak,
+                     "queue_wait_s": self.copies.wait_s}
+        return load
 
     def _server_process(self, fragment: Generator, updates: list[ClientUpdate]) -> Generator:
         if self.recorder is not None:
@@ -280,10 +323,12 @@ class Engine(World):
         if self.recorder is not None:
             self.recorder.begin_round(selected)
         start_s = env.now
+        hosts = self.copies is not None and self.method.uses_server_copies()
         updates, counts = self.play_round(
             ctx, selected, min(pop.clients_per_round, len(selected)), self.method.client_round,
             self.method.server_round(ctx),
-            lambda client: self.availability.offline_at(round_index, client, start_s))
+            lambda client: self.availability.offline_at(round_index, client, start_s),
+            lambda client: len(ctx.batch_sizes(client)) if hosts else None)
         learns = sc.learning == "real"  # timing only: nothing trains, nothing to test
         if learns:
             self.method.end_round(sorted(updates, key=lambda u: u.client))

@@ -76,6 +76,11 @@ class Ledger:
             "staleness_factor": staleness_factor, "weight": weight, "t_pull_s": t_pull_s,
             "t_arrive_s": t_arrive_s})
 
+    def busy_s(self, device: str, state: str) -> float:
+        """Seconds of the open round's ``state`` spans on ``device``."""
+        return sum(r["t_end_s"] - r["t_start_s"] for r in self.timeline
+                   if r["device"] == device and r["state"] == state)
+
     def idle_spans(self, round_index: int, devices: list[str], t0: float, t1: float) -> None:
         """Fill each device's gaps in [t0, t1] with idle spans (waiting on others)."""
         busy: dict[str, list[tuple[float, float]]] = {d: [] for d in devices}

@@ -26,7 +26,7 @@ LABELS = {"fedavg": "Classic FL (FedAvg)", "splitfed": "Vanilla DPFL (SplitFed-V
           "splitfed_v2": "SplitFed-V2", "local_loss": "Local-loss DPFL", "fedgkt": "FedGKT",
           "ecofed": "EcoFed"}
 STATE_COLOURS = {"compute": OKABE_ITO[2], "upload": OKABE_ITO[1], "download": OKABE_ITO[0],
-                 "idle": "#DDDDDD", "offline": "#555555"}
+                 "idle": "#DDDDDD", "offline": "#555555", "queued": OKABE_ITO[5]}
 OUTCOME_COLOURS = {"completed": OKABE_ITO[2], "stragglers": OKABE_ITO[4],
                    "dropped": OKABE_ITO[1]}
 STYLES = {

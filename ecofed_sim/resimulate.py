@@ -27,7 +27,7 @@ class Replayer(World):
         server = interpret(ctx, logs, ("server",), None) if ("server",) in logs else None
         t0 = self.env.now
         _, counts = self.play_round(ctx, recorded.selected, len(recorded.selected),
-                                    client_round, server)
+                                    client_round, server, hosted=recorded.hosted.get)
         return self.ledger.close_round(round_index, t0, self.env.now, counts,
                                        dict(recorded.metrics))
 

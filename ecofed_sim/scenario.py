@@ -248,6 +248,12 @@ class ServerSpec(StrictModel):
     """parallel server compute workers (a SimPy resource)"""
     link: ServerLinkSpec = ServerLinkSpec()
     """the server's access link, shared max-min fairly"""
+    memory_gb: PositiveFloat | None = Field(None, json_schema_extra=TIMING)
+    """memory for per-client server copies (splitfed, local_loss, ecofed), decimal GB;
+    default: the server profile's memory_gb; in neither: unbounded"""
+    queue: Literal["fifo", "shortest_first"] = Field("fifo", json_schema_extra=TIMING)
+    """order in which clients waiting for a server copy are admitted: first come first
+    served, or the fewest server steps first"""
 
 
 class FractalSpec(StrictModel):

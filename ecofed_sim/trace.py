@@ -25,6 +25,7 @@ class RoundTrace:
     selected: list[int]
     logs: dict[tuple, list[tuple]] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
+    hosted: dict[int, int] = field(default_factory=dict)  # client -> server steps
 
 
 @dataclass
@@ -55,11 +56,14 @@ class Recorder:
         if key is not None:
             self.rounds[-1].logs[key].append(op)
 
-    def child(self, process) -> None:
+    def child(self, process, hosting: tuple[int, int] | None = None) -> None:
         self._children += 1
         key = ("child", self._children)
-        self.op(("start", key))
+        self.op(("start", key, hosting))
         self.own(process, key)
+
+    def host(self, client: int, server_steps: int) -> None:
+        self.rounds[-1].hosted[client] = server_steps
 
     def waits(self, processes: list) -> None:
         self.op(("wait", [self.owner[p] for p in processes]))
@@ -84,7 +88,7 @@ def interpret(ctx, logs: dict[tuple, list[tuple]], key: tuple, device) -> Genera
         elif kind == "server":
             yield from ctx.server_work(op[1], op[2], _nothing, op[3])
         elif kind == "start":
-            handles[op[1]] = ctx.start(interpret(ctx, logs, op[1], device))
+            handles[op[1]] = ctx.start(interpret(ctx, logs, op[1], device), op[2])
         elif kind == "wait":
             yield from ctx.wait([handles[k] for k in op[1]])
     return None

@@ -22,13 +22,16 @@ def _sc(raw):
 
 
 def _timing_variant(raw: dict) -> dict:
-    """Other bandwidths, latency, device profile, device count and server workers."""
+    """Other bandwidths, latency, device profile, device count, server workers and
+    server memory."""
     raw = {**raw, "population": {**raw["population"], "devices": [
         {"profile": "rpi4b", "count": 1, "link": "4g"},
         {"profile": "unit_dev", "count": 1,
          "link": {"uplink_mbps": 7, "downlink_mbps": 3, "latency_ms": 2}}]},
            "server": {**raw["server"], "workers": 2, "profile": "server_cpu",
-                      "link": {"ingress_mbps": 5, "egress_mbps": 50}}}
+                      "link": {"ingress_mbps": 5, "egress_mbps": 50},
+                      # one per-client server copy at a time (test_server_resources)
+                      "memory_gb": 5e-5}}
     return raw
 
 
@@ -47,6 +50,8 @@ def test_resimulated_tables_equal_full_run(tiny_dir, method):
     full = ecofed_sim.run(other, base_dir=tiny_dir)
     _assert_same_tables(resimulate(other, recorded.trace, base_dir=tiny_dir), full)
     assert full.rounds.sim_time_s.iloc[-1] != recorded.rounds.sim_time_s.iloc[-1]
+    if method["name"] != "fedavg":  # clients (and EcoFed's replays) queue for the copy
+        assert (full.rounds.queue_wait_s > 0).all()
 
 
 def test_recording_does_not_change_the_run(tiny_dir):

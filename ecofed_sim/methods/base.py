@@ -130,12 +130,14 @@ class RoundContext(Protocol):
     def server_async(self, client: int, cost: Cost, work: Callable[[], T],
                      what: str) -> object: ...
 
-    def start(self, fragment: Generator) -> object: ...
+    def start(self, fragment: Generator, hosting: tuple[int, int] | None = None
+              ) -> object: ...
 
     def wait(self, handles: list) -> Generator[Any, Any, list]: ...
 
 
-TRAITS = ("uses_pretrained_device", "timing_independent", "per_class_split", "defers_training")
+TRAITS = ("uses_pretrained_device", "timing_independent", "per_class_split", "defers_training",
+          "server_copies")
 
 
 class Method:
@@ -168,6 +170,11 @@ class Method:
                batch: int) -> Sketch:
         """What one batch at ``split`` costs and sends (split methods; for the planner)."""
         raise NotImplementedError(f"{cls.name} has no split point to plan")
+
+    def uses_server_copies(self) -> bool:
+        """Whether this round's clients each train on their own server copy (the config's
+        ``server_copies`` trait; EcoFed: in update rounds only)."""
+        return type(self.config).server_copies == "per_client"
 
     def server_round(self, ctx: RoundContext) -> Generator | None:
         """Server-only work of a round (e.g. EcoFed's replay), run beside the devices'

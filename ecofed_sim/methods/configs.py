@@ -30,6 +30,9 @@ class MethodConfigBase(StrictModel):
     """True when the method's simulated round needs no real computation: it trains each
     kept client at aggregation, so ``learning: none`` skips the training and ``run
     --workers`` spreads it over processes."""
+    server_copies: ClassVar[Literal["none", "per_client", "shared"]] = "none"
+    """per_client: the server trains a copy of its part per client, bounded by its memory
+    (``ecofed_sim.server_resources``); shared: one server part for everyone."""
 
 
 class SplitConfigBase(MethodConfigBase):
@@ -56,6 +59,7 @@ class SplitFedConfig(SplitConfigBase):
     name: Literal["splitfed"]
     """splitfed: vanilla DPFL, SplitFed-V1 (Thapa et al. 2022)"""
     per_class_split: ClassVar[bool] = True
+    server_copies: ClassVar[Literal["none", "per_client", "shared"]] = "per_client"
     activation_codec: CodecSpec = CodecSpec()
     """how activations are encoded on the uplink"""
     gradient_codec: CodecSpec = CodecSpec()
@@ -69,11 +73,13 @@ class SplitFedV2Config(SplitFedConfig):
     """splitfed_v2: one shared server part, trained in arrival order"""
     timing_independent: ClassVar[bool] = False  # the shared model learns in arrival order
     per_class_split: ClassVar[bool] = False  # one shared server part needs one split
+    server_copies: ClassVar[Literal["none", "per_client", "shared"]] = "shared"
 
 
 class LocalLossConfig(AuxConfigBase):
     name: Literal["local_loss"]
     """local_loss: local-loss DPFL with an auxiliary head (Han et al. 2021)"""
+    server_copies: ClassVar[Literal["none", "per_client", "shared"]] = "per_client"
     lockstep: bool = False
     """per batch, the device waits for the server's step and its release message before
     its local backward, as the EcoFed code's local-loss devices do (default: stream)"""
@@ -84,6 +90,7 @@ class LocalLossConfig(AuxConfigBase):
 class FedGKTConfig(AuxConfigBase):
     name: Literal["fedgkt"]
     """fedgkt: group knowledge transfer (He et al. 2020)"""
+    server_copies: ClassVar[Literal["none", "per_client", "shared"]] = "per_client"
     alpha: float = Field(1.0, ge=0, description="weight of the distillation term")
     temperature: float = Field(3.0, gt=0)
     """distillation temperature"""
@@ -118,6 +125,7 @@ class EcoFedConfig(SplitConfigBase):
     """ecofed: frozen pre-trained device part, server replay buffer, quantized activations
     (Wu et al. 2024)"""
     uses_pretrained_device: ClassVar[bool] = True
+    server_copies: ClassVar[Literal["none", "per_client", "shared"]] = "per_client"
     period: int = Field(2, ge=1, description="buffer-update every `period` rounds")
     adaptive: AdaptivePeriod | None = None
     """adapt the period to accuracy gains (off by default)"""

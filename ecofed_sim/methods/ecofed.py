@@ -186,8 +186,13 @@ class EcoFed(Method):
             return None
         return self._replay_all(ctx)
 
+    def uses_server_copies(self) -> bool:
+        return self.update_round  # replay rounds: devices idle; the replay holds copies
+
     def _replay_all(self, ctx: RoundContext) -> Generator:
-        handles = [ctx.start(self._replay_one(ctx, c)) for c in self.replay_targets]
+        handles = [ctx.start(self._replay_one(ctx, c),
+                             hosting=(c, len(self.buffer.entries[c].batches)))
+                   for c in self.replay_targets]
         return (yield from ctx.wait(handles))
 
     def _replay_one(self, ctx: RoundContext, client: int) -> Generator:
