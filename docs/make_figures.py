@@ -2,7 +2,8 @@
 
 Runs what ``make demo`` runs (the quickstart uplink sweep, into results/quickstart), plus
 one gantt chart, the stragglers scenario with and without a longer deadline, and the
-asynchronous scenario synchronously, with FedBuff and with FedAsync, then
+asynchronous scenario synchronously, with FedBuff and with FedAsync, and the quickstart
+with bounded server memory, then
 copies the figures into docs/figures/ and rewrites the README's generated blocks (between
 ``<!-- NAME:begin -->`` and ``<!-- NAME:end -->`` markers), each followed by the command and
 the date it was made. ``make docs-figures`` runs it.
@@ -122,12 +123,32 @@ def asynchronous() -> str:
     return "\n".join([head, *lines, "", stamp("make docs-figures")])
 
 
+def server() -> str:
+    """The quickstart (splitfed) with unbounded server memory and with room for 3 copies."""
+    lines = []
+    for label, extra in (("24 GB (server_gpu profile)", []), ("0.0012 GB (3 copies)",
+                                            ["--set", "server.memory_gb=0.0012"])):
+        out = ROOT / "results" / "server" / f"quickstart-{len(lines)}"
+        cli("run", "quickstart", "--quiet", "--force", "--out", str(out), "--set", "rounds=3",
+            *extra)
+        r = pd.read_parquet(out / "rounds.parquet")
+        lines.append(f"| {label} | {r.round_time_s.mean():.2f} | {int(r.server_copies_peak.max())} "
+                     f"| {r.queue_wait_s.mean():.1f} | {100 * r.server_utilisation.mean():.2f} "
+                     f"| {r.test_accuracy.iloc[-1]:.3f} |")
+    cli("plot", str(out), "--kind", "server", "--format", "png", "--out", str(out / "figures"))
+    shutil.copy(out / "figures" / "server.png", FIGURES / "server.png")
+    head = ("| server memory | round s (mean) | most copies held | queue wait s per round | "
+            "server utilisation % | accuracy after 3 rounds |\n|---|---|---|---|---|---|")
+    return "\n".join([head, *lines, "", stamp("make docs-figures")])
+
+
 def main() -> None:
     FIGURES.mkdir(parents=True, exist_ok=True)
     text = README.read_text()
     text = replace_block(text, "demo-table", demo())
     text = replace_block(text, "stragglers", stragglers())
     text = replace_block(text, "asynchronous", asynchronous())
+    text = replace_block(text, "server", server())
     README.write_text(text)
     print(f"rewrote the generated blocks of {README} and the figures in {FIGURES}")
 

@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 
 PLOT_KINDS = ("accuracy-time", "accuracy-bytes", "accuracy-energy", "time-bars",
-              "bytes-bars", "heatmap", "gantt", "round-cdf", "participation", "staleness")
+              "bytes-bars", "heatmap", "gantt", "round-cdf", "participation", "staleness",
+              "server")
 
 EXAMPLES = """examples:
   ecofed-sim run scenarios/quickstart.yaml --out results/qs
@@ -132,7 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "heatmap (speed-up and traffic reduction of --method vs --baseline over "
                        "two swept axes), gantt (one round's device timeline), round-cdf, "
                        "participation (kept, stragglers and dropped clients per round of "
-                       "--run), staleness (asynchronous runs: share of updates by staleness).")
+                       "--run), staleness (asynchronous runs: share of updates by staleness), "
+                       "server (copies held, clients queued and workers busy over time in "
+                       "--run).")
     p.add_argument("results", type=Path, help="sweep directory or run directory")
     p.add_argument("--kind", action="append", choices=[*PLOT_KINDS, "all"],
                    help="repeatable; default all")

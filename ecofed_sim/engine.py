@@ -158,15 +158,22 @@ class RoundContext:
     def host(self, client: int, server_steps: int, fragment: Generator,
              device: Device | None = None) -> Generator:
         """``fragment`` on a per-client server copy: it waits for the server to admit it
-        when memory bounds the copies (``server_resources``); a device's wait is a
-        ``queued`` span on its timeline."""
-        copies = self.engine.copies
+        when memory bounds the copies (``server_resources``). The wait is a ``queued``
+        span on the device's timeline (server-only work: on the server's, as ``replay``);
+        the copy, a ``hosting`` span on the server's."""
+        copies, ledger = self.engine.copies, self.engine.ledger
         if copies is None:
             return fragment
-        waited = None if device is None else (
-            lambda t0, t1: self.engine.ledger.span(self.round, device.name, client, "queued",
-                                                   "server_copy", t0, t1))
-        return copies.host(fragment, server_steps, waited)
+        where, what = (("server", "replay") if device is None
+                       else (device.name, "server_copy"))
+
+        def waited(t0: float, t1: float) -> None:
+            ledger.span(self.round, where, client, "queued", what, t0, t1)
+
+        def held(t0: float, t1: float) -> None:
+            ledger.span(self.round, "server", client, "hosting", "copy", t0, t1)
+
+        return copies.host(fragment, server_steps, waited, held)
 
     def wait(self, handles: list) -> Generator[Any, Any, list]:
         """Until every handle's server work is done; returns their results in order."""

@@ -16,6 +16,7 @@ from matplotlib.ticker import NullFormatter, ScalarFormatter
 
 from ecofed_sim.errors import ScenarioError
 from ecofed_sim.plot_async import staleness_histogram
+from ecofed_sim.plot_server import server_load
 from ecofed_sim.plots import (
     LABELS,
     OUTCOME_COLOURS,
@@ -250,6 +251,7 @@ def gantt(rs: ResultSet, st: str = "paper", run: str | None = None, round_index:
     spans = timeline[timeline["round"] == round_index]
     if spans.empty:
         raise ScenarioError(f"--round: run {run} has no round {round_index}")
+    spans = spans[spans.state != "hosting"]  # copies held: the `server` figure draws them
     devices = sorted(spans.device.unique(), key=lambda d: (d == "server", d))
     with figure_style(st):
         fig, ax = plt.subplots(figsize=(plt.rcParams["figure.figsize"][0],
@@ -336,6 +338,7 @@ KINDS: dict[str, Callable[..., Figures]] = {
     "round-cdf": round_time_cdf,
     "participation": participation,
     "staleness": lambda rs, st, **k: staleness_histogram(rs, st),
+    "server": server_load,
 }
 
 
@@ -359,7 +362,8 @@ def plot(root: Path, kinds: list[str], out: Path, formats: list[str], style_name
         if skip_unavailable and ((kind == "heatmap" and len(rs.params) < 2) or (
                 kind == "accuracy-energy" and "cum_energy_j" not in rs.summary) or (
                 kind == "participation" and not _anyone_left_out(rs)) or (
-                kind == "staleness" and "staleness_max" not in rs.summary)):
+                kind == "staleness" and "staleness_max" not in rs.summary) or (
+                kind == "server" and not (rs.summary.get("server_busy_s", 0) > 0).any())):
             continue  # needs two swept axes, power figures, or someone not kept
         with figure_style(style_name):  # saving reads the style too (bbox, font types)
             try:

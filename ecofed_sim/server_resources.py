@@ -67,11 +67,13 @@ class ServerCopies:
         self.peak, self.wait_s = self.live, 0.0
 
     def host(self, fragment: Generator, server_steps: int,
-             waited: Callable[[float, float], None] | None = None) -> Generator:
+             waited: Callable[[float, float], None], held: Callable[[float, float], None]
+             ) -> Generator:
         """Run ``fragment`` holding one copy, admitted in queue order; ``waited(t0, t1)``
-        is told of any wait (also when cut off while waiting)."""
+        is told of any wait (also when cut off while waiting), ``held(t0, t1)`` of the
+        time the copy was held."""
         if self.slots is None:
-            return (yield from self._live(fragment))
+            return (yield from self._live(fragment, held))
         t0 = self.env.now
         with self.slots.request(priority=server_steps if self.shortest_first else 0) as req:
             try:
@@ -79,17 +81,18 @@ class ServerCopies:
             finally:
                 if self.env.now > t0:
                     self.wait_s += self.env.now - t0
-                    if waited is not None:
-                        waited(t0, self.env.now)
-            return (yield from self._live(fragment))
+                    waited(t0, self.env.now)
+            return (yield from self._live(fragment, held))
 
-    def _live(self, fragment: Generator) -> Generator:
+    def _live(self, fragment: Generator, held: Callable[[float, float], None]) -> Generator:
         self.live += 1
         self.peak = max(self.peak, self.live)
+        t0 = self.env.now
         try:
             return (yield from fragment)
         finally:
             self.live -= 1
+            held(t0, self.env.now)
 
 
 def copy_slots(prep, source: str) -> int | None:

@@ -34,7 +34,9 @@ def test_bytes_update_rounds_only_and_nothing_down(tiny_dir):
     assert (res.transfers.direction == "up").all()
     replay = res.timeline[res.timeline["round"] == 1]
     assert set(replay[replay.device != "server"].state) == {"idle"}
-    assert (replay[replay.device == "server"].what == "replay_step").all()
+    on_server = replay[replay.device == "server"]
+    assert (on_server[on_server.state == "compute"].what == "replay_step").all()
+    assert set(on_server.state) == {"compute", "hosting"}  # each replay holds a copy
     # the buffer holds both clients' latest epoch: codes + scales + labels
     assert rounds.buffer_bytes.tolist() == [2 * per_client] * 4
 

@@ -137,3 +137,28 @@ def test_ecofed_replay_rounds_hold_copies_too(tiny_dir):
     assert list(res.rounds.server_copies_peak) == [1, 1]
     replay = res.rounds.iloc[1]
     assert not replay.update_round and replay.queue_wait_s > 0
+
+
+def test_load_curves_by_hand():
+    from ecofed_sim.plot_server import binned_mean, in_progress
+
+    spans = pd.DataFrame({"t_start_s": [0.0, 1.0, 1.0, 3.0], "t_end_s": [2.0, 3.0, 1.5, 4.0]})
+    times, counts = in_progress(spans)
+    # one to 1 s, three to 1.5, two to 2, one to 3 (one ends as another starts), none at 4
+    assert list(times) == [0.0, 1.0, 1.5, 2.0, 3.0, 4.0]
+    assert list(counts) == [1, 3, 2, 1, 1, 0]
+    edges, mean = binned_mean(times, counts, bins=2)  # [0, 2] and [2, 4]
+    assert list(edges) == [0.0, 2.0, 4.0]
+    assert list(mean) == pytest.approx([(1 + 1.5 + 1) / 2, (1 + 1) / 2])
+
+
+def test_server_figure_of_a_bounded_run(tiny_dir, tmp_path):
+    path = write_scenario(tiny_dir, _splitfed(2))
+    out = tmp_path / "r"
+    assert main(["run", str(path), "--out", str(out), "--quiet"]) == 0
+    assert main(["plot", str(out), "--kind", "server", "--format", "png",
+                 "--out", str(tmp_path / "fig")]) == 0
+    assert (tmp_path / "fig" / "server.png").stat().st_size > 0
+    fed = write_scenario(tiny_dir, tiny(), "fedavg.yaml")
+    assert main(["run", str(fed), "--out", str(tmp_path / "f"), "--quiet"]) == 0
+    assert main(["plot", str(tmp_path / "f"), "--kind", "server"]) == 2  # no server work
