@@ -3,7 +3,7 @@
 Runs what ``make demo`` runs (the quickstart uplink sweep, into results/quickstart), plus
 one gantt chart, the stragglers scenario with and without a longer deadline, and the
 asynchronous scenario synchronously, with FedBuff and with FedAsync, and the quickstart
-with bounded server memory, then
+with bounded server memory, and the hierarchy scenario flat and with two edges, then
 copies the figures into docs/figures/ and rewrites the README's generated blocks (between
 ``<!-- NAME:begin -->`` and ``<!-- NAME:end -->`` markers), each followed by the command and
 the date it was made. ``make docs-figures`` runs it.
@@ -142,6 +142,31 @@ def server() -> str:
     return "\n".join([head, *lines, "", stamp("make docs-figures")])
 
 
+HIERARCHY_RUNS = (  # label, overrides of scenarios/hierarchy.yaml
+    ("flat: every device to the cloud", [
+        "--set", "topology=null", "--set", "population.devices=[{profile: rpi4b, share: 0.6, "
+        "link: wifi}, {profile: jetson_nano, share: 0.4, link: 4g}]"]),
+    ("2 edges, cloud every round", ["--set", "topology.cloud_every=1"]),
+    ("2 edges, cloud every 2 rounds", []),
+)
+
+
+def hierarchy() -> str:
+    """The hierarchy scenario flat, and with its two edges at k2 = 1 and 2."""
+    lines = []
+    for i, (label, extra) in enumerate(HIERARCHY_RUNS):
+        out = ROOT / "results" / "hierarchy" / f"run-{i}"
+        cli("run", "scenarios/hierarchy.yaml", "--quiet", "--force", "--out", str(out), *extra)
+        r = pd.read_parquet(out / "rounds.parquet")
+        edge = sum(r.get(f"{d}_edge_model_bytes", pd.Series([0])).sum() for d in ("up", "down"))
+        device = r.bytes_up.sum() + r.bytes_down.sum() - edge
+        lines.append(f"| {label} | {r.sim_time_s.iloc[-1]:.2f} | {device / 2**20:.1f} | "
+                     f"{edge / 2**20:.1f} | {r.test_accuracy.iloc[-1]:.3f} |")
+    head = ("| run (16 rounds) | simulated s | device tier MiB | edge-cloud tier MiB | "
+            "final accuracy |\n|---|---|---|---|---|")
+    return "\n".join([head, *lines, "", stamp("make docs-figures")])
+
+
 def main() -> None:
     FIGURES.mkdir(parents=True, exist_ok=True)
     text = README.read_text()
@@ -149,6 +174,7 @@ def main() -> None:
     text = replace_block(text, "stragglers", stragglers())
     text = replace_block(text, "asynchronous", asynchronous())
     text = replace_block(text, "server", server())
+    text = replace_block(text, "hierarchy", hierarchy())
     README.write_text(text)
     print(f"rewrote the generated blocks of {README} and the figures in {FIGURES}")
 

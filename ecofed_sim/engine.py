@@ -337,8 +337,7 @@ class Engine(World):
             lambda client: self.availability.offline_at(round_index, client, start_s),
             lambda client: len(ctx.batch_sizes(client)) if hosts else None)
         learns = sc.learning == "real"  # timing only: nothing trains, nothing to test
-        if learns:
-            self.method.end_round(sorted(updates, key=lambda u: u.client))
+        self.aggregate(round_index, selected, sorted(updates, key=lambda u: u.client), learns)
         due = round_index == sc.rounds - 1 or (round_index + 1) % sc.evaluation.every == 0
         metrics = (self.evaluate() if learns and due
                    else {"test_accuracy": float("nan"), "test_loss": float("nan")})
@@ -347,6 +346,13 @@ class Engine(World):
         if self.recorder is not None:
             self.recorder.end_round(metrics)
         return self.ledger.close_round(round_index, t0, env.now, counts, metrics)
+
+    def aggregate(self, round_index: int, selected: list[int], updates: list[ClientUpdate],
+                  learns: bool) -> None:
+        """The round's kept updates (in client order) into the global model. A
+        hierarchy aggregates at its edges first, and at the cloud in its own time."""
+        if learns:
+            self.method.end_round(updates)
 
     def _wait_for_someone_online(self, round_index: int) -> None:
         """With an availability trace, a round starts once some client is online."""

@@ -27,6 +27,7 @@ class Device:
     profile: DeviceProfile
     link: DeviceLink
     split: int | None = None  # its class's own split point (None: the method's)
+    edge: str | None = None  # with a topology: the edge server it attaches to
 
 
 def class_counts(pop, total: int) -> list[int]:
@@ -131,7 +132,7 @@ def build_population(scenario, library: ProfileLibrary, source: str,
         spec = pop.devices[cls]
         name = f"{spec.profile}-{idx}"
         devices.append(Device(name, library.devices[spec.profile], make_link(
-            name, links[cls], seen[cls], scenario.seed, idx), spec.split))
+            name, links[cls], seen[cls], scenario.seed, idx), spec.split, spec.edge))
         names.append(spec.profile)
     return Population(devices, names, pop.waves)
 

@@ -38,8 +38,9 @@ def resimulate(scenario, trace: Trace, source: str | None = None, base_dir=None)
 
     if timing_shapes_learning(scenario):
         raise ScenarioError(f"{source or scenario.name}: with a deadline, over-selection, "
-                            "dropout or split: auto, timing decides what is learned; run it "
-                            "in full")
+                            "dropout, split: auto or asynchronous updates, timing decides "
+                            "what is learned (and a topology's cloud rounds are not "
+                            "re-played); run it in full")
     if learning_key(scenario) != trace.learning_key:
         raise ScenarioError(f"{source or scenario.name}: differs from the recorded run in a "
                             "field that can change what is learned; run it in full")

@@ -17,6 +17,7 @@ import torch
 from ecofed_sim.async_engine import AsyncEngine
 from ecofed_sim.engine import Engine
 from ecofed_sim.errors import ScenarioError
+from ecofed_sim.hierarchy import HierarchicalEngine
 from ecofed_sim.prepare import prepare
 from ecofed_sim.progress import bar, log
 from ecofed_sim.scenario import Scenario, load_scenario
@@ -144,12 +145,13 @@ def run(scenario: Scenario | str | Path, *, progress: bool = False,
     with torch_threads(scenario.training.threads), contextlib.ExitStack() as stack:
         prep = prepare(scenario, source or scenario.name, base_dir, progress)
         pool = _trainer_pool(prep, workers, scheduler, scheduler_file, stack)
+        if record and (scenario.asynchronous or scenario.topology):
+            raise ScenarioError(f"{source or scenario.name}: asynchronous runs and "
+                                "topologies cannot be recorded for re-simulation")
         if scenario.asynchronous is not None:
-            if record:
-                raise ScenarioError(f"{source or scenario.name}: asynchronous: a run "
-                                    "cannot be recorded for re-simulation (timing decides "
-                                    "what it learns)")
             engine = AsyncEngine(prep)
+        elif scenario.topology is not None:
+            engine = HierarchicalEngine(prep, pool=pool)
         else:
             engine = Engine(prep, record=record, pool=pool)
         stack.enter_context(fewer_collections())

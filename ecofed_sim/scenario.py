@@ -32,6 +32,7 @@ from ecofed_sim.scenario_network import (  # noqa: F401 - re-exported
     NetworkSpec,
     ServerLinkSpec,
 )
+from ecofed_sim.scenario_topology import HIERARCHY_METHODS, TopologySpec
 from ecofed_sim.strict import (
     Seed,
     StrictModel,
@@ -173,6 +174,8 @@ class DeviceClassSpec(StrictModel):
     """a named link (ecofed-sim list links) or an inline link"""
     split: int | None = Field(None, ge=1, description="this class's split point (methods "
                               "that allow one per class); default: method.split")
+    edge: str | None = None
+    """with a topology: the edge server these devices attach to (topology.edges[].name)"""
 
     @model_validator(mode="after")
     def _count_or_share(self) -> DeviceClassSpec:
@@ -377,6 +380,9 @@ class Scenario(StrictModel):
     asynchronous: AsyncSpec | None = None
     """run asynchronously (FedAsync or FedBuff) instead of in synchronous rounds; then
     ``rounds`` counts server updates"""
+    topology: TopologySpec | None = None
+    """edge servers between the devices and the cloud (hierarchical FedAvg); the
+    ``server`` section is the cloud"""
     fidelity: Literal["default", "paper"] = "default"
     """paper: run the methods as the EcoFed reference code does, wherever the scenario does
     not say otherwise: training.augment on; EcoFed and local loss in lock-step with a
@@ -399,6 +405,28 @@ class Scenario(StrictModel):
         if spec.concurrency is not None and spec.concurrency > pop.clients:
             raise ValueError(f"asynchronous.concurrency: {spec.concurrency} clients cannot "
                              f"train at once out of population.clients = {pop.clients}")
+        return self
+
+    @model_validator(mode="after")
+    def _topology_fits(self) -> Scenario:
+        topo, classes = self.topology, self.population.devices
+        named = [(i, d.edge) for i, d in enumerate(classes) if d.edge is not None]
+        if topo is None:
+            if named:
+                raise ValueError(f"population.devices[{named[0][0]}].edge: no topology "
+                                 "section names any edge")
+            return self
+        if self.method.name not in HIERARCHY_METHODS:
+            raise ValueError(f"topology: method {self.method.name} has no hierarchical mode "
+                             f"(methods with one: {', '.join(HIERARCHY_METHODS)})")
+        if self.asynchronous is not None:
+            raise ValueError("topology: asynchronous runs are flat (drop one of the two)")
+        edges = [e.name for e in topo.edges]
+        for i, d in enumerate(classes):
+            if d.edge not in edges:
+                got = "none" if d.edge is None else repr(d.edge)
+                raise ValueError(f"population.devices[{i}].edge: {got}; with a topology every "
+                                 f"device class names its edge ({', '.join(edges)})")
         return self
 
     @model_validator(mode="after")
@@ -453,4 +481,5 @@ def timing_shapes_learning(scenario: Scenario) -> bool:
     through the order in which asynchronous updates arrive."""
     return (scenario.population.timing_shapes_learning
             or getattr(scenario.method, "split", None) == "auto"
-            or scenario.asynchronous is not None)  # arrival order is what is learned
+            or scenario.asynchronous is not None  # arrival order is what is learned
+            or scenario.topology is not None)  # re-simulation has no backhaul phase

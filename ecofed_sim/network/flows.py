@@ -2,9 +2,11 @@
 
 A transfer waits the one-way latency, then becomes a flow crossing two capacity
 constraints: the device's uplink and the server's ingress (uploads), or the server's
-egress and the device's downlink (downloads). Concurrent flows share capacity max-min
-fairly (progressive filling, as in SimGrid's flow model); rates are recomputed whenever a
-flow starts or ends, so every transfer ends exactly when its bytes are through.
+egress and the device's downlink (downloads). With a topology, a device's "server" is
+its edge (``DeviceLink.server``), and an edge's backhaul is a link to the cloud.
+Concurrent flows share capacity max-min fairly (progressive filling, as in SimGrid's flow
+model); rates are recomputed whenever a flow starts or ends, so every transfer ends
+exactly when its bytes are through.
 
 With the ``tcp`` transport (``network.tcp``), a flow in slow start may also send at most
 one congestion window per round trip, a new connection costs its handshake, and an idle
@@ -114,6 +116,7 @@ class DeviceLink:
     connection: Connection = field(default_factory=Connection)  # TCP state
     loss_rate: float = 0.0  # chance a segment is lost (TCP transport: caps a flow's rate)
     buffer_bytes: float | None = None  # bottleneck drop-tail buffer (None: one BDP, >= 64 pkts)
+    server: tuple[Capacity, Capacity] | None = None  # (in, out) of its edge; None: the cloud
     _loss_caps: dict = field(default_factory=dict)  # direction -> Capacity of that cap
 
     def side(self, direction: str) -> Capacity:
@@ -218,7 +221,8 @@ class Network:
             busy = link.connection.sending.get(direction)
             if busy is not None:  # the connection is not idle: no restart, no new rounds
                 window = busy.window.continuation()
-        path = (link.up, self.server_in) if direction == "up" else (self.server_out, link.down)
+        server_in, server_out = link.server or (self.server_in, self.server_out)
+        path = (link.up, server_in) if direction == "up" else (server_out, link.down)
         device_side = link.up if direction == "up" else link.down
         bits = wire_bits - device_side.take_tokens(self.env.now, wire_bits)
         device_side.active += 1
@@ -268,7 +272,8 @@ class Network:
 
     def _path_rate_bps(self, link: DeviceLink, direction: str) -> float:
         """The slowest capacity on a message's path: where its queue builds."""
-        server = self.server_in if direction == "up" else self.server_out
+        server_in, server_out = link.server or (self.server_in, self.server_out)
+        server = server_in if direction == "up" else server_out
         return min(link.side(direction).rate_bps, server.rate_bps)
 
     def _remove(self, flow: Flow) -> None:

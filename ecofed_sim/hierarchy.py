@@ -1,0 +1,129 @@
+"""Hierarchical FedAvg (HierFAVG: Liu, Zhang, Song and Letaief, "Client-Edge-Cloud
+Hierarchical Federated Learning", ICC 2020) on the simulated world.
+
+Devices attach to edge servers (``population.devices[i].edge``); an edge's access link is
+where its devices' transfers end, and its backhaul carries its model to the cloud (the
+scenario's ``server``). Each round:
+
+1. clients are sampled from the whole population, as in flat FedAvg; each downloads its
+   edge's model from its edge, trains ``training.local_epochs`` (HierFAVG's k1, counted
+   in epochs) and uploads to its edge;
+2. every edge averages its kept clients' models (weighted by samples), starting from its
+   own model; an edge with no kept client keeps its model;
+3. every ``topology.cloud_every`` rounds (k2), the edges whose clients trained since the
+   last cloud round send their models up their backhauls, the cloud averages them
+   (weighted by the samples their clients trained on since then: with every client in
+   every round, HierFAVG's edge data sizes), and every edge downloads the result. The
+   uploads share the cloud's ingress and the downloads its egress, max-min fairly.
+
+Edges run in lock step: a round ends when every edge has aggregated (and, in a cloud
+round, when the cloud model is back at every edge). The model evaluated is the cloud's.
+With one edge whose backhaul is null, or with ``cloud_every`` 1 and every client in one
+edge, this is flat FedAvg (tested).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from dataclasses import dataclass, field
+
+import torch
+
+from ecofed_sim.aggregation import WeightedMean
+from ecofed_sim.checks import Prepared
+from ecofed_sim.engine import Engine
+from ecofed_sim.methods.base import ClientUpdate
+from ecofed_sim.network import MBPS, Capacity, DeviceLink
+from ecofed_sim.population import LinkClass, make_link, resolve_link
+
+EDGE_MODEL = "edge_model"  # payload kind of edge-cloud messages (per-tier traffic)
+
+
+@dataclass
+class Edge:
+    name: str
+    backhaul: DeviceLink | None  # to the cloud; None: with the cloud
+    state: dict[str, torch.Tensor] = field(default_factory=dict)
+    samples_since_cloud: int = 0
+
+
+class HierarchicalEngine(Engine):
+    """A run with edge servers: the round loop of ``Engine``, with aggregation at the
+    edges and, every ``cloud_every`` rounds, at the cloud over the backhauls."""
+
+    def __init__(self, prep: Prepared, pool=None) -> None:
+        super().__init__(prep, pool=pool)
+        topo = self.scenario.topology
+        self.cloud_every = topo.cloud_every
+        self.edges: dict[str, Edge] = {}
+        for i, spec in enumerate(topo.edges):
+            access = (Capacity(f"{spec.name}/in", spec.access.ingress_mbps * MBPS),
+                      Capacity(f"{spec.name}/out", spec.access.egress_mbps * MBPS))
+            for device in self.population.devices:
+                if device.edge == spec.name:
+                    device.link.server = access
+            self.edges[spec.name] = Edge(spec.name, self._backhaul(i, spec))
+        self.model_bytes = self.method.model_bytes
+        state = self.method.global_model.state_dict()
+        for edge in self.edges.values():
+            edge.state = {k: v.clone() for k, v in state.items()}
+
+    def _backhaul(self, index: int, spec) -> DeviceLink | None:
+        if spec.backhaul is None:
+            return None
+        where = f"{self.prep.source}: topology.edges[{index}].backhaul"
+        link = resolve_link(spec.backhaul, self.prep.library, where)
+        # edges get their own jitter streams, after every device's
+        return make_link(spec.name, LinkClass.of(link, self.prep.base_dir, where), 0,
+                         self.scenario.seed, len(self.population.devices) + index)
+
+    def aggregate(self, round_index: int, selected: list[int], updates: list[ClientUpdate],
+                  learns: bool) -> None:
+        """Edge aggregation, then (every ``cloud_every`` rounds) the cloud round."""
+        edge_of = {c: d.edge for d, clients in self.population.schedule(selected)
+                   for c in clients}
+        cloud_model = self.method.global_model
+        cloud_state = {k: v.clone() for k, v in cloud_model.state_dict().items()}
+        for edge in self.edges.values():
+            mine = [u for u in updates if edge_of[u.client] == edge.name]
+            edge.samples_since_cloud += sum(u.num_samples for u in mine)
+            if mine and learns:  # the method averages from (and into) the edge's model
+                cloud_model.load_state_dict(edge.state)
+                self.method.end_round(mine)
+                edge.state = {k: v.clone() for k, v in cloud_model.state_dict().items()}
+        cloud_model.load_state_dict(cloud_state)
+        if (round_index + 1) % self.cloud_every == 0:
+            self._cloud_round(round_index, learns)
+
+    def _cloud_round(self, round_index: int, learns: bool) -> None:
+        senders = [e for e in self.edges.values() if e.samples_since_cloud > 0]
+        if not senders:
+            return
+        if learns:
+            mean = WeightedMean(sum(e.samples_since_cloud for e in senders))
+            for edge in senders:  # in the topology's order
+                mean.add(edge.state, edge.samples_since_cloud)
+            self.method.global_model.load_state_dict(mean.result())
+            state = self.method.global_model.state_dict()
+            for edge in self.edges.values():
+                edge.state = {k: v.clone() for k, v in state.items()}
+        for edge in self.edges.values():
+            edge.samples_since_cloud = 0
+        env = self.env
+        ups = [env.process(self._backhaul_transfer(round_index, e, "up")) for e in senders]
+        self.run_until(env.all_of(ups), round_index)
+        downs = [env.process(self._backhaul_transfer(round_index, e, "down"))
+                 for e in self.edges.values()]
+        self.run_until(env.all_of(downs), round_index)
+
+    def _backhaul_transfer(self, round_index: int, edge: Edge, direction: str) -> Generator:
+        """An edge's model over its backhaul, to or from the cloud's access link."""
+        if edge.backhaul is None:
+            return
+        parts = {EDGE_MODEL: self.model_bytes}
+        overhead = self.scenario.network.message_overhead_bytes
+        if overhead:  # the message's envelope, as every message has
+            parts["overhead"] = overhead
+        t0 = self.env.now
+        yield from self.network.transfer(edge.backhaul, direction, sum(parts.values()))
+        self.ledger.transfer(round_index, edge.name, -1, direction, parts, t0, self.env.now)
