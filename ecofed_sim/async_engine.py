@@ -9,14 +9,18 @@ one per ``buffer_size`` arrivals (``ecofed_sim.aggregation.asynchronous``). Each
 update is one row of rounds.csv; each arrival one row of updates.parquet, with its
 staleness (server versions between pull and push).
 
-A client's real training runs when its update arrives, from the model it pulled; pulled
-models are kept once per version still in use. Clients are drawn from a generator keyed
-by (seed, job), where jobs are numbered in start order: same seed, same arrival order,
-ties included (SimPy runs same-instant events in the order they were scheduled).
-Availability (keyed by job), deadlines (per client, from its start), traces, energy and
-the network model apply as in synchronous runs; a client cut off by either contributes
-nothing and its slot moves on. Ledger rows carry the version a client pulled as their
-``round``.
+FedAvg's real training runs when an update arrives, from the model its client pulled;
+pulled models are kept once per version still in use. Split methods (local_loss) train as
+they run: the client's device part and head from the version it pulled, the one shared
+server part on activations in the order they reach the server (its workers serve them
+first come, first served), and the update carries the trained and pulled device states.
+
+Clients are drawn from a generator keyed by (seed, job), where jobs are numbered in
+start order (jobs also key each client's data order): same seed, same arrival order, ties
+included (SimPy runs same-instant events in the order they were scheduled). Availability
+(keyed by job), deadlines (per client, from its start), traces, energy and the network
+model apply as in synchronous runs; a client cut off by either contributes nothing and
+its slot moves on. Ledger rows carry the version a client pulled as their ``round``.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from ecofed_sim.aggregation import DeltaBuffer, mix, staleness_weight
 from ecofed_sim.checks import Prepared
 from ecofed_sim.engine import Engine, RoundContext
 from ecofed_sim.errors import ScenarioError
+from ecofed_sim.methods.base import ClientUpdate
 from ecofed_sim.participation import RoundPlay
 from ecofed_sim.population import Device
 from ecofed_sim.seeding import ASYNC_SAMPLING, np_rng
@@ -48,6 +53,10 @@ class AsyncEngine(Engine):
         self.concurrency = spec.concurrency or min(sc.population.clients_per_round,
                                                    sc.population.clients)
         self.learns = sc.learning == "real"
+        # fedavg trains each update when it arrives, from the model its client pulled;
+        # split methods train as they run, against the one shared server part
+        self.defers = type(sc.method).defers_training
+        self.copies = None  # asynchronous split FL shares one server part
         self.version = 0  # server updates made so far
         self.buffer = DeltaBuffer(spec.buffer_size) if spec.aggregator == "fedbuff" else None
         self._waiting = 0  # arrivals since the last server update
@@ -129,13 +138,14 @@ class AsyncEngine(Engine):
         env, device = self.env, self.population.devices[client]
         version, start_s = self.version, env.now
         self._busy.add(client)
-        pulled = self._pull(version)
-        ctx = RoundContext(self, version)
+        pulled = self._pull(version) if self.defers else None
+        ctx = RoundContext(self, version, data_round=job)
+        work = self.method.client_round if self.defers else self.method.async_client
         play = RoundPlay(env, version, start_s, 1, 1,
                          lambda c: self.availability.offline_at(job, c, start_s),
                          self.ledger, ctx.children)
         proc = env.process(play.device_process(
-            device, [client], lambda c, d: self.method.client_round(ctx, c, d)))
+            device, [client], lambda c, d: work(ctx, c, d)))
         deadline_s = self.scenario.population.deadline_s
         if deadline_s is not None:
             yield play.enough | env.timeout(deadline_s)
@@ -146,13 +156,13 @@ class AsyncEngine(Engine):
             self._counts[name] += n
         self._busy.discard(client)
         if play.updates and not self._stopped:
-            self._arrive(job, client, device, version, pulled, start_s)
+            self._arrive(job, client, device, version, pulled, start_s, play.updates[0])
         self._drop(version)
         released, self._released = self._released, env.event()
         released.succeed()
 
     def _arrive(self, job: int, client: int, device: Device, version: int,
-                pulled: dict | None, start_s: float) -> None:
+                pulled: dict | None, start_s: float, update: ClientUpdate) -> None:
         """An update reaches the server: train it for real, aggregate, maybe update."""
         spec = self.spec
         staleness = self.version - version
@@ -164,9 +174,13 @@ class AsyncEngine(Engine):
         else:
             weight = float(samples if spec.weighting == "samples" else 1)
         if self.learns:
-            trained = self.method.train_client(RoundContext(self, job), client, pulled)
+            if self.defers:
+                trained = self.method.train_client(
+                    RoundContext(self, version, data_round=job), client, pulled)
+            else:
+                trained, pulled = update.payload
             if self.buffer is None:
-                self._load(mix(self.method.global_model.state_dict(), trained, weight))
+                self.method.async_load(mix(self.method.async_state(), trained, weight))
             else:
                 self.buffer.add(trained, pulled, weight, factor)
         self.ledger.update(self.version, job, client, device.name, version, factor, weight,
@@ -179,15 +193,15 @@ class AsyncEngine(Engine):
     def _server_update(self) -> None:
         """Apply the buffer (FedBuff), evaluate when due, close the update's row."""
         if self.learns and self.buffer is not None:
-            self._load(self.buffer.apply(self.method.global_model.state_dict(),
-                                         self.spec.server_lr))
+            self.method.async_load(self.buffer.apply(self.method.async_state(),
+                                                     self.spec.server_lr))
         index, now = self.version, self.env.now
         self.version += 1
         sc = self.scenario
         due = index == sc.rounds - 1 or (index + 1) % sc.evaluation.every == 0
         metrics = (self.evaluate() if self.learns and due
                    else {"test_accuracy": float("nan"), "test_loss": float("nan")})
-        metrics |= {"updates": self._waiting,
+        metrics |= {**self.server_load(self._t_last_s), "updates": self._waiting,
                     "staleness_mean": sum(self._staleness) / len(self._staleness),
                     "staleness_max": max(self._staleness)}
         self._rows.append(self.ledger.close_round(index, self._t_last_s, now,
@@ -218,5 +232,3 @@ class AsyncEngine(Engine):
             if held[1] == 0:
                 del self._pulled[version]
 
-    def _load(self, state: dict[str, torch.Tensor]) -> None:
-        self.method.global_model.load_state_dict(state)

@@ -59,9 +59,11 @@ def client_batches(prep: Prepared, round_index: int, client: int
 class RoundContext:
     """The engine services one round offers to a method (see ``methods.base``)."""
 
-    def __init__(self, engine: World, round_index: int) -> None:
+    def __init__(self, engine: World, round_index: int, data_round: int | None = None) -> None:
         self.engine = engine
         self.round = round_index
+        # what keys the data order and random draws: the round, or an asynchronous job
+        self.data_round = round_index if data_round is None else data_round
         self.server_profile = engine.prep.server_profile
         self.children: dict[simpy.Process, list[simpy.Process]] = {}  # for cutting off
 
@@ -70,7 +72,7 @@ class RoundContext:
 
     def indexed_batches(self, client: int) -> Iterator[tuple[torch.Tensor, ...]]:
         """(sample indices, x, y) of this round's local epochs (``client_batches``)."""
-        return client_batches(self.engine.prep, self.round, client)
+        return client_batches(self.engine.prep, self.data_round, client)
 
     def batch_sizes(self, client: int) -> list[int]:
         """The sizes of ``batches(client)``, in order, without touching the data: what a
@@ -84,7 +86,7 @@ class RoundContext:
     def generator(self, stream: int, *parts: int, round_index: int | None = None
                   ) -> torch.Generator:
         """A torch generator keyed by (seed, stream, round, parts): reproducible alone."""
-        rnd = self.round if round_index is None else round_index
+        rnd = self.data_round if round_index is None else round_index
         return torch_gen(self.engine.scenario.seed, stream, rnd, *parts)
 
     def _record(self, *op) -> None:

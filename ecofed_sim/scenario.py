@@ -402,6 +402,9 @@ class Scenario(StrictModel):
         if pop.waves:
             raise ValueError("asynchronous: needs one device per client (population.waves: "
                              "false)")
+        if getattr(self.method, "lockstep", False):
+            raise ValueError("asynchronous: clients stream their activations "
+                             "(method.lockstep: false)")
         if spec.concurrency is not None and spec.concurrency > pop.clients:
             raise ValueError(f"asynchronous.concurrency: {spec.concurrency} clients cannot "
                              f"train at once out of population.clients = {pop.clients}")
@@ -434,8 +437,9 @@ class Scenario(StrictModel):
         if self.fidelity != "paper":
             return self
         name = self.method.name
-        method = {"ecofed": {"lockstep": True, "replay_control_bytes": 32},
-                  "local_loss": {"lockstep": True},
+        streams = self.asynchronous is not None  # asynchronous clients never wait
+        method = {"ecofed": {} if streams else {"lockstep": True, "replay_control_bytes": 32},
+                  "local_loss": {} if streams else {"lockstep": True},
                   "fedgkt": {"mode": "two_phase"}}.get(name, {})
         training = {"augment": True, **({"shuffle": "fixed"} if name == "fedgkt" else {})}
         return self.model_copy(update={

@@ -9,7 +9,7 @@ from pydantic import Field, PositiveFloat
 
 from ecofed_sim.strict import StrictModel
 
-ASYNC_METHODS = ("fedavg",)  # methods with an asynchronous mode
+ASYNC_METHODS = ("fedavg", "splitfed_v2", "local_loss", "ecofed")  # with an async mode
 
 
 class AsyncSpec(StrictModel):

@@ -148,7 +148,7 @@ class EcoFed(Method):
         stored, handles = [], []
         for b, (idx, x, y) in enumerate(ctx.indexed_batches(client)):
             # augmented images differ every round: cached outputs are this round's only
-            fresh = ctx.round if self.setup.training.augment else None
+            fresh = ctx.data_round if self.setup.training.augment else None
             act = self.frozen_forward((client, idx.numpy().tobytes(), fresh), x)
             yield from ctx.compute(device, client, forward(
                 self.setup.model_name, self.device_stats, len(y)), "frozen_forward")
@@ -206,6 +206,36 @@ class EcoFed(Method):
                                        "replay_step")
         samples = sum(len(y) for _, y in entry.batches)
         return ClientUpdate(client, samples, part.state_dict())
+
+    # --- asynchronous split FL (ecofed_sim.async_engine)
+    _shared_opt: torch.optim.Optimizer | None = None
+
+    def async_state(self) -> dict[str, torch.Tensor]:
+        return {}  # the device part is frozen: clients push nothing to mix
+
+    def async_load(self, state: dict[str, torch.Tensor]) -> None:
+        """Nothing to load: only the shared server part learns, as activations arrive."""
+
+    def async_client(self, ctx: RoundContext, client: int, device: Device) -> Generator:
+        """Asynchronous EcoFed: frozen forward, encode and upload every batch; one shared
+        server part trains on the activations in the order they arrive (one optimiser
+        for the run). No replay buffer: the server learns only from arriving data."""
+        shared = self.global_model.part(self.config.split).train()
+        if self._shared_opt is None:
+            self._shared_opt = sgd(shared.parameters(), self.setup.training)
+        for b, (idx, x, y) in enumerate(ctx.indexed_batches(client)):
+            fresh = ctx.data_round if self.setup.training.augment else None
+            act = self.frozen_forward((client, idx.numpy().tobytes(), fresh), x)
+            yield from ctx.compute(device, client, forward(
+                self.setup.model_name, self.device_stats, len(y)), "frozen_forward")
+            enc = self.codec.encode(act, ctx.generator(CODEC, client, b))
+            yield from ctx.transfer(device, client, "up", {"activations": enc.payload_bytes,
+                                                           "labels": tensor_bytes(y)})
+            ctx.server_async(client, train_step(self.setup.model_name, self.server_stats,
+                                                len(y)),
+                             lambda a=enc.decoded, y=y: train_server_step(
+                                 shared, self._shared_opt, a, y), "server_step")
+        return ClientUpdate(client, ctx.num_samples(client), ({}, {}))
 
     def end_round(self, updates: list[ClientUpdate]) -> None:
         updates = [u for u in updates if u is not None]

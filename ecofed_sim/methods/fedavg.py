@@ -97,3 +97,10 @@ class FedAvg(Method):
 
     def eval_model(self) -> nn.Module:
         return self.global_model
+
+    # -- asynchronous runs (ecofed_sim.async_engine): the whole model is aggregated
+    def async_state(self) -> dict[str, torch.Tensor]:
+        return self.global_model.state_dict()
+
+    def async_load(self, state: dict[str, torch.Tensor]) -> None:
+        self.global_model.load_state_dict(state)

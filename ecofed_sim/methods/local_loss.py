@@ -7,12 +7,22 @@ the server (with ``lockstep``, as the EcoFed code's devices: it waits for the se
 step and a release message before its local backward). The server trains its per-client
 copy on the activations as they arrive. Device part, head and server copies are
 FedAvg-averaged every round.
+
+Asynchronously (``asynchronous``; asynchronous split FL as in FedOptima, Wu et al., arXiv
+2504.13850, and local-loss SFL): there is one server part, trained on every client's
+activations in the order they arrive, with one optimiser (its momentum carries over, as
+a real shared server's does). A client streams its activations without waiting for the
+server, and pushes its device part and head when its epochs are done; those are mixed
+into the global ones by FedAsync or FedBuff. Unlike FedOptima, the device part still
+trains on its local loss (no server-side feedback) and the server part is never averaged.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Generator
 
+import torch
 import torch.nn.functional as F
 
 from ecofed_sim.codecs import payload_bytes_for
@@ -21,7 +31,15 @@ from ecofed_sim.methods.auxhead import (
     aux_device_cost,
     server_ce_step,
 )
-from ecofed_sim.methods.base import LABEL_BYTES, Device, Sketch, tensor_bytes, train_step
+from ecofed_sim.methods.base import (
+    LABEL_BYTES,
+    ClientUpdate,
+    Device,
+    Sketch,
+    sgd,
+    tensor_bytes,
+    train_step,
+)
 from ecofed_sim.methods.configs import LocalLossConfig
 from ecofed_sim.seeding import CODEC
 
@@ -29,6 +47,7 @@ from ecofed_sim.seeding import CODEC
 class LocalLoss(AuxHeadMethod):
     name = "local_loss"
     Config = LocalLossConfig
+    _shared_opt: torch.optim.Optimizer | None = None  # asynchronous: the server part's
 
     @classmethod
     def sketch(cls, config: LocalLossConfig, model: str, stats, split: int,
@@ -77,3 +96,46 @@ class LocalLoss(AuxHeadMethod):
                                        "local_backward")
         yield from ctx.wait(handles)
         return dev, aux, srv
+
+    # -- asynchronous split FL (ecofed_sim.async_engine)
+    def async_state(self) -> dict[str, torch.Tensor]:
+        """What clients push and the aggregator mixes: the device part and the head."""
+        device = self.global_model.part(0, self.config.split).state_dict()
+        return ({f"device.{k}": v for k, v in device.items()}
+                | {f"aux.{k}": v for k, v in self.aux.state_dict().items()})
+
+    def async_load(self, state: dict[str, torch.Tensor]) -> None:
+        self.global_model.part(0, self.config.split).load_state_dict(
+            {k[7:]: v for k, v in state.items() if k.startswith("device.")})
+        self.aux.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("aux.")})
+
+    def async_client(self, ctx, client: int, device: Device) -> Generator:
+        """One asynchronous client: pull the device part and head, stream every batch's
+        activations to the shared server part (its steps queue at the server in arrival
+        order; the client never waits for them), push the trained part and head. The
+        update's payload: (trained, pulled) states, for FedAsync or FedBuff."""
+        k = self.config.split
+        shared = self.global_model.part(k).train()
+        if self._shared_opt is None:
+            self._shared_opt = sgd(shared.parameters(), self.setup.training)
+        pulled = {n: t.clone() for n, t in self.async_state().items()}
+        dev = copy.deepcopy(self.global_model.part(0, k)).train()
+        aux = copy.deepcopy(self.aux).train()
+        dev_opt = sgd([*dev.parameters(), *aux.parameters()], self.setup.training)
+        yield from ctx.transfer(device, client, "down", {"weights": self.weight_bytes})
+        for b, (x, y) in enumerate(ctx.batches(client)):
+            dev_opt.zero_grad(set_to_none=True)
+            act = dev(x)
+            F.cross_entropy(aux(act), y).backward()
+            dev_opt.step()
+            yield from ctx.compute(device, client, self.device_cost(len(y)), "local_step")
+            enc = self.codec.encode(act, ctx.generator(CODEC, client, b))
+            yield from ctx.transfer(device, client, "up", {"activations": enc.payload_bytes,
+                                                           "labels": tensor_bytes(y)})
+            ctx.server_async(client, self.server_cost(len(y)),
+                             lambda a=enc.decoded, y=y: server_ce_step(
+                                 shared, self._shared_opt, a, y), "server_step")
+        yield from ctx.transfer(device, client, "up", {"weights": self.weight_bytes})
+        trained = ({f"device.{n}": t for n, t in dev.state_dict().items()}
+                   | {f"aux.{n}": t for n, t in aux.state_dict().items()})
+        return ClientUpdate(client, ctx.num_samples(client), (trained, pulled))
