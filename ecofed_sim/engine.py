@@ -124,17 +124,19 @@ class RoundContext:
 
     def server_work(self, client: int, cost: Cost, work: Callable[[], T],
                     what: str) -> Generator[Any, Any, T]:
-        """Wait for a server worker, do the real work, hold the worker for its cost."""
+        """Wait for a server worker, do the real work, hold the worker for its cost (on
+        the client's edge server, with a topology)."""
         self._record("server", client, cost, what)
         env = self.engine.env
-        with self.engine.server_workers.request() as slot:
+        workers, profile, where = self.engine.server_for(client)
+        with workers.request() as slot:
             yield slot
             t0 = env.now
             result = work()
             try:
-                yield env.timeout(self.engine.cost_s(self.server_profile, cost))
+                yield env.timeout(self.engine.cost_s(profile, cost))
             finally:
-                self.engine.ledger.span(self.round, "server", client, "compute", what, t0,
+                self.engine.ledger.span(self.round, where, client, "compute", what, t0,
                                         env.now)
         return result
 
@@ -224,6 +226,10 @@ class World:
                 f"{self.prep.source}: max_sim_time_s: round {round_index} is still running "
                 f"at {limit_s:g} s of simulated time (a bandwidth or FLOP/s near zero?); "
                 "raise max_sim_time_s if this is meant")
+
+    def server_for(self, client: int) -> tuple[simpy.Resource, Any, str]:
+        """Where a client's server work runs: workers, profile and timeline row."""
+        return self.server_workers, self.prep.server_profile, "server"
 
     def cost_s(self, profile, cost: Cost) -> float:
         """Modelled seconds of ``cost`` on ``profile``, memoised: every batch repeats it."""

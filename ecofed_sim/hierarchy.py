@@ -1,5 +1,6 @@
-"""Hierarchical FedAvg (HierFAVG: Liu, Zhang, Song and Letaief, "Client-Edge-Cloud
-Hierarchical Federated Learning", ICC 2020) on the simulated world.
+"""Hierarchical FL (HierFAVG: Liu, Zhang, Song and Letaief, "Client-Edge-Cloud
+Hierarchical Federated Learning", ICC 2020) on the simulated world, for FedAvg and for
+split methods with their server part at the edge.
 
 Devices attach to edge servers (``population.devices[i].edge``); an edge's access link is
 where its devices' transfers end, and its backhaul carries its model to the cloud (the
@@ -20,18 +21,29 @@ Edges run in lock step: a round ends when every edge has aggregated (and, in a c
 round, when the cloud model is back at every edge). The model evaluated is the cloud's.
 With one edge whose backhaul is null, or with ``cloud_every`` 1 and every client in one
 edge, this is flat FedAvg (tested).
+
+Split methods (splitfed, local_loss, ecofed) put their server part at the edge: a client's
+server steps (and EcoFed's replay of a client's buffer) run on its edge's workers with the
+edge's profile, on the edge's row of the timeline. Each edge averages everything its
+clients trained (device parts, heads and server copies: the method's own aggregation, on
+the edge's clients only), and the cloud averages the edges. Their clients start every
+round from the cloud's model, so they aggregate at the cloud every round. The server
+memory bound (``server_resources``) is not applied at edges.
 """
 
 from __future__ import annotations
 
 from collections.abc import Generator
 from dataclasses import dataclass, field
+from typing import Any
 
+import simpy
 import torch
 
 from ecofed_sim.aggregation import WeightedMean
 from ecofed_sim.checks import Prepared
 from ecofed_sim.engine import Engine
+from ecofed_sim.errors import ScenarioError
 from ecofed_sim.methods.base import ClientUpdate
 from ecofed_sim.network import MBPS, Capacity, DeviceLink
 from ecofed_sim.population import LinkClass, make_link, resolve_link
@@ -43,7 +55,9 @@ EDGE_MODEL = "edge_model"  # payload kind of edge-cloud messages (per-tier traff
 class Edge:
     name: str
     backhaul: DeviceLink | None  # to the cloud; None: with the cloud
-    state: dict[str, torch.Tensor] = field(default_factory=dict)
+    workers: simpy.Resource  # its compute, for split methods' server part
+    profile: Any  # profiles.DeviceProfile of that compute
+    state: dict[str, torch.Tensor] = field(default_factory=dict)  # all the method learns
     samples_since_cloud: int = 0
 
 
@@ -53,20 +67,44 @@ class HierarchicalEngine(Engine):
 
     def __init__(self, prep: Prepared, pool=None) -> None:
         super().__init__(prep, pool=pool)
-        topo = self.scenario.topology
-        self.cloud_every = topo.cloud_every
+        sc = self.scenario
+        self.cloud_every = sc.topology.cloud_every
+        self.copies = None  # the memory bound is not modelled at edges
         self.edges: dict[str, Edge] = {}
-        for i, spec in enumerate(topo.edges):
+        for i, spec in enumerate(sc.topology.edges):
             access = (Capacity(f"{spec.name}/in", spec.access.ingress_mbps * MBPS),
                       Capacity(f"{spec.name}/out", spec.access.egress_mbps * MBPS))
             for device in self.population.devices:
                 if device.edge == spec.name:
                     device.link.server = access
-            self.edges[spec.name] = Edge(spec.name, self._backhaul(i, spec))
-        self.model_bytes = self.method.model_bytes
-        state = self.method.global_model.state_dict()
+            profile = self.prep.library.devices.get(spec.profile or sc.server.profile)
+            if profile is None:
+                raise ScenarioError(f"{self.prep.source}: topology.edges[{i}].profile: "
+                                    f"unknown profile {spec.profile!r}")
+            self.edges[spec.name] = Edge(spec.name, self._backhaul(i, spec),
+                                         simpy.Resource(self.env, spec.workers), profile)
+        self.model_bytes = sum(v.numel() * v.element_size()
+                               for v in self.method.learnable_state().values())
+        state = self.method.learnable_state()
         for edge in self.edges.values():
             edge.state = {k: v.clone() for k, v in state.items()}
+        # without waves a client is always played by its own device (as split methods at
+        # the edge require); with waves, by the device the round's schedule gives it
+        self._home = {c: d.edge for c, d in enumerate(self.population.devices)}
+        self._edge_of: dict[int, str] = {}
+
+    def _edge(self, client: int) -> str:
+        return self._edge_of.get(client) or self._home[client]
+
+    def server_for(self, client: int):
+        edge = self.edges[self._edge(client)]
+        return edge.workers, edge.profile, edge.name
+
+    def server_load(self, t0_s: float) -> dict[str, float]:
+        """The cloud's figures, and the edges' compute-busy seconds."""
+        return {**super().server_load(t0_s),
+                "edge_busy_s": sum(self.ledger.busy_s(e, "compute") for e in self.edges)}
+
 
     def _backhaul(self, index: int, spec) -> DeviceLink | None:
         if spec.backhaul is None:
@@ -80,18 +118,18 @@ class HierarchicalEngine(Engine):
     def aggregate(self, round_index: int, selected: list[int], updates: list[ClientUpdate],
                   learns: bool) -> None:
         """Edge aggregation, then (every ``cloud_every`` rounds) the cloud round."""
-        edge_of = {c: d.edge for d, clients in self.population.schedule(selected)
-                   for c in clients}
-        cloud_model = self.method.global_model
-        cloud_state = {k: v.clone() for k, v in cloud_model.state_dict().items()}
+        self._edge_of = {c: d.edge for d, clients in self.population.schedule(selected)
+                         for c in clients}
+        method = self.method
+        cloud_state = {k: v.clone() for k, v in method.learnable_state().items()}
         for edge in self.edges.values():
-            mine = [u for u in updates if edge_of[u.client] == edge.name]
+            mine = [u for u in updates if self._edge(u.client) == edge.name]
             edge.samples_since_cloud += sum(u.num_samples for u in mine)
             if mine and learns:  # the method averages from (and into) the edge's model
-                cloud_model.load_state_dict(edge.state)
-                self.method.end_round(mine)
-                edge.state = {k: v.clone() for k, v in cloud_model.state_dict().items()}
-        cloud_model.load_state_dict(cloud_state)
+                method.load_learnable_state(edge.state)
+                method.end_round(mine)
+                edge.state = {k: v.clone() for k, v in method.learnable_state().items()}
+        method.load_learnable_state(cloud_state)
         if (round_index + 1) % self.cloud_every == 0:
             self._cloud_round(round_index, learns)
 
@@ -103,8 +141,8 @@ class HierarchicalEngine(Engine):
             mean = WeightedMean(sum(e.samples_since_cloud for e in senders))
             for edge in senders:  # in the topology's order
                 mean.add(edge.state, edge.samples_since_cloud)
-            self.method.global_model.load_state_dict(mean.result())
-            state = self.method.global_model.state_dict()
+            self.method.load_learnable_state(mean.result())
+            state = self.method.learnable_state()
             for edge in self.edges.values():
                 edge.state = {k: v.clone() for k, v in state.items()}
         for edge in self.edges.values():

@@ -8,7 +8,7 @@ from pydantic import Field, model_validator
 from ecofed_sim.scenario_network import TIMING, LinkSpec, ServerLinkSpec
 from ecofed_sim.strict import StrictModel
 
-HIERARCHY_METHODS = ("fedavg",)  # methods with a hierarchical mode
+HIERARCHY_METHODS = ("fedavg", "splitfed", "local_loss", "ecofed")  # with edges
 
 
 class EdgeSpec(StrictModel):
@@ -19,6 +19,11 @@ class EdgeSpec(StrictModel):
     """the edge's name, as population.devices[i].edge gives it"""
     access: ServerLinkSpec = Field(ServerLinkSpec(), json_schema_extra=TIMING)
     """the edge's access link, shared max-min fairly by its devices' transfers"""
+    profile: str | None = Field(None, json_schema_extra=TIMING)
+    """the edge server's compute profile, for split methods' server part at the edge
+    (default: server.profile)"""
+    workers: int = Field(1, ge=1, le=100_000, json_schema_extra=TIMING)
+    """the edge server's parallel compute workers"""
     backhaul: str | LinkSpec | None = Field("ethernet", json_schema_extra=TIMING)
     """the edge's link to the cloud: a named link (ecofed-sim list links) or an inline
     one, its uplink towards the cloud; null: the edge sits with the cloud (no backhaul

@@ -54,6 +54,7 @@ def test_one_edge_with_the_cloud_is_the_flat_run_exactly(tiny_dir):
     raw["topology"] = {"edges": [{"name": "only", "backhaul": None,
                                   "access": {"ingress_mbps": 1, "egress_mbps": 100}}]}
     a, b = run_dict(flat, tiny_dir), run_dict(raw, tiny_dir)
+    assert (b.rounds.pop("edge_busy_s") == 0).all()  # fedavg computes nothing at edges
     for name in ("rounds", "transfers", "timeline", "participation"):
         pd.testing.assert_frame_equal(getattr(a, name), getattr(b, name))
 
@@ -149,8 +150,11 @@ def test_devices_share_only_their_own_edges_access_link(tiny_dir):
      "population.devices[0].edge: none; with a topology every device class names its edge"),
     ({"population.devices": [{"profile": "unit_dev", "count": 4, "link": LINK,
                               "edge": "c"}]}, "population.devices[0].edge: 'c'"),
-    ({"method": {"name": "splitfed", "split": 4}},
-     "topology: method splitfed has no hierarchical mode"),
+    ({"method": {"name": "splitfed_v2", "split": 4}},
+     "topology: method splitfed_v2 has no hierarchical mode"),
+    ({"method": {"name": "splitfed", "split": 4}, "topology": {
+        "cloud_every": 2, "edges": [{"name": "a"}, {"name": "b"}]}},
+     "topology.cloud_every: splitfed trains its clients from the cloud's model"),
     ({"topology": {"edges": [{"name": "a"}, {"name": "a"}]}},
      "edge names must be unique: a repeated"),
 ])
@@ -174,3 +178,60 @@ def test_an_edge_without_a_topology_is_an_error(tiny_dir, capsys):
     path = write_scenario(tiny_dir, raw)
     assert main(["validate", str(path)]) == 2
     assert "population.devices[0].edge: no topology section" in capsys.readouterr().err
+
+
+def _split_at_edges(method: dict, profile_b: str | None = None) -> dict:
+    raw = _two_edges(_flat(method=method))
+    if profile_b is not None:
+        raw["topology"]["edges"][1]["profile"] = profile_b
+    return raw
+
+
+def test_splitfed_at_two_edges_is_flat_splitfed(tiny_dir):
+    """SplitFed-V1 averages whole models; edge means averaged at the cloud every round
+    are the flat mean (to float rounding). Server steps run at the edges."""
+    method = {"name": "splitfed", "split": 4}
+    flat = _engine(_flat(method=method), tiny_dir, Engine)
+    hier = _engine(_split_at_edges(method), tiny_dir, HierarchicalEngine)
+    for r in range(3):
+        flat.run_round(r)
+        row = hier.run_round(r)
+        assert row["server_busy_s"] == 0 and row["edge_busy_s"] > 0
+    want = flat.method.global_model.state_dict()
+    for key, value in hier.method.global_model.state_dict().items():
+        torch.testing.assert_close(value, want[key], rtol=0, atol=1e-6, msg=key)
+    tl = hier.ledger.frames()["timeline"]
+    steps = tl[tl.what == "server_step"]
+    assert set(steps.device) == {"a", "b"}
+
+
+def test_each_edge_computes_with_its_own_profile(tiny_dir):
+    """Edge b computes with the device profile: 10x the unit server's time per step."""
+    res = run_dict(_split_at_edges({"name": "splitfed", "split": 4}, profile_b="unit_dev"),
+                   tiny_dir)
+    steps = res.timeline[res.timeline.what == "server_step"]
+    took = (steps.t_end_s - steps.t_start_s).round(12).groupby(steps.device).unique()
+    a, b = sorted(took["a"]), sorted(took["b"])  # full batches of 4 and a last one of 3
+    assert len(a) == len(b) == 2
+    assert b == pytest.approx([10 * t for t in a], rel=1e-6)
+
+
+def test_ecofed_replays_at_the_edges(tiny_dir):
+    res = run_dict(_split_at_edges({"name": "ecofed", "split": 4}), tiny_dir)
+    replay = res.timeline[res.timeline.what == "replay_step"]
+    assert len(replay) > 0 and set(replay.device) <= {"a", "b"}
+    assert res.rounds.test_accuracy.notna().iloc[-1]
+
+
+def test_local_loss_edges_keep_the_head_too(tiny_dir):
+    """The edges average device part, head and server copies: with two edges and the
+    cloud every round, the head equals the flat run's (to float rounding)."""
+    method = {"name": "local_loss", "split": 3}
+    flat = _engine(_flat(method=method), tiny_dir, Engine)
+    hier = _engine(_split_at_edges(method), tiny_dir, HierarchicalEngine)
+    for r in range(2):
+        flat.run_round(r)
+        hier.run_round(r)
+    for key, value in flat.method.aux.state_dict().items():
+        torch.testing.assert_close(hier.method.aux.state_dict()[key], value, rtol=0,
+                                   atol=1e-6, msg=key)

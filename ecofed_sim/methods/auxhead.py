@@ -104,6 +104,15 @@ class AuxHeadMethod(Method):
     def eval_model(self) -> nn.Module:
         return self.global_model
 
+    def learnable_state(self) -> dict[str, torch.Tensor]:
+        return ({f"model.{k}": v for k, v in self.global_model.state_dict().items()}
+                | {f"aux.{k}": v for k, v in self.aux.state_dict().items()})
+
+    def load_learnable_state(self, state: dict[str, torch.Tensor]) -> None:
+        self.global_model.load_state_dict(
+            {k[6:]: v for k, v in state.items() if k.startswith("model.")})
+        self.aux.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("aux.")})
+
 
 def aux_device_cost(model: str, device_stats, aux_stats, batch: int, fwd: bool = True,
                     bwd: bool = True) -> Cost:

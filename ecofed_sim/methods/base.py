@@ -188,6 +188,13 @@ class Method:
     def eval_model(self) -> nn.Module:
         raise NotImplementedError
 
+    def learnable_state(self) -> dict[str, torch.Tensor]:
+        """Everything the method learns (what an edge server keeps between rounds)."""
+        return self.eval_model().state_dict()
+
+    def load_learnable_state(self, state: dict[str, torch.Tensor]) -> None:
+        self.eval_model().load_state_dict(state)
+
     def eval_logits(self, model: nn.Module, x: torch.Tensor, batch_start: int) -> torch.Tensor:
         """Test logits of one fixed test batch; EcoFed reuses frozen-layer outputs here."""
         return model(x)
