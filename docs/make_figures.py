@@ -153,15 +153,19 @@ HIERARCHY_RUNS = (  # label, overrides of scenarios/hierarchy.yaml
 
 def hierarchy() -> str:
     """The hierarchy scenario flat, and with its two edges at k2 = 1 and 2."""
-    lines = []
+    lines, outs = [], []
     for i, (label, extra) in enumerate(HIERARCHY_RUNS):
         out = ROOT / "results" / "hierarchy" / f"run-{i}"
+        outs.append(str(out))
         cli("run", "scenarios/hierarchy.yaml", "--quiet", "--force", "--out", str(out), *extra)
         r = pd.read_parquet(out / "rounds.parquet")
         edge = sum(r.get(f"{d}_edge_model_bytes", pd.Series([0])).sum() for d in ("up", "down"))
         device = r.bytes_up.sum() + r.bytes_down.sum() - edge
         lines.append(f"| {label} | {r.sim_time_s.iloc[-1]:.2f} | {device / 2**20:.1f} | "
                      f"{edge / 2**20:.1f} | {r.test_accuracy.iloc[-1]:.3f} |")
+    cli("compare", *outs, "--out", str(ROOT / "results" / "hierarchy" / "compare"))
+    shutil.copy(ROOT / "results" / "hierarchy" / "compare" / "accuracy_vs_time.png",
+                FIGURES / "hierarchy_accuracy_time.png")
     head = ("| run (16 rounds) | simulated s | device tier MiB | edge-cloud tier MiB | "
             "final accuracy |\n|---|---|---|---|---|")
     return "\n".join([head, *lines, "", stamp("make docs-figures")])

@@ -5,6 +5,7 @@ fields in which the runs differ."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -15,6 +16,7 @@ from ecofed_sim.results import read_rounds
 from ecofed_sim.strict import read_yaml
 
 IGNORED = ("name", "description")  # fields that never make two runs differ in substance
+ITEM = re.compile(r".*\[\d+\]\.")  # a field of a list item
 
 
 def _flat(node: object, prefix: str = "") -> dict[str, object]:
@@ -22,6 +24,11 @@ def _flat(node: object, prefix: str = "") -> dict[str, object]:
         out: dict[str, object] = {}
         for key, value in node.items():
             out.update(_flat(value, f"{prefix}{key}."))
+        return out
+    if isinstance(node, list) and node and all(isinstance(n, dict) for n in node):
+        out = {prefix[:-1] + "#": len(node)}  # lists of mappings: item by item
+        for i, item in enumerate(node):
+            out.update(_flat(item, f"{prefix[:-1]}[{i}]."))
         return out
     if isinstance(node, list):
         return {prefix[:-1]: repr(node)}
@@ -64,6 +71,8 @@ def run_labels(scenarios: list[dict], names: list[str]) -> list[str]:
     flat = [{k: v for k, v in _flat(s).items() if k not in IGNORED} for s in scenarios]
     keys = sorted({k for f in flat for k in f})
     general = _differing(flat, [k for k in keys if not k.startswith("method.")])
+    # an item some runs' lists lack: their length (``devices#``) already tells them apart
+    general = [k for k in general if not (ITEM.match(k) and any(k not in f for f in flat))]
     sections = _optional_sections(flat, general)
     extra = [_section_parts(flat, general, s) for s in sections]
     general = [g for g in general if not any(g.startswith(s + ".") for s in sections)]

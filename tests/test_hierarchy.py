@@ -235,3 +235,15 @@ def test_local_loss_edges_keep_the_head_too(tiny_dir):
     for key, value in flat.method.aux.state_dict().items():
         torch.testing.assert_close(hier.method.aux.state_dict()[key], value, rtol=0,
                                    atol=1e-6, msg=key)
+
+
+def test_compare_labels_runs_by_the_list_items_that_differ():
+    from ecofed_sim.compare import run_labels
+
+    flat = scenario_from_dict(_flat(), "t").model_dump(mode="json")
+    hier = scenario_from_dict(_two_edges(_flat(), cloud_every=2), "t").model_dump(mode="json")
+    # the first device class differs in count and edge; the second exists in one run
+    # only, which the classes' count says; the topology is left out of one run
+    assert run_labels([flat, hier], ["f", "h"]) == [
+        "fedavg devices#=1 count=4 edge=None topology=none",
+        "fedavg devices#=2 count=2 edge=a cloud_every=2"]
