@@ -87,6 +87,8 @@ def main() -> None:
                                             if len(res.updates) else 0.0),
                          "wall_s": res.manifest["wall_clock_s"]})
             shown.update(1)
+            print(f"{label} {mode}: accuracy {r.test_accuracy.iloc[-1]:.3f} at "
+                  f"{r.sim_time_s.iloc[-1]:.1f} s simulated", flush=True)
     shown.close()
     table = pd.DataFrame(runs)
     OUT.mkdir(parents=True, exist_ok=True)

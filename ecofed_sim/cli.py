@@ -12,7 +12,7 @@ from pathlib import Path
 
 PLOT_KINDS = ("accuracy-time", "accuracy-bytes", "accuracy-energy", "time-bars",
               "bytes-bars", "heatmap", "gantt", "round-cdf", "participation", "staleness",
-              "server")
+              "server", "tiers")
 
 EXAMPLES = """examples:
   ecofed-sim run scenarios/quickstart.yaml --out results/qs
@@ -135,7 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "participation (kept, stragglers and dropped clients per round of "
                        "--run), staleness (asynchronous runs: share of updates by staleness), "
                        "server (copies held, clients queued and workers busy over time in "
-                       "--run).")
+                       "--run), tiers (traffic per round between devices and edges, and edges "
+                       "and cloud, in --run).")
     p.add_argument("results", type=Path, help="sweep directory or run directory")
     p.add_argument("--kind", action="append", choices=[*PLOT_KINDS, "all"],
                    help="repeatable; default all")

@@ -16,6 +16,7 @@ from matplotlib.ticker import NullFormatter, ScalarFormatter
 
 from ecofed_sim.errors import ScenarioError
 from ecofed_sim.plot_async import staleness_histogram
+from ecofed_sim.plot_hierarchy import EDGE_COLUMNS, traffic_tiers
 from ecofed_sim.plot_server import server_load
 from ecofed_sim.plots import (
     LABELS,
@@ -339,6 +340,7 @@ KINDS: dict[str, Callable[..., Figures]] = {
     "participation": participation,
     "staleness": lambda rs, st, **k: staleness_histogram(rs, st),
     "server": server_load,
+    "tiers": traffic_tiers,
 }
 
 
@@ -363,7 +365,8 @@ def plot(root: Path, kinds: list[str], out: Path, formats: list[str], style_name
                 kind == "accuracy-energy" and "cum_energy_j" not in rs.summary) or (
                 kind == "participation" and not _anyone_left_out(rs)) or (
                 kind == "staleness" and "staleness_max" not in rs.summary) or (
-                kind == "server" and not (rs.summary.get("server_busy_s", 0) > 0).any())):
+                kind == "server" and not (rs.summary.get("server_busy_s", 0) > 0).any()) or (
+                kind == "tiers" and not any(c in rs.summary for c in EDGE_COLUMNS))):
             continue  # needs two swept axes, power figures, or someone not kept
         with figure_style(style_name):  # saving reads the style too (bbox, font types)
             try:

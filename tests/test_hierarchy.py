@@ -247,3 +247,16 @@ def test_compare_labels_runs_by_the_list_items_that_differ():
     assert run_labels([flat, hier], ["f", "h"]) == [
         "fedavg devices#=1 count=4 edge=None topology=none",
         "fedavg devices#=2 count=2 edge=a cloud_every=2"]
+
+
+def test_traffic_tiers_figure(tiny_dir, tmp_path):
+    backhaul = {"uplink_mbps": 5, "downlink_mbps": 5, "latency_ms": 5}
+    path = write_scenario(tiny_dir, _two_edges(_flat(), backhaul=backhaul))
+    out = tmp_path / "r"
+    assert main(["run", str(path), "--out", str(out), "--quiet"]) == 0
+    assert main(["plot", str(out), "--kind", "tiers", "--format", "png",
+                 "--out", str(tmp_path / "fig")]) == 0
+    assert (tmp_path / "fig" / "tiers.png").stat().st_size > 0
+    flat = write_scenario(tiny_dir, _flat(), "flat.yaml")
+    assert main(["run", str(flat), "--out", str(tmp_path / "f"), "--quiet"]) == 0
+    assert main(["plot", str(tmp_path / "f"), "--kind", "tiers"]) == 2

@@ -41,7 +41,7 @@ def test_every_kind_renders(sweep_dir, tmp_path, kind):
             "--out", str(tmp_path)]
     if kind == "heatmap":
         args += ["--axes", LINK, "server.workers"]
-    if kind in ("accuracy-energy", "staleness"):  # no power figures; no async run
+    if kind in ("accuracy-energy", "staleness", "tiers"):  # no power, async run, edges
         assert main(args) == 2
         return
     assert main(args) == 0
