@@ -41,11 +41,33 @@ def accuracy(prep, model) -> float:
     return correct / n
 
 
+def local_training(prep, start: dict, like: torch.nn.Module, key: int, c: int) -> dict:
+    """Client ``c``'s local epochs from ``start`` on a fresh copy of ``like`` with a fresh
+    optimiser; data order keyed by (seed, ``key``, client, epoch): the round, or the job."""
+    from ecofed_sim.seeding import DATA_ORDER, torch_gen
+
+    sc = prep.scenario
+    model = copy.deepcopy(like).train()
+    model.load_state_dict(start)
+    opt = torch.optim.SGD(model.parameters(), lr=sc.training.lr,
+                          momentum=sc.training.momentum, weight_decay=sc.training.weight_decay)
+    idx = torch.as_tensor(prep.client_indices[c])
+    for epoch in range(sc.training.local_epochs):
+        order = idx[torch.randperm(len(idx),
+                                   generator=torch_gen(sc.seed, DATA_ORDER, key, c, epoch))]
+        for s in range(0, len(order), sc.training.batch_size):
+            x, y = prep.train.batch(order[s:s + sc.training.batch_size])
+            opt.zero_grad(set_to_none=True)
+            F.cross_entropy(model(x), y).backward()
+            opt.step()
+    return model.state_dict()
+
+
 def plain_loop(prep) -> float:
     """The same training, no SimPy, no ledger: returns the final test accuracy."""
     from ecofed_sim.aggregation import fedavg
     from ecofed_sim.population import sample_clients
-    from ecofed_sim.seeding import DATA_ORDER, INIT, torch_gen
+    from ecofed_sim.seeding import INIT, torch_gen
 
     sc = prep.scenario
     with torch.random.fork_rng(devices=[]):
@@ -56,21 +78,8 @@ def plain_loop(prep) -> float:
         everyone = list(range(sc.population.clients))
         for c in sorted(sample_clients(sc.seed, r, everyone, sc.population.clients,
                                        sc.population.clients_per_round)):
-            model = copy.deepcopy(global_model).train()
-            opt = torch.optim.SGD(model.parameters(), lr=sc.training.lr,
-                                  momentum=sc.training.momentum,
-                                  weight_decay=sc.training.weight_decay)
-            idx = torch.as_tensor(prep.client_indices[c])
-            for epoch in range(sc.training.local_epochs):
-                order = idx[torch.randperm(len(idx),
-                                           generator=torch_gen(sc.seed, DATA_ORDER, r, c, epoch))]
-                for s in range(0, len(order), sc.training.batch_size):
-                    x, y = prep.train.batch(order[s:s + sc.training.batch_size])
-                    opt.zero_grad(set_to_none=True)
-                    F.cross_entropy(model(x), y).backward()
-                    opt.step()
-            states.append(model.state_dict())
-            weights.append(len(idx))
+            states.append(local_training(prep, global_model.state_dict(), global_model, r, c))
+            weights.append(len(prep.client_indices[c]))
         global_model.load_state_dict(fedavg(states, weights))
     return accuracy(prep, global_model)
 
@@ -97,7 +106,7 @@ def arrival_order(prep):
 def plain_async_loop(prep, arrivals) -> float:
     """FedBuff's SGD steps and buffer in arrival order, no SimPy, no ledger."""
     from ecofed_sim.aggregation import DeltaBuffer
-    from ecofed_sim.seeding import DATA_ORDER, INIT, torch_gen
+    from ecofed_sim.seeding import INIT, torch_gen
 
     sc = prep.scenario
     with torch.random.fork_rng(devices=[]):
@@ -106,21 +115,8 @@ def plain_async_loop(prep, arrivals) -> float:
     versions = {0: copy.deepcopy(global_model.state_dict())}
     buffer, version = DeltaBuffer(sc.asynchronous.buffer_size), 0
     for job, c, pulled, factor in arrivals:
-        model = copy.deepcopy(global_model).train()
-        model.load_state_dict(versions[pulled])
-        opt = torch.optim.SGD(model.parameters(), lr=sc.training.lr,
-                              momentum=sc.training.momentum,
-                              weight_decay=sc.training.weight_decay)
-        idx = torch.as_tensor(prep.client_indices[c])
-        for epoch in range(sc.training.local_epochs):
-            order = idx[torch.randperm(len(idx),
-                                       generator=torch_gen(sc.seed, DATA_ORDER, job, c, epoch))]
-            for s in range(0, len(order), sc.training.batch_size):
-                x, y = prep.train.batch(order[s:s + sc.training.batch_size])
-                opt.zero_grad(set_to_none=True)
-                F.cross_entropy(model(x), y).backward()
-                opt.step()
-        buffer.add(model.state_dict(), versions[pulled], float(len(idx)), factor)
+        trained = local_training(prep, versions[pulled], global_model, job, c)
+        buffer.add(trained, versions[pulled], float(len(prep.client_indices[c])), factor)
         if buffer.full:
             global_model.load_state_dict(buffer.apply(global_model.state_dict()))
             version += 1

@@ -147,14 +147,7 @@ class EcoFed(Method):
         part, opt = self._fresh_server_copy()
         stored, handles = [], []
         for b, (idx, x, y) in enumerate(ctx.indexed_batches(client)):
-            # augmented images differ every round: cached outputs are this round's only
-            fresh = ctx.data_round if self.setup.training.augment else None
-            act = self.frozen_forward((client, idx.numpy().tobytes(), fresh), x)
-            yield from ctx.compute(device, client, forward(
-                self.setup.model_name, self.device_stats, len(y)), "frozen_forward")
-            enc = self.codec.encode(act, ctx.generator(CODEC, client, b))
-            yield from ctx.transfer(device, client, "up", {"activations": enc.payload_bytes,
-                                                           "labels": tensor_bytes(y)})
+            enc = yield from self._send_batch(ctx, client, device, b, idx, x, y)
             stored.append((enc.stored, y))
             handles.append(ctx.server_async(
                 client, train_step(self.setup.model_name, self.server_stats, len(y)),
@@ -166,6 +159,19 @@ class EcoFed(Method):
         yield from ctx.wait(handles)
         self.buffer.put(client, stored, ctx.generator(REPLAY, client))
         return ClientUpdate(client, ctx.num_samples(client), part.state_dict())
+
+    def _send_batch(self, ctx: RoundContext, client: int, device: Device, b: int,
+                    idx: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> Generator:
+        """One batch's frozen forward, encoding and upload; returns the encoded batch."""
+        # augmented images differ every round: cached outputs are this round's only
+        fresh = ctx.data_round if self.setup.training.augment else None
+        act = self.frozen_forward((client, idx.numpy().tobytes(), fresh), x)
+        yield from ctx.compute(device, client, forward(
+            self.setup.model_name, self.device_stats, len(y)), "frozen_forward")
+        enc = self.codec.encode(act, ctx.generator(CODEC, client, b))
+        yield from ctx.transfer(device, client, "up", {"activations": enc.payload_bytes,
+                                                       "labels": tensor_bytes(y)})
+        return enc
 
     def _replay_control(self, ctx: RoundContext, client: int, device: Device) -> Generator:
         """Replay rounds in the EcoFed code: the device still walks its batches and trades
@@ -224,13 +230,7 @@ class EcoFed(Method):
         if self._shared_opt is None:
             self._shared_opt = sgd(shared.parameters(), self.setup.training)
         for b, (idx, x, y) in enumerate(ctx.indexed_batches(client)):
-            fresh = ctx.data_round if self.setup.training.augment else None
-            act = self.frozen_forward((client, idx.numpy().tobytes(), fresh), x)
-            yield from ctx.compute(device, client, forward(
-                self.setup.model_name, self.device_stats, len(y)), "frozen_forward")
-            enc = self.codec.encode(act, ctx.generator(CODEC, client, b))
-            yield from ctx.transfer(device, client, "up", {"activations": enc.payload_bytes,
-                                                           "labels": tensor_bytes(y)})
+            enc = yield from self._send_batch(ctx, client, device, b, idx, x, y)
             ctx.server_async(client, train_step(self.setup.model_name, self.server_stats,
                                                 len(y)),
                              lambda a=enc.decoded, y=y: train_server_step(
