@@ -26,13 +26,15 @@ Split methods (splitfed, local_loss, ecofed) put their server part at the edge: 
 server steps (and EcoFed's replay of a client's buffer) run on its edge's workers with the
 edge's profile, on the edge's row of the timeline. Each edge averages everything its
 clients trained (device parts, heads and server copies: the method's own aggregation, on
-the edge's clients only), and the cloud averages the edges. Their clients start every
-round from the cloud's model, so they aggregate at the cloud every round. The server
-memory bound (``server_resources``) is not applied at edges.
+the edge's clients only), and the cloud averages the edges. Their clients start each round
+from their edge's model (``Method.client_starts``: the edge keeps a copy), so between
+cloud rounds the edges drift apart as with FedAvg. The server memory bound
+(``server_resources``) is not applied at edges.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,7 +46,7 @@ from ecofed_sim.aggregation import WeightedMean
 from ecofed_sim.checks import Prepared
 from ecofed_sim.engine import Engine
 from ecofed_sim.errors import ScenarioError
-from ecofed_sim.methods.base import ClientUpdate
+from ecofed_sim.methods.base import ClientUpdate, load_modules_state
 from ecofed_sim.network import MBPS, Capacity, DeviceLink
 from ecofed_sim.population import LinkClass, make_link, resolve_link
 
@@ -59,6 +61,7 @@ class Edge:
     profile: Any  # profiles.DeviceProfile of that compute
     state: dict[str, torch.Tensor] = field(default_factory=dict)  # all the method learns
     samples_since_cloud: int = 0
+    modules: dict = field(default_factory=dict)  # split methods: the edge's copy, by name
 
 
 class HierarchicalEngine(Engine):
@@ -86,12 +89,27 @@ class HierarchicalEngine(Engine):
         self.model_bytes = sum(v.numel() * v.element_size()
                                for v in self.method.learnable_state().values())
         state = self.method.learnable_state()
-        for edge in self.edges.values():
+        starts_at_edges = not type(sc.method).defers_training  # split methods train as
+        for edge in self.edges.values():  # they run, from their edge's model
             edge.state = {k: v.clone() for k, v in state.items()}
+            if starts_at_edges:
+                edge.modules = {n: copy.deepcopy(m)
+                                for n, m in self.method.learnable_modules().items()}
         # without waves a client is always played by its own device (as split methods at
         # the edge require); with waves, by the device the round's schedule gives it
         self._home = {c: d.edge for c, d in enumerate(self.population.devices)}
         self._edge_of: dict[int, str] = {}
+
+    def run_round(self, round_index: int) -> dict:
+        """Split methods' clients start from their edge's model: each edge's copy holds
+        its state, and the method is told which client starts from which."""
+        starts = {}
+        for edge in self.edges.values():
+            if edge.modules:
+                load_modules_state(edge.modules, edge.state)
+                starts |= {c: edge.modules for c, e in self._home.items() if e == edge.name}
+        self.method.client_starts = starts
+        return super().run_round(round_index)
 
     def _edge(self, client: int) -> str:
         return self._edge_of.get(client) or self._home[client]

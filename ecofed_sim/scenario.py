@@ -424,10 +424,6 @@ class Scenario(StrictModel):
                              f"(methods with one: {', '.join(HIERARCHY_METHODS)})")
         if self.asynchronous is not None:
             raise ValueError("topology: asynchronous runs are flat (drop one of the two)")
-        if self.method.name != "fedavg" and topo.cloud_every != 1:
-            raise ValueError(f"topology.cloud_every: {self.method.name} trains its clients "
-                             "from the cloud's model as the round runs, so its edges "
-                             "aggregate at the cloud every round (1)")
         if self.method.name != "fedavg" and self.population.waves:
             raise ValueError(f"topology: {self.method.name} at the edge needs one device "
                              "per client (population.waves: false)")

@@ -79,14 +79,14 @@ def test_between_cloud_rounds_edges_drift_then_the_cloud_averages_them(tiny_dir)
     a, b = engine.edges["a"], engine.edges["b"]
     for key, value in engine.method.global_model.state_dict().items():
         assert torch.equal(value, start[key]), key  # the cloud has not moved yet
-    assert not torch.equal(a.state["units.6.weight"], b.state["units.6.weight"])
+    assert not torch.equal(a.state["model.units.6.weight"], b.state["model.units.6.weight"])
     total = sum(len(i) for i in engine.prep.client_indices)  # every client trained
     assert a.samples_since_cloud + b.samples_since_cloud == total
     engine.run_round(1)  # a second edge round, then the cloud round
     samples = [a.samples_since_cloud, b.samples_since_cloud]
     assert samples == [0, 0]  # counted afresh after the cloud round
     # the cloud model is what both edges hold now
-    for key, value in engine.method.global_model.state_dict().items():
+    for key, value in engine.method.learnable_state().items():
         assert torch.equal(a.state[key], value) and torch.equal(b.state[key], value)
 
 
@@ -107,7 +107,7 @@ def test_the_cloud_weights_edges_by_the_samples_trained_since_the_last_cloud_rou
     total = sum(len(i) for i in engine.prep.client_indices)
     assert sum(seen["weights"]) == 2 * total  # both rounds, every client
     want = fedavg(seen["states"], seen["weights"])
-    for key, value in engine.method.global_model.state_dict().items():
+    for key, value in engine.method.learnable_state().items():
         assert torch.equal(value, want[key]), key
 
 
@@ -152,9 +152,8 @@ def test_devices_share_only_their_own_edges_access_link(tiny_dir):
                               "edge": "c"}]}, "population.devices[0].edge: 'c'"),
     ({"method": {"name": "splitfed_v2", "split": 4}},
      "topology: method splitfed_v2 has no hierarchical mode"),
-    ({"method": {"name": "splitfed", "split": 4}, "topology": {
-        "cloud_every": 2, "edges": [{"name": "a"}, {"name": "b"}]}},
-     "topology.cloud_every: splitfed trains its clients from the cloud's model"),
+    ({"method": {"name": "splitfed", "split": 4}, "population.waves": True},
+     "topology: splitfed at the edge needs one device per client"),
     ({"topology": {"edges": [{"name": "a"}, {"name": "a"}]}},
      "edge names must be unique: a repeated"),
 ])
@@ -260,3 +259,33 @@ def test_traffic_tiers_figure(tiny_dir, tmp_path):
     flat = write_scenario(tiny_dir, _flat(), "flat.yaml")
     assert main(["run", str(flat), "--out", str(tmp_path / "f"), "--quiet"]) == 0
     assert main(["plot", str(tmp_path / "f"), "--kind", "tiers"]) == 2
+
+
+@pytest.mark.parametrize("method", [{"name": "splitfed", "split": 4},
+                                    {"name": "local_loss", "split": 3},
+                                    {"name": "ecofed", "split": 4}], ids=lambda m: m["name"])
+def test_split_clients_start_from_their_edges_model_between_cloud_rounds(tiny_dir, method):
+    """cloud_every 2: after round 0 the edges hold different models, and in round 1 each
+    client starts from exactly its own edge's (model and head), not the cloud's."""
+    engine = _engine(_two_edges(_flat(method=method), cloud_every=2), tiny_dir,
+                     HierarchicalEngine)
+    engine.run_round(0)
+    held = {name: {k: v.clone() for k, v in e.state.items()}
+            for name, e in engine.edges.items()}
+    assert not torch.equal(held["a"]["model.units.6.weight"],
+                           held["b"]["model.units.6.weight"])
+    seen: dict[tuple[int, str], dict] = {}
+    real_start = engine.method.start_module
+
+    def spy(client, name="model"):
+        module = real_start(client, name)
+        seen.setdefault((client, name), {k: v.clone() for k, v in module.state_dict().items()})
+        return module
+
+    engine.method.start_module = spy
+    engine.run_round(1)
+    assert {c for c, _ in seen} == {0, 1, 2, 3}
+    for (client, name), state in seen.items():
+        edge = held[engine._home[client]]
+        for key, value in state.items():
+            assert torch.equal(value, edge[f"{name}.{key}"]), (client, key)

@@ -73,12 +73,13 @@ class AuxHeadMethod(Method):
     def server_cost(self, batch: int) -> Cost:
         return train_step(self.setup.model_name, self.server_stats, batch)
 
-    def local_models(self):
-        """Fresh per-client copies: (device part, head, device optimiser, server part,
-        server optimiser)."""
-        dev = copy.deepcopy(self.global_model.part(0, self.config.split)).train()
-        aux = copy.deepcopy(self.aux).train()
-        srv = copy.deepcopy(self.global_model.part(self.config.split)).train()
+    def local_models(self, client: int):
+        """Fresh per-client copies of what the client starts from: (device part, head,
+        device optimiser, server part, server optimiser)."""
+        start = self.start_module(client)
+        dev = copy.deepcopy(start.part(0, self.config.split)).train()
+        aux = copy.deepcopy(self.start_module(client, "aux")).train()
+        srv = copy.deepcopy(start.part(self.config.split)).train()
         return (dev, aux, sgd([*dev.parameters(), *aux.parameters()], self.setup.training),
                 srv, sgd(srv.parameters(), self.setup.training))
 
@@ -104,14 +105,8 @@ class AuxHeadMethod(Method):
     def eval_model(self) -> nn.Module:
         return self.global_model
 
-    def learnable_state(self) -> dict[str, torch.Tensor]:
-        return ({f"model.{k}": v for k, v in self.global_model.state_dict().items()}
-                | {f"aux.{k}": v for k, v in self.aux.state_dict().items()})
-
-    def load_learnable_state(self, state: dict[str, torch.Tensor]) -> None:
-        self.global_model.load_state_dict(
-            {k[6:]: v for k, v in state.items() if k.startswith("model.")})
-        self.aux.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("aux.")})
+    def learnable_modules(self) -> dict[str, nn.Module]:
+        return {"model": self.global_model, "aux": self.aux}
 
 
 def aux_device_cost(model: str, device_stats, aux_stats, batch: int, fwd: bool = True,

@@ -157,6 +157,9 @@ class Method:
     def __init__(self, config: MethodConfigBase, setup: Setup) -> None:
         self.config = config
         self.setup = setup
+        # client -> the learnable modules it starts its round from (a topology's edge
+        # copies); clients not in it start from the method's own (the global model)
+        self.client_starts: dict[int, dict[str, nn.Module]] = {}
 
     def begin_round(self, round_index: int, clients: list[int]) -> None:
         """Called before any client of the round starts."""
@@ -188,12 +191,21 @@ class Method:
     def eval_model(self) -> nn.Module:
         raise NotImplementedError
 
+    def learnable_modules(self) -> dict[str, nn.Module]:
+        """Everything the method learns, by name (what an edge server keeps between
+        rounds): the model, and an auxiliary head where there is one."""
+        return {"model": self.eval_model()}
+
     def learnable_state(self) -> dict[str, torch.Tensor]:
-        """Everything the method learns (what an edge server keeps between rounds)."""
-        return self.eval_model().state_dict()
+        return modules_state(self.learnable_modules())
 
     def load_learnable_state(self, state: dict[str, torch.Tensor]) -> None:
-        self.eval_model().load_state_dict(state)
+        load_modules_state(self.learnable_modules(), state)
+
+    def start_module(self, client: int, name: str = "model") -> nn.Module:
+        """What ``client`` starts its round from: the global model (or head), or with a
+        topology its edge's copy."""
+        return self.client_starts.get(client, self.learnable_modules())[name]
 
     def eval_logits(self, model: nn.Module, x: torch.Tensor, batch_start: int) -> torch.Tensor:
         """Test logits of one fixed test batch; EcoFed reuses frozen-layer outputs here."""
@@ -205,6 +217,17 @@ class Method:
     def round_metrics(self) -> dict[str, Any]:
         """Extra per-round columns (e.g. EcoFed's buffer_bytes, update_round)."""
         return {}
+
+
+def modules_state(modules: dict[str, nn.Module]) -> dict[str, torch.Tensor]:
+    """One state dict of named modules, keys prefixed by the names."""
+    return {f"{name}.{k}": v for name, m in modules.items() for k, v in m.state_dict().items()}
+
+
+def load_modules_state(modules: dict[str, nn.Module], state: dict[str, torch.Tensor]) -> None:
+    for name, m in modules.items():
+        m.load_state_dict({k[len(name) + 1:]: v for k, v in state.items()
+                           if k.startswith(name + ".")})
 
 
 def sgd(params, training) -> torch.optim.SGD:

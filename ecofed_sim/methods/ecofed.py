@@ -117,8 +117,8 @@ class EcoFed(Method):
 
         return self.cache.get_or_compute(key, compute)
 
-    def _fresh_server_copy(self) -> tuple[nn.Module, torch.optim.Optimizer]:
-        part = copy.deepcopy(self.global_model.part(self.config.split)).train()
+    def _fresh_server_copy(self, client: int) -> tuple[nn.Module, torch.optim.Optimizer]:
+        part = copy.deepcopy(self.start_module(client).part(self.config.split)).train()
         return part, sgd(part.parameters(), self.setup.training)
 
     # --- round structure
@@ -144,7 +144,7 @@ class EcoFed(Method):
         if not self.update_round:
             yield from self._replay_control(ctx, client, device)
             return None
-        part, opt = self._fresh_server_copy()
+        part, opt = self._fresh_server_copy(client)
         stored, handles = [], []
         for b, (idx, x, y) in enumerate(ctx.indexed_batches(client)):
             enc = yield from self._send_batch(ctx, client, device, b, idx, x, y)
@@ -202,7 +202,7 @@ class EcoFed(Method):
         return (yield from ctx.wait(handles))
 
     def _replay_one(self, ctx: RoundContext, client: int) -> Generator:
-        part, opt = self._fresh_server_copy()
+        part, opt = self._fresh_server_copy(client)
         entry = self.buffer.entries[client]
         for stored, y in entry.batches:
             act = self.codec.decode(stored)

@@ -73,7 +73,7 @@ class FedGKT(AuxHeadMethod):
 
     def _two_phase(self, ctx, client: int, device: Device) -> Generator:
         cfg = self.config
-        dev, aux, dev_opt, srv, srv_opt = self.local_models()
+        dev, aux, dev_opt, srv, srv_opt = self.local_models(client)
         per_epoch = math.ceil(ctx.num_samples(client) / self.setup.training.batch_size)
         last_epoch: deque = deque(maxlen=per_epoch)  # the inference pass walks it again
         for idx, x, y in ctx.indexed_batches(client):  # (a) local epochs, no traffic
@@ -100,7 +100,7 @@ class FedGKT(AuxHeadMethod):
 
     def _lockstep(self, ctx, client: int, device: Device) -> Generator:
         cfg = self.config
-        dev, aux, dev_opt, srv, srv_opt = self.local_models()
+        dev, aux, dev_opt, srv, srv_opt = self.local_models(client)
         for b, (x, y) in enumerate(ctx.batches(client)):
             dev_opt.zero_grad(set_to_none=True)
             act = dev(x)

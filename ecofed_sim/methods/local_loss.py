@@ -71,7 +71,7 @@ class LocalLoss(AuxHeadMethod):
                       weights_down_bytes=weights, weights_up_bytes=weights)
 
     def train_locally(self, ctx, client: int, device: Device) -> Generator:
-        dev, aux, dev_opt, srv, srv_opt = self.local_models()
+        dev, aux, dev_opt, srv, srv_opt = self.local_models(client)
         handles = []
         lockstep = self.config.lockstep
         for b, (x, y) in enumerate(ctx.batches(client)):

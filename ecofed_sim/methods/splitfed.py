@@ -68,13 +68,13 @@ class SplitFed(Method):
 
     def server_part_for(self, client: int, k: int) -> tuple[nn.Module, torch.optim.Optimizer]:
         """V1: a fresh copy of the global server part per client (V2 overrides)."""
-        part = copy.deepcopy(self.global_model.part(k)).train()
+        part = copy.deepcopy(self.start_module(client).part(k)).train()
         return part, sgd(part.parameters(), self.setup.training)
 
     def client_round(self, ctx: RoundContext, client: int, device: Device) -> Generator:
         frozen, name, k = self.config.freeze_device, self.setup.model_name, self.split_of(device)
         device_stats, server_stats = self.setup.stats[:k], self.setup.stats[k:]
-        dev_part = copy.deepcopy(self.global_model.part(0, k)).train()
+        dev_part = copy.deepcopy(self.start_module(client).part(0, k)).train()
         device_bytes = state_bytes(dev_part)
         if not frozen:
             yield from ctx.transfer(device, client, "down", {"weights": device_bytes})
