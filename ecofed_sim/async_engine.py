@@ -56,7 +56,6 @@ class AsyncEngine(Engine):
         # fedavg trains each update when it arrives, from the model its client pulled;
         # split methods train as they run, against the one shared server part
         self.defers = type(sc.method).defers_training
-        self.copies = None  # asynchronous split FL shares one server part
         self.version = 0  # server updates made so far
         self.buffer = DeltaBuffer(spec.buffer_size) if spec.aggregator == "fedbuff" else None
         self._waiting = 0  # arrivals since the last server update

@@ -41,14 +41,16 @@ from typing import Any
 
 import simpy
 import torch
+from torch import nn
 
 from ecofed_sim.aggregation import WeightedMean
 from ecofed_sim.checks import Prepared
-from ecofed_sim.engine import Engine
+from ecofed_sim.engine import Engine, RoundContext
 from ecofed_sim.errors import ScenarioError
-from ecofed_sim.methods.base import ClientUpdate, load_modules_state
+from ecofed_sim.methods.base import ClientUpdate, load_modules_state, modules_state
+from ecofed_sim.models import state_bytes
 from ecofed_sim.network import MBPS, Capacity, DeviceLink
-from ecofed_sim.population import LinkClass, make_link, resolve_link
+from ecofed_sim.population import Device, LinkClass, make_link, resolve_link
 
 EDGE_MODEL = "edge_model"  # payload kind of edge-cloud messages (per-tier traffic)
 
@@ -59,9 +61,15 @@ class Edge:
     backhaul: DeviceLink | None  # to the cloud; None: with the cloud
     workers: simpy.Resource  # its compute, for split methods' server part
     profile: Any  # profiles.DeviceProfile of that compute
-    state: dict[str, torch.Tensor] = field(default_factory=dict)  # all the method learns
-    samples_since_cloud: int = 0
-    modules: dict = field(default_factory=dict)  # split methods: the edge's copy, by name
+    modules: dict[str, nn.Module] = field(default_factory=dict)  # its copy of all the
+    samples_since_cloud: int = 0  # method learns (model, head), by name
+
+    @property
+    def state(self) -> dict[str, torch.Tensor]:
+        return modules_state(self.modules)
+
+    def load(self, state: dict[str, torch.Tensor]) -> None:
+        load_modules_state(self.modules, state)
 
 
 class HierarchicalEngine(Engine):
@@ -72,7 +80,6 @@ class HierarchicalEngine(Engine):
         super().__init__(prep, pool=pool)
         sc = self.scenario
         self.cloud_every = sc.topology.cloud_every
-        self.copies = None  # the memory bound is not modelled at edges
         self.edges: dict[str, Edge] = {}
         for i, spec in enumerate(sc.topology.edges):
             access = (Capacity(f"{spec.name}/in", spec.access.ingress_mbps * MBPS),
@@ -86,15 +93,13 @@ class HierarchicalEngine(Engine):
                                     f"unknown profile {spec.profile!r}")
             self.edges[spec.name] = Edge(spec.name, self._backhaul(i, spec),
                                          simpy.Resource(self.env, spec.workers), profile)
-        self.model_bytes = sum(v.numel() * v.element_size()
-                               for v in self.method.learnable_state().values())
-        state = self.method.learnable_state()
-        starts_at_edges = not type(sc.method).defers_training  # split methods train as
-        for edge in self.edges.values():  # they run, from their edge's model
-            edge.state = {k: v.clone() for k, v in state.items()}
-            if starts_at_edges:
-                edge.modules = {n: copy.deepcopy(m)
-                                for n, m in self.method.learnable_modules().items()}
+        learnable = self.method.learnable_modules()
+        self.model_bytes = sum(state_bytes(m) for m in learnable.values())
+        for edge in self.edges.values():
+            edge.modules = {n: copy.deepcopy(m) for n, m in learnable.items()}
+        # split methods train as they run, from their edge's model (fedavg trains at
+        # aggregation, with the edge's model loaded)
+        self._starts_at_edges = not type(sc.method).defers_training
         # without waves a client is always played by its own device (as split methods at
         # the edge require); with waves, by the device the round's schedule gives it
         self._home = {c: d.edge for c, d in enumerate(self.population.devices)}
@@ -103,12 +108,9 @@ class HierarchicalEngine(Engine):
     def run_round(self, round_index: int) -> dict:
         """Split methods' clients start from their edge's model: each edge's copy holds
         its state, and the method is told which client starts from which."""
-        starts = {}
-        for edge in self.edges.values():
-            if edge.modules:
-                load_modules_state(edge.modules, edge.state)
-                starts |= {c: edge.modules for c, e in self._home.items() if e == edge.name}
-        self.method.client_starts = starts
+        if self._starts_at_edges:
+            self.method.client_starts = {c: self.edges[e].modules
+                                         for c, e in self._home.items()}
         return super().run_round(round_index)
 
     def _edge(self, client: int) -> str:
@@ -122,7 +124,6 @@ class HierarchicalEngine(Engine):
         """The cloud's figures, and the edges' compute-busy seconds."""
         return {**super().server_load(t0_s),
                 "edge_busy_s": sum(self.ledger.busy_s(e, "compute") for e in self.edges)}
-
 
     def _backhaul(self, index: int, spec) -> DeviceLink | None:
         if spec.backhaul is None:
@@ -146,7 +147,7 @@ class HierarchicalEngine(Engine):
             if mine and learns:  # the method averages from (and into) the edge's model
                 method.load_learnable_state(edge.state)
                 method.end_round(mine)
-                edge.state = {k: v.clone() for k, v in method.learnable_state().items()}
+                edge.load(method.learnable_state())
         method.load_learnable_state(cloud_state)
         if (round_index + 1) % self.cloud_every == 0:
             self._cloud_round(round_index, learns)
@@ -159,10 +160,10 @@ class HierarchicalEngine(Engine):
             mean = WeightedMean(sum(e.samples_since_cloud for e in senders))
             for edge in senders:  # in the topology's order
                 mean.add(edge.state, edge.samples_since_cloud)
-            self.method.load_learnable_state(mean.result())
-            state = self.method.learnable_state()
+            cloud = mean.result()
+            self.method.load_learnable_state(cloud)
             for edge in self.edges.values():
-                edge.state = {k: v.clone() for k, v in state.items()}
+                edge.load(cloud)
         for edge in self.edges.values():
             edge.samples_since_cloud = 0
         env = self.env
@@ -173,13 +174,10 @@ class HierarchicalEngine(Engine):
         self.run_until(env.all_of(downs), round_index)
 
     def _backhaul_transfer(self, round_index: int, edge: Edge, direction: str) -> Generator:
-        """An edge's model over its backhaul, to or from the cloud's access link."""
+        """An edge's model over its backhaul, to or from the cloud's access link: a
+        message like any device's (envelope, ledger), from the edge as a device."""
         if edge.backhaul is None:
             return
-        parts = {EDGE_MODEL: self.model_bytes}
-        overhead = self.scenario.network.message_overhead_bytes
-        if overhead:  # the message's envelope, as every message has
-            parts["overhead"] = overhead
-        t0 = self.env.now
-        yield from self.network.transfer(edge.backhaul, direction, sum(parts.values()))
-        self.ledger.transfer(round_index, edge.name, -1, direction, parts, t0, self.env.now)
+        sender = Device(edge.name, edge.profile, edge.backhaul)
+        yield from RoundContext(self, round_index).transfer(
+            sender, -1, direction, {EDGE_MODEL: self.model_bytes})

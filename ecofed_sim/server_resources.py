@@ -95,12 +95,21 @@ class ServerCopies:
             held(t0, self.env.now)
 
 
+def copies_kind(sc) -> str:
+    """The run's server copies: the method's trait, except that asynchronous split FL
+    shares one server part, and that a topology's edges are not bounded (``none``)."""
+    if sc.topology is not None:
+        return "none"
+    kind = type(sc.method).server_copies
+    return "shared" if sc.asynchronous is not None and kind != "none" else kind
+
+
 def copy_slots(prep, source: str) -> int | None:
     """How many per-client server copies the run's server holds (None: unbounded, or
-    the method keeps none per client). A server that cannot hold the model and one copy
-    is a one-line ScenarioError naming the field."""
+    the run keeps none per client). A server that cannot hold the model and one copy is
+    a one-line ScenarioError naming the field."""
     sc = prep.scenario
-    kind = type(sc.method).server_copies
+    kind = copies_kind(sc)
     memory_gb = sc.server.memory_gb or prep.server_profile.memory_gb
     if kind == "none" or memory_gb is None:
         return None
@@ -119,8 +128,8 @@ def copy_slots(prep, source: str) -> int | None:
 
 
 def build_server_copies(env: simpy.Environment, prep, source: str) -> ServerCopies | None:
-    """The run's server copies; None for methods without per-client copies."""
+    """The run's server copies; None for runs without per-client copies."""
     capacity = copy_slots(prep, source)
-    if type(prep.scenario.method).server_copies != "per_client":
+    if copies_kind(prep.scenario) != "per_client":
         return None
     return ServerCopies(env, capacity, prep.scenario.server.queue)

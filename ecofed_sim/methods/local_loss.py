@@ -24,6 +24,7 @@ from collections.abc import Generator
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from ecofed_sim.codecs import payload_bytes_for
 from ecofed_sim.methods.auxhead import (
@@ -36,6 +37,8 @@ from ecofed_sim.methods.base import (
     ClientUpdate,
     Device,
     Sketch,
+    load_modules_state,
+    modules_state,
     sgd,
     tensor_bytes,
     train_step,
@@ -72,8 +75,16 @@ class LocalLoss(AuxHeadMethod):
 
     def train_locally(self, ctx, client: int, device: Device) -> Generator:
         dev, aux, dev_opt, srv, srv_opt = self.local_models(client)
+        handles = yield from self._stream(ctx, client, device, dev, aux, dev_opt, srv,
+                                          srv_opt, self.config.lockstep)
+        yield from ctx.wait(handles)
+        return dev, aux, srv
+
+    def _stream(self, ctx, client: int, device: Device, dev, aux, dev_opt, srv, srv_opt,
+                lockstep: bool) -> Generator:
+        """Every batch: the local step, then its activations up to ``srv`` (trained by
+        the server as they arrive). Returns the server steps' handles."""
         handles = []
-        lockstep = self.config.lockstep
         for b, (x, y) in enumerate(ctx.batches(client)):
             dev_opt.zero_grad(set_to_none=True)
             act = dev(x)
@@ -94,48 +105,33 @@ class LocalLoss(AuxHeadMethod):
                                         {"control": self.config.release_bytes})
                 yield from ctx.compute(device, client, self.device_cost(len(y), fwd=False),
                                        "local_backward")
-        yield from ctx.wait(handles)
-        return dev, aux, srv
+        return handles
 
     # -- asynchronous split FL (ecofed_sim.async_engine)
+    def _device_modules(self) -> dict[str, nn.Module]:
+        return {"device": self.global_model.part(0, self.config.split), "aux": self.aux}
+
     def async_state(self) -> dict[str, torch.Tensor]:
         """What clients push and the aggregator mixes: the device part and the head."""
-        device = self.global_model.part(0, self.config.split).state_dict()
-        return ({f"device.{k}": v for k, v in device.items()}
-                | {f"aux.{k}": v for k, v in self.aux.state_dict().items()})
+        return modules_state(self._device_modules())
 
     def async_load(self, state: dict[str, torch.Tensor]) -> None:
-        self.global_model.part(0, self.config.split).load_state_dict(
-            {k[7:]: v for k, v in state.items() if k.startswith("device.")})
-        self.aux.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("aux.")})
+        load_modules_state(self._device_modules(), state)
 
     def async_client(self, ctx, client: int, device: Device) -> Generator:
         """One asynchronous client: pull the device part and head, stream every batch's
         activations to the shared server part (its steps queue at the server in arrival
         order; the client never waits for them), push the trained part and head. The
         update's payload: (trained, pulled) states, for FedAsync or FedBuff."""
-        k = self.config.split
-        shared = self.global_model.part(k).train()
+        shared = self.global_model.part(self.config.split).train()
         if self._shared_opt is None:
             self._shared_opt = sgd(shared.parameters(), self.setup.training)
         pulled = {n: t.clone() for n, t in self.async_state().items()}
-        dev = copy.deepcopy(self.global_model.part(0, k)).train()
-        aux = copy.deepcopy(self.aux).train()
-        dev_opt = sgd([*dev.parameters(), *aux.parameters()], self.setup.training)
+        copies = {n: copy.deepcopy(m).train() for n, m in self._device_modules().items()}
+        dev_opt = sgd([p for m in copies.values() for p in m.parameters()],
+                      self.setup.training)
         yield from ctx.transfer(device, client, "down", {"weights": self.weight_bytes})
-        for b, (x, y) in enumerate(ctx.batches(client)):
-            dev_opt.zero_grad(set_to_none=True)
-            act = dev(x)
-            F.cross_entropy(aux(act), y).backward()
-            dev_opt.step()
-            yield from ctx.compute(device, client, self.device_cost(len(y)), "local_step")
-            enc = self.codec.encode(act, ctx.generator(CODEC, client, b))
-            yield from ctx.transfer(device, client, "up", {"activations": enc.payload_bytes,
-                                                           "labels": tensor_bytes(y)})
-            ctx.server_async(client, self.server_cost(len(y)),
-                             lambda a=enc.decoded, y=y: server_ce_step(
-                                 shared, self._shared_opt, a, y), "server_step")
+        yield from self._stream(ctx, client, device, copies["device"], copies["aux"],
+                                dev_opt, shared, self._shared_opt, lockstep=False)
         yield from ctx.transfer(device, client, "up", {"weights": self.weight_bytes})
-        trained = ({f"device.{n}": t for n, t in dev.state_dict().items()}
-                   | {f"aux.{n}": t for n, t in aux.state_dict().items()})
-        return ClientUpdate(client, ctx.num_samples(client), (trained, pulled))
+        return ClientUpdate(client, ctx.num_samples(client), (modules_state(copies), pulled))
