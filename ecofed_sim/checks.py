@@ -55,7 +55,8 @@ class Prepared:
     @functools.cached_property
     def stats(self) -> list[LayerStats]:
         """Per-unit shapes, parameters and FLOPs (builds the model: imports torch)."""
-        return model_stats(self.scenario.model.name, self.in_shape, self.num_classes)
+        return model_stats(self.scenario.model.name, self.in_shape, self.num_classes,
+                           self.scenario.model.width)
 
     @functools.cached_property
     def compute_device(self):
@@ -68,16 +69,18 @@ class Prepared:
     def build_model(self) -> LayerModel:
         from ecofed_sim.models import build_model
 
-        return build_model(self.scenario.model.name, self.in_shape, self.num_classes)
+        return build_model(self.scenario.model.name, self.in_shape, self.num_classes,
+                           self.scenario.model.width)
 
 
 @functools.lru_cache(maxsize=32)
-def model_stats(name: str, in_shape: tuple[int, int, int], classes: int) -> list[LayerStats]:
+def model_stats(name: str, in_shape: tuple[int, int, int], classes: int,
+                width: float = 1.0) -> list[LayerStats]:
     """Shape-derived unit facts; cached because a sweep checks many scenarios of one model
     (pure: the same arguments always give the same, never mutated, list)."""
     from ecofed_sim.models import build_model, layer_stats
 
-    return layer_stats(build_model(name, in_shape, classes), in_shape)
+    return layer_stats(build_model(name, in_shape, classes, width), in_shape)
 
 
 def _input_spec(sc: Scenario, base_dir: Path | None = None,
@@ -227,6 +230,7 @@ def _check_pretrain(sc: Scenario, source: str, n_units: int,
         in_shape, classes = _input_spec(sc, base_dir, source)
         try:
             state = load_checkpoint(scenario_path(spec.checkpoint, base_dir))
-            init_units(build_model(sc.model.name, in_shape, classes), state, units)
+            init_units(build_model(sc.model.name, in_shape, classes, sc.model.width), state,
+                       units)
         except ScenarioError as err:
             raise ScenarioError(f"{source}: {err}") from None

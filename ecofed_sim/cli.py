@@ -185,6 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model")
     p.add_argument("--shape", type=int, nargs=3, default=(3, 32, 32), metavar=("C", "H", "W"))
     p.add_argument("--classes", type=int, default=10)
+    p.add_argument("--width", type=float, default=1.0,
+                   help="multiplier of channels and hidden units (model.width)")
 
     p = sub.add_parser("list", help="list models, methods, datasets, profiles, links or the "
                        "shipped scenarios")
@@ -365,7 +367,9 @@ def cmd_layers(args: argparse.Namespace) -> int:
 
     if args.model not in ZOO:
         raise _user_error(f"model: unknown model {args.model!r} (accepted: {', '.join(ZOO)})")
-    stats = layer_stats(build_model(args.model, tuple(args.shape), args.classes),
+    if not 0 < args.width <= 8:
+        raise _user_error(f"--width: must be in (0, 8] (got {args.width:g})")
+    stats = layer_stats(build_model(args.model, tuple(args.shape), args.classes, args.width),
                         tuple(args.shape))
     print(f"{'split':>5}  {'unit':<8} {'output':<14} {'params':>10} {'MFLOP':>9} "
           f"{'act bytes':>10}")

@@ -65,41 +65,50 @@ def fc(n_in: int, n_out: int, relu: bool) -> nn.Module:
     return nn.Sequential(nn.Linear(n_in, n_out), nn.ReLU()) if relu else nn.Linear(n_in, n_out)
 
 
+def scaled(channels: int, width: float) -> int:
+    """A layer's width under the model's width multiplier (at least 1 channel or unit)."""
+    return max(1, round(channels * width))
+
+
 def _flat(shape: tuple[int, ...], pools: int) -> int:
     c, h, w = shape
     return c * (h // 2**pools) * (w // 2**pools)
 
 
-def small_cnn(in_shape: tuple[int, int, int], num_classes: int) -> list[tuple[str, nn.Module]]:
+def small_cnn(in_shape: tuple[int, int, int], num_classes: int,
+              width: float = 1.0) -> list[tuple[str, nn.Module]]:
     """About 20k parameters on 1x28x28: for tests and quick runs."""
-    c = in_shape[0]
+    c, c1, c2, h = in_shape[0], scaled(8, width), scaled(16, width), scaled(24, width)
     return [
-        ("conv1", cbr(c, 8)), ("pool1", nn.MaxPool2d(2)),
-        ("conv2", cbr(8, 16)), ("pool2", nn.MaxPool2d(2)),
+        ("conv1", cbr(c, c1)), ("pool1", nn.MaxPool2d(2)),
+        ("conv2", cbr(c1, c2)), ("pool2", nn.MaxPool2d(2)),
         ("flatten", nn.Flatten()),
-        ("fc1", fc(_flat((16, *in_shape[1:]), 2), 24, relu=True)),
-        ("fc2", fc(24, num_classes, relu=False)),
+        ("fc1", fc(_flat((c2, *in_shape[1:]), 2), h, relu=True)),
+        ("fc2", fc(h, num_classes, relu=False)),
     ]  # fmt: skip
 
 
-def vgg5(in_shape: tuple[int, int, int], num_classes: int) -> list[tuple[str, nn.Module]]:
+def vgg5(in_shape: tuple[int, int, int], num_classes: int,
+         width: float = 1.0) -> list[tuple[str, nn.Module]]:
     """FedAdapt's VGG5 (Wu et al. 2022): conv32, pool, conv64, pool, conv64, FC 4096-128-10."""
-    c = in_shape[0]
+    c, c1, c2, h = in_shape[0], scaled(32, width), scaled(64, width), scaled(128, width)
     return [
-        ("conv1", cbr(c, 32)), ("pool1", nn.MaxPool2d(2)),
-        ("conv2", cbr(32, 64)), ("pool2", nn.MaxPool2d(2)),
-        ("conv3", cbr(64, 64)),
+        ("conv1", cbr(c, c1)), ("pool1", nn.MaxPool2d(2)),
+        ("conv2", cbr(c1, c2)), ("pool2", nn.MaxPool2d(2)),
+        ("conv3", cbr(c2, c2)),
         ("flatten", nn.Flatten()),
-        ("fc1", fc(_flat((64, *in_shape[1:]), 2), 128, relu=True)),
-        ("fc2", fc(128, num_classes, relu=False)),
+        ("fc1", fc(_flat((c2, *in_shape[1:]), 2), h, relu=True)),
+        ("fc2", fc(h, num_classes, relu=False)),
     ]  # fmt: skip
 
 
-def vgg11(in_shape: tuple[int, int, int], num_classes: int) -> list[tuple[str, nn.Module]]:
+def vgg11(in_shape: tuple[int, int, int], num_classes: int,
+          width: float = 1.0) -> list[tuple[str, nn.Module]]:
     """The EcoFed paper's CIFAR-style VGG11 (no dropout; FC 2048-4096-4096-classes).
 
     The paper's split (after the 2nd conv block and its max-pool) is split index 4.
     """
+    hidden = scaled(4096, width)
     units: list[tuple[str, nn.Module]] = []
     c_in, conv_i, pool_i = in_shape[0], 0, 0
     for item in (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512):
@@ -108,34 +117,36 @@ def vgg11(in_shape: tuple[int, int, int], num_classes: int) -> list[tuple[str, n
             units.append((f"pool{pool_i}", nn.MaxPool2d(2)))
         else:
             conv_i += 1
-            units.append((f"conv{conv_i}", cbr(c_in, int(item))))
-            c_in = int(item)
+            units.append((f"conv{conv_i}", cbr(c_in, scaled(int(item), width))))
+            c_in = scaled(int(item), width)
     units += [
         ("flatten", nn.Flatten()),
-        ("fc1", fc(_flat((512, *in_shape[1:]), 4), 4096, relu=True)),
-        ("fc2", fc(4096, 4096, relu=True)),
-        ("fc3", fc(4096, num_classes, relu=False)),
+        ("fc1", fc(_flat((c_in, *in_shape[1:]), 4), hidden, relu=True)),
+        ("fc2", fc(hidden, hidden, relu=True)),
+        ("fc3", fc(hidden, num_classes, relu=False)),
     ]
     return units
 
 
-def resnet9(in_shape: tuple[int, int, int], num_classes: int) -> list[tuple[str, nn.Module]]:
+def resnet9(in_shape: tuple[int, int, int], num_classes: int,
+            width: float = 1.0) -> list[tuple[str, nn.Module]]:
     """ResNet9 as the EcoFed reference code builds it: CBR64, MP, CBR128, MP, two
     downsampling residual blocks (256, 512: two CBRs and a max-pool, plus a strided 1x1
     shortcut), one identity block (512), global average pool, FC. 9,395,722 parameters for
     10 classes."""
+    c64, c128, c256, c512 = (scaled(c, width) for c in (64, 128, 256, 512))
     return [
-        ("conv1", cbr(in_shape[0], 64)), ("pool1", nn.MaxPool2d(2)),
-        ("conv2", cbr(64, 128)), ("pool2", nn.MaxPool2d(2)),
-        ("res1", ResidualBlock(128, 256)),
-        ("res2", ResidualBlock(256, 512)),
-        ("res3", ResidualBlock(512, 512)),
+        ("conv1", cbr(in_shape[0], c64)), ("pool1", nn.MaxPool2d(2)),
+        ("conv2", cbr(c64, c128)), ("pool2", nn.MaxPool2d(2)),
+        ("res1", ResidualBlock(c128, c256)),
+        ("res2", ResidualBlock(c256, c512)),
+        ("res3", ResidualBlock(c512, c512)),
         ("gap", nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())),
-        ("fc", fc(512, num_classes, relu=False)),
+        ("fc", fc(c512, num_classes, relu=False)),
     ]  # fmt: skip
 
 
-ZOO: dict[str, Callable[[tuple[int, int, int], int], list[tuple[str, nn.Module]]]] = {
+ZOO: dict[str, Callable[..., list[tuple[str, nn.Module]]]] = {
     "small_cnn": small_cnn,
     "vgg5": vgg5,
     "vgg11": vgg11,
@@ -165,11 +176,13 @@ class LayerModel(nn.Module):
         return nn.Sequential(*self.units[start:end])
 
 
-def build_model(name: str, in_shape: tuple[int, int, int], num_classes: int) -> LayerModel:
-    """Build a zoo model. Call under a seeded RNG for reproducible initial weights."""
+def build_model(name: str, in_shape: tuple[int, int, int], num_classes: int,
+                width: float = 1.0) -> LayerModel:
+    """Build a zoo model, every layer's channels (and hidden units) times ``width``. Call
+    under a seeded RNG for reproducible initial weights."""
     if name not in ZOO:
         raise KeyError(f"unknown model {name!r} (accepted: {', '.join(sorted(ZOO))})")
-    return LayerModel(name, ZOO[name](tuple(in_shape), num_classes))
+    return LayerModel(name, ZOO[name](tuple(in_shape), num_classes, width))
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,8 @@ def cache_key(sc, in_shape: tuple[int, ...], device: str = "cpu") -> str:
              "threads": sc.training.threads}
     if sc.pretrain.source == "public_split":
         facts["data"] = sc.data.model_dump(mode="json")
+    if sc.model.width != 1.0:  # full-width caches keep their names
+        facts["width"] = sc.model.width
     if str(device) != "cpu":
         facts["device"] = torch.device(device).type
     return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:20]
@@ -82,7 +84,8 @@ def train_centrally(sc, in_shape, data: ImageSet, progress: bool = False,
                 progress)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(torch_gen(sc.seed, PRETRAIN, INIT).initial_seed())
-        model = build_model(sc.model.name, in_shape, data.num_classes).train()
+        model = build_model(sc.model.name, in_shape, data.num_classes,
+                            sc.model.width).train()
     model.to(device)
     opt = torch.optim.SGD(model.parameters(), lr=spec.lr, momentum=spec.momentum,
                           weight_decay=spec.weight_decay, nesterov=spec.nesterov)

@@ -54,6 +54,9 @@ Side = Annotated[int, Field(ge=1, le=1024)]
 class ModelSpec(StrictModel):
     name: Literal[MODEL_NAMES]  # type: ignore[valid-type]
     """model name: small_cnn, vgg5, vgg11, resnet9"""
+    width: float = Field(1.0, gt=0, le=8)
+    """multiplier of every layer's channels and hidden units (0.25: a quarter-width model
+    with about 1/16 of the parameters and FLOPs, for studies that must train quickly)"""
 
 
 class SyntheticSpec(StrictModel):

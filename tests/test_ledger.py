@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 from conftest import tiny
 from helpers import run_dict
 
@@ -12,17 +13,18 @@ from ecofed_sim.models import build_model, layer_stats, state_bytes
 FP32, INT64 = 4, 8
 
 
-def _model(raw):
+def _model(raw, width: float = 1.0):
     shape = tuple(raw["data"]["synthetic"]["shape"])
-    model = build_model("small_cnn", shape, raw["data"]["synthetic"]["classes"])
+    model = build_model("small_cnn", shape, raw["data"]["synthetic"]["classes"], width)
     return model, layer_stats(model, shape)
 
 
-def test_fedavg_bytes_closed_form(tiny_dir):
+@pytest.mark.parametrize("width", [1.0, 0.5])
+def test_fedavg_bytes_closed_form(tiny_dir, width):
     raw = tiny(rounds=3, **{"population.clients": 4, "population.clients_per_round": 3,
-                            "population.devices.0.count": 4})
+                            "population.devices.0.count": 4, "model.width": width})
     res = run_dict(raw, tiny_dir)
-    model, _ = _model(raw)
+    model, _ = _model(raw, width)
     model_bytes = sum(p.numel() for p in model.parameters()) * FP32
     assert state_bytes(model) == model_bytes  # no buffers: BatchNorm keeps no statistics
     per_round = 3 * model_bytes

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 
@@ -20,16 +22,35 @@ def test_small_cnn_params_and_flops_by_hand():
     assert [s.out_shape for s in stats][:4] == [(8, 8, 8), (8, 4, 4), (16, 4, 4), (16, 2, 2)]
 
 
-def test_vgg11_paper_split_and_size():
-    stats = layer_stats(build_model("vgg11", (3, 32, 32), 10), (3, 32, 32))
-    assert stats[3].out_shape == (128, 8, 8)  # the paper's split: after CBR128 + max-pool
+def vgg11_params_by_hand(w: float) -> int:
+    """conv3x3 + bias + BatchNorm affine per CBR, then FC 512w*2*2 -> 4096w -> 4096w -> 10."""
+    c = [3, *(round(k * w) for k in (64, 128, 256, 256, 512, 512, 512, 512))]
+    conv_params = sum(9 * a * b + b + 2 * b for a, b in itertools.pairwise(c))
+    flat, hidden = c[-1] * 4, round(4096 * w)
+    return conv_params + flat * hidden + hidden + hidden * hidden + hidden + hidden * 10 + 10
+
+
+@pytest.mark.parametrize("width", [1.0, 0.25, 0.125])
+def test_vgg11_paper_split_and_size(width):
+    stats = layer_stats(build_model("vgg11", (3, 32, 32), 10, width), (3, 32, 32))
+    # the paper's split: after CBR128 + max-pool
+    assert stats[3].out_shape == (round(128 * width), 8, 8)
     assert [s.name for s in stats[12:]] == ["flatten", "fc1", "fc2", "fc3"]
-    assert stats[12].out_shape == (2048,)
-    conv_params = sum(9 * a * b + b + 2 * b for a, b in [
-        (3, 64), (64, 128), (128, 256), (256, 256), (256, 512), (512, 512), (512, 512),
-        (512, 512)])
-    fc_params = 2048 * 4096 + 4096 + 4096 * 4096 + 4096 + 4096 * 10 + 10
-    assert sum(s.params for s in stats) == conv_params + fc_params
+    assert stats[12].out_shape == (round(2048 * width),)
+    assert sum(s.params for s in stats) == vgg11_params_by_hand(width)
+
+
+def test_width_scales_every_model_and_keeps_its_units():
+    """A width multiplier thins channels and hidden units, never the input, the classes or
+    the number of units (so split points keep their meaning)."""
+    for name in ZOO:
+        shape = (3, 32, 32)
+        full, thin = build_model(name, shape, 10), build_model(name, shape, 10, 0.25)
+        assert len(thin) == len(full)
+        n_full, n_thin = (sum(p.numel() for p in m.parameters()) for m in (full, thin))
+        assert n_thin < n_full / 8, name  # about 1/16: both sides of most layers shrink
+        assert thin(torch.randn(2, *shape)).shape == (2, 10)
+        assert thin.units[0][0].in_channels == 3
 
 
 @pytest.mark.parametrize("name", sorted(ZOO))

@@ -61,6 +61,10 @@ def test_layers_command(capsys):
     out = capsys.readouterr().out
     assert "128x8x8" in out and "34,440,970" not in out  # per-unit, not the total
     assert main(["layers", "nope"]) == 2
+    assert main(["layers", "vgg11", "--width", "0.25"]) == 0
+    assert "32x8x8" in capsys.readouterr().out  # the paper's split at a quarter width
+    assert main(["layers", "vgg11", "--width", "0"]) == 2
+    assert "--width" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("method, expected", [

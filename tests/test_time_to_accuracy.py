@@ -1,0 +1,77 @@
+"""The time-to-accuracy analysis composes rounds to a target with per-round costs; its
+arithmetic is checked on hand-made tables."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+PATH = Path(__file__).resolve().parent.parent / "analysis" / "time_to_accuracy.py"
+spec = importlib.util.spec_from_file_location("time_to_accuracy", PATH)
+tta = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(tta)
+
+
+def curve(variant: str, accuracies: list[float]) -> pd.DataFrame:
+    return pd.DataFrame({"variant": variant, "round": range(len(accuracies)),
+                         "test_accuracy": accuracies})
+
+
+def test_rounds_to_counts_rounds_run_until_the_first_hit():
+    c = curve("x", [0.1, 0.5, 0.4, 0.7, 0.9])
+    assert tta.rounds_to(c, 0.5) == 2  # reached at the end of the 2nd round
+    assert tta.rounds_to(c, 0.1) == 1
+    assert tta.rounds_to(c, 0.7) == 4  # not fooled by the dip
+    assert math.isnan(tta.rounds_to(c, 0.95))
+
+
+def test_cumulative_repeats_the_cycle():
+    assert tta.cumulative([3.0, 1.0], 5) == 3 + 1 + 3 + 1 + 3
+    assert tta.cumulative([2.0], 4) == 8
+    assert math.isnan(tta.cumulative([1.0, 2.0], float("nan")))
+
+
+def timing_rows() -> pd.DataFrame:
+    point = {"devices": "d", "uplink_mbps": 1, "rtt_ms": 40, "transport": "tcp"}
+    return pd.DataFrame([
+        {"variant": "fedavg", **point, "times": [10.0, 10.0], "bytes": [100, 100]},
+        {"variant": "splitfed", **point, "times": [4.0, 4.0], "bytes": [20, 20]},
+        {"variant": "ecofed", **point, "times": [2.0, 1.0], "bytes": [5, 1]},
+        {"variant": "ecofed streaming", **point, "times": [1.0, 0.5], "bytes": [5, 1]}])
+
+
+def test_time_to_target_composes_learning_and_timing():
+    curves = pd.concat([curve("fedavg", [0.2, 0.8]), curve("splitfed", [0.5, 0.6, 0.8]),
+                        curve("ecofed", [0.1, 0.3, 0.5, 0.8])])
+    table = tta.to_target(curves, timing_rows(), [0.8])
+    by = table.set_index("variant")
+    assert by.loc["fedavg", "rounds"] == 2 and by.loc["fedavg", "time_s"] == 20
+    assert by.loc["ecofed", "time_s"] == 2 + 1 + 2 + 1
+    assert by.loc["ecofed", "bytes"] == 5 + 1 + 5 + 1
+    # the streaming variant learns as lock-step EcoFed does (same curve, own timing)
+    assert by.loc["ecofed streaming", "rounds"] == 4
+    assert by.loc["ecofed streaming", "time_s"] == 3.0
+    f = tta.factors(table).set_index(["ecofed", "baseline"])
+    assert f.loc[("ecofed", "fedavg"), "speedup"] == pytest.approx(20 / 6)
+    assert f.loc[("ecofed", "fedavg"), "speedup_per_round"] == pytest.approx(10 / 1.5)
+    assert f.loc[("ecofed", "splitfed"), "comm_reduction"] == pytest.approx(60 / 12)
+    assert f.loc[("ecofed", "splitfed"), "rounds_ratio"] == pytest.approx(3 / 4)
+    assert f.loc[("ecofed streaming", "splitfed"), "speedup"] == pytest.approx(12 / 3)
+
+
+def test_claims_list_only_points_within_fifteen_percent():
+    rows = [{"ecofed": "ecofed", "baseline": "fedavg", "devices": d, "uplink_mbps": u,
+             "rtt_ms": 40, "transport": "tcp", "speedup": s, "speedup_per_round": s,
+             "comm_reduction": 1.0, "comm_reduction_per_round": 1.0}
+            for d, u, s in (("a", 1, 21 * 1.149), ("b", 5, 21 * 0.86), ("c", 25, 21 * 1.2))]
+    found = tta.claims(pd.DataFrame(rows)).set_index(["claim", "basis"])
+    hit = found.loc[("21x speedup vs fedavg", "to target")]
+    assert hit.points_within_15pct == "2 of 3"
+    assert hit.devices == "a, b" and hit.uplink_mbps == "1, 5"
+    assert hit.simulated_max == pytest.approx(21 * 1.2)
+    assert found.loc[("133x comm reduction vs fedavg", "to target")].points_within_15pct \
+        == "0 of 3"
