@@ -75,3 +75,28 @@ def test_claims_list_only_points_within_fifteen_percent():
     assert hit.simulated_max == pytest.approx(21 * 1.2)
     assert found.loc[("133x comm reduction vs fedavg", "to target")].points_within_15pct \
         == "0 of 3"
+
+
+def test_the_full_setting_is_the_learning_sweep_at_the_papers_scale(tmp_path):
+    """``--full``: the same six methods at full width, 500 rounds, on the CIFAR-10 files
+    and the chosen device; nothing else changes."""
+    from ecofed_sim.sweep_spec import expand, load_sweep
+
+    files = tmp_path / "cifar" / "cifar-10-batches-py"  # present; their sizes are not read
+    files.mkdir(parents=True)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        (files / name).write_bytes(b"")
+    args = type("Args", (), {"data_root": tmp_path / "cifar", "device": "cuda",
+                             "out": tmp_path / "out"})()
+    path = tta.full_setting(args)
+    full = expand(path, load_sweep(path))
+    small_path = tta.SWEEPS / "paper_tta_learning.yaml"
+    small = expand(small_path, load_sweep(small_path))
+    assert [r.params for r in full] == [r.params for r in small]
+    for big, narrow in zip(full, small, strict=True):
+        sc = big.scenario
+        assert (sc.rounds, sc.model.width, sc.data.dataset) == (500, 1.0, "cifar10")
+        assert sc.data.root == str((tmp_path / "cifar").resolve())
+        assert sc.training.device == "cuda" and sc.data.eval_samples == 10000
+        assert sc.method == narrow.scenario.method and sc.fidelity == "paper"
+        assert sc.pretrain == narrow.scenario.pretrain
