@@ -28,7 +28,7 @@ target, timing point and method: rounds, time and bytes to the target), tta_fact
 (EcoFed's factors per point, to the target and at equal rounds), tta_claims.csv (per claim:
 where it holds within +-15%), and figures/tta_*.png.
 
-    python analysis/time_to_accuracy.py [--workers 2] [--targets 0.6 0.7 0.8]
+    python analysis/time_to_accuracy.py [--workers 2] [--targets 0.7 0.8 0.9 0.95]
     python analysis/time_to_accuracy.py --full --data-root DIR --device cuda   # see below
 
 ``--full`` runs the learning sweep at the paper's full setting instead: full-width VGG11,
@@ -67,6 +67,7 @@ LEARNS_AS = {"fedavg": "fedavg", "splitfed": "splitfed", "local_loss": "local_lo
              "ecofed streaming": "ecofed"}
 ECOFED = ("ecofed", "ecofed streaming")
 POINT = ["devices", "uplink_mbps", "rtt_ms", "transport"]
+REFERENCE = {"devices": "5x rpi4b", "uplink_mbps": 25, "rtt_ms": 40, "transport": "tcp"}
 
 
 def rounds_to(curve: pd.DataFrame, target: float) -> float:
@@ -149,14 +150,33 @@ def claims(table: pd.DataFrame) -> pd.DataFrame:
 def curve_figure(curves: pd.DataFrame, out: Path) -> list[Path]:
     with figure_style("paper"):
         fig, ax = plt.subplots()
-        for i, (variant, df) in enumerate(curves.groupby("variant", sort=False)):
-            ax.plot(df["round"] + 1, df.test_accuracy, label=variant,
-                    color=OKABE_ITO[i % len(OKABE_ITO)], marker="osv^Dp"[i % 6], markevery=5)
+        for variant, df in curves.groupby("variant", sort=False):
+            ax.plot(df["round"] + 1, df.test_accuracy, markevery=5, **style(variant))
         ax.set_xlabel("Round")
         ax.set_ylabel("Test accuracy")
         ax.set_title("VGG11 at width 0.25, paper setup, fidelity: paper", fontsize=8)
         ax.legend(frameon=False, fontsize=6)
         return save(fig, out / "tta_curves", ["png", "pdf"])
+
+
+def accuracy_time_figure(curves: pd.DataFrame, timing: pd.DataFrame, point: dict,
+                         figures: Path) -> list[Path]:
+    """Accuracy against time for the methods as the code runs them, at one timing point:
+    each round's accuracy (narrow model) at the full model's time after that round."""
+    here = timing[np.logical_and.reduce([timing[k] == v for k, v in point.items()])]
+    with figure_style("paper"):
+        fig, ax = plt.subplots()
+        for variant in ("fedavg", "splitfed", "local_loss", "fedgkt two-phase", "ecofed"):
+            row = here[here.variant == variant].iloc[0]
+            acc = curves[curves.variant == LEARNS_AS[variant]].sort_values("round")
+            times = [cumulative(row.times, r + 1) for r in acc["round"]]
+            ax.plot(times, acc.test_accuracy, markevery=5, **style(variant))
+        ax.set_xscale("log")
+        ax.set_xlabel("Simulated time (s), full-width VGG11")
+        ax.set_ylabel("Test accuracy")
+        ax.set_title(", ".join(f"{k} {v}" for k, v in point.items()), fontsize=7)
+        ax.legend(frameon=False, fontsize=6)
+        return save(fig, figures / "tta_accuracy_vs_time", ["png", "pdf"])
 
 
 def speedup_figure(table: pd.DataFrame, target: float, figures: Path) -> list[Path]:
@@ -210,12 +230,16 @@ def sweep(path: Path, out: Path, workers: int) -> pd.DataFrame:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--targets", type=float, nargs="+", default=[0.6, 0.7, 0.8])
+    parser.add_argument("--targets", type=float, nargs="+", default=[0.7, 0.8, 0.9, 0.95])
+    parser.add_argument("--claims-target", type=float, default=0.9,
+                        help="the target of the claims table (one of --targets)")
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--full", action="store_true", help="the paper's full setting")
     parser.add_argument("--data-root", type=Path, help="--full: the CIFAR-10 files")
     parser.add_argument("--device", default="auto", help="--full: training.device")
     args = parser.parse_args()
+    if args.claims_target not in args.targets:
+        parser.error(f"--claims-target {args.claims_target:g} is not one of --targets")
     if args.full and args.data_root is None:
         parser.error("--full needs --data-root (the CIFAR-10 files)")
     learning = (full_setting(args) if args.full else SWEEPS / "paper_tta_learning.yaml")
@@ -229,10 +253,11 @@ def main() -> int:
     tta.to_csv(args.out / "tta.csv", index=False, float_format="%.6g")
     table = factors(tta)
     table.to_csv(args.out / "tta_factors.csv", index=False, float_format="%.4g")
-    found = claims(table[table.target == args.targets[-1]])
+    found = claims(table[table.target == args.claims_target])
     found.to_csv(args.out / "tta_claims.csv", index=False, float_format="%.4g")
     figures = args.out / "figures"
-    paths = curve_figure(curves, figures)
+    paths = curve_figure(curves, figures) + accuracy_time_figure(curves, timing, REFERENCE,
+                                                                   figures)
     for target in args.targets:
         paths += speedup_figure(table, target, figures)
     rounds = tta[tta.devices == tta.devices.iloc[0]].drop_duplicates(["target", "variant"])
