@@ -71,10 +71,22 @@ def test_claims_list_only_points_within_fifteen_percent():
     found = tta.claims(pd.DataFrame(rows)).set_index(["claim", "basis"])
     hit = found.loc[("21x speedup vs fedavg", "to target")]
     assert hit.points_within_15pct == "2 of 3"
-    assert hit.devices == "a, b" and hit.uplink_mbps == "1, 5"
+    assert hit.where_within_15pct == ("a 1 Mbit/s 40 ms tcp lock-step; "
+                                      "b 5 Mbit/s 40 ms tcp lock-step")
     assert hit.simulated_max == pytest.approx(21 * 1.2)
-    assert found.loc[("133x comm reduction vs fedavg", "to target")].points_within_15pct \
-        == "0 of 3"
+    nowhere = found.loc[("133x comm reduction vs fedavg", "to target")]
+    assert (nowhere.points_within_15pct, nowhere.where_within_15pct) == ("0 of 3", "nowhere")
+
+
+def test_both_speedups_need_both_claims_at_one_point():
+    point = {"ecofed": "ecofed", "rtt_ms": 40, "transport": "tcp", "uplink_mbps": 5}
+    rows = [{**point, "devices": d, "baseline": b, "speedup": s}
+            for d, b, s in (("a", "fedavg", 21.0), ("a", "splitfed", 2.9),  # both
+                            ("b", "fedavg", 21.0), ("b", "splitfed", 4.0),  # one
+                            ("c", "fedavg", 40.0), ("c", "splitfed", 2.86))]  # the other
+    both = tta.both_speedups(pd.DataFrame(rows))
+    assert both.devices.tolist() == ["a"]
+    assert both.speedup_vs_splitfed.tolist() == [2.9]
 
 
 def test_the_full_setting_is_the_learning_sweep_at_the_papers_scale(tmp_path):
