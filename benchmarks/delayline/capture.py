@@ -20,15 +20,12 @@ import socket
 import struct
 import subprocess
 import sys
-import time
 from pathlib import Path
+
+from peer import WARMUP_BYTES, now, recv_exact, tcp_socket
 
 HERE = Path(__file__).resolve().parent
 PORT = 50091
-
-
-def now() -> float:
-    return time.clock_gettime(time.CLOCK_MONOTONIC)
 
 
 def sniff(seconds: float) -> None:
@@ -60,30 +57,16 @@ def tcp_info(s: socket.socket) -> dict:
     return {k: struct.unpack_from("<I", raw, off)[0] for k, off in field.items()}
 
 
-def recv_exact(conn: socket.socket, n: int) -> None:
-    got = 0
-    while got < n:
-        chunk = conn.recv(min(1 << 20, n - got))
-        if not chunk:
-            raise EOFError("peer closed")
-        got += len(chunk)
-
-
-def cubic() -> socket.socket:
-    s = socket.socket()
-    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, b"cubic")
-    return s
-
-
 def server(host: str, n: int) -> None:
-    listener = cubic()
+    """peer.py's warm pattern, then a one-byte reply once the message is in."""
+    listener = tcp_socket()
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind((host, PORT))
     listener.listen(1)
     print("listening", flush=True)
     conn, _ = listener.accept()
     conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    recv_exact(conn, 4 * 2**20)
+    recv_exact(conn, WARMUP_BYTES)
     conn.sendall(b"k")
     recv_exact(conn, n)
     print(json.dumps({"end": now()}), flush=True)
@@ -92,10 +75,10 @@ def server(host: str, n: int) -> None:
 
 
 def client(host: str, n: int) -> None:
-    s = cubic()
+    s = tcp_socket()
     s.connect((host, PORT))
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    s.sendall(b"w" * 4 * 2**20)
+    s.sendall(b"w" * WARMUP_BYTES)
     recv_exact(s, 1)
     before, start = tcp_info(s), now()
     s.sendall(b"x" * n)
