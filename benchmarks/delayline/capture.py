@@ -22,7 +22,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from peer import WARMUP_BYTES, now, recv_exact, tcp_socket
+from peer import WARMUP_BYTES, accept_one, now, recv_exact, tcp_socket
 
 HERE = Path(__file__).resolve().parent
 PORT = 50091
@@ -59,13 +59,7 @@ def tcp_info(s: socket.socket) -> dict:
 
 def server(host: str, n: int) -> None:
     """peer.py's warm pattern, then a one-byte reply once the message is in."""
-    listener = tcp_socket()
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind((host, PORT))
-    listener.listen(1)
-    print("listening", flush=True)
-    conn, _ = listener.accept()
-    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    conn = accept_one(host, PORT)
     recv_exact(conn, WARMUP_BYTES)
     conn.sendall(b"k")
     recv_exact(conn, n)

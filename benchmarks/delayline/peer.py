@@ -41,7 +41,8 @@ def tcp_socket() -> socket.socket:
     return s
 
 
-def server(host: str, port: int, pattern: str, n: int, count: int) -> None:
+def accept_one(host: str, port: int) -> socket.socket:
+    """Listen (Cubic), say so on stdout, and return the first connection (no Nagle)."""
     lsock = tcp_socket()
     lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     lsock.bind((host, port))
@@ -49,6 +50,11 @@ def server(host: str, port: int, pattern: str, n: int, count: int) -> None:
     print("listening", flush=True)
     conn, _ = lsock.accept()
     conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return conn
+
+
+def server(host: str, port: int, pattern: str, n: int, count: int) -> None:
+    conn = accept_one(host, port)
     if pattern == "warm":
         recv_exact(conn, WARMUP_BYTES)
         conn.sendall(b"k")
