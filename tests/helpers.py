@@ -17,6 +17,16 @@ def run_dict(raw: dict, base_dir: Path) -> ecofed_sim.Results:
                           base_dir=base_dir)
 
 
+def plot_kind_of_run(scenario_path: Path, kind: str, out: Path) -> int:
+    """``run`` a scenario file into ``out/r``, then ``plot --kind KIND`` it as a PNG into
+    ``out/fig``; the plot command's exit status."""
+    from ecofed_sim.cli import main
+
+    assert main(["run", str(scenario_path), "--out", str(out / "r"), "--quiet"]) == 0
+    return main(["plot", str(out / "r"), "--kind", kind, "--format", "png",
+                 "--out", str(out / "fig")])
+
+
 def final_state(raw: dict, base_dir) -> dict[str, torch.Tensor]:
     """The global model's weights after every round of a tiny scenario."""
     engine = Engine(prepare(scenario_from_dict(raw, "tiny.yaml"), "tiny.yaml", base_dir))

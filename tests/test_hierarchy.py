@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 from conftest import TINY_MODEL_PARAMS, tiny, write_scenario
-from helpers import run_dict
+from helpers import plot_kind_of_run, run_dict
 
 from ecofed_sim.aggregation import fedavg
 from ecofed_sim.cli import main
@@ -251,14 +251,10 @@ def test_compare_labels_runs_by_the_list_items_that_differ():
 def test_traffic_tiers_figure(tiny_dir, tmp_path):
     backhaul = {"uplink_mbps": 5, "downlink_mbps": 5, "latency_ms": 5}
     path = write_scenario(tiny_dir, _two_edges(_flat(), backhaul=backhaul))
-    out = tmp_path / "r"
-    assert main(["run", str(path), "--out", str(out), "--quiet"]) == 0
-    assert main(["plot", str(out), "--kind", "tiers", "--format", "png",
-                 "--out", str(tmp_path / "fig")]) == 0
+    assert plot_kind_of_run(path, "tiers", tmp_path) == 0
     assert (tmp_path / "fig" / "tiers.png").stat().st_size > 0
     flat = write_scenario(tiny_dir, _flat(), "flat.yaml")
-    assert main(["run", str(flat), "--out", str(tmp_path / "f"), "--quiet"]) == 0
-    assert main(["plot", str(tmp_path / "f"), "--kind", "tiers"]) == 2
+    assert plot_kind_of_run(flat, "tiers", tmp_path / "f") == 2
 
 
 @pytest.mark.parametrize("method", [{"name": "splitfed", "split": 4},

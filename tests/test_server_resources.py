@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 from conftest import tiny, write_scenario
-from helpers import run_dict
+from helpers import plot_kind_of_run, run_dict
 
 from ecofed_sim.checks import model_stats
 from ecofed_sim.cli import main
@@ -154,11 +154,7 @@ def test_load_curves_by_hand():
 
 def test_server_figure_of_a_bounded_run(tiny_dir, tmp_path):
     path = write_scenario(tiny_dir, _splitfed(2))
-    out = tmp_path / "r"
-    assert main(["run", str(path), "--out", str(out), "--quiet"]) == 0
-    assert main(["plot", str(out), "--kind", "server", "--format", "png",
-                 "--out", str(tmp_path / "fig")]) == 0
+    assert plot_kind_of_run(path, "server", tmp_path) == 0
     assert (tmp_path / "fig" / "server.png").stat().st_size > 0
     fed = write_scenario(tiny_dir, tiny(), "fedavg.yaml")
-    assert main(["run", str(fed), "--out", str(tmp_path / "f"), "--quiet"]) == 0
-    assert main(["plot", str(tmp_path / "f"), "--kind", "server"]) == 2  # no server work
+    assert plot_kind_of_run(fed, "server", tmp_path / "f") == 2  # no server work
