@@ -29,6 +29,7 @@ from pathlib import Path
 from ecofed_sim.methods import REGISTRY
 from ecofed_sim.methods.base import Sketch
 from ecofed_sim.network import BITS_PER_BYTE, MBPS, wire_bytes
+from ecofed_sim.network.burst import burst_loss, recovery_end_s
 from ecofed_sim.network.tcp import Connection, Window, slow_start_s
 from ecofed_sim.paths import scenario_path
 from ecofed_sim.population import class_counts, resolve_link
@@ -167,14 +168,24 @@ class Timer:
             conn.open = True
             conn.window_bits[direction] = self.tcp.initial_window_bits
             conn.last_send_end_s[direction] = begin_s
-        window, cap = self.connection.start(self.tcp, direction, begin_s, cls.rtt_s, path_bps,
-                                            cls.buffer_bytes)
-        flight_s, last_window = slow_start_s(bits, rate, cls.rtt_s, window, cap)
+        window, cap = conn.start(self.tcp, direction, begin_s, cls.rtt_s, path_bps,
+                                 cls.buffer_bytes)
+        ssthresh = conn.ssthresh(direction)
+        flight_s, last_window, round_bits = slow_start_s(bits, rate, cls.rtt_s, window, cap,
+                                                         ssthresh, self.tcp.segment_bits)
         arrived_s = begin_s + cls.latency_s + flight_s
-        self.connection.finish(self.tcp, direction, arrived_s, cls.latency_s, cls.rtt_s,
-                               path_bps, cls.buffer_bytes,
-                               Window(cls.rtt_s, last_window, cap, 0.0, 0.0,
-                                      start_bits=window), bits, bits)
+        loss = burst_loss(self.tcp, window, bits,
+                          self.tcp.buffer_bits(path_bps, cls.rtt_s, cls.buffer_bytes))
+        if loss is not None:  # the message ends when its last lost segment arrives, resent
+            arrived_s = max(arrived_s, begin_s + recovery_end_s(self.tcp, loss, path_bps,
+                                                                cls.rtt_s, cls.latency_s))
+        conn.finish(self.tcp, direction, arrived_s, cls.latency_s, cls.rtt_s, path_bps,
+                    cls.buffer_bytes, Window(cls.rtt_s, last_window, cap,
+                                             last_window - round_bits, 0.0,
+                                             open=round_bits == 0, start_bits=window,
+                                             ssthresh_bits=ssthresh,
+                                             lost_segments=loss.lost if loss else 0),
+                    bits, bits)
         return arrived_s - start_s
 
     def client_s(self, cls: ClassLink, sketches: list[Sketch]) -> float:

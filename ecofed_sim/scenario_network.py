@@ -80,6 +80,17 @@ class NetworkSpec(StrictModel):
     """tcp: halve the window per RTO of idleness (net.ipv4.tcp_slow_start_after_idle)"""
     min_rto_ms: float = Field(200.0, ge=0, le=60_000, json_schema_extra=TIMING)
     """tcp: the RTO of a steady path is RTT plus this (Linux TCP_RTO_MIN)"""
+    hystart: bool = Field(True, json_schema_extra=TIMING)
+    """tcp: Cubic's HyStart ends the first slow start early (Linux tcp_cubic hystart=1)"""
+    burst_loss: bool = Field(True, json_schema_extra=TIMING)
+    """tcp: a window sent at once into an idle bottleneck loses what its buffer cannot
+    hold, and is recovered as Linux does (RACK, proportional rate reduction)"""
+    cubic_beta: float = Field(0.7, gt=0, lt=1, json_schema_extra=TIMING)
+    """tcp: the share of the window kept after a loss (Cubic, RFC 9438; Linux 717/1024)"""
+    timer_tick_ms: float = Field(4.0, ge=0, le=100, json_schema_extra=TIMING)
+    """tcp: the kernel's timer tick, in which the RTO and RACK's timer are held (4 ms at
+    CONFIG_HZ=250, Debian's and Ubuntu's kernels; 0: exact)"""
+
     def tcp_params(self):
         """The TCP model's parameters, or None under the flow transport."""
         from ecofed_sim.network import TcpParams
@@ -88,7 +99,8 @@ class NetworkSpec(StrictModel):
             return None
         return TcpParams(self.mss_bytes, self.header_bytes, self.initial_window_segments,
                          self.receive_window_bytes, self.slow_start_after_idle,
-                         self.min_rto_ms, self.connections == "per_message")
+                         self.min_rto_ms, self.connections == "per_message", self.hystart,
+                         self.burst_loss, self.cubic_beta, self.timer_tick_ms)
 
     message_overhead_bytes: int = Field(0, ge=0, le=10**9, json_schema_extra=TIMING)
     """bytes each message carries besides its payload, counted as traffic (kind

@@ -24,10 +24,11 @@ def _pftk_bps(rtt_s: float, p: float) -> float:
     return SEG / per_segment_s
 
 
-def _tcp_net(server_in_bps: float = 1e12, server_out_bps: float = 1e12):
+def _tcp_net(server_in_bps: float = 1e12, server_out_bps: float = 1e12,
+             tcp: TcpParams | None = None):
     env = simpy.Environment()
     return env, Network(env, Capacity("in", server_in_bps), Capacity("out", server_out_bps),
-                        tcp=TcpParams())
+                        tcp=tcp or TcpParams())
 
 
 def _open_link(name: str, up_mbps: float, down_mbps: float, latency_ms: float) -> DeviceLink:
@@ -118,17 +119,18 @@ def test_the_window_cap_follows_each_directions_slowest_side():
     Up, the path's rate is the server's 5 Mbit/s: the window may reach the BDP 500,000 +
     the buffer max(500,000, 64 x 12,112 = 775,168) = 1,275,168 bits. Down it is the
     device's 20 Mbit/s: 2e6 + 2e6 = 4e6 bits. 5 MB each way grows the window to its cap
-    (``cwnd += acked``)."""
-    env, net = _tcp_net(server_in_bps=5e6)
+    (``cwnd += acked``), with HyStart off (it would end slow start below the cap)."""
+    env, net = _tcp_net(server_in_bps=5e6, tcp=TcpParams(hystart=False))
     link = _open_link("a", 10, 20, 50)
     _send(env, net, [(0.0, link, "up", 5_000_000), (0.0, link, "down", 5_000_000)])
     assert link.connection.window_bits == {"up": 1_275_168, "down": 4e6}
 
 
-def _booked(rate_mbps: float, payload_bytes: int, buffer_bytes: float | None):
+def _booked(rate_mbps: float, payload_bytes: int, buffer_bytes: float | None,
+            tcp: TcpParams | None = None):
     """One message up an open connection (initial window, RTT 0.1 s; the downlink twice
     as fast, unused): its arrival and the connection's smoothed RTT and last send time."""
-    env, net = _tcp_net()
+    env, net = _tcp_net(tcp=tcp)
     link = _open_link("a", rate_mbps, 2 * rate_mbps, 50)
     link.buffer_bytes = buffer_bytes
     (arrived_s,) = _send(env, net, [(0.0, link, "up", payload_bytes)])
@@ -136,20 +138,39 @@ def _booked(rate_mbps: float, payload_bytes: int, buffer_bytes: float | None):
     return arrived_s, conn.srtt_s["up"], conn.last_send_end_s["up"], conn
 
 
-def test_a_message_books_its_last_burst_its_segments_and_its_window():
-    """The last window leaves as one burst: min(window, message, buffer). It queues at the
-    bottleneck, so the smoothed RTT is RTT + burst / (2 rate) and the last send is a burst
-    and one way before the arrival. At 10 Mbit/s:
+def test_a_message_books_the_queue_its_last_segment_found():
+    """The queue at the bottleneck as the last segment joins it sets the smoothed RTT
+    (RTT + queue / (2 rate)) and the last send (the queue's wait and one way before the
+    arrival). At 10 Mbit/s:
 
-    - one segment: the burst is the message, 12,112 bits;
-    - 100 KB (70 segments, 836,960 bits), buffer 1 GB: rounds of 10, 20, then 40
-      segments: the burst is that window, 484,480 bits;
-    - the same with a 10,000-byte buffer: the burst is the buffer, 80,000 bits."""
-    for payload, buffer, burst in [(1448, None, SEG), (100_000, 1e9, 40 * SEG),
-                                   (100_000, 10_000, 80_000)]:
-        arrived_s, srtt_s, last_send_s, _ = _booked(10, payload, buffer)
-        assert srtt_s == pytest.approx(0.1 + burst / 2e7, rel=1e-12), payload
-        assert last_send_s == pytest.approx(arrived_s - 0.05 - burst / 1e7, rel=1e-12)
+    - one segment: sent in one burst, the message is the queue, 12,112 bits;
+    - 100 KB (70 segments, 836,960 bits), buffer 1 GB: rounds of 10, 20, then a window
+      of 40 segments that carries the last 473,600 bits; they leave two segments per
+      acknowledgement while the bottleneck drains one, so half of them, 236,800 bits,
+      are queued;
+    - the same with a 10,000-byte buffer (burst loss off: the initial window would not
+      fit): the queue is the buffer, 80,000 bits."""
+    for payload, buffer, queue, tcp in [
+            (1448, None, SEG, None), (100_000, 1e9, 236_800, None),
+            (100_000, 10_000, 80_000, TcpParams(burst_loss=False))]:
+        arrived_s, srtt_s, last_send_s, _ = _booked(10, payload, buffer, tcp)
+        assert srtt_s == pytest.approx(0.1 + queue / 2e7, rel=1e-12), payload
+        assert last_send_s == pytest.approx(arrived_s - 0.05 - queue / 1e7, rel=1e-12)
+
+
+def test_an_open_window_queues_what_exceeds_the_path():
+    """Window 120 segments, above the BDP of 82.56 (1e6 bits at 10 Mbit/s, RTT 0.1 s),
+    and open (the rate limits it): 1,453,440 - 1,000,000 = 453,440 bits wait at the
+    bottleneck; a window still in slow start with 30,000 bits of its round unsent has
+    sent 1,423,440 and queued half; a message the window held whole is all queued."""
+    from ecofed_sim.network.tcp import Window
+
+    w = Window(0.1, 120 * SEG, 1e9, 30_000.0, 0.0, open=True, start_bits=10 * SEG)
+    assert w.queue_at_end_bits(2e6, 1e6) == 120 * SEG - 1e6
+    w.open = False
+    assert w.queue_at_end_bits(2e6, 1e6) == (120 * SEG - 30_000) / 2
+    w.start_bits = 2e6
+    assert w.queue_at_end_bits(2e6, 1e6) == 2e6
 
 
 def test_whole_segments_are_counted_exactly_and_add_up():

@@ -389,12 +389,25 @@ def test_the_server_link_is_shared_by_the_clients_in_flight(plan_dir, waves, rat
     assert timer.message_s(cls, 10_000, up=True) == pytest.approx(0.08 / rate_mbps)
 
 
-@pytest.mark.parametrize("buffer_bytes", [None, 3000])
+def _planned_messages(timer, cls, plan) -> list[float]:
+    expected, t = [], 0.0
+    for gap_s, size, up in plan:
+        t += gap_s
+        took = timer.message_s(cls, size, up, start_s=t)
+        expected.append(took)
+        t += took
+    return expected
+
+
+@pytest.mark.parametrize("buffer_bytes", [None, 3000, 20_000])
 def test_tcp_messages_are_timed_as_the_network_times_them(plan_dir, buffer_bytes):
     """Oracle: one connection, messages in lock step with gaps, some longer than the RTO
     (a restart), both directions, asymmetric rates, with and without a buffer that caps
-    the window: the planner's closed form equals the simulated network message by
-    message."""
+    the window and loses what a burst puts beyond it (3,000 bytes: every burst; 20,000:
+    the bursts of a grown window): the planner's closed form equals the simulated
+    network message by message."""
+    import dataclasses
+
     import simpy
 
     from ecofed_sim.network import Capacity, DeviceLink, Network, TcpParams
@@ -403,13 +416,14 @@ def test_tcp_messages_are_timed_as_the_network_times_them(plan_dir, buffer_bytes
     cls = planner.ClassLink("c", _Seconds(), 2e6, 20e6, 0.02, 1.0, 1, 0.04, buffer_bytes)
     plan = [(0.0, 100_000, False), (0.5, 50_000, True), (0.001, 20_000, False),
             (0.35, 200_000, True), (0.0, 1448, True), (1.2, 300_000, False),
-            (0.0, 60_000, True), (0.3, 60_000, True)]
-    expected, t = [], 0.0
-    for gap_s, size, up in plan:
-        t += gap_s
-        took = timer.message_s(cls, size, up, start_s=t)
-        expected.append(took)
-        t += took
+            (0.0, 60_000, True), (0.3, 60_000, True), (0.0, 100_000, False),
+            (0.05, 100_000, False)]
+    if buffer_bytes is not None:  # bursts are lost here: the case is not vacuous
+        lossless = _timer(plan_dir, network={"transport": "tcp"})
+        lossless.tcp = dataclasses.replace(lossless.tcp, burst_loss=False)
+        assert _planned_messages(lossless, cls, plan) != _planned_messages(
+            _timer(plan_dir, network={"transport": "tcp"}), cls, plan)
+    expected = _planned_messages(timer, cls, plan)
     env = simpy.Environment()
     net = Network(env, Capacity("in", 1e12), Capacity("out", 1e12),
                   tcp=timer.sc.network.tcp_params())

@@ -38,12 +38,12 @@ def test_a_warm_connection_is_the_flow_model_plus_headers():
         pytest.approx(0.05 + 836_960 / 10e6, abs=1e-12)]
 
 
-def _two_messages(gap_s: float, warm: bool = False,
-                  buffer_bytes: float | None = None) -> float:
+def _two_messages(gap_s: float, warm: bool = False, buffer_bytes: float | None = None,
+                  tcp: TcpParams | None = None) -> float:
     """100 KB, ``gap_s`` idle, then 100 KB again on one device link (10 Mbit/s, 50 ms one
     way): the second's duration. The connection is new, or open with a huge window."""
     env = simpy.Environment()
-    net = Network(env, Capacity("in", 1e9), Capacity("out", 1e9), tcp=TcpParams())
+    net = Network(env, Capacity("in", 1e9), Capacity("out", 1e9), tcp=tcp or TcpParams())
     link = DeviceLink.from_mbps("d", 10, 10, 50)
     link.buffer_bytes = buffer_bytes
     if warm:
@@ -66,34 +66,41 @@ def _two_messages(gap_s: float, warm: bool = False,
 def test_idle_longer_than_the_rto_halves_the_window():
     # The first message (handshake 0.1, rounds of 1, 2 and 4 IW from 0.15) ends at
     # 0.39736. Its 70 segments, all acknowledged, grew the window from 10 to 80 segments
-    # (968,960 bits). Its last round's window (484,480 bits, under the default buffer of
-    # one BDP, 1,000,000 bits) left as one burst: the smoothed RTT is 0.1 + 484,480 / 20e6
-    # = 0.124224, so RTO = 0.324224, and the last segment was sent at 0.39736 - 0.05 -
-    # 0.048448 = 0.298912.
-    # Gap 0.5: idle 0.598448 > RTO: halved once (0.274224 > 0), to 40 segments.
+    # (968,960 bits; HyStart does not act: a round's 40 ACKs, 1.2112 ms apart, last less
+    # than half the RTT, and no round's queue outlasts the RTT by 12.5 ms). Its last
+    # round, the last 473,600 bits, left two segments per acknowledgement, so half of it,
+    # 236,800 bits, queued ahead of its last segment: the smoothed RTT is 0.1 + 236,800 /
+    # 20e6 = 0.11184, so RTO = 0.31184, 0.312 in whole 4 ms ticks, and the last segment
+    # was sent at 0.39736 - 0.05 - 0.02368 = 0.32368.
+    # Gap 0.5: idle 0.57368 > RTO: halved once (0.26168 > 0), to 40 segments.
     # Round 0 sends 484,480 bits, waits to 0.1; round 1: the last 352,480 bits take
     # 0.035248. Plus one way 0.05.
     assert _two_messages(0.5) == pytest.approx(0.05 + 0.1 + 0.035248, abs=1e-12)
-    # Gap 0.2: idle 0.298448 < RTO: the window stays at 80 segments, more than the
-    # message: it goes at the rate, 836,960 bits in 0.083696.
+    # Gap 0.2: idle 0.27368 < RTO: the window stays at 80 segments, more than the
+    # message: it goes at the rate, 836,960 bits in 0.083696 (the default buffer, one
+    # BDP, holds 82 segments: nothing is lost).
     assert _two_messages(0.2) == pytest.approx(0.05 + 0.083696, abs=1e-12)
-    # Gap 1.0: idle 1.098448: halved three times (0.774, 0.450, 0.126 > 0), floored at IW.
+    # Gap 1.0: idle 1.07368: halved three times (0.762, 0.450, 0.138 > 0), floored at IW.
     # Round 0: IW, to 0.1; round 1: 2 IW, to 0.2; round 2: the last 473,600 bits.
     assert _two_messages(1.0) == pytest.approx(0.05 + 0.2 + 0.04736, abs=1e-12)
 
 
 def test_the_window_never_outgrows_what_the_path_and_its_buffer_hold():
     # A 12,500-byte buffer (100,000 bits) on a path holding 1,000,000: the window is capped
-    # at 1,100,000 bits. The first message (836,960 bits) goes at the rate and ends at
-    # 0.133696; its burst waited at most the buffer, so the smoothed RTT is
-    # 0.1 + 100,000 / 20e6 = 0.105 (RTO 0.305) and its last segment left at
-    # 0.133696 - 0.05 - 0.01 = 0.073696. Idle 0.56: halved once, to 550,000 bits. Round 0
-    # sends those (0.055 s) and waits to 0.1; round 1 (1,100,000, capped) sends the other
-    # 286,960 bits in 0.028696. Plus one way 0.05.
-    assert _two_messages(0.5, warm=True, buffer_bytes=12_500) == pytest.approx(
+    # at 1,100,000 bits. (The burst that buffer cannot hold would lose segments: that is
+    # turned off here, and tested below.) The first message (836,960 bits) goes at the
+    # rate and ends at 0.133696; it left in one burst, which waited at most the buffer,
+    # so the smoothed RTT is 0.1 + 100,000 / 20e6 = 0.105 (RTO 0.305, 0.308 in 4 ms
+    # ticks) and its last segment left at 0.133696 - 0.05 - 0.01 = 0.073696. Idle 0.56:
+    # halved once (0.252 > 0), to 550,000 bits. Round 0 sends those (0.055 s) and waits
+    # to 0.1; round 1 (1,100,000, capped) sends the other 286,960 bits in 0.028696. Plus
+    # one way 0.05.
+    assert _two_messages(0.5, warm=True, buffer_bytes=12_500,
+                         tcp=TcpParams(burst_loss=False)) == pytest.approx(
         0.05 + 0.1 + 0.028696, abs=1e-12)
-    # The default buffer, one BDP: a 2,000,000-bit cap, RTO 0.1 + 0.041848 + 0.2, last
-    # send at 0; idle 0.633696 halves once to 1,000,000 bits, which covers the message
+    # The default buffer, one BDP: a 2,000,000-bit cap, RTO 0.1 + 0.041848 + 0.2 (0.344
+    # in ticks), last send at 0; idle 0.633696 halves once to 1,000,000 bits, which
+    # covers the message
     assert _two_messages(0.5, warm=True) == pytest.approx(0.05 + 0.083696, abs=1e-12)
 
 
@@ -246,7 +253,7 @@ def test_closed_form_slow_start_is_the_simulated_fresh_message(rate, rtt, size):
     params = TcpParams()
     bits = params.wire_bytes(size) * 8
     pipe = rate * 1e6 * rtt / 1e3 + max(rate * 1e6 * rtt / 1e3, 64 * SEG)
-    flight, _ = slow_start_s(bits, rate * 1e6, rtt / 1e3, IW, min(3 * 2**20 * 8, pipe))
+    flight, _, _ = slow_start_s(bits, rate * 1e6, rtt / 1e3, IW, min(3 * 2**20 * 8, pipe))
     assert time_messages(rate, rtt, size, "fresh") == [
         pytest.approx(rtt / 1e3 * 1.5 + flight, rel=1e-12)]
 
@@ -288,20 +295,37 @@ def test_restart_after_idle_halves_once_per_rto_beyond_the_first():
 
 def test_slow_start_closed_form_rounds_by_hand():
     """Window 10 segments (121,120 bits), 10 Mbit/s, RTT 0.1 s (BDP 1e6 bits). 500,000
-    bits: rounds of 121,120 and 242,240 (0.2 s), then 136,640 bits at the rate."""
+    bits: rounds of 121,120 and 242,240 (0.2 s), then the last 136,640 bits, which the
+    window of 40 segments (below the BDP) still limits: that is the last round."""
     seg = (1448 + 66) * 8
-    t, w = slow_start_s(500_000, 1e7, 0.1, 10 * seg, 1e9)
+    t, w, last = slow_start_s(500_000, 1e7, 0.1, 10 * seg, 1e9)
     assert t == pytest.approx(0.2 + (500_000 - 30 * seg) / 1e7, rel=1e-12) and w == 40 * seg
-    t, w = slow_start_s(10 * seg, 1e7, 0.1, 10 * seg, 1e9)  # exactly one window: no round
-    assert t == pytest.approx(10 * seg / 1e7, rel=1e-12) and w == 10 * seg
-    t, _ = slow_start_s(5e6, 1e6, 0.1, 10 * seg, 1e9)  # window above the BDP: rate only
-    assert t == pytest.approx(5.0, rel=1e-12)
+    assert last == pytest.approx(500_000 - 30 * seg, rel=1e-12)
+    t, w, last = slow_start_s(10 * seg, 1e7, 0.1, 10 * seg, 1e9)  # one window: no round
+    assert t == pytest.approx(10 * seg / 1e7, rel=1e-12) and w == last == 10 * seg
+    t, _, last = slow_start_s(5e6, 1e6, 0.1, 10 * seg, 1e9)  # window above the BDP: rate
+    assert t == pytest.approx(5.0, rel=1e-12) and last == 0.0
+
+
+def test_above_the_threshold_a_round_adds_one_segment():
+    """Slow-start threshold 25 segments, 10 Mbit/s, RTT 0.1 s (BDP 82.6 segments): 90
+    segments go in rounds of 10, 20, 25 (the doubling stops at the threshold) and 26,
+    then the last 9 in a window of 27, after four round trips."""
+    seg = (1448 + 66) * 8
+    t, w, last = slow_start_s(90 * seg, 1e7, 0.1, 10 * seg, 1e9, 25 * seg, seg)
+    assert w == 27 * seg and last == 9 * seg
+    assert t == pytest.approx(0.4 + 9 * seg / 1e7, rel=1e-12)
 
 
 def test_a_continued_window_keeps_where_the_message_ahead_stands():
     w = Window(0.1, 8e5, 4e6, 1e5, 3.25, open=False, start_bits=2e5)
     c = w.continuation()
     assert (c.rtt_s, c.window_bits, c.cap_bits, c.left_bits, c.round_end_s, c.open,
-            c.start_bits) == (0.1, 8e5, 4e6, 8e5, 3.25, False, 8e5)
+            c.start_bits, c.ssthresh_bits, c.lost_segments) == (
+        0.1, 8e5, 4e6, 8e5, 3.25, False, 8e5, math.inf, 0)
+    w = Window(0.1, 8e5, 4e6, 1e5, 3.25, start_bits=2e5, ssthresh_bits=6e5,
+               segment_bits=SEG, lost_segments=3)
+    c = w.continuation()  # the threshold and step go on; a loss was the first burst's
+    assert (c.ssthresh_bits, c.segment_bits, c.lost_segments) == (6e5, SEG, 0)
     w.open = True
     assert w.continuation().open is True

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import simpy
 
+from ecofed_sim.network.burst import burst_loss, recovery_end_s
 from ecofed_sim.network.fairshare import max_min_rates
 from ecofed_sim.network.tcp import BITS_PER_BYTE, Connection, TcpParams, Window
 from ecofed_sim.traces import segments
@@ -196,7 +197,8 @@ class Network:
         start, cap = conn.start(tcp, direction, self.env.now, rtt_s,
                                 self._path_rate_bps(link, direction), link.buffer_bytes)
         return Window(rtt_s, start, cap, start, self.env.now + delay_s + rtt_s,
-                      start_bits=start)
+                      start_bits=start, ssthresh_bits=conn.ssthresh(direction),
+                      segment_bits=tcp.segment_bits)
 
     def transfer(self, link: DeviceLink, direction: str, payload_bytes: int) -> Generator:
         """Process fragment: latency, then the flow; ends when the last bit arrives.
@@ -206,7 +208,7 @@ class Network:
         ``delivered_fraction`` attribute: the share of the wire bytes that got through."""
         delay_s = link.delay_s()
         wire_bits = self.wire_bytes(payload_bytes) * BITS_PER_BYTE
-        window = None
+        window, recovered_s = None, None
         try:
             if self.tcp is not None and payload_bytes > 0:
                 window = yield from self._open_window(link, direction, delay_s)
@@ -221,6 +223,9 @@ class Network:
             busy = link.connection.sending.get(direction)
             if busy is not None:  # the connection is not idle: no restart, no new rounds
                 window = busy.window.continuation()
+            else:
+                recovered_s = self._burst_recovery_s(link, direction, window, wire_bits,
+                                                     delay_s)
         server_in, server_out = link.server or (self.server_in, self.server_out)
         path = (link.up, server_in) if direction == "up" else (server_out, link.down)
         device_side = link.up if direction == "up" else link.down
@@ -236,9 +241,15 @@ class Network:
                 self._reschedule()
                 try:
                     yield flow.done
+                    if recovered_s is not None and recovered_s > self.env.now:
+                        yield self.env.timeout(recovered_s - self.env.now)
                 except simpy.Interrupt as cut:
-                    self._remove(flow)
-                    cut.delivered_fraction = 1.0 - max(flow.remaining_bits, 0.0) / wire_bits
+                    if flow in self.flows:
+                        self._remove(flow)  # drains it to now first
+                        missing_bits = max(flow.remaining_bits, 0.0)
+                    else:  # cut while resending what its first burst lost
+                        missing_bits = window.lost_segments * self.tcp.segment_bits
+                    cut.delivered_fraction = 1.0 - min(missing_bits / wire_bits, 1.0)
                     raise
                 finally:
                     self._keep_window(link, direction, flow)
@@ -246,6 +257,21 @@ class Network:
             device_side.active -= 1
             if device_side.active == 0 and bits > 0:  # a rate-limited flow drained the bucket
                 device_side.idle_since_s, device_side.tokens_bits = self.env.now, 0.0
+
+    def _burst_recovery_s(self, link: DeviceLink, direction: str, window: Window,
+                          wire_bits: float, delay_s: float) -> float | None:
+        """When the last segment lost from a message's first burst arrives, resent (None
+        without such a loss). The burst left ``delay_s`` ago (its first bit arrives now);
+        the flow carries every bit once, and the message ends no earlier than this."""
+        rate_bps = self._path_rate_bps(link, direction)
+        rtt_s = link.round_trip_s
+        loss = burst_loss(self.tcp, window.window_bits, wire_bits,
+                          self.tcp.buffer_bits(rate_bps, rtt_s, link.buffer_bytes))
+        if loss is None:
+            return None
+        window.lost_segments = loss.lost
+        return self.env.now - delay_s + recovery_end_s(self.tcp, loss, rate_bps, rtt_s,
+                                                       delay_s)
 
     def _arm_loss_cap(self, link: DeviceLink, direction: str, flow: Flow) -> None:
         """Random loss caps the flow once its connection has sent 1/p segments."""

@@ -26,6 +26,17 @@ adds the window:
   connection's smoothed RTT is taken as RTT + burst / (2 rate) (the mean over the
   burst's segments), which sets the RTO for restart after idle, and its last send is
   when the burst's last segment entered the buffer;
+- slow start ends early with Cubic's HyStart (Ha and Rhee, "Taming the elephants: new
+  TCP slow start", Computer Networks 2011; Linux ``tcp_cubic`` ``hystart=1``): once the
+  window is at least 16 segments, a round whose ACK train (ACKs at most 2 ms apart) lasts
+  longer than half the minimum RTT, or whose first RTTs show a queue left by the round
+  before (``TcpParams.hystart_exit``), ends it with the window it reached; from then on
+  (congestion avoidance, and after a loss) the window grows one segment per window
+  acknowledged (RFC 5681);
+- a window sent at once into an idle bottleneck loses what its buffer cannot hold
+  (``ecofed_sim.network.burst``): the connection then recovers the lost segments as Linux
+  does (RACK, RFC 8985; proportional rate reduction, RFC 6937), and its window and
+  slow-start threshold become ``beta`` times the window (Cubic, RFC 9438);
 - each segment of ``mss_bytes`` payload carries ``header_bytes`` of headers on the wire
   (Ethernet 14 + IPv4 20 + TCP 20 + timestamps 12 = 66 for MSS 1448 at MTU 1500);
 - random loss on a link (``loss_rate``, the chance that a segment is lost) follows the
@@ -45,6 +56,10 @@ import math
 from dataclasses import dataclass, field
 
 BITS_PER_BYTE = 8
+HYSTART_LOW_WINDOW = 16  # segments: HyStart acts from this window on (hystart_low_window)
+HYSTART_ACK_DELTA_S = 0.002  # ACKs further apart break a train (hystart_ack_delta_us)
+HYSTART_DELAY_MIN_S, HYSTART_DELAY_MAX_S = 0.004, 0.016  # clamp of the delay threshold
+HYSTART_MIN_SAMPLES = 8  # acknowledgements whose RTTs the delay detector takes
 
 
 @dataclass(frozen=True)
@@ -58,6 +73,10 @@ class TcpParams:
     slow_start_after_idle: bool = True  # net.ipv4.tcp_slow_start_after_idle
     min_rto_ms: float = 200.0  # TCP_RTO_MIN
     per_message_connections: bool = False  # a new connection (and handshake) per message
+    hystart: bool = True  # Cubic's HyStart ends slow start (tcp_cubic hystart=1)
+    burst_loss: bool = True  # a window sent at once loses what the buffer cannot hold
+    beta: float = 0.7  # window kept after a loss (Cubic: RFC 9438; Linux 717/1024)
+    timer_tick_ms: float = 4.0  # one jiffy at CONFIG_HZ=250 (Debian's and Ubuntu's kernels)
 
     @property
     def segment_bits(self) -> int:
@@ -84,8 +103,66 @@ class TcpParams:
             return buffer_bytes * BITS_PER_BYTE
         return max(rate_bps * rtt_s, self.min_buffer_bits)
 
+    def steady_window_bits(self, cap_bits: float, pipe_bits: float) -> float:
+        """The window of a connection that has been sending for a while. Capped by the
+        receive window below what the path holds, it sits at that cap. Otherwise Cubic's
+        window climbs from ``beta`` times what the path holds back to it along
+        ``W_max - (1 - beta) W_max (1 - t/K)^3`` (RFC 9438), then loses; its mean over
+        that climb is ``W_max (1 - (1 - beta) / 4)``."""
+        if cap_bits < pipe_bits:
+            return cap_bits
+        return pipe_bits * (1 - (1 - self.beta) / 4)
+
+    def hystart_exit(self, round_segments: float, previous_segments: float,
+                     rate_bps: float, rtt_s: float) -> float:
+        """Acknowledgements of a slow-start round after which HyStart ends slow start
+        (infinite: it does not in this round). Two detectors, as Linux's:
+
+        - ACK train: acknowledgements at most 2 ms apart (one segment's time at the
+          bottleneck) for longer than half the minimum RTT;
+        - delay: the minimum RTT of a round's first 8 acknowledgements exceeds the path's
+          by ``clamp(RTT / 8, 4 ms, 16 ms)``, which happens once the previous round's
+          segments take that much longer than an RTT to drain (its queue is left over).
+        """
+        if not self.hystart:
+            return math.inf
+        seg_s = self.segment_bits / rate_bps
+        train = rtt_s / 2 / seg_s if seg_s <= HYSTART_ACK_DELTA_S else math.inf
+        threshold_s = min(max(rtt_s / 8, HYSTART_DELAY_MIN_S), HYSTART_DELAY_MAX_S)
+        delay = HYSTART_MIN_SAMPLES if previous_segments * seg_s > rtt_s + threshold_s else (
+            math.inf)
+        exit_after = min(train, delay)
+        return exit_after if round_segments > exit_after else math.inf
+
+    def grow_bits(self, start_bits: float, sent_bits: float, ssthresh_bits: float,
+                  cap_bits: float, rate_bps: float, rtt_s: float) -> tuple[float, float]:
+        """(window, slow-start threshold) once a message's segments are acknowledged,
+        round trip by round trip: below the threshold one segment per segment (until
+        HyStart ends slow start), above it one per window (congestion avoidance).
+        HyStart acts in a connection's first slow start only, while the threshold is
+        unset: Linux re-arms it only after a retransmission timeout."""
+        seg = self.segment_bits
+        cwnd, ssthresh = start_bits / seg, ssthresh_bits / seg
+        left, previous = math.ceil(sent_bits / seg - 1e-9), 0
+        while left > 0:
+            acked = min(left, max(1, math.floor(cwnd + 1e-9)))  # one round trip
+            left -= acked
+            if cwnd < ssthresh:
+                grown = min(acked, ssthresh - cwnd)
+                if cwnd >= HYSTART_LOW_WINDOW and math.isinf(ssthresh):
+                    exit_after = self.hystart_exit(acked, previous, rate_bps, rtt_s)
+                    if exit_after < grown:
+                        grown, ssthresh = exit_after, cwnd + exit_after
+                cwnd, previous, acked = cwnd + grown, acked, acked - grown
+            cwnd += acked / cwnd
+        return min(cwnd * seg, cap_bits), ssthresh * seg
+
     def rto_s(self, rtt_s: float) -> float:
-        return rtt_s + self.min_rto_ms / 1e3
+        """RTT plus the minimum RTO, held in whole timer ticks (jiffies), rounded up as
+        Linux's ``usecs_to_jiffies`` does."""
+        rto_s = rtt_s + self.min_rto_ms / 1e3
+        tick_s = self.timer_tick_ms / 1e3
+        return math.ceil(rto_s / tick_s - 1e-9) * tick_s if tick_s > 0 else rto_s
 
     def loss_rate_cap_bps(self, rtt_s: float, loss_rate: float) -> float:
         """Padhye et al.'s steady-state rate under random loss, in wire bits per second
@@ -116,16 +193,28 @@ class TcpParams:
         return max(window_bits, floor)
 
 
+def next_round_bits(window_bits: float, ssthresh_bits: float, segment_bits: float,
+                    cap_bits: float) -> float:
+    """The window of the next round trip: doubled below the slow-start threshold (up to
+    it), one segment more above it."""
+    if window_bits < ssthresh_bits:
+        return min(2 * window_bits, ssthresh_bits, cap_bits)
+    return min(window_bits + segment_bits, cap_bits)
+
+
 def slow_start_s(wire_bits: float, rate_bps: float, rtt_s: float, window_bits: float,
-                 cap_bits: float) -> tuple[float, float]:
-    """(seconds from the first bit's arrival to the last's, window of the last round) for
-    one message alone on a path of constant ``rate_bps``: the flow model's slow start in
-    closed form. Each round sends the window; a round whose window takes the rate longer
-    than the round trip to send is open, and the rest goes at the rate."""
+                 cap_bits: float, ssthresh_bits: float = math.inf,
+                 segment_bits: float = 0.0) -> tuple[float, float, float]:
+    """(seconds from the first bit's arrival to the last's, window of the last round, bits
+    of the last round if the window limited it, else 0) for one message alone on a path of
+    constant ``rate_bps``: the flow model's slow start in closed form. Each round sends
+    the window; a round whose window takes the rate longer than the round trip to send is
+    open, and the rest goes at the rate."""
     t_s, left, window = 0.0, wire_bits, window_bits
     while left > window and window < rate_bps * rtt_s:
-        t_s, left, window = t_s + rtt_s, left - window, min(2 * window, cap_bits)
-    return t_s + left / rate_bps, window
+        t_s, left = t_s + rtt_s, left - window
+        window = next_round_bits(window, ssthresh_bits, segment_bits, cap_bits)
+    return t_s + left / rate_bps, window, (left if window < rate_bps * rtt_s else 0.0)
 
 
 @dataclass
@@ -136,6 +225,7 @@ class Connection:
 
     open: bool = False
     window_bits: dict[str, float] = field(default_factory=dict)
+    ssthresh_bits: dict[str, float] = field(default_factory=dict)  # slow-start threshold
     last_send_end_s: dict[str, float] = field(default_factory=dict)
     segments_sent: dict[str, float] = field(default_factory=dict)  # since it opened
     sending: dict[str, object] = field(default_factory=dict)  # the latest flow in flight
@@ -145,35 +235,50 @@ class Connection:
               rate_bps: float, buffer_bytes: float | None) -> tuple[float, float]:
         """(window, cap) a message starts with: the connection's window after any
         restart for idleness, capped by the receive window and by what the path holds
-        (bandwidth-delay product plus the bottleneck's buffer)."""
-        window = self.window_bits.setdefault(direction, tcp.initial_window_bits)
+        (bandwidth-delay product plus the bottleneck's buffer). A restart keeps at least
+        three quarters of the old window as the slow-start threshold (Linux
+        ``tcp_current_ssthresh``)."""
+        before = self.window_bits.setdefault(direction, tcp.initial_window_bits)
         idle_s = now_s - self.last_send_end_s.get(direction, now_s)
-        window = tcp.restart_window_bits(window, idle_s, self.srtt_s.get(direction, rtt_s))
+        window = tcp.restart_window_bits(before, idle_s, self.srtt_s.get(direction, rtt_s))
+        if window < before:
+            self.ssthresh_bits[direction] = max(self.ssthresh(direction), 0.75 * before)
         pipe_bits = rate_bps * rtt_s + tcp.buffer_bits(rate_bps, rtt_s, buffer_bytes)
         cap = min(tcp.receive_window_bytes * BITS_PER_BYTE, pipe_bits)
         return min(window, cap), cap
 
+    def ssthresh(self, direction: str) -> float:
+        return self.ssthresh_bits.get(direction, math.inf)
+
     def finish(self, tcp: TcpParams, direction: str, arrived_s: float, latency_s: float,
                rtt_s: float, rate_bps: float, buffer_bytes: float | None, window: Window,
                sent_bits: float, total_bits: float) -> None:
-        """Book a message's end: the window it grew (``cwnd += acked``), the segments
-        sent, and, as its last window left as one burst that queued at the bottleneck,
-        the smoothed RTT (the burst's mean wait added) and the time of its last send (a
-        whole burst before it left the buffer, one one-way delay before it arrived)."""
+        """Book a message's end: the window it grew (or, after a loss, ``beta`` times
+        the window it started with), the segments sent, and, from the queue its last
+        segment found at the bottleneck (``Window.queue_at_end_bits``), the smoothed RTT
+        (half that queue's wait added) and the time of its last send (that wait and one
+        one-way delay before it arrived; after a loss, the last resent segment's)."""
         seg = tcp.segment_bits  # acknowledged segments, a partial last one counting 1
         sent = math.ceil(sent_bits / seg - 1e-9)
-        self.window_bits[direction] = window.after(sent * seg)
+        if window.lost_segments:
+            grown = ssthresh = max(tcp.beta * window.start_bits, 2 * seg)
+        else:
+            grown, ssthresh = tcp.grow_bits(window.start_bits, sent * seg, window.ssthresh_bits,
+                                            window.cap_bits, rate_bps, rtt_s)
+        self.window_bits[direction], self.ssthresh_bits[direction] = grown, ssthresh
         self.segments_sent[direction] = self.segments_sent.get(direction, 0.0) + sent
-        burst_bits = min(window.window_bits, total_bits,
+        queue_bits = min(window.queue_at_end_bits(total_bits, rate_bps * rtt_s),
                          tcp.buffer_bits(rate_bps, rtt_s, buffer_bytes))
-        self.srtt_s[direction] = rtt_s + burst_bits / (2 * rate_bps)
-        self.last_send_end_s[direction] = arrived_s - latency_s - burst_bits / rate_bps
+        self.srtt_s[direction] = rtt_s + queue_bits / (2 * rate_bps)
+        self.last_send_end_s[direction] = arrived_s - latency_s - (
+            0.0 if window.lost_segments else queue_bits / rate_bps)
 
 
 @dataclass(eq=False)
 class Window:
     """A flow in slow start: what it may still send in this round trip, and when the
-    round trip ends (then the window doubles, up to ``cap_bits``)."""
+    round trip ends (then the window doubles below the slow-start threshold, or grows a
+    segment above it, up to ``cap_bits``)."""
 
     rtt_s: float
     window_bits: float
@@ -182,23 +287,35 @@ class Window:
     round_end_s: float
     open: bool = False  # slow start over: the path's rate, not the window, is the limit
     start_bits: float = 0.0  # the window the message started with
+    ssthresh_bits: float = math.inf  # the connection's slow-start threshold
+    segment_bits: float = 0.0  # one segment on the wire: the step above the threshold
+    lost_segments: int = 0  # lost from the message's first burst (``network.burst``)
 
     def continuation(self) -> Window:
         """The window of a message queued behind one still in flight on the same
         connection: not idle, so no restart; it goes on where that one stands."""
         return Window(self.rtt_s, self.window_bits, self.cap_bits, self.window_bits,
-                      self.round_end_s, self.open, self.window_bits)
+                      self.round_end_s, self.open, self.window_bits, self.ssthresh_bits,
+                      self.segment_bits)
 
-    def after(self, sent_bits: float) -> float:
-        """The window once every segment sent is acknowledged: slow start adds one segment
-        per segment acknowledged (``cwnd += acked``), up to the receive window."""
-        return min(self.start_bits + sent_bits, self.cap_bits)
+    def queue_at_end_bits(self, total_bits: float, bdp_bits: float) -> float:
+        """The bottleneck's queue as the message's last segment joins it. Sent in one
+        burst (the window held it all), the whole message is queued; in a later round of
+        slow start each acknowledgement releases two segments while the bottleneck drains
+        one, so half the round is; an open window keeps what exceeds the path's
+        bandwidth-delay product queued."""
+        if self.start_bits >= total_bits:
+            return total_bits
+        if self.open:
+            return max(self.window_bits - bdp_bits, 0.0)
+        return max(self.window_bits - max(self.left_bits, 0.0), 0.0) / 2
 
     @property
     def blocked(self) -> bool:
         return not self.open and self.left_bits <= 0
 
     def next_round(self) -> None:
-        self.window_bits = min(2 * self.window_bits, self.cap_bits)
+        self.window_bits = next_round_bits(self.window_bits, self.ssthresh_bits,
+                                           self.segment_bits, self.cap_bits)
         self.left_bits = self.window_bits
         self.round_end_s += self.rtt_s

@@ -10,7 +10,7 @@ from typing import Literal
 import simpy
 
 from ecofed_sim.network.flows import MBPS, Capacity, DeviceLink, Network
-from ecofed_sim.network.tcp import TcpParams
+from ecofed_sim.network.tcp import BITS_PER_BYTE, TcpParams
 
 SERVER_MBPS = 1000.0  # the scenario default of the server's access link
 
@@ -25,7 +25,9 @@ def time_messages(rate_mbps: float, rtt_ms: float, payload_bytes: int,
     - ``fresh``: one message on a new connection, from the start of connect to the last
       byte received (handshake included); one value.
     - ``warm``: one message on a persistent connection whose window is fully open, with no
-      idle restart; one value.
+      idle restart; one value. The window is where a long transfer leaves it: the
+      receive window if that binds, else the mean of Cubic's climb back to what the path
+      holds (``TcpParams.steady_window_bits``).
     - ``exchange``: ``count`` lock-step exchanges on one connection opened beforehand
       (handshake not timed): ``payload_bytes`` device to server, the same back once all
       has arrived, then ``gap_s`` idle; each exchange's duration, first to last.
@@ -44,8 +46,11 @@ def time_messages(rate_mbps: float, rtt_ms: float, payload_bytes: int,
     link.loss_rate = loss_rate
     if params is not None and pattern != "fresh":  # connected beforehand, not timed
         link.connection.open = True
+        rate_bps, rtt_s = rate_mbps * MBPS, rtt_ms / 1e3
+        pipe_bits = rate_bps * rtt_s + params.buffer_bits(rate_bps, rtt_s, None)
+        cap_bits = min(params.receive_window_bytes * BITS_PER_BYTE, pipe_bits)
         for d in ("up", "down"):
-            link.connection.window_bits[d] = (params.receive_window_bytes * 8
+            link.connection.window_bits[d] = (params.steady_window_bits(cap_bits, pipe_bits)
                                               if pattern == "warm" else
                                               params.initial_window_bits)
             link.connection.last_send_end_s[d] = 0.0

@@ -1,0 +1,213 @@
+"""TCP beyond slow start: a burst the bottleneck's buffer cannot hold, Linux's recovery of
+what it lost, HyStart, congestion avoidance, and the window a long transfer leaves.
+
+Hand arithmetic as in ``test_tcp.py``: a segment is 1448 payload + 66 header bytes =
+12,112 bits on the wire. At 20 Mbit/s one segment takes 0.6056 ms at the bottleneck; a
+100,000-byte message is 69 full segments and a short 88-byte one (836,960 bits).
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import simpy
+
+from ecofed_sim.network import Capacity, DeviceLink, Network, TcpParams, time_messages
+from ecofed_sim.network.burst import BurstLoss, burst_loss, recovery_end_s
+
+SEG = 12_112
+S20 = SEG / 20e6  # one segment at 20 Mbit/s, 0.6056 ms
+
+
+def test_a_warm_burst_beyond_the_buffer_loses_its_tail_and_recovers_as_linux_does():
+    """20 Mbit/s, RTT 10 ms (5 ms each way), 100 KB on a warm window.
+
+    The path holds 200,000 bits + a buffer of 64 packets (775,168 bits; one BDP is
+    less): 975,168. The warm window is Cubic's mean, 0.925 of that, 902,030.4 bits (74
+    segments): the message leaves in one burst. The buffer takes 64 full segments; 5 are
+    lost; the short last one arrives after the hole. Its SACK is back at 5 ms + 65
+    segments (39.364 ms) + 5 ms = 49.364 ms. One SACK is below the duplicate threshold:
+    RACK waits a quarter RTT, 2.5 ms, on a timer of 1 + 2 ticks of 4 ms, 10 ms on average:
+    the 5 are marked lost at 59.364 ms and resent 1, then 2 a round trip (10.6056 ms)
+    later, then the last 2: sent at 80.5752 ms, they arrive 5 ms + 2 segments later,
+    at 86.7864 ms. (Traced on the delay line: 5 lost, marked 9 ms after the SACK, resent
+    1, 2, 2, last byte at 87 ms.)"""
+    end_s = 0.080_5752 + 0.005 + 2 * S20
+    assert time_messages(20, 10, 100_000, "warm") == [pytest.approx(end_s, abs=1e-12)]
+    # the flow model has no window, no buffer, no loss: one way and the payload
+    assert time_messages(20, 10, 100_000, "warm", transport="flow") == [
+        pytest.approx(0.005 + 0.04, abs=1e-12)]
+
+
+def test_a_burst_the_buffer_holds_loses_nothing():
+    """90,000 bytes: 62 full segments and a short one, 753,264 bits; the 64-packet buffer
+    holds them all: one way plus the wire bits at the rate."""
+    assert time_messages(20, 10, 90_000, "warm") == [
+        pytest.approx(0.005 + 753_264 / 20e6, abs=1e-12)]
+    off = TcpParams(burst_loss=False)  # and the loss can be turned off
+    assert time_messages(20, 10, 100_000, "warm", tcp=off) == [
+        pytest.approx(0.005 + 836_960 / 20e6, abs=1e-12)]
+
+
+def _warm_message(payload_bytes: int):
+    """One message up a warm connection at 20 Mbit/s, RTT 10 ms: the connection after."""
+    env = simpy.Environment()
+    tcp = TcpParams()
+    net = Network(env, Capacity("in", 1e9), Capacity("out", 1e9), tcp=tcp)
+    link = DeviceLink.from_mbps("d", 20, 20, 5)
+    link.rtt_s = 0.01
+    link.connection.open = True
+    link.connection.window_bits["up"] = 902_030.4
+    link.connection.last_send_end_s["up"] = 0.0
+    env.run(until=env.process(net.transfer(link, "up", payload_bytes)))
+    return env.now, link.connection
+
+
+def test_after_a_loss_the_window_and_threshold_are_beta_times_the_window():
+    """Cubic keeps 0.7 of the window it lost from: 631,421.28 bits for both, and the last
+    send is the last resent segment's (one way before the arrival)."""
+    end_s, conn = _warm_message(100_000)
+    assert conn.window_bits["up"] == pytest.approx(0.7 * 902_030.4, rel=1e-12)
+    assert conn.ssthresh_bits["up"] == pytest.approx(0.7 * 902_030.4, rel=1e-12)
+    assert conn.last_send_end_s["up"] == pytest.approx(end_s - 0.005, rel=1e-12)
+    _, kept = _warm_message(90_000)  # no loss: congestion avoidance would grow it
+    assert kept.window_bits["up"] > 902_030.4 and math.isinf(kept.ssthresh("down"))
+
+
+def test_what_a_burst_loses_in_segments():
+    tcp = TcpParams()
+    # 70 segments, window 74, buffer 64: 5 full lost, the short last one comes after
+    assert burst_loss(tcp, 74 * SEG, 836_960, 775_168) == BurstLoss(64, 5, 1)
+    # exactly 70 full segments: the last is lost too, and nothing follows the hole
+    assert burst_loss(tcp, 74 * SEG, 70 * SEG, 775_168) == BurstLoss(64, 6, 0)
+    # a window of 50 below the message: 10 lost past a 40-packet buffer, then 20 more
+    # segments are sent as acknowledgements return, and arrive after the hole
+    assert burst_loss(tcp, 50 * SEG, 836_960, 40 * SEG) == BurstLoss(40, 10, 20)
+    assert burst_loss(tcp, 64 * SEG, 836_960, 775_168) is None  # the buffer holds 64
+    assert burst_loss(TcpParams(burst_loss=False), 74 * SEG, 836_960, 775_168) is None
+    assert burst_loss(tcp, 74 * SEG, 0.0, 775_168) is None
+
+
+def test_recovery_with_many_segments_after_the_hole_starts_at_once():
+    """100 Mbit/s (0.12112 ms a segment), RTT 40 ms; a window of 609 segments into a
+    330-packet buffer: 279 lost, 81 after the hole. The SACK of the first after it is back
+    at 20 + 331 segments + 20 ms = 80.09072 ms; the third, two segments later, marks the
+    hole lost at once (duplicate threshold 3). Rounds resend 81, 162, then the last 36,
+    a round trip and a segment apart: sent at 160.5752 ms, they arrive at 184.93552 ms.
+    (On the delay line, a window of 609-612 segments: last byte at 186.4-188.8 ms.)"""
+    s = SEG / 100e6
+    loss = BurstLoss(accepted=330, lost=279, after=81)
+    detect_s = 0.02 + 331 * s + 0.02 + 2 * s
+    last_round_s = detect_s + 2 * (0.04 + s)
+    assert recovery_end_s(TcpParams(), loss, 100e6, 0.04, 0.02) == pytest.approx(
+        last_round_s + 0.02 + 36 * s, rel=1e-12)
+
+
+def test_a_lost_tail_with_nothing_after_it_waits_for_the_loss_probe():
+    """Nothing follows the hole: the tail loss probe resends the last segment 2 RTTs after
+    the last acknowledgement (10 ms + 64 segments), at 68.7584 ms. Alone lost, it ends
+    there, one way and a segment later; otherwise its SACK returns an RTT and a segment
+    later (79.364 ms), RACK waits 10 ms, and the other 5 go 1, 2, 2 as above."""
+    tcp = TcpParams()
+    probe_s = 0.01 + 64 * S20 + 0.02
+    assert recovery_end_s(tcp, BurstLoss(64, 1, 0), 20e6, 0.01, 0.005) == pytest.approx(
+        probe_s + 0.005 + S20, rel=1e-12)
+    detect_s = probe_s + 0.01 + S20 + 0.01
+    assert recovery_end_s(tcp, BurstLoss(64, 6, 0), 20e6, 0.01, 0.005) == pytest.approx(
+        detect_s + 2 * (0.01 + S20) + 0.005 + 2 * S20, rel=1e-12)
+
+
+def test_rack_waits_a_quarter_rtt_in_whole_ticks():
+    """RTT 40 ms: a quarter is 10 ms, 3 ticks of 4 ms, plus 2, less half a tick: 18 ms.
+    Without a timer tick it is the quarter RTT itself."""
+    loss = BurstLoss(accepted=10, lost=1, after=1)
+    sack_s = 0.02 + 11 * S20 + 0.02
+    assert recovery_end_s(TcpParams(), loss, 20e6, 0.04, 0.02) == pytest.approx(
+        sack_s + 0.018 + 0.02 + S20, rel=1e-12)
+    assert recovery_end_s(TcpParams(timer_tick_ms=0.0), loss, 20e6, 0.04,
+                          0.02) == pytest.approx(sack_s + 0.01 + 0.02 + S20, rel=1e-12)
+
+
+def test_hystart_ack_train_ends_slow_start_as_linux_did():
+    """20 Mbit/s, RTT 10 ms, a 70-segment message from 10 segments. ACKs 0.6056 ms apart
+    form a train; half the RTT is 8.256 of them. Round 1: 10 segments (below 16, no
+    HyStart): 20. Round 2: 20 acknowledgements; after 8.256 the train ends slow start at
+    28.256 (the threshold); the other 11.744 add 11.744 / 28.256. Then 40 left: a round of
+    28 adds 28 / cwnd, and the last 12, 12 / cwnd. (Linux, traced: cwnd 32, threshold 30.)"""
+    train = 0.005 / S20
+    cwnd = 20 + train
+    ssthresh = cwnd
+    cwnd += (20 - train) / cwnd
+    cwnd += 28 / cwnd
+    cwnd += 12 / cwnd
+    got = TcpParams().grow_bits(10 * SEG, 70 * SEG, math.inf, 1e12, 20e6, 0.01)
+    assert got == (pytest.approx(cwnd * SEG, rel=1e-12), pytest.approx(ssthresh * SEG))
+
+
+def test_hystart_delay_ends_slow_start_once_a_round_leaves_a_queue():
+    """5 Mbit/s (2.4224 ms a segment: too far apart for a train), RTT 40 ms: the delay
+    threshold is clamp(5 ms, 4, 16). Round 2's 20 segments take 48.4 ms to drain, more
+    than 40 + 5: round 3's first 8 acknowledgements end slow start at 48; the other 32
+    add 32 / 48. (Linux, traced: cwnd 50, threshold 49.)"""
+    got = TcpParams().grow_bits(10 * SEG, 70 * SEG, math.inf, 1e12, 5e6, 0.04)
+    assert got == (pytest.approx((48 + 32 / 48) * SEG, rel=1e-12), 48 * SEG)
+
+
+def test_without_hystart_slow_start_grows_a_segment_per_segment():
+    """100 Mbit/s, RTT 100 ms: half the RTT is 413 ACKs, no round is that long, and no
+    queue is left: 10 + 70 = 80 segments, threshold unset. HyStart off, or once the
+    threshold is set (it acts in the first slow start only), 20 Mbit/s grows the same."""
+    assert TcpParams().grow_bits(10 * SEG, 70 * SEG, math.inf, 1e12, 100e6, 0.1) == (
+        80 * SEG, math.inf)
+    assert TcpParams(hystart=False).grow_bits(10 * SEG, 70 * SEG, math.inf, 1e12, 20e6,
+                                              0.01) == (80 * SEG, math.inf)
+    assert TcpParams().grow_bits(10 * SEG, 70 * SEG, 1000 * SEG, 1e12, 20e6, 0.01) == (
+        80 * SEG, 1000 * SEG)
+
+
+def test_congestion_avoidance_adds_a_segment_per_window():
+    """Window 50 above a threshold of 40: 100 segments are two rounds of 50; the first adds
+    one (51), the second 50 / 51. The cap bounds the result."""
+    w, ss = TcpParams().grow_bits(50 * SEG, 100 * SEG, 40 * SEG, 1e12, 20e6, 0.01)
+    assert (w, ss) == (pytest.approx((51 + 50 / 51) * SEG, rel=1e-12), 40 * SEG)
+    assert TcpParams().grow_bits(50 * SEG, 100 * SEG, 40 * SEG, 51 * SEG, 20e6, 0.01)[0] == (
+        51 * SEG)
+
+
+def test_the_window_a_long_transfer_leaves():
+    """Cubic climbs from 0.7 of what the path holds back to it along a cubic; its mean over
+    the climb is 1 - 0.3 / 4 = 0.925 of it. A receive window below the path binds."""
+    tcp = TcpParams()
+    assert tcp.steady_window_bits(2e6, 2e6) == pytest.approx(1.85e6, rel=1e-12)
+    assert tcp.steady_window_bits(1e6, 2e6) == 1e6
+    assert TcpParams(beta=0.5).steady_window_bits(2e6, 2e6) == pytest.approx(1.75e6)
+
+
+def test_the_rto_is_held_in_whole_ticks():
+    tcp = TcpParams()
+    assert tcp.rto_s(0.1) == pytest.approx(0.3, abs=1e-15)  # 75 ticks exactly
+    assert tcp.rto_s(0.1011) == pytest.approx(0.304, abs=1e-15)  # 75.275: 76 ticks
+    assert TcpParams(timer_tick_ms=0.0).rto_s(0.1011) == pytest.approx(0.3011, abs=1e-15)
+
+
+def test_a_restart_keeps_three_quarters_of_the_window_as_threshold():
+    """Window 80 segments, idle 10 s at RTT 0.1: restarted to 10 segments. The threshold
+    becomes at least 60: a threshold of 40 is raised to 60, one of 70 stays, and an unset
+    one stays unset (Linux's is "infinite", and the larger of the two)."""
+    tcp = TcpParams()
+    for before, after in [(40 * SEG, 60 * SEG), (70 * SEG, 70 * SEG), (None, math.inf)]:
+        conn = DeviceLink.from_mbps("d", 10, 10, 50).connection
+        conn.window_bits["up"], conn.last_send_end_s["up"] = 80 * SEG, 0.0
+        if before is not None:
+            conn.ssthresh_bits["up"] = before
+        window, _ = conn.start(tcp, "up", 10.0, 0.1, 10e6, None)
+        assert window == 10 * SEG and conn.ssthresh("up") == after
+
+
+def test_the_scenario_sets_each_new_parameter():
+    from ecofed_sim.scenario_network import NetworkSpec
+
+    spec = NetworkSpec(hystart=False, burst_loss=False, cubic_beta=0.5, timer_tick_ms=1.0)
+    assert spec.tcp_params() == TcpParams(hystart=False, burst_loss=False, beta=0.5,
+                                          timer_tick_ms=1.0)
