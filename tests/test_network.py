@@ -207,7 +207,7 @@ def test_empty_and_one_byte_messages_under_tcp():
 
 
 def test_framing_adds_per_message_and_per_byte_overhead():
-    from ecofed_sim.network.flows import wire_bytes
+    from ecofed_sim.network.links import wire_bytes
 
     assert wire_bytes(0, 40, 0.05) == 0.0 and wire_bytes(-3, 40, 0.05) == 0.0
     assert wire_bytes(1, 40, 0.0) == 41.0

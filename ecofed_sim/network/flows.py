@@ -22,15 +22,14 @@ import math
 from collections.abc import Generator
 from dataclasses import dataclass, field
 
-import numpy as np
 import simpy
 
 from ecofed_sim.network.burst import burst_loss, recovery_end_s
 from ecofed_sim.network.fairshare import max_min_rates
-from ecofed_sim.network.tcp import BITS_PER_BYTE, Connection, TcpParams, Window
+from ecofed_sim.network.links import MBPS, Capacity, DeviceLink, wire_bytes
+from ecofed_sim.network.tcp import BITS_PER_BYTE, TcpParams, Window
 from ecofed_sim.traces import segments
 
-MBPS = 1e6  # bits per second in one Mbit/s
 _EPS_S = 1e-12  # completion slack for floating-point remainders
 _CLOCK_STEPS = 4  # a flow this few clock steps from its end is done (see ``_finish_slack_s``)
 _MEMO_MAX_FLOWS = 200_000  # flows held by the memo's patterns, at most (then it restarts)
@@ -45,33 +44,6 @@ def _finish_slack_s(now_s: float) -> float:
     completion slack grows with the clock, and every wake-up either moves time or ends a
     flow. The error this admits is a few ULPs of the clock, below anything measurable."""
     return max(_EPS_S, _CLOCK_STEPS * math.ulp(now_s))
-
-
-@dataclass(eq=False)
-class Capacity:
-    """One direction of one link, in bits per second.
-
-    An optional token bucket (``burst_bits``, as a ``tc tbf`` shaper has) refills at the
-    rate while the direction is idle; a message starting on an idle direction sends up to
-    the accumulated tokens at once. While busy the bucket stays empty."""
-
-    name: str
-    rate_bps: float
-    burst_bits: float = 0.0
-    active: int = 0
-    idle_since_s: float = 0.0
-    tokens_bits: float = 0.0  # left in the bucket at ``idle_since_s``
-
-    def take_tokens(self, now_s: float, wanted_bits: float) -> float:
-        """Bits a new flow sends at once: what the bucket holds after refilling while idle
-        (nothing while another flow keeps the direction busy and the bucket empty)."""
-        if self.burst_bits <= 0 or self.active > 0:
-            return 0.0
-        tokens = min(self.burst_bits,
-                     self.tokens_bits + (now_s - self.idle_since_s) * self.rate_bps)
-        taken = min(tokens, wanted_bits)
-        self.tokens_bits, self.idle_since_s = tokens - taken, now_s
-        return taken
 
 
 @dataclass(eq=False)
@@ -100,63 +72,6 @@ class Flow:
     @property
     def sending(self) -> bool:
         return self.window is None or not self.window.blocked
-
-
-@dataclass(eq=False)
-class DeviceLink:
-    """A device's access link: separate up and down capacities and a one-way latency, plus
-    optional uniform jitter (drawn from a generator seeded per device) and rate traces."""
-
-    up: Capacity
-    down: Capacity
-    latency_s: float
-    jitter_s: float = 0.0
-    rng: np.random.Generator | None = None
-    traces: dict = field(default_factory=dict)  # "up"/"down" -> (Trace, loop, offset_s)
-    rtt_s: float | None = None  # round-trip time (default: twice the one-way latency)
-    connection: Connection = field(default_factory=Connection)  # TCP state
-    loss_rate: float = 0.0  # chance a segment is lost (TCP transport: caps a flow's rate)
-    buffer_bytes: float | None = None  # bottleneck drop-tail buffer (None: one BDP, >= 64 pkts)
-    server: tuple[Capacity, Capacity] | None = None  # (in, out) of its edge; None: the cloud
-    _loss_caps: dict = field(default_factory=dict)  # direction -> Capacity of that cap
-
-    def side(self, direction: str) -> Capacity:
-        return self.up if direction == "up" else self.down
-
-    def loss_cap(self, direction: str, tcp: TcpParams) -> tuple[Capacity, ...]:
-        """The random-loss rate cap of one direction, as one more constraint its flows
-        cross (empty without loss). One object per direction, so rates stay memoised."""
-        rate_bps = tcp.loss_rate_cap_bps(self.round_trip_s, self.loss_rate)
-        if math.isinf(rate_bps):
-            return ()
-        if direction not in self._loss_caps:
-            self._loss_caps[direction] = Capacity(f"{self.side(direction).name}/loss", rate_bps)
-        return (self._loss_caps[direction],)
-
-    @property
-    def round_trip_s(self) -> float:
-        return 2 * self.latency_s if self.rtt_s is None else self.rtt_s
-
-    def set_burst(self, burst_bytes: float) -> None:
-        self.up.burst_bits = self.down.burst_bits = burst_bytes * BITS_PER_BYTE
-
-    def delay_s(self) -> float:
-        if self.jitter_s > 0 and self.rng is not None:
-            return self.latency_s + float(self.rng.uniform(0.0, self.jitter_s))
-        return self.latency_s
-
-    @classmethod
-    def from_mbps(cls, name: str, uplink_mbps: float, downlink_mbps: float,
-                  latency_ms: float) -> DeviceLink:
-        return cls(Capacity(f"{name}/up", uplink_mbps * MBPS),
-                   Capacity(f"{name}/down", downlink_mbps * MBPS), latency_ms / 1e3)
-
-
-def wire_bytes(payload_bytes: float, framing_bytes: int, framing_fraction: float) -> float:
-    """Bytes on the wire for a message: payload plus framing (nothing for no payload)."""
-    if payload_bytes <= 0:
-        return 0.0
-    return payload_bytes * (1.0 + framing_fraction) + framing_bytes
 
 
 @dataclass(eq=False)

@@ -1,4 +1,4 @@
-"""TCP's window on top of the flow model: handshake, slow start, restart after idle.
+"""TCP's window on top of the flow model: handshake, slow start, restart after idle, loss.
 
 A flow-level model (rates shared max-min fairly) is right once a connection's congestion
 window fills the path. It is wrong while the window is small: on a new connection, and,
@@ -12,20 +12,24 @@ adds the window:
   round (every segment acknowledged, as Linux's quick-ACK mode does early in a
   connection); a round in which the flow could not use its whole window (its fair rate was
   the limit) ends slow start, and the flow is rate-limited from then on, as today. The
-  connection keeps the window grown by every segment sent (``cwnd += acked``);
+  connection keeps the window grown by every segment sent (``cwnd += acked``) below its
+  slow-start threshold;
 - the window never exceeds the receive window (``receive_window_bytes``);
 - after an idle period longer than the RTO, the window is halved once per RTO elapsed,
-  down to the initial window (Linux ``tcp_cwnd_restart``). The RTO of a steady path is
-  RTT + 200 ms (Linux: ``srtt + max(rttvar, TCP_RTO_MIN)``, ``TCP_RTO_MIN`` = 200 ms);
+  down to the initial window (Linux ``tcp_cwnd_restart``), and the slow-start threshold
+  keeps at least three quarters of the old window. The RTO of a steady path is
+  RTT + 200 ms (Linux: ``srtt + max(rttvar, TCP_RTO_MIN)``, ``TCP_RTO_MIN`` = 200 ms), in
+  whole timer ticks (``timer_tick_ms``, a jiffy);
 - the bottleneck has a drop-tail buffer (``link.buffer_bytes``; default one bandwidth-delay
   product, the rule of thumb of Villamizar and Song, "High performance TCP in ANSNET",
   CCR 1994, and at least 64 full-size packets). A loss-based congestion control (Cubic,
   Reno) cannot keep a window larger than the path holds, the bandwidth-delay product plus
-  the buffer: the window is capped there. A window leaves the sender as one burst (Cubic
-  is not paced), so its last segment waits behind the whole burst in the buffer: the
-  connection's smoothed RTT is taken as RTT + burst / (2 rate) (the mean over the
-  burst's segments), which sets the RTO for restart after idle, and its last send is
-  when the burst's last segment entered the buffer;
+  the buffer: the window is capped there. The queue a message's last segment finds at
+  the bottleneck (``Window.queue_at_end_bits``: the whole message if it left in one
+  burst, as Cubic is not paced; half its last round in slow start; what an open window
+  holds beyond the bandwidth-delay product) sets the connection's smoothed RTT, RTT +
+  queue / (2 rate), which sets the RTO for restart after idle, and its last send, when
+  that segment entered the queue;
 - slow start ends early with Cubic's HyStart (Ha and Rhee, "Taming the elephants: new
   TCP slow start", Computer Networks 2011; Linux ``tcp_cubic`` ``hystart=1``): once the
   window is at least 16 segments, a round whose ACK train (ACKs at most 2 ms apart) lasts

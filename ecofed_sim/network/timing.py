@@ -9,7 +9,8 @@ from typing import Literal
 
 import simpy
 
-from ecofed_sim.network.flows import MBPS, Capacity, DeviceLink, Network
+from ecofed_sim.network.flows import Network
+from ecofed_sim.network.links import MBPS, Capacity, DeviceLink
 from ecofed_sim.network.tcp import BITS_PER_BYTE, TcpParams
 
 SERVER_MBPS = 1000.0  # the scenario default of the server's access link
