@@ -211,3 +211,36 @@ def test_the_scenario_sets_each_new_parameter():
     spec = NetworkSpec(hystart=False, burst_loss=False, cubic_beta=0.5, timer_tick_ms=1.0)
     assert spec.tcp_params() == TcpParams(hystart=False, burst_loss=False, beta=0.5,
                                           timer_tick_ms=1.0)
+
+
+def test_bursts_into_one_bottleneck_share_its_buffer_in_the_order_they_leave():
+    """A server egress of 20 Mbit/s, two devices with 100 Mbit/s downlinks, RTT 10 ms,
+    100 KB to each at once on warm windows (74 segments). The egress is the bottleneck;
+    its buffer is 64 packets (775,168 bits).
+
+    - The first burst is the single case above: 5 lost, resent by 86.7864 ms; but the two
+      flows share the egress, so its bits are through at 5 ms + 2 x 836,960 / 20e6 =
+      88.696 ms, which ends it.
+    - The second finds the first's 64 segments queued (38.7584 ms) and no room: its 69
+      full segments are lost. The short last one's SACK is back at 5 + 38.7584 + 0.6056
+      + 5 = 49.364 ms; RACK marks the hole 10 ms later; rounds of 1, 2, 4, 8, 16, 32 and
+      the last 6 go a round trip and a segment apart: sent at 59.364 + 6 x 10.6056 =
+      122.9976 ms, they arrive at 131.6312 ms."""
+    env = simpy.Environment()
+    net = Network(env, Capacity("in", 1e9), Capacity("out", 20e6), tcp=TcpParams())
+    ends = {}
+
+    def download(name):
+        link = DeviceLink.from_mbps(name, 100, 100, 5)
+        link.rtt_s = 0.01
+        link.connection.open = True
+        link.connection.window_bits["down"] = 902_030.4
+        link.connection.last_send_end_s["down"] = 0.0
+        yield from net.transfer(link, "down", 100_000)
+        ends[name] = env.now
+
+    env.process(download("a"))
+    env.process(download("b"))
+    env.run()
+    assert ends == {"a": pytest.approx(0.005 + 2 * 836_960 / 20e6, abs=1e-12),
+                    "b": pytest.approx(0.1229976 + 0.005 + 6 * S20, abs=1e-12)}

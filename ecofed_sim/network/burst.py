@@ -20,6 +20,10 @@ acknowledgements return, and arrives after the hole. Linux then:
   later round twice the one before (its segments fill holes and are acknowledged one by
   one).
 
+Bursts from several connections into one bottleneck (a server sending to many devices
+over its own slower link) share its buffer in the order they leave: a later burst finds
+the earlier ones' segments queued ahead of it, and less room.
+
 Traced on the delay line (``benchmarks/delayline/capture.py``): 100 KB at 20 Mbit/s and
 10 ms RTT loses 5 segments behind a 64-packet buffer, marks them after 9 ms of RACK, and
 resends 1, 2 and 2, the last byte arriving at 87 ms (this model: 86.8 ms); 1 MB at
@@ -55,7 +59,7 @@ def burst_loss(tcp: TcpParams, window_bits: float, wire_bits: float,
     total = math.ceil(wire_bits / seg - 1e-9)
     burst = min(math.floor(window_bits / seg + 1e-9), total)
     short_last = int(burst == total and wire_bits < total * seg - 1e-6)
-    room = math.floor(buffer_bits / seg + 1e-9)
+    room = max(math.floor(buffer_bits / seg + 1e-9), 0)
     lost = burst - short_last - room
     if lost <= 0:
         return None
@@ -63,20 +67,22 @@ def burst_loss(tcp: TcpParams, window_bits: float, wire_bits: float,
 
 
 def recovery_end_s(tcp: TcpParams, loss: BurstLoss, rate_bps: float, rtt_s: float,
-                   latency_s: float) -> float:
+                   latency_s: float, ahead_bits: float = 0.0) -> float:
     """Seconds from the burst's first bit leaving the sender to the last resent segment's
-    arrival, on a path of ``rate_bps`` at its bottleneck (see the module docstring)."""
+    arrival, on a path of ``rate_bps`` at its bottleneck, whose queue held ``ahead_bits``
+    of other bursts when this one came (see the module docstring)."""
     seg_s = tcp.segment_bits / rate_bps
     back_s = rtt_s - latency_s
     lost, after = loss.lost, loss.after
+    queued_s = ahead_bits / rate_bps + loss.accepted * seg_s  # ahead of the hole
     if after == 0:  # nothing follows the hole: the tail loss probe resends the last one
-        probe_s = rtt_s + loss.accepted * seg_s + 2 * rtt_s  # 2 RTTs after the last ACK
+        probe_s = rtt_s + queued_s + 2 * rtt_s  # 2 RTTs after the last ACK
         if lost == 1:
             return probe_s + latency_s + seg_s
         sack_s = probe_s + rtt_s + seg_s
         lost, after = lost - 1, 1
     else:  # the first segment after the hole, out of the bottleneck and acknowledged
-        sack_s = latency_s + (loss.accepted + 1) * seg_s + back_s
+        sack_s = latency_s + queued_s + seg_s + back_s
     if after >= DUPTHRESH:
         detect_s = sack_s + (DUPTHRESH - 1) * seg_s
     else:

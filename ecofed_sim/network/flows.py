@@ -176,17 +176,22 @@ class Network:
     def _burst_recovery_s(self, link: DeviceLink, direction: str, window: Window,
                           wire_bits: float, delay_s: float) -> float | None:
         """When the last segment lost from a message's first burst arrives, resent (None
-        without such a loss). The burst left ``delay_s`` ago (its first bit arrives now);
-        the flow carries every bit once, and the message ends no earlier than this."""
-        rate_bps = self._path_rate_bps(link, direction)
-        rtt_s = link.round_trip_s
-        loss = burst_loss(self.tcp, window.window_bits, wire_bits,
-                          self.tcp.buffer_bits(rate_bps, rtt_s, link.buffer_bytes))
+        without such a loss). The burst left ``delay_s`` ago (its first bit arrives now)
+        into the buffer of its path's bottleneck, behind what earlier bursts left queued
+        there; the flow carries every bit once, and the message ends no earlier than
+        this."""
+        neck, rtt_s = self._bottleneck(link, direction), link.round_trip_s
+        sent_s = self.env.now - delay_s
+        ahead_bits = neck.burst_backlog_bits(sent_s)
+        room_bits = max(self.tcp.buffer_bits(neck.rate_bps, rtt_s, link.buffer_bytes)
+                        - ahead_bits, 0.0)
+        neck.queue_burst(sent_s, min(window.window_bits, wire_bits, room_bits))
+        loss = burst_loss(self.tcp, window.window_bits, wire_bits, room_bits)
         if loss is None:
             return None
         window.lost_segments = loss.lost
-        return self.env.now - delay_s + recovery_end_s(self.tcp, loss, rate_bps, rtt_s,
-                                                       delay_s)
+        return sent_s + recovery_end_s(self.tcp, loss, neck.rate_bps, rtt_s, delay_s,
+                                       ahead_bits)
 
     def _arm_loss_cap(self, link: DeviceLink, direction: str, flow: Flow) -> None:
         """Random loss caps the flow once its connection has sent 1/p segments."""
@@ -211,11 +216,16 @@ class Network:
                                link.buffer_bytes, flow.window,
                                flow.total_bits - max(flow.remaining_bits, 0.0), flow.total_bits)
 
-    def _path_rate_bps(self, link: DeviceLink, direction: str) -> float:
-        """The slowest capacity on a message's path: where its queue builds."""
+    def _bottleneck(self, link: DeviceLink, direction: str) -> Capacity:
+        """The slowest capacity on a message's path (the device's side on a tie): where
+        its queue builds."""
         server_in, server_out = link.server or (self.server_in, self.server_out)
         server = server_in if direction == "up" else server_out
-        return min(link.side(direction).rate_bps, server.rate_bps)
+        device = link.side(direction)
+        return device if device.rate_bps <= server.rate_bps else server
+
+    def _path_rate_bps(self, link: DeviceLink, direction: str) -> float:
+        return self._bottleneck(link, direction).rate_bps
 
     def _remove(self, flow: Flow) -> None:
         """Take a flow off the network mid-way; the others' rates are recomputed."""

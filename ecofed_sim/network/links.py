@@ -19,7 +19,11 @@ class Capacity:
 
     An optional token bucket (``burst_bits``, as a ``tc tbf`` shaper has) refills at the
     rate while the direction is idle; a message starting on an idle direction sends up to
-    the accumulated tokens at once. While busy the bucket stays empty."""
+    the accumulated tokens at once. While busy the bucket stays empty.
+
+    Under TCP, the bursts that leave senders at once (``network.burst``) queue in the
+    buffer of the slowest direction on their path; bursts from several connections share
+    it, in the order they leave."""
 
     name: str
     rate_bps: float
@@ -27,6 +31,18 @@ class Capacity:
     active: int = 0
     idle_since_s: float = 0.0
     tokens_bits: float = 0.0  # left in the bucket at ``idle_since_s``
+    burst_queue_bits: float = 0.0  # what bursts left queued here, at ``burst_queue_at_s``
+    burst_queue_at_s: float = 0.0
+
+    def burst_backlog_bits(self, now_s: float) -> float:
+        """Bits of earlier bursts still queued here at ``now_s``, draining at the rate."""
+        drained = max(now_s - self.burst_queue_at_s, 0.0) * self.rate_bps
+        return max(self.burst_queue_bits - drained, 0.0)
+
+    def queue_burst(self, now_s: float, bits: float) -> None:
+        """A burst joins the queue (what the buffer took of it)."""
+        self.burst_queue_bits = self.burst_backlog_bits(now_s) + bits
+        self.burst_queue_at_s = max(now_s, self.burst_queue_at_s)
 
     def take_tokens(self, now_s: float, wanted_bits: float) -> float:
         """Bits a new flow sends at once: what the bucket holds after refilling while idle
