@@ -244,3 +244,34 @@ def test_bursts_into_one_bottleneck_share_its_buffer_in_the_order_they_leave():
     env.run()
     assert ends == {"a": pytest.approx(0.005 + 2 * 836_960 / 20e6, abs=1e-12),
                     "b": pytest.approx(0.1229976 + 0.005 + 6 * S20, abs=1e-12)}
+
+
+def test_a_message_cut_while_resending_delivered_all_but_its_lost_segments():
+    """The warm 100 KB at 20 Mbit/s and 10 ms: its bits are through at 46.848 ms, its 5
+    lost segments not until 86.79 ms. Cut at 60 ms it delivered 1 - 5 x 12,112 / 836,960
+    of its wire bytes, and the connection booked the loss (0.7 of its window)."""
+    env = simpy.Environment()
+    net = Network(env, Capacity("in", 1e9), Capacity("out", 1e9), tcp=TcpParams())
+    link = DeviceLink.from_mbps("d", 20, 20, 5)
+    link.rtt_s = 0.01
+    link.connection.open = True
+    link.connection.window_bits["up"] = 902_030.4
+    link.connection.last_send_end_s["up"] = 0.0
+    seen = {}
+
+    def send():
+        try:
+            yield from net.transfer(link, "up", 100_000)
+        except simpy.Interrupt as cut:
+            seen["fraction"], seen["at"] = cut.delivered_fraction, env.now
+
+    proc = env.process(send())
+
+    def cutter():
+        yield env.timeout(0.06)
+        proc.interrupt("round closed")
+
+    env.process(cutter())
+    env.run()
+    assert seen == {"fraction": pytest.approx(1 - 5 * SEG / 836_960, rel=1e-12), "at": 0.06}
+    assert link.connection.window_bits["up"] == pytest.approx(0.7 * 902_030.4, rel=1e-12)

@@ -162,8 +162,10 @@ class Network:
                     if flow in self.flows:
                         self._remove(flow)  # drains it to now first
                         missing_bits = max(flow.remaining_bits, 0.0)
-                    else:  # cut while resending what its first burst lost
+                    elif window is not None:  # cut while resending what its burst lost
                         missing_bits = window.lost_segments * self.tcp.segment_bits
+                    else:  # cut in the instant its last bit arrived
+                        missing_bits = 0.0
                     cut.delivered_fraction = 1.0 - min(missing_bits / wire_bits, 1.0)
                     raise
                 finally:
