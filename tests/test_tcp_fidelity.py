@@ -81,3 +81,17 @@ def test_a_replayed_fedavg_round_takes_about_its_simulated_time():
             path.teardown()
     assert row["messages"] == 2 * rr.CLIENTS  # weights down and up per client
     assert abs(row["tcp_ratio"] - 1) < abs(row["flow_ratio"] - 1)  # handshakes, slow start
+
+
+def test_the_summary_lists_what_the_tcp_model_misses():
+    tf = _load("tcp_fidelity")
+    row = dict(rate_mbps=20, rtt_ms=40, bytes=100_000, pattern="warm", gap_s=0.0,
+               measured_s=0.2, measured_min_s=0.15, tcp_s=0.1, flow_s=0.1,
+               tcp_ratio=0.5, flow_ratio=0.5, disturbed=True)
+    near = {**row, "pattern": "fresh", "tcp_s": 0.21, "tcp_ratio": 1.05, "disturbed": False}
+    text = tf.summary([row, near])
+    assert "beyond 10% under tcp (1):" in text
+    (line,) = [x for x in text.splitlines() if "measured" in x]
+    assert "warm" in line and "(min 150.0)" in line and "(0.50x)" in line
+    assert line.endswith("DISTURBED")
+    assert "beyond" not in tf.summary([near])
