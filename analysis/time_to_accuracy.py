@@ -31,6 +31,7 @@ and figures/tta_*.png.
 
     python analysis/time_to_accuracy.py [--workers 2] [--targets 0.7 0.8 0.9 0.95]
     python analysis/time_to_accuracy.py --full --data-root DIR --device cuda   # see below
+    python analysis/time_to_accuracy.py --reuse-learning   # timing sweep only (see --help)
 
 ``--full`` runs the learning sweep at the paper's full setting instead: full-width VGG11,
 500 rounds, the CIFAR-10 files under ``--data-root`` (the standard python-pickle batches),
@@ -262,10 +263,11 @@ def main() -> int:
     parser.add_argument("--data-root", type=Path, help="--full: the CIFAR-10 files")
     parser.add_argument("--device", default="auto", help="--full: training.device")
     parser.add_argument("--reuse-learning", action="store_true",
-                        help="take the learning sweep's accuracy from its results in --out "
-                        "instead of running it (accuracy does not depend on the network "
-                        "or the devices: after a change to the timing model, only the "
-                        "timing sweep needs to run)")
+                        help="take the learning sweep's results already in --out instead "
+                        "of running it: the composition takes only accuracy per round from "
+                        "them, which no timing field changes, so after a change to the "
+                        "timing model only the timing sweep needs to run (the learning "
+                        "runs' own times in tta_curves.csv stay those of the runs reused)")
     args = parser.parse_args()
     if args.claims_target not in args.targets:
         parser.error(f"--claims-target {args.claims_target:g} is not one of --targets")
@@ -281,9 +283,7 @@ def main() -> int:
         curves = sweep(learning, learned, args.workers)
     timing = cycles(sweep(SWEEPS / "paper_tta_timing.yaml", args.out / "tta_timing",
                           args.workers))
-    # accuracy per round is all the composition takes from the learning runs (their own
-    # clock and bytes, under the base scenario's network, are not used)
-    curves = curves[["variant", "round", "test_accuracy"]]
+    curves = curves[["variant", "round", "test_accuracy", "sim_time_s", "cum_bytes"]]
     curves.to_csv(args.out / "tta_curves.csv", index=False, float_format="%.6g")
     tta = to_target(curves, timing, args.targets)
     tta.to_csv(args.out / "tta.csv", index=False, float_format="%.6g")
