@@ -112,3 +112,13 @@ def test_the_full_setting_is_the_learning_sweep_at_the_papers_scale(tmp_path):
         assert sc.training.device == "cuda" and sc.data.eval_samples == 10000
         assert sc.method == narrow.scenario.method and sc.fidelity == "paper"
         assert sc.pretrain == narrow.scenario.pretrain
+
+
+def test_reusing_learning_results_that_are_not_there_is_a_clear_error(tmp_path, monkeypatch,
+                                                                      capsys):
+    monkeypatch.setattr("sys.argv", ["time_to_accuracy.py", "--reuse-learning",
+                                     "--out", str(tmp_path)])
+    with pytest.raises(SystemExit) as stop:
+        tta.main()
+    assert stop.value.code == 2
+    assert f"no learning results in {tmp_path / 'tta_learning'}" in capsys.readouterr().err
