@@ -57,3 +57,27 @@ def namespaces_unavailable(*tools: str) -> str | None:
         return f"cannot create network namespaces: {probe.stderr.strip()}"
     subprocess.run(["ip", "netns", "del", "efs_probe"], capture_output=True)
     return None
+
+
+def cut_transfer(env, net, link, direction: str, payload_bytes: int, at_s: float) -> dict:
+    """Send one message and cut it at ``at_s``: the fraction delivered and when the cut
+    landed (empty if the message ended first)."""
+    import simpy
+
+    seen: dict = {}
+
+    def sender():
+        try:
+            yield from net.transfer(link, direction, payload_bytes)
+        except simpy.Interrupt as cut:
+            seen["fraction"], seen["at"] = cut.delivered_fraction, env.now
+
+    proc = env.process(sender())
+
+    def cutter():
+        yield env.timeout(at_s)
+        proc.interrupt("round closed")
+
+    env.process(cutter())
+    env.run()
+    return seen

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import simpy
+from helpers import cut_transfer
 
 from ecofed_sim.network import Capacity, DeviceLink, Flow, Network, max_min_rates
 
@@ -218,22 +219,7 @@ def test_a_cut_during_the_delay_delivers_nothing():
     env = simpy.Environment()
     net = Network(env, Capacity("in", 1e9), Capacity("out", 1e9))
     link = DeviceLink.from_mbps("a", 8, 8, 100)  # 0.1 s one-way delay
-    seen = {}
-
-    def sender():
-        try:
-            yield from net.transfer(link, "up", 1000)
-        except simpy.Interrupt as cut:
-            seen["fraction"], seen["at"] = cut.delivered_fraction, env.now
-
-    proc = env.process(sender())
-
-    def cutter():
-        yield env.timeout(0.05)
-        proc.interrupt("gone")
-
-    env.process(cutter())
-    env.run()
+    seen = cut_transfer(env, net, link, "up", 1000, 0.05)
     assert seen == {"fraction": 0.0, "at": 0.05} and net.flows == []
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import simpy
+from helpers import cut_transfer
 
 from ecofed_sim.network import Capacity, DeviceLink, Flow, Network, TcpParams
 
@@ -191,22 +192,7 @@ def test_a_cut_message_books_only_what_it_sent():
     window blocks until 0.15. Cut at 0.1: 10 segments were sent; the window is 20."""
     env, net = _tcp_net()
     link = _open_link("a", 10, 10, 50)
-    seen = {}
-
-    def sender():
-        try:
-            yield from net.transfer(link, "up", 1_000_000)
-        except simpy.Interrupt as cut:
-            seen["fraction"] = cut.delivered_fraction
-
-    proc = env.process(sender())
-
-    def cutter():
-        yield env.timeout(0.1)
-        proc.interrupt("round closed")
-
-    env.process(cutter())
-    env.run()
+    seen = cut_transfer(env, net, link, "up", 1_000_000, 0.1)
     assert seen["fraction"] == pytest.approx(IW / 8_364_848, rel=1e-12)
     assert link.connection.segments_sent == {"up": 10}
     assert link.connection.window_bits["up"] == 20 * SEG

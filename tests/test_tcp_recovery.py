@@ -12,6 +12,7 @@ import math
 
 import pytest
 import simpy
+from helpers import cut_transfer
 
 from ecofed_sim.network import Capacity, DeviceLink, Network, TcpParams, time_messages
 from ecofed_sim.network.burst import BurstLoss, burst_loss, recovery_end_s
@@ -257,21 +258,6 @@ def test_a_message_cut_while_resending_delivered_all_but_its_lost_segments():
     link.connection.open = True
     link.connection.window_bits["up"] = 902_030.4
     link.connection.last_send_end_s["up"] = 0.0
-    seen = {}
-
-    def send():
-        try:
-            yield from net.transfer(link, "up", 100_000)
-        except simpy.Interrupt as cut:
-            seen["fraction"], seen["at"] = cut.delivered_fraction, env.now
-
-    proc = env.process(send())
-
-    def cutter():
-        yield env.timeout(0.06)
-        proc.interrupt("round closed")
-
-    env.process(cutter())
-    env.run()
+    seen = cut_transfer(env, net, link, "up", 100_000, 0.06)
     assert seen == {"fraction": pytest.approx(1 - 5 * SEG / 836_960, rel=1e-12), "at": 0.06}
     assert link.connection.window_bits["up"] == pytest.approx(0.7 * 902_030.4, rel=1e-12)
