@@ -161,6 +161,13 @@ class TcpParams:
             cwnd += acked / cwnd
         return min(cwnd * seg, cap_bits), ssthresh * seg
 
+    def pipe_and_cap_bits(self, rate_bps: float, rtt_s: float,
+                          buffer_bytes: float | None) -> tuple[float, float]:
+        """(what the path holds: bandwidth-delay product plus the bottleneck's buffer,
+        the largest window: that, or the receive window if smaller)."""
+        pipe_bits = rate_bps * rtt_s + self.buffer_bits(rate_bps, rtt_s, buffer_bytes)
+        return pipe_bits, min(self.receive_window_bytes * BITS_PER_BYTE, pipe_bits)
+
     def rto_s(self, rtt_s: float) -> float:
         """RTT plus the minimum RTO, held in whole timer ticks (jiffies), rounded up as
         Linux's ``usecs_to_jiffies`` does."""
@@ -247,8 +254,7 @@ class Connection:
         window = tcp.restart_window_bits(before, idle_s, self.srtt_s.get(direction, rtt_s))
         if window < before:
             self.ssthresh_bits[direction] = max(self.ssthresh(direction), 0.75 * before)
-        pipe_bits = rate_bps * rtt_s + tcp.buffer_bits(rate_bps, rtt_s, buffer_bytes)
-        cap = min(tcp.receive_window_bytes * BITS_PER_BYTE, pipe_bits)
+        _, cap = tcp.pipe_and_cap_bits(rate_bps, rtt_s, buffer_bytes)
         return min(window, cap), cap
 
     def ssthresh(self, direction: str) -> float:

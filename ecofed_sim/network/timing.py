@@ -11,7 +11,7 @@ import simpy
 
 from ecofed_sim.network.flows import Network
 from ecofed_sim.network.links import MBPS, Capacity, DeviceLink
-from ecofed_sim.network.tcp import BITS_PER_BYTE, TcpParams
+from ecofed_sim.network.tcp import TcpParams
 
 SERVER_MBPS = 1000.0  # the scenario default of the server's access link
 
@@ -47,9 +47,7 @@ def time_messages(rate_mbps: float, rtt_ms: float, payload_bytes: int,
     link.loss_rate = loss_rate
     if params is not None and pattern != "fresh":  # connected beforehand, not timed
         link.connection.open = True
-        rate_bps, rtt_s = rate_mbps * MBPS, rtt_ms / 1e3
-        pipe_bits = rate_bps * rtt_s + params.buffer_bits(rate_bps, rtt_s, None)
-        cap_bits = min(params.receive_window_bytes * BITS_PER_BYTE, pipe_bits)
+        pipe_bits, cap_bits = params.pipe_and_cap_bits(rate_mbps * MBPS, rtt_ms / 1e3, None)
         for d in ("up", "down"):
             link.connection.window_bits[d] = (params.steady_window_bits(cap_bits, pipe_bits)
                                               if pattern == "warm" else
