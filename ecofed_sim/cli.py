@@ -71,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scheduler-file", help="the same, from a Dask scheduler file")
     p.add_argument("--timing-only", action="store_true", help="clocks, traffic and energy "
                    "only, no training (same as --set learning=none)")
+    p.add_argument("--per-client", action="store_true", help="timing only: play every "
+                   "client as its own process, not alike clients as one cohort (same "
+                   "clocks, slower; for checking)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     _add_set(p)
 
@@ -215,7 +218,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         _keep_other_configuration(out, scenario)
     results = run(scenario, progress=not args.quiet, source=str(args.scenario),
                   base_dir=args.scenario.parent, workers=args.workers,
-                  scheduler=args.scheduler, scheduler_file=args.scheduler_file)
+                  scheduler=args.scheduler, scheduler_file=args.scheduler_file,
+                  cohorts=not args.per_client)
     write_results(results, out)
     if not args.quiet:
         last = results.rounds.iloc[-1]

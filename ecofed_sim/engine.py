@@ -15,8 +15,10 @@ import simpy
 import torch
 import torch.nn.functional as F
 
+from ecofed_sim import cohorts
 from ecofed_sim.availability import build_availability
 from ecofed_sim.checks import Prepared
+from ecofed_sim.cohorts import Member
 from ecofed_sim.data.augment import crop_and_flip
 from ecofed_sim.errors import ScenarioError
 from ecofed_sim.ledger import Ledger
@@ -66,6 +68,22 @@ class RoundContext:
         self.data_round = round_index if data_round is None else data_round
         self.server_profile = engine.prep.server_profile
         self.children: dict[simpy.Process, list[simpy.Process]] = {}  # for cutting off
+        self.cohorts: dict[int, list[Member]] = {}  # first member -> the cohort it plays
+        self._names: dict[int, list[tuple[str, int]]] = {}
+
+    def members(self, device: Device, client: int) -> list[Member]:
+        """Whose outcome a client's play decides: its cohort's (``cohorts``), or its own."""
+        return self.cohorts.get(client) or [(device, client)]
+
+    def _who(self, device: Device, client: int) -> list[tuple[str, int]]:
+        """(device name, client) of each member: whose rows a client's work writes."""
+        cohort = self.cohorts.get(client)
+        if cohort is None:
+            return [(device.name, client)]
+        who = self._names.get(client)
+        if who is None:
+            who = self._names[client] = [(member.name, c) for member, c in cohort]
+        return who
 
     def num_samples(self, client: int) -> int:
         return len(self.engine.prep.client_indices[client])
@@ -100,8 +118,8 @@ class RoundContext:
         try:
             yield env.timeout(self.engine.cost_s(device.profile, cost))
         finally:  # a cut-off compute still spent its time (and energy) until the cut
-            self.engine.ledger.span(self.round, device.name, client, "compute", what, t0,
-                                    env.now)
+            self.engine.ledger.spans_of(self.round, self._who(device, client), "compute",
+                                        what, t0, env.now)
 
     def transfer(self, device: Device, client: int, direction: str,
                  parts: dict[str, int]) -> Generator:
@@ -111,16 +129,17 @@ class RoundContext:
         if overhead:  # the message's envelope: traffic like its payload
             parts = {**parts, "overhead": overhead}
         env, ledger = self.engine.env, self.engine.ledger
+        who = self._who(device, client)
         t0 = env.now
         try:
             yield from self.engine.network.transfer(device.link, direction,
-                                                    sum(parts.values()))
+                                                    sum(parts.values()), len(who))
         except simpy.Interrupt as cut:  # the bytes that got through before the cut
             share = cut.delivered_fraction
-            ledger.transfer(self.round, device.name, client, direction,
-                            {k: int(v * share) for k, v in parts.items()}, t0, env.now)
+            ledger.transfers_of(self.round, who, direction,
+                                {k: int(v * share) for k, v in parts.items()}, t0, env.now)
             raise
-        ledger.transfer(self.round, device.name, client, direction, parts, t0, env.now)
+        ledger.transfers_of(self.round, who, direction, parts, t0, env.now)
 
     def server_work(self, client: int, cost: Cost, work: Callable[[], T],
                     what: str) -> Generator[Any, Any, T]:
@@ -214,6 +233,7 @@ class World:
         self.copies = build_server_copies(self.env, prep, prep.source)
         self.recorder: Recorder | None = None
         self._cost_cache: dict[tuple, float] = {}
+        self.cohorts_on = True  # play alike clients as one (``cohorts``; off: one each)
 
     def run_until(self, event: simpy.Event, round_index: int) -> None:
         """``env.run(until=event)``, stopped with a one-line error if the simulated clock
@@ -253,7 +273,16 @@ class World:
         env, deadline_s = self.env, self.scenario.population.deadline_s
         play = RoundPlay(env, ctx.round, env.now, keep, len(selected), offline_at,
                          self.ledger, ctx.children)
-        schedule = self.population.schedule(selected)
+        schedule = played = self.population.schedule(selected)
+        if self.cohorts_on and cohorts.usable(self.scenario, self.scenario.method, keep,
+                                              len(selected), self.copies, self.recorder):
+            batches = {}
+            for group in cohorts.group(schedule, lambda device, client: (
+                    cohorts.link_key(self.network, device.link), offline_at(client),
+                    batches.setdefault(ctx.num_samples(client), tuple(ctx.batch_sizes(client))))):
+                ctx.cohorts[group[0][1]] = group
+            played = [(device, [client]) for device, client in
+                      (group[0] for group in ctx.cohorts.values())]
 
         def client_process(client: int, device: Device) -> Generator:
             if self.recorder is not None:
@@ -263,15 +292,20 @@ class World:
                 if self.recorder is not None:
                     self.recorder.host(client, steps)
                 fragment = ctx.host(client, steps, fragment, device)
-            return (yield from fragment)
+            try:
+                return (yield from fragment)
+            finally:  # a cohort's members end with its links' state
+                if client in ctx.cohorts:
+                    cohorts.played(self.network, ctx.cohorts[client])
 
         if self.copies is not None:
             self.copies.new_round()
 
         barrier = (WaveBarrier(env, [clients for _, clients in schedule])
                    if self.scenario.population.wave_barrier else None)
-        procs = [env.process(play.device_process(device, clients, client_process, barrier))
-                 for device, clients in schedule]
+        procs = [env.process(play.device_process(device, clients, client_process, barrier,
+                                                 ctx.members))
+                 for device, clients in played]
         if server_fragment is not None:  # server-only work is never cut off
             procs.append(env.process(self._server_process(server_fragment, play.updates)))
         self.run_until(play.enough if deadline_s is None

@@ -86,22 +86,28 @@ class RoundPlay:
             self.enough.succeed()
 
     def device_process(self, device: Device, clients: list[int], client_round: Callable,
-                       barrier: WaveBarrier | None = None) -> Generator:
+                       barrier: WaveBarrier | None = None,
+                       members: Callable[[Device, int], list] = lambda d, c: [(d, c)]
+                       ) -> Generator:
         """A device's wave: each client in turn, until done, dropped or the round closes.
-        With a ``barrier``, client i waits until every device has finished wave i - 1."""
+        With a ``barrier``, client i waits until every device has finished wave i - 1.
+        ``members(device, client)``: the (device, client) pairs whose outcome the client's
+        play decides (a cohort's, ``ecofed_sim.cohorts``; else itself)."""
         for i, client in enumerate(clients):
             if barrier is not None and i > 0:
                 yield barrier.done[i - 1]
-            yield from self._play(device, client, client_round)
+            yield from self._play(device, client, client_round, members(device, client))
             if barrier is not None:
                 barrier.arrive(i)
 
-    def _play(self, device: Device, client: int, client_round: Callable) -> Generator:
+    def _play(self, device: Device, client: int, client_round: Callable,
+              members: list) -> Generator:
         started = self.env.now
         self._back_online(device)
         off_s = self.offline_at(client)
         if self.closed or off_s <= started:
-            self._resolve(client, device, "straggler" if self.closed else "dropped", started)
+            for member, c in members:
+                self._resolve(c, member, "straggler" if self.closed else "dropped", started)
             return
         proc = self.env.process(guarded(client_round(client, device)))
         self._running[client] = proc
@@ -112,11 +118,12 @@ class RoundPlay:
         if proc.is_alive:  # the drop timer fired first
             self.cut(proc)
             yield proc
-            self._resolve(client, device, "dropped", started)
-        elif proc.value is CUT:
-            self._resolve(client, device, "straggler", started)
+            outcome = "dropped"
         else:
-            self._resolve(client, device, "completed", started, proc.value)
+            outcome = "straggler" if proc.value is CUT else "completed"
+        for member, c in members:  # a cohort's others: timing only, no update to keep
+            self._resolve(c, member, outcome, started,
+                          proc.value if outcome == "completed" and c == client else None)
         del self._running[client]
 
     def _resolve(self, client: int, device: Device, outcome: str, started: float,

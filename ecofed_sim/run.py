@@ -130,14 +130,16 @@ def _trainer_pool(prep, workers: int, scheduler: str | None, scheduler_file: str
 def run(scenario: Scenario | str | Path, *, progress: bool = False,
         source: str | None = None, base_dir: Path | None = None,
         record: bool = False, workers: int = 1, scheduler: str | None = None,
-        scheduler_file: str | None = None) -> Results:
+        scheduler_file: str | None = None, cohorts: bool = True) -> Results:
     """Simulate a scenario (object or YAML path); raises ``ScenarioError`` on bad input.
 
     With ``record=True`` the result carries a trace that ``resimulate`` can re-play under
     other timing parameters (see ``ecofed_sim.trace``). With ``workers > 1``, a method that
     defers its training (fedavg) trains each round's kept clients in that many worker
     processes (or on the Dask cluster at ``scheduler``/``scheduler_file``), with results
-    identical to ``workers=1`` on the same machine; other methods run serially."""
+    identical to ``workers=1`` on the same machine; other methods run serially.
+    ``cohorts=False`` plays every client of a timing-only run as its own process (the
+    reference the cohorts are tested against; ``ecofed_sim.cohorts``)."""
     if not isinstance(scenario, Scenario):
         path = Path(scenario)
         scenario, source, base_dir = load_scenario(path), str(path), path.parent
@@ -154,6 +156,7 @@ def run(scenario: Scenario | str | Path, *, progress: bool = False,
             engine = HierarchicalEngine(prep, pool=pool)
         else:
             engine = Engine(prep, record=record, pool=pool)
+        engine.cohorts_on = cohorts
         stack.enter_context(fewer_collections())
         unit = "round" if scenario.asynchronous is None else "update"
         shown = bar(scenario.rounds, f"{scenario.name} [{scenario.method.name}]", unit,

@@ -32,8 +32,7 @@ def test_idle_waiting_is_charged_at_idle_power():
     class P:
         idle, compute, transmit, receive = 1.5, 9.0, 4.0, 2.5
 
-    spans = [{"state": "compute", "t_start_s": 0.0, "t_end_s": 2.0},
-             {"state": "idle", "t_start_s": 2.0, "t_end_s": 6.0}]
+    spans = [("compute", 0.0, 2.0), ("idle", 2.0, 6.0)]
     out = device_energy(spans, P)
     assert out == {"compute_j": 18.0, "transmit_j": 0.0, "receive_j": 0.0, "idle_j": 6.0,
                    "energy_j": 24.0}
@@ -43,9 +42,8 @@ def test_offline_spans_draw_nothing():
     class P:
         idle, compute, transmit, receive = 1.0, 10.0, 3.0, 2.0
 
-    spans = [{"state": "compute", "t_start_s": 0.0, "t_end_s": 0.5},
-             {"state": "offline", "t_start_s": 0.5, "t_end_s": 100.0},
-             {"state": "upload", "t_start_s": 100.0, "t_end_s": 101.0}]  # back online
+    spans = [("compute", 0.0, 0.5), ("offline", 0.5, 100.0),
+             ("upload", 100.0, 101.0)]  # back online
     assert device_energy(spans, P) == {"compute_j": 5.0, "transmit_j": 3.0, "receive_j": 0.0,
                                        "idle_j": 0.0, "energy_j": 8.0}
 

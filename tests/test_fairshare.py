@@ -71,3 +71,32 @@ def test_equal_shares_on_a_star_and_a_slow_device_by_hand():
     edge = Capacity("edge", 4.0)  # one more hop for the last two: the edge is now the limit
     paths = [paths[0], (*paths[1], edge), (*paths[2], edge)]
     assert max_min_rates(paths) == [1.0, 2.0, 2.0]
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_a_weighted_path_fills_like_that_many_copies_of_it(seed):
+    """A cohort of k alike devices: one path that counts k times on the shared
+    capacities and once on the device's own. Each copy stands on a device link of its
+    own, so the reference gets k devices with that link's rate."""
+    rng = random.Random(seed)
+    paths = _tree(rng, devices=rng.randint(1, 30), edges=rng.randint(1, 4))
+    counts = [rng.choice([1, 1, 2, 5, 40]) for _ in paths]
+    weights = [(1, *[k] * (len(p) - 1)) for p, k in zip(paths, counts, strict=True)]
+    copies, owner = [], []
+    for i, (path, k) in enumerate(zip(paths, counts, strict=True)):
+        for j in range(k):
+            own = Capacity(f"{path[0].name}#{j}", path[0].rate_bps)
+            copies.append((own, *path[1:]))
+            owner.append(i)
+    rates = max_min_rates(paths, weights)
+    reference = progressive_filling(copies)
+    assert [rates[i] for i in owner] == pytest.approx(reference, rel=1e-12)
+    assert max_min_rates(paths, [None] * len(paths)) == max_min_rates(paths)
+
+
+def test_a_cohort_of_three_on_a_star_by_hand():
+    """Server 12 bit/s; a cohort of 3 devices of 20 and one device of 1: the slow one
+    keeps 1, the three share 11 (11/3 each)."""
+    server = Capacity("s", 12.0)
+    paths = [(Capacity("slow", 1.0), server), (Capacity("cohort", 20.0), server)]
+    assert max_min_rates(paths, [None, (1, 3)]) == [1.0, 11 / 3]

@@ -8,6 +8,11 @@ C, not the O(F·C) per step of a scan; any topology works (a star, or the device
 trees of hierarchical runs, where a flow crosses one capacity per hop).
 ``progressive_filling`` is the plain scan, kept as the reference the tests hold the heap
 version against.
+
+A path may stand for several identical flows (a cohort of clients in lock-step, see
+``ecofed_sim.cohorts``): its ``weights`` say how many of them cross each capacity (all
+of them the shared server link, one each its own device's link). Such a path fills like
+that many paths, each getting the share.
 """
 
 from __future__ import annotations
@@ -21,17 +26,21 @@ class Capacity(Protocol):
     rate_bps: float
 
 
-def max_min_rates(paths: Sequence[Sequence[Capacity]]) -> list[float]:
-    """Max-min fair rate of each path (the capacities one flow crosses), bits per second."""
+def max_min_rates(paths: Sequence[Sequence[Capacity]],
+                  weights: Sequence[Sequence[int] | None] | None = None) -> list[float]:
+    """Max-min fair rate of each path (the capacities one flow crosses), bits per second.
+    ``weights[i][j]``: how many identical flows path ``i`` stands for on its ``j``-th
+    capacity (None, or a None entry: one on each)."""
     left: dict[int, float] = {}
     unfixed: dict[int, int] = {}
     users: dict[int, list[int]] = {}
     for i, path in enumerate(paths):
-        for c in path:
+        counts = weights[i] if weights is not None else None
+        for j, c in enumerate(path):
             key = id(c)
             if key not in left:
                 left[key], unfixed[key], users[key] = c.rate_bps, 0, []
-            unfixed[key] += 1
+            unfixed[key] += 1 if counts is None else counts[j]
             users[key].append(i)
     order = {key: n for n, key in enumerate(left)}  # ties: first seen first, as the scan
     heap = [(left[k] / unfixed[k], order[k], k) for k in left]
@@ -45,17 +54,19 @@ def max_min_rates(paths: Sequence[Sequence[Capacity]]) -> list[float]:
             if rates[i] is not None:
                 continue
             rates[i] = share
-            for c in paths[i]:
-                other = id(c)
-                left[other] -= share
-                unfixed[other] -= 1
+            counts = weights[i] if weights is not None else None
+            for j, c in enumerate(paths[i]):
+                other, n = id(c), 1 if counts is None else counts[j]
+                left[other] -= share * n
+                unfixed[other] -= n
                 if other != key and unfixed[other] > 0:
                     heapq.heappush(heap, (left[other] / unfixed[other], order[other], other))
     return rates  # type: ignore[return-value]  (every path crosses some capacity)
 
 
 def progressive_filling(paths: Sequence[Sequence[Capacity]]) -> list[float]:
-    """The reference: the same filling by a full scan of the capacities at every step."""
+    """The reference: the same filling by a full scan of the capacities at every step
+    (one flow per path: a weighted path is that many copies of it)."""
     rates: dict[int, float] = {}
     left = {id(c): c.rate_bps for path in paths for c in path}
     active = set(range(len(paths)))

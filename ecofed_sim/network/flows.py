@@ -56,17 +56,25 @@ class Flow:
     total_bits: float = 0.0  # its size on the wire
     loss_cap: tuple[Capacity, ...] = ()  # random loss: joins ``constraints`` once ...
     loss_cap_at_bits: float = 0.0  # ... ``remaining_bits`` falls to this (the first loss)
-    pattern: tuple = ()  # ids of ``constraints``: the flow's part of a memo key
+    weights: tuple[int, ...] | None = None  # a cohort's flows per constraint (None: one)
+    pattern: tuple = ()  # ids of ``constraints`` (and weights): the flow's part of a memo key
 
     def __post_init__(self) -> None:
+        self._set_pattern()
+
+    def _set_pattern(self) -> None:
         self.pattern = tuple(id(c) for c in self.constraints)
+        if self.weights is not None:
+            self.pattern += self.weights
 
     def take_loss_cap(self, slack_bits: float) -> bool:
         """Cross the loss cap from the expected first loss on; True if it changed."""
         if not self.loss_cap or self.remaining_bits > self.loss_cap_at_bits + slack_bits:
             return False
         self.constraints, self.loss_cap = self.constraints + self.loss_cap, ()
-        self.pattern = tuple(id(c) for c in self.constraints)
+        if self.weights is not None:  # each member's own cap
+            self.weights += (1,) * (len(self.constraints) - len(self.weights))
+        self._set_pattern()
         return True
 
     @property
@@ -115,8 +123,12 @@ class Network:
                       start_bits=start, ssthresh_bits=conn.ssthresh(direction),
                       segment_bits=tcp.segment_bits)
 
-    def transfer(self, link: DeviceLink, direction: str, payload_bytes: int) -> Generator:
+    def transfer(self, link: DeviceLink, direction: str, payload_bytes: int,
+                 count: int = 1) -> Generator:
         """Process fragment: latency, then the flow; ends when the last bit arrives.
+        ``count``: the flow stands for that many identical devices' flows in lock-step (a
+        cohort, ``ecofed_sim.cohorts``): each on its own link like ``link``, all of them
+        through the server's.
 
         If the process is interrupted (its device dropped out, or the round closed), the
         flow leaves the network at once and the ``simpy.Interrupt`` goes on up with a
@@ -148,7 +160,9 @@ class Network:
         device_side.active += 1
         try:
             if bits > 0:
-                flow = Flow(path, bits, self.env.event(), window=window, total_bits=bits)
+                flow = Flow(path, bits, self.env.event(), window=window, total_bits=bits,
+                            weights=None if count == 1 else
+                            ((1, count) if direction == "up" else (count, 1)))
                 self._arm_loss_cap(link, direction, flow)
                 if window is not None:
                     link.connection.sending[direction] = flow
@@ -182,7 +196,7 @@ class Network:
         into the buffer of its path's bottleneck, behind what earlier bursts left queued
         there; the flow carries every bit once, and the message ends no earlier than
         this."""
-        neck, rtt_s = self._bottleneck(link, direction), link.round_trip_s
+        neck, rtt_s = self.bottleneck(link, direction), link.round_trip_s
         sent_s = self.env.now - delay_s
         ahead_bits = neck.burst_backlog_bits(sent_s)
         room_bits = max(self.tcp.buffer_bits(neck.rate_bps, rtt_s, link.buffer_bytes)
@@ -218,7 +232,7 @@ class Network:
                                link.buffer_bytes, flow.window,
                                flow.total_bits - max(flow.remaining_bits, 0.0), flow.total_bits)
 
-    def _bottleneck(self, link: DeviceLink, direction: str) -> Capacity:
+    def bottleneck(self, link: DeviceLink, direction: str) -> Capacity:
         """The slowest capacity on a message's path (the device's side on a tie): where
         its queue builds."""
         server_in, server_out = link.server or (self.server_in, self.server_out)
@@ -227,7 +241,7 @@ class Network:
         return device if device.rate_bps <= server.rate_bps else server
 
     def _path_rate_bps(self, link: DeviceLink, direction: str) -> float:
-        return self._bottleneck(link, direction).rate_bps
+        return self.bottleneck(link, direction).rate_bps
 
     def _remove(self, flow: Flow) -> None:
         """Take a flow off the network mid-way; the others' rates are recomputed."""
@@ -279,7 +293,10 @@ class Network:
             if self._memo_flows + len(key) > _MEMO_MAX_FLOWS:
                 self._rates_cache.clear()
                 self._memo_flows = 0
-            rates = self._rates_cache[key] = max_min_rates([f.constraints for f in flows])
+            weights = ([f.weights for f in flows]
+                       if any(f.weights is not None for f in flows) else None)
+            rates = self._rates_cache[key] = max_min_rates([f.constraints for f in flows],
+                                                           weights)
             self._memo_flows += len(key)
         return rates
 
