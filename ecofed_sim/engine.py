@@ -273,16 +273,8 @@ class World:
         env, deadline_s = self.env, self.scenario.population.deadline_s
         play = RoundPlay(env, ctx.round, env.now, keep, len(selected), offline_at,
                          self.ledger, ctx.children)
-        schedule = played = self.population.schedule(selected)
-        if self.cohorts_on and cohorts.usable(self.scenario, self.scenario.method, keep,
-                                              len(selected), self.copies, self.recorder):
-            batches = {}
-            for group in cohorts.group(schedule, lambda device, client: (
-                    cohorts.link_key(self.network, device.link), offline_at(client),
-                    batches.setdefault(ctx.num_samples(client), tuple(ctx.batch_sizes(client))))):
-                ctx.cohorts[group[0][1]] = group
-            played = [(device, [client]) for device, client in
-                      (group[0] for group in ctx.cohorts.values())]
+        schedule = self.population.schedule(selected)
+        played = self._cohorts(ctx, schedule, keep, offline_at)
 
         def client_process(client: int, device: Device) -> Generator:
             if self.recorder is not None:
@@ -315,6 +307,27 @@ class World:
         counts = play.finish(env.now)
         self.ledger.idle_spans(ctx.round, [d.name for d, _ in schedule], play.t0_s, env.now)
         return play.updates, {**counts, **self.server_load(play.t0_s)}
+
+    def _cohorts(self, ctx: RoundContext, schedule: list, keep: int,
+                 offline_at: Callable[[int], float]) -> list:
+        """The (device, clients) pairs to play: one per cohort of alike clients, each
+        cohort kept in ``ctx.cohorts`` (``ecofed_sim.cohorts``); else ``schedule``."""
+        if not (self.cohorts_on and cohorts.usable(
+                self.scenario, self.scenario.method, keep,
+                sum(len(clients) for _, clients in schedule), self.copies,
+                self.recorder)):
+            return schedule
+        batches: dict[int, tuple[int, ...]] = {}  # samples -> batch sizes
+
+        def key(device: Device, client: int) -> tuple:
+            n = ctx.num_samples(client)
+            sizes = batches.get(n) or batches.setdefault(n, tuple(ctx.batch_sizes(client)))
+            return cohorts.link_key(self.network, device.link), offline_at(client), sizes
+
+        for group in cohorts.group(schedule, key):
+            ctx.cohorts[group[0][1]] = group
+        return [(device, [client]) for device, client in
+                (group[0] for group in ctx.cohorts.values())]
 
     def server_load(self, t0_s: float) -> dict[str, float]:
         """The round's server figures: compute-busy seconds, their share of the workers'
