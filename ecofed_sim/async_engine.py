@@ -33,11 +33,12 @@ import torch
 
 from ecofed_sim.aggregation import DeltaBuffer, mix, staleness_weight
 from ecofed_sim.checks import Prepared
-from ecofed_sim.engine import Engine, RoundContext
+from ecofed_sim.engine import Engine
 from ecofed_sim.errors import ScenarioError
 from ecofed_sim.methods.base import ClientUpdate
 from ecofed_sim.participation import RoundPlay
 from ecofed_sim.population import Device
+from ecofed_sim.round_context import RoundContext
 from ecofed_sim.seeding import ASYNC_SAMPLING, np_rng
 
 COUNTS = ("selected", "completed", "dropped", "stragglers")

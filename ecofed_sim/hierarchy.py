@@ -45,12 +45,13 @@ from torch import nn
 
 from ecofed_sim.aggregation import WeightedMean
 from ecofed_sim.checks import Prepared
-from ecofed_sim.engine import Engine, RoundContext
+from ecofed_sim.engine import Engine
 from ecofed_sim.errors import ScenarioError
 from ecofed_sim.methods.base import ClientUpdate, load_modules_state, modules_state
 from ecofed_sim.models import state_bytes
 from ecofed_sim.network import MBPS, Capacity, DeviceLink
 from ecofed_sim.population import Device, LinkClass, make_link, resolve_link
+from ecofed_sim.round_context import RoundContext
 
 EDGE_MODEL = "edge_model"  # payload kind of edge-cloud messages (per-tier traffic)
 

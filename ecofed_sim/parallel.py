@@ -44,8 +44,8 @@ def _ready() -> bool:
 
 def _train_slice(global_state: dict[str, torch.Tensor], round_index: int,
                  clients: list[int]) -> list[dict[str, torch.Tensor]]:
-    from ecofed_sim.engine import client_batches
     from ecofed_sim.methods.fedavg import local_sgd
+    from ecofed_sim.round_context import client_batches
 
     prep, model, opt = _WORKER["prep"], _WORKER["model"], _WORKER["opt"]
     torch.set_num_threads(prep.scenario.training.threads)

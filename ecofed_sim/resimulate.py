@@ -5,8 +5,9 @@ from __future__ import annotations
 import time
 
 from ecofed_sim.checks import check
-from ecofed_sim.engine import RoundContext, World
+from ecofed_sim.engine import World
 from ecofed_sim.errors import ScenarioError
+from ecofed_sim.round_context import RoundContext
 from ecofed_sim.scenario import timing_shapes_learning
 from ecofed_sim.trace import Trace, interpret, learning_key
 

@@ -10,10 +10,11 @@ from helpers import run_dict
 
 from ecofed_sim.async_engine import AsyncEngine
 from ecofed_sim.cli import main
-from ecofed_sim.engine import Engine, RoundContext
+from ecofed_sim.engine import Engine
 from ecofed_sim.methods.base import sgd
 from ecofed_sim.methods.fedavg import local_sgd
 from ecofed_sim.prepare import prepare
+from ecofed_sim.round_context import RoundContext
 from ecofed_sim.scenario import scenario_from_dict
 
 FOUR = {"data.synthetic.train_samples": 47, "population.clients": 4,

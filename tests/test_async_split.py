@@ -14,9 +14,9 @@ from helpers import run_dict
 
 from ecofed_sim.async_engine import AsyncEngine
 from ecofed_sim.cli import main
-from ecofed_sim.engine import RoundContext
 from ecofed_sim.methods.base import sgd
 from ecofed_sim.prepare import prepare
+from ecofed_sim.round_context import RoundContext
 from ecofed_sim.scenario import scenario_from_dict
 from ecofed_sim.seeding import CODEC
 

@@ -15,9 +15,10 @@ from conftest import tiny, write_scenario
 from helpers import final_state, run_dict
 
 from ecofed_sim.aggregation import WeightedMean, fedavg
-from ecofed_sim.engine import Engine, RoundContext
+from ecofed_sim.engine import Engine
 from ecofed_sim.methods.base import sgd
 from ecofed_sim.prepare import prepare
+from ecofed_sim.round_context import RoundContext
 from ecofed_sim.scenario import scenario_from_dict
 
 UNEVEN = {"data.synthetic.train_samples": 47, "population.clients": 3,
