@@ -7,6 +7,7 @@ file and field, and exits with status 2, without a traceback and without writing
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from pathlib import Path
 
@@ -199,7 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from ecofed_sim.outdir import check_target, safe_component
+    from ecofed_sim.outdir import check_target, new_tmp, safe_component
     from ecofed_sim.results import write_results
     from ecofed_sim.run import run
     from ecofed_sim.scenario import load_scenario
@@ -216,11 +217,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     check_target(out)  # before minutes of work, not after
     if args.out is None and not args.force:
         _keep_other_configuration(out, scenario)
-    results = run(scenario, progress=not args.quiet, source=str(args.scenario),
-                  base_dir=args.scenario.parent, workers=args.workers,
-                  scheduler=args.scheduler, scheduler_file=args.scheduler_file,
-                  cohorts=not args.per_client)
-    write_results(results, out)
+    tmp = new_tmp(out)  # the long tables go here round by round (``spill``)
+    try:
+        results = run(scenario, progress=not args.quiet, source=str(args.scenario),
+                      base_dir=args.scenario.parent, workers=args.workers,
+                      scheduler=args.scheduler, scheduler_file=args.scheduler_file,
+                      cohorts=not args.per_client, tables_dir=tmp)
+        write_results(results, out, tmp=tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     if not args.quiet:
         last = results.rounds.iloc[-1]
         accuracy = ("timing only" if scenario.learning == "none"

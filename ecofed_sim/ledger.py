@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from ecofed_sim.energy import device_energy
+from ecofed_sim.spill import TableSpill
 
 COLUMNS = {
     "transfers": ["round", "message_id", "t_start_s", "t_end_s", "client", "device",
@@ -26,6 +27,12 @@ COLUMNS = {
                 "staleness_factor", "weight", "t_pull_s", "t_arrive_s"],
 }
 
+
+# columns of seconds, joules and weights: floating point in every chunk (a chunk whose
+# values are all whole, such as a first round's starts at 0, would otherwise be integers)
+FLOATS = {name: {c: "float64" for c in columns if c.endswith(("_s", "_j"))
+                 or c in ("staleness_factor", "weight")}
+          for name, columns in COLUMNS.items()}
 
 # positions in a row tuple (rows are kept in ``COLUMNS`` order)
 _T_ROUND, _T_DEVICE, _T_CLIENT, _T_STATE, _T_WHAT, _T_START, _T_END = range(7)
@@ -41,6 +48,8 @@ class Ledger:
     _message_id: int = 0
     _cum_bytes: int = 0
     _chunks: dict = field(default_factory=dict)  # table -> sealed rounds' DataFrames
+    spill: TableSpill | None = None  # else the sealed chunks go to files (``spill``)
+    files: dict = field(default_factory=dict)  # table -> the file ``spill`` wrote
 
     def open_rows(self, name: str) -> list[dict]:
         """The open round's rows of one table, as dicts (for inspection and tests)."""
@@ -142,8 +151,11 @@ class Ledger:
         for name, columns in COLUMNS.items():
             rows = self._open[name]
             if rows:
-                self._chunks.setdefault(name, []).append(pd.DataFrame.from_records(
-                    rows, columns=columns))
+                chunk = pd.DataFrame.from_records(rows, columns=columns).astype(FLOATS[name])
+                if self.spill is not None:
+                    self.spill.write(name, chunk)
+                else:
+                    self._chunks.setdefault(name, []).append(chunk)
                 rows.clear()
 
     def _round_energy(self, round_index: int) -> dict[str, float]:
@@ -164,10 +176,15 @@ class Ledger:
         return {"energy_j": total, "cum_energy_j": self._cum_energy_j}
 
     def frames(self) -> dict[str, pd.DataFrame]:
+        """Every table. With a ``spill``, the tables it wrote are files (``files``) and
+        come back empty here."""
         rounds = pd.DataFrame(self.rounds)
         byte_cols = [c for c in rounds.columns if c.endswith("_bytes") and
                      c.split("_")[0] in ("up", "down")]
         rounds[byte_cols] = rounds[byte_cols].fillna(0).astype("int64")
+        if self.spill is not None:
+            self._seal()  # rows still open (an asynchronous run's last updates)
+            self.files = self.spill.close()
         return {"rounds": rounds, **{name: self._table(name) for name in COLUMNS}}
 
     def _table(self, name: str) -> pd.DataFrame:
@@ -175,7 +192,8 @@ class Ledger:
         columns, open_rows = COLUMNS[name], self._open[name]
         chunks = [*self._chunks.get(name, [])]
         if open_rows:
-            chunks.append(pd.DataFrame.from_records(open_rows, columns=columns))
+            chunks.append(pd.DataFrame.from_records(open_rows, columns=columns)
+                          .astype(FLOATS[name]))
         if not chunks:
-            return pd.DataFrame([], columns=columns)
+            return pd.DataFrame([], columns=columns).astype(FLOATS[name])
         return chunks[0] if len(chunks) == 1 else pd.concat(chunks, ignore_index=True)

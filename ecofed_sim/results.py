@@ -24,18 +24,24 @@ from ecofed_sim.strict import read_yaml
 TABLES = ("rounds", "transfers", "timeline", "energy", "participation", "updates")
 
 
-def write_results(results: Results, out_dir: str | Path, check: bool = True) -> Path:
+def write_results(results: Results, out_dir: str | Path, check: bool = True,
+                  tmp: Path | None = None) -> Path:
     """Write ``results`` to ``out_dir``, replacing it only if it is a results folder
     (``ScenarioError`` otherwise; ``outdir.check_target`` says so before a run starts).
     ``check=False``: the caller owns the parent folder and has cleaned it (a sweep, under
-    its lock), so the per-run check and leftover scan are skipped."""
+    its lock), so the per-run check and leftover scan are skipped. ``tmp``: the hidden
+    folder (``outdir.new_tmp``) the run already wrote its ``files`` into."""
     out = Path(out_dir)
     if check:
         check_target(out)
-    tmp = new_tmp(out)
+    tmp = new_tmp(out) if tmp is None else tmp
     try:
         results.rounds.to_csv(tmp / "rounds.csv", index=False, float_format="%.9g")
         for name in TABLES:
+            if name in results.files:  # written while the run went
+                if results.files[name] != tmp / f"{name}.parquet":
+                    raise ValueError(f"{name}: written to {results.files[name]}, not in {tmp}")
+                continue
             getattr(results, name).to_parquet(tmp / f"{name}.parquet", index=False)
         (tmp / "scenario.resolved.yaml").write_text(to_yaml(results.scenario))
         (tmp / "manifest.json").write_text(json.dumps(results.manifest, indent=2) + "\n")

@@ -21,6 +21,7 @@ from ecofed_sim.hierarchy import HierarchicalEngine
 from ecofed_sim.prepare import prepare
 from ecofed_sim.progress import bar, log
 from ecofed_sim.scenario import Scenario, load_scenario
+from ecofed_sim.spill import TableSpill
 from ecofed_sim.trace import Trace, learning_key
 
 
@@ -37,6 +38,7 @@ class Results:
     trace: Trace | None = None  # set when run with record=True
     participation: pd.DataFrame = field(default_factory=pd.DataFrame)
     updates: pd.DataFrame = field(default_factory=pd.DataFrame)  # asynchronous arrivals
+    files: dict[str, Path] = field(default_factory=dict)  # tables written as it ran (empty above)
 
     @classmethod
     def from_frames(cls, scenario: Scenario, frames: dict[str, pd.DataFrame], manifest: dict,
@@ -130,7 +132,8 @@ def _trainer_pool(prep, workers: int, scheduler: str | None, scheduler_file: str
 def run(scenario: Scenario | str | Path, *, progress: bool = False,
         source: str | None = None, base_dir: Path | None = None,
         record: bool = False, workers: int = 1, scheduler: str | None = None,
-        scheduler_file: str | None = None, cohorts: bool = True) -> Results:
+        scheduler_file: str | None = None, cohorts: bool = True,
+        tables_dir: Path | None = None) -> Results:
     """Simulate a scenario (object or YAML path); raises ``ScenarioError`` on bad input.
 
     With ``record=True`` the result carries a trace that ``resimulate`` can re-play under
@@ -139,7 +142,10 @@ def run(scenario: Scenario | str | Path, *, progress: bool = False,
     processes (or on the Dask cluster at ``scheduler``/``scheduler_file``), with results
     identical to ``workers=1`` on the same machine; other methods run serially.
     ``cohorts=False`` plays every client of a timing-only run as its own process (the
-    reference the cohorts are tested against; ``ecofed_sim.cohorts``)."""
+    reference the cohorts are tested against; ``ecofed_sim.cohorts``). With
+    ``tables_dir``, the transfers, timeline, energy, participation and updates tables are
+    written there as Parquet files while the rounds close (``ecofed_sim.spill``):
+    ``Results.files`` names them, and those tables are empty in the ``Results``."""
     if not isinstance(scenario, Scenario):
         path = Path(scenario)
         scenario, source, base_dir = load_scenario(path), str(path), path.parent
@@ -157,6 +163,8 @@ def run(scenario: Scenario | str | Path, *, progress: bool = False,
         else:
             engine = Engine(prep, record=record, pool=pool)
         engine.cohorts_on = cohorts
+        if tables_dir is not None:
+            engine.ledger.spill = TableSpill(tables_dir)
         stack.enter_context(fewer_collections())
         unit = "round" if scenario.asynchronous is None else "update"
         shown = bar(scenario.rounds, f"{scenario.name} [{scenario.method.name}]", unit,
@@ -175,6 +183,8 @@ def run(scenario: Scenario | str | Path, *, progress: bool = False,
     if record:
         trace = Trace(learning_key(scenario), engine.recorder.rounds)
     # the scenario as run: with any ``split: auto`` replaced by the planner's pick
-    return Results.from_frames(engine.scenario, frames,
-                               manifest(scenario, started, workers=workers,
-                                        device=str(prep.compute_device)), trace)
+    results = Results.from_frames(engine.scenario, frames,
+                                  manifest(scenario, started, workers=workers,
+                                           device=str(prep.compute_device)), trace)
+    results.files = engine.ledger.files
+    return results

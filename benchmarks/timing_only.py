@@ -1,0 +1,80 @@
+"""A timing-only run of a large population, with cohorts and with every client alone.
+
+Runs ``ecofed-sim run scenarios/bench_cross_device.yaml --timing-only`` at 100,000
+clients, 10,000 per round (500,000 samples: 5 per client) in a fresh process each way,
+and prints each one's wall-clock and peak RSS, their ratio, and whether the tables agree
+(rows sorted; message ids aside: ``ecofed_sim.cohorts``). Goal (issue: scale): 100
+rounds in at most 60 s on 2 cores.
+
+    python benchmarks/timing_only.py [--rounds 100] [--clients 100000] [--per-round 10000]
+                                     [--skip-per-client]
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parent.parent
+KEYS = {"transfers": ["round", "client", "t_start_s", "direction", "kind"],
+        "timeline": ["round", "device", "client", "t_start_s", "state", "t_end_s"],
+        "participation": ["round", "client"], "energy": ["round", "device"]}
+
+
+def timed_run(out: Path, args: argparse.Namespace, per_client: bool) -> tuple[float, float]:
+    """(wall-clock s, peak RSS MiB) of one run in a fresh process (GNU time's %M)."""
+    cmd = ["/usr/bin/time", "-f", "%M", sys.executable, "-m", "ecofed_sim.cli", "run",
+           str(ROOT / "scenarios" / "bench_cross_device.yaml"), "--timing-only", "--quiet",
+           "--out", str(out), "--set", f"population.clients={args.clients}",
+           "--set", f"population.clients_per_round={args.per_round}",
+           "--set", f"data.synthetic.train_samples={5 * args.clients}",
+           "--set", f"rounds={args.rounds}"] + (["--per-client"] if per_client else [])
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    wall_s = time.perf_counter() - start
+    return wall_s, int(proc.stderr.strip().splitlines()[-1]) / 1024
+
+
+def same_tables(a: Path, b: Path) -> bool:
+    if not pd.read_parquet(a / "rounds.parquet").equals(pd.read_parquet(b / "rounds.parquet")):
+        return False
+    for name, keys in KEYS.items():
+        x, y = (pd.read_parquet(d / f"{name}.parquet").drop(columns=["message_id"],
+                                                             errors="ignore")
+                .sort_values(keys).reset_index(drop=True) for d in (a, b))
+        if not x.equals(y):
+            return False
+    return True
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=100)
+    parser.add_argument("--clients", type=int, default=100_000)
+    parser.add_argument("--per-round", type=int, default=10_000)
+    parser.add_argument("--skip-per-client", action="store_true",
+                        help="only the cohort run (the per-client run takes ~3x longer)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        kinds = ("cohorts",) if args.skip_per_client else ("cohorts", "per_client")
+        res = {k: timed_run(Path(tmp) / k, args, k == "per_client") for k in kinds}
+        print(f"timing only: {args.clients} clients, {args.per_round} per round, "
+              f"{args.rounds} rounds; each in a fresh process")
+        print(f"{'':<12} {'wall_s':>8} {'peak_rss_MiB':>13}")
+        for kind, (wall_s, rss) in res.items():
+            print(f"{kind:<12} {wall_s:>8.2f} {rss:>13.0f}")
+        print(f"cohorts: {res['cohorts'][0]:.1f} s (goal <= 60 s at 100 rounds)")
+        if not args.skip_per_client:
+            print(f"per-client / cohorts = {res['per_client'][0] / res['cohorts'][0]:.2f}")
+            print("same tables (rows sorted, message ids aside): "
+                  f"{same_tables(Path(tmp) / 'cohorts', Path(tmp) / 'per_client')}")
+
+
+if __name__ == "__main__":
+    main()
