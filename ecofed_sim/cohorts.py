@@ -61,7 +61,7 @@ def _shares_a_burst_queue(network: Network, link: DeviceLink) -> bool:
         network.bottleneck(link, d) is not link.side(d) for d in ("up", "down"))
 
 
-def link_key(network: Network, link: DeviceLink) -> tuple:
+def link_key(network: Network, link: DeviceLink) -> int | tuple:
     """What decides a link's clock from now on: its fixed parameters and its state. A
     link that must stay alone keys by its identity. Kept on the link until it next plays
     (``played``): a link that sits out a round keeps its key."""
@@ -72,9 +72,11 @@ def link_key(network: Network, link: DeviceLink) -> tuple:
         return (id(link),)
     conn = link.connection
     state = tuple(tuple(sorted(getattr(conn, name).items())) for name in _CONNECTION_STATE)
-    link.cohort_key = (_capacity_state(link.up), _capacity_state(link.down), link.latency_s,
-                       link.rtt_s, link.loss_rate, link.buffer_bytes, conn.open, state,
-                       None if link.server is None else tuple(map(id, link.server)))
+    key = (_capacity_state(link.up), _capacity_state(link.down), link.latency_s,
+           link.rtt_s, link.loss_rate, link.buffer_bytes, conn.open, state,
+           None if link.server is None else tuple(map(id, link.server)))
+    # a small number stands for the key: a round hashes it once per client
+    link.cohort_key = network.cohort_ids.setdefault(key, len(network.cohort_ids))
     return link.cohort_key
 
 

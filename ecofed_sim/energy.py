@@ -14,14 +14,22 @@ STATE_POWER = {"compute": "compute", "upload": "transmit", "download": "receive"
                "idle": "idle", "queued": "idle"}
 
 
+FIELDS = ("compute", "transmit", "receive", "idle")  # the energy table's order
+_SLOT = {state: FIELDS.index(field) for state, field in STATE_POWER.items()}
+
+
 def device_energy(spans: Iterable[tuple[str, float, float]], power) -> dict[str, float]:
     """Joules per state (and ``energy_j`` in total) of one device's spans, each
     ``(state, t_start_s, t_end_s)``; the keys in ``ledger.COLUMNS["energy"]`` order."""
-    out = {f"{field}_j": 0.0 for field in STATE_POWER.values()}
+    watts = [getattr(power, field) for field in FIELDS]
+    joules = [0.0] * len(FIELDS)
     for state, t_start_s, t_end_s in spans:
-        if state == "offline":
+        slot = _SLOT.get(state)
+        if slot is None:
+            if state != "offline":
+                raise KeyError(f"no power figure for state {state!r}")
             continue
-        field = STATE_POWER[state]
-        out[f"{field}_j"] += (t_end_s - t_start_s) * getattr(power, field)
+        joules[slot] += (t_end_s - t_start_s) * watts[slot]
+    out = {f"{field}_j": j for field, j in zip(FIELDS, joules, strict=True)}
     out["energy_j"] = sum(out.values())
     return out

@@ -101,6 +101,7 @@ class Network:
     # for a run), and the same patterns recur every batch: memoise them.
     _rates_cache: dict[tuple, list[float]] = field(default_factory=dict)
     _memo_flows: int = 0  # flows in the memo's keys
+    cohort_ids: dict[tuple, int] = field(default_factory=dict)  # link states (``cohorts``)
 
     def wire_bytes(self, payload_bytes: int) -> float:
         """Bytes on the wire: framing, and under TCP the headers of every segment."""

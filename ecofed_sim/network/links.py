@@ -73,7 +73,7 @@ class DeviceLink:
     buffer_bytes: float | None = None  # bottleneck drop-tail buffer (None: one BDP, >= 64 pkts)
     server: tuple[Capacity, Capacity] | None = None  # (in, out) of its edge; None: the cloud
     _loss_caps: dict = field(default_factory=dict)  # direction -> Capacity of that cap
-    cohort_key: tuple | None = None  # its state's key while idle (``ecofed_sim.cohorts``)
+    cohort_key: int | tuple | None = None  # its state's key while idle (``ecofed_sim.cohorts``)
 
     def side(self, direction: str) -> Capacity:
         return self.up if direction == "up" else self.down
