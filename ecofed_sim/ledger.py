@@ -5,9 +5,9 @@ Rows are plain tuples, in ``COLUMNS`` order, while their round is open (the roun
 totals, idle gaps and energy read them); when it closes they are sealed into one
 column-wise chunk per table (or written to disk, ``spill``). A row as a dict costs some
 500 bytes; a tuple is smaller and quicker to make and to read; in a chunk, 8 bytes per
-cell. A 100-round run of 10,000
-clients per round writes millions of timeline rows: chunks keep them in a fraction of
-the memory, and the tables are the chunks concatenated in order."""
+cell. A 100-round run of 10,000 clients per round writes millions of timeline rows:
+chunks keep them in a fraction of the memory, and the tables are the chunks concatenated
+in order."""
 
 from __future__ import annotations
 
