@@ -161,9 +161,10 @@ class Network:
         device_side.active += 1
         try:
             if bits > 0:
+                weights = None if count == 1 else tuple(  # each member has its own link
+                    1 if c is device_side else count for c in path)
                 flow = Flow(path, bits, self.env.event(), window=window, total_bits=bits,
-                            weights=None if count == 1 else
-                            ((1, count) if direction == "up" else (count, 1)))
+                            weights=weights)
                 self._arm_loss_cap(link, direction, flow)
                 if window is not None:
                     link.connection.sending[direction] = flow
