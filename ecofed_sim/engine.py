@@ -115,7 +115,7 @@ class World:
                 return (yield from fragment)
             finally:  # a cohort's members end with its links' state
                 if client in ctx.cohorts:
-                    cohorts.played(self.network, ctx.cohorts[client])
+                    cohorts.played(ctx.cohorts[client])
 
         if self.copies is not None:
             self.copies.new_round()
@@ -143,16 +143,20 @@ class World:
                 self.scenario, self.scenario.method, keep,
                 sum(len(clients) for _, clients in schedule), self.copies,
                 self.recorder)):
+            for device, _ in schedule:  # it may follow an earlier round's cohort
+                cohorts.materialize(device.link)
             return schedule
         batches: dict[int, tuple[int, ...]] = {}  # samples -> batch sizes
+        now_s = self.env.now
 
         def key(device: Device, client: int) -> tuple:
             n = ctx.num_samples(client)
             sizes = batches.get(n) or batches.setdefault(n, tuple(ctx.batch_sizes(client)))
-            return cohorts.link_key(self.network, device.link), offline_at(client), sizes
+            return cohorts.link_key(self.network, device.link, now_s), offline_at(client), sizes
 
         for group in cohorts.group(schedule, key):
             ctx.cohorts[group[0][1]] = group
+            cohorts.materialize(group[0][0].link)
         return [(device, [client]) for device, client in
                 (group[0] for group in ctx.cohorts.values())]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -73,7 +74,8 @@ class DeviceLink:
     buffer_bytes: float | None = None  # bottleneck drop-tail buffer (None: one BDP, >= 64 pkts)
     server: tuple[Capacity, Capacity] | None = None  # (in, out) of its edge; None: the cloud
     _loss_caps: dict = field(default_factory=dict)  # direction -> Capacity of that cap
-    cohort_key: int | tuple | None = None  # its state's key while idle (``ecofed_sim.cohorts``)
+    cohort_key: int | None = None  # its state's key while idle (``ecofed_sim.cohorts``)
+    cohort_state: Any = None  # the ``cohorts.LinkState`` it follows, until it next plays
 
     def side(self, direction: str) -> Capacity:
         return self.up if direction == "up" else self.down
