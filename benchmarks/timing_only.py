@@ -1,4 +1,5 @@
-"""A timing-only run of a large population, with cohorts and with every client alone.
+"""A timing-only run of a large population, with cohorts and with every client alone; or
+any scenario timing-only against its full run.
 
 Runs ``ecofed-sim run scenarios/bench_cross_device.yaml --timing-only`` at 100,000
 clients, 10,000 per round (500,000 samples: 5 per client) in a fresh process each way,
@@ -6,8 +7,13 @@ and prints each one's wall-clock and peak RSS, their ratio, and whether the tabl
 (rows sorted; message ids aside: ``ecofed_sim.cohorts``). Goal (issue: scale): 100
 rounds in at most 60 s on 2 cores.
 
+With ``--scenario FILE`` (e.g. a split method's), it runs FILE in full and with
+``--timing-only`` instead, each in a fresh process, and prints both times, peak RSS and
+whether the clocks, bytes and outcomes agree.
+
     python benchmarks/timing_only.py [--rounds 100] [--clients 100000] [--per-round 10000]
                                      [--skip-per-client]
+    python benchmarks/timing_only.py --scenario FILE [--rounds N]
 """
 
 from __future__ import annotations
@@ -41,6 +47,41 @@ def timed_run(out: Path, args: argparse.Namespace, per_client: bool) -> tuple[fl
     return wall_s, int(proc.stderr.strip().splitlines()[-1]) / 1024
 
 
+def scenario_run(out: Path, scenario: str, rounds: int, timing_only: bool) -> tuple[float, float]:
+    """(wall-clock s, peak RSS MiB) of ``scenario`` in full or timing-only, fresh process."""
+    cmd = ["/usr/bin/time", "-f", "%M", sys.executable, "-m", "ecofed_sim.cli", "run",
+           scenario, "--quiet", "--out", str(out), "--set", f"rounds={rounds}",
+           "--set", "evaluation.every=1000000"] + (["--timing-only"] if timing_only else [])
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    wall_s = time.perf_counter() - start
+    return wall_s, int(proc.stderr.strip().splitlines()[-1]) / 1024
+
+
+def same_clocks(full: Path, timing: Path) -> bool:
+    """Rounds (accuracy aside), transfers, timeline and participation identical."""
+    learned = ["test_accuracy", "test_loss"]
+    if not pd.read_parquet(full / "rounds.parquet").drop(columns=learned, errors="ignore").equals(
+            pd.read_parquet(timing / "rounds.parquet").drop(columns=learned, errors="ignore")):
+        return False
+    return all(pd.read_parquet(full / f"{name}.parquet").equals(
+        pd.read_parquet(timing / f"{name}.parquet"))
+        for name in ("transfers", "timeline", "participation"))
+
+
+def compare_full(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        res = {kind: scenario_run(Path(tmp) / kind, args.scenario, args.rounds,
+                                  kind == "timing_only") for kind in ("full", "timing_only")}
+        same = same_clocks(Path(tmp) / "full", Path(tmp) / "timing_only")
+    print(f"{args.scenario}, {args.rounds} rounds (no evaluation); each in a fresh process")
+    print(f"{'':<12} {'wall_s':>8} {'peak_rss_MiB':>13}")
+    for kind, (wall_s, rss) in res.items():
+        print(f"{kind:<12} {wall_s:>8.2f} {rss:>13.0f}")
+    print(f"full / timing-only = {res['full'][0] / res['timing_only'][0]:.2f}")
+    print(f"same clocks, bytes and outcomes: {same}")
+
+
 def same_tables(a: Path, b: Path) -> bool:
     if not pd.read_parquet(a / "rounds.parquet").equals(pd.read_parquet(b / "rounds.parquet")):
         return False
@@ -60,7 +101,11 @@ def main() -> None:
     parser.add_argument("--per-round", type=int, default=10_000)
     parser.add_argument("--skip-per-client", action="store_true",
                         help="only the cohort run (the per-client run takes ~3x longer)")
+    parser.add_argument("--scenario", help="run this scenario in full and timing-only")
     args = parser.parse_args()
+    if args.scenario:
+        compare_full(args)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         kinds = ("cohorts",) if args.skip_per_client else ("cohorts", "per_client")
         res = {k: timed_run(Path(tmp) / k, args, k == "per_client") for k in kinds}

@@ -62,8 +62,12 @@ class Prepared:
     def compute_device(self):
         """The torch device the real computation runs on: ``training.device`` resolved on
         this machine (``compute.resolve_device``; a ScenarioError when it is absent)."""
+        import torch
+
         from ecofed_sim.compute import resolve_device
 
+        if self.scenario.learning == "none" and not type(self.scenario.method).defers_training:
+            return torch.device("meta")  # timing only: tensors with shapes and no data
         return resolve_device(self.scenario.training.device, self.source)
 
     def build_model(self) -> LayerModel:
@@ -124,11 +128,11 @@ def check(sc: Scenario, source: str, base_dir: Path | None = None) -> Prepared:
                             f"at least {MIN_SIDE[sc.model.name]} pixels a side "
                             f"(got {list(in_shape)})")
     _check_data_size(sc, source)
-    if sc.learning == "none" and not type(sc.method).defers_training:
-        able = [n for n, c in CONFIGS.items() if c.defers_training]
-        raise ScenarioError(f"{source}: learning: none: {sc.method.name} computes as it "
-                            f"runs (its messages come from real tensors); timing only "
-                            f"works for {', '.join(able)}")
+
+    if sc.learning == "none" and getattr(sc.method, "adaptive", None) is not None:
+        raise ScenarioError(f"{source}: method.adaptive: the replay period follows test "
+                            "accuracy, which a timing-only run (learning: none) does not "
+                            "measure; set a fixed method.period")
     _check_splits(sc, source, UNITS[sc.model.name])
     if sc.server.profile not in library.devices:
         raise ScenarioError(f"{source}: server.profile: unknown profile {sc.server.profile!r} "

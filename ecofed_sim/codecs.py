@@ -40,7 +40,11 @@ class Encoded:
 
 
 def pack_bits(codes: torch.Tensor, bits: int) -> np.ndarray:
-    """Pack unsigned codes (< 2**bits) into a dense bit stream: numel*bits/8 bytes, rounded up."""
+    """Pack unsigned codes (< 2**bits) into a dense bit stream: numel*bits/8 bytes, rounded up.
+    Codes with a shape and no data (``meta``: a timing-only run) give a stream of that
+    size, all zeros."""
+    if codes.is_meta:
+        return np.zeros(math.ceil(codes.numel() * bits / 8), dtype=np.uint8)
     flat = codes.reshape(-1).to("cpu", torch.uint8).numpy()  # the wire is host memory
     if bits == 8:
         return flat.copy()
@@ -178,5 +182,6 @@ def make_codec(spec: CodecSpec) -> UniformCodec | FloatCodec | TopKCodec:
 
 def payload_bytes_for(spec: CodecSpec, shape: tuple[int, ...]) -> int:
     """Payload bytes of one tensor of ``shape`` under ``spec``, without real data: every
-    codec's size depends only on the shape (encoding a stand-in tensor gives it exactly)."""
-    return make_codec(spec).encode(torch.ones(shape)).payload_bytes
+    codec's size depends only on the shape (encoding a tensor with a shape and no data,
+    ``meta``, gives it exactly)."""
+    return make_codec(spec).encode(torch.empty(shape, device="meta")).payload_bytes

@@ -40,7 +40,7 @@ def prepare(sc: Scenario, source: str, base_dir: Path | None = None,
     sc = checked.scenario  # with any ``split: auto`` resolved
     device = checked.compute_device  # an absent GPU is an error before any data loads
     try:
-        train, test = load_dataset(sc.data, base_dir)
+        train, test = load_dataset(sc.data, base_dir, images=sc.learning != "none")
     except FileNotFoundError as err:  # DatasetFilesError, FolderError
         raise ScenarioError(f"{source}: data.root: {err}") from None
     if len(train) == 0:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import importlib.metadata
 import platform
@@ -52,16 +53,23 @@ PROVENANCE_PACKAGES = ("ecofed_sim", "torch", "numpy", "simpy", "pandas", "pyarr
                        "pydantic")
 
 
+@functools.lru_cache(maxsize=1)
+def _installed_versions() -> tuple[tuple[str, str | None], ...]:
+    """Looked up once per process: a sweep's re-simulations each write a manifest, and
+    reading package metadata took a few percent of one."""
+    versions: list[tuple[str, str | None]] = [("python", platform.python_version())]
+    for name in PROVENANCE_PACKAGES:
+        try:
+            versions.append((name, importlib.metadata.version(name)))
+        except importlib.metadata.PackageNotFoundError:
+            versions.append((name, None))
+    return tuple(versions)
+
+
 def package_versions() -> dict[str, str | None]:
     """Installed versions from package metadata (not from ``git`` in the install folder,
     which a wheel does not have), plus Python's."""
-    versions: dict[str, str | None] = {"python": platform.python_version()}
-    for name in PROVENANCE_PACKAGES:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions
+    return dict(_installed_versions())
 
 
 def manifest(scenario: Scenario, started: float, resimulated: bool = False,

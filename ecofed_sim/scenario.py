@@ -378,8 +378,8 @@ class Scenario(StrictModel):
     learning: Literal["real", "none"] = "real"
     """real: the methods train with PyTorch and accuracy is measured; none: timing only,
     clocks, traffic and energy from the profiles with no training and no accuracy, for
-    capacity planning of large populations (methods whose schedule does not depend on
-    what they learn: fedavg)"""
+    capacity planning of large populations (fedavg computes nothing; the split methods
+    run on tensors that have shapes and no data, so every message keeps its size)"""
     asynchronous: AsyncSpec | None = None
     """run asynchronously (FedAsync or FedBuff) instead of in synchronous rounds; then
     ``rounds`` counts server updates"""

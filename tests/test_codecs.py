@@ -128,3 +128,17 @@ def test_stochastic_rounding_draws_from_the_generator_it_is_given():
 
     assert torch.equal(codes(0, global_seed=1), codes(0, global_seed=2))
     assert not torch.equal(codes(0, global_seed=1), codes(1, global_seed=1))
+
+
+@pytest.mark.parametrize("spec", [
+    CodecSpec(kind="uniform", bits=b, scheme=s, granularity=g)
+    for b in (2, 3, 8) for s in ("symmetric", "asymmetric") for g in ("tensor", "channel")
+] + [CodecSpec(kind="topk", fraction=0.05), CodecSpec(kind="fp16"), CodecSpec()])
+def test_a_tensor_without_data_costs_what_the_real_one_costs(spec):
+    """Timing-only runs encode ``meta`` tensors (shapes, no data): same payload bytes."""
+    real = torch.randn(5, 3, 7, 9, generator=torch.Generator().manual_seed(0))
+    codec = make_codec(spec)
+    shaped = codec.encode(real.to("meta"), torch.Generator().manual_seed(1))
+    assert shaped.payload_bytes == codec.encode(real, torch.Generator().manual_seed(1)
+                                                ).payload_bytes
+    assert shaped.decoded.shape == real.shape and shaped.decoded.is_meta

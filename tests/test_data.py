@@ -99,6 +99,20 @@ def test_synthetic_is_deterministic_and_learnable():
     assert float(x_tr[y_tr == 0].std(0).mean()) > 0.2
 
 
+def test_synthetic_without_images_draws_the_same_labels_and_renders_nothing():
+    """A timing-only run reads labels and counts only: the same labels as the rendered
+    set, and images that take no memory per sample."""
+    spec = SyntheticSpec(shape=(3, 32, 32), classes=10, train_samples=50_000,
+                         test_samples=1000)
+    train, test = make_synthetic(spec, 0)
+    blank_train, blank_test = make_synthetic(spec, 0, images=False)
+    assert torch.equal(blank_train.labels, train.labels)
+    assert torch.equal(blank_test.labels, test.labels)
+    assert blank_train.shape == train.shape and len(blank_test) == len(test)
+    assert blank_train.images_u8.stride()[0] == 0  # one blank image, viewed 50,000 times
+    assert blank_train.images_u8.untyped_storage().nbytes() == 3 * 32 * 32
+
+
 def test_iid_partition_is_disjoint_and_equal():
     parts = iid(1000, 10, 100, np.random.default_rng(0))
     flat = np.concatenate(parts)

@@ -104,15 +104,63 @@ def test_timing_only_clocks_equal_the_full_runs(tiny_dir):
     assert full.rounds.test_accuracy.notna().iloc[-1]
 
 
-def test_timing_only_refuses_methods_that_compute_as_they_run(tiny_dir):
-    path = write_scenario(tiny_dir, tiny(**{"method": {"name": "splitfed", "split": 2}}))
+SPLIT_TIMING = [
+    {"name": "splitfed", "split": 2},
+    {"name": "splitfed", "split": 2, "freeze_device": True,
+     "activation_codec": {"kind": "uniform", "bits": 4, "rounding": "stochastic"},
+     "gradient_codec": {"kind": "topk", "fraction": 0.1}},
+    {"name": "splitfed_v2", "split": 3,
+     "activation_codec": {"kind": "uniform", "scheme": "asymmetric", "granularity": "channel"}},
+    {"name": "local_loss", "split": 2, "activation_codec": {"kind": "fp16"}},
+    {"name": "fedgkt", "split": 2},
+    {"name": "ecofed", "split": 2},
+    {"name": "ecofed", "split": 2, "replay": "round", "lockstep": True, "period": 3,
+     "buffer_cap_bytes": 3000, "eviction": "random"},
+]
+
+
+@pytest.mark.parametrize("method", SPLIT_TIMING,
+                         ids=[f"{m['name']}-{i}" for i, m in enumerate(SPLIT_TIMING)])
+def test_split_methods_timing_only_has_the_full_runs_clocks_and_bytes(method, tiny_dir):
+    """A timing-only split method runs on tensors with shapes and no data (``meta``):
+    every message keeps its size (codecs included), so clocks, traffic, energy and
+    outcomes are the full run's, under TCP, with uneven batches and a deadline that
+    cuts a slow client off."""
+    slow = {"profile": "unit_dev", "count": 1,
+            "link": {"uplink_mbps": 0.05, "downlink_mbps": 2, "rtt_ms": 40}}
+    raw = tiny(**{**UNEVEN, "rounds": 4, "method": method, "network.transport": "tcp",
+                  "training.local_epochs": 1})
+    raw["population"]["devices"] = [{**raw["population"]["devices"][0], "count": 2}, slow]
+    part = run_dict({**raw, "learning": "none"}, tiny_dir).participation  # no deadline yet
+    done_s = part.t_end_s - part.groupby("round").t_start_s.transform("min")
+    busy = part["round"].isin(done_s.groupby(part["round"]).max().loc[lambda s: s > 0].index)
+    by_round = done_s[busy].groupby(part["round"][busy])  # (EcoFed's replay rounds: no work)
+    fast_s = by_round.apply(lambda d: d.nlargest(2).iloc[-1]).max()  # the others, at worst
+    slow_s = by_round.max().min()  # the slow client, at best
+    assert fast_s < slow_s
+    raw["population"]["deadline_s"] = float((fast_s + slow_s) / 2)
+    full = run_dict(raw, tiny_dir)
+    timing = run_dict({**raw, "learning": "none"}, tiny_dir)
+    assert full.rounds.stragglers.sum() > 0  # the deadline bites
+    learned = [c for c in ("test_accuracy", "test_loss") if c in full.rounds]
+    pd.testing.assert_frame_equal(full.rounds.drop(columns=learned),
+                                  timing.rounds.drop(columns=learned))
+    for name in ("transfers", "timeline", "participation"):
+        pd.testing.assert_frame_equal(getattr(full, name), getattr(timing, name), obj=name)
+    assert timing.rounds.test_accuracy.isna().all()
+    assert timing.manifest["compute_device"] == "meta"
+
+
+def test_timing_only_refuses_a_period_that_follows_accuracy(tiny_dir):
+    raw = tiny(**{"method": {"name": "ecofed", "split": 2, "adaptive": {"window": 2}}})
+    path = write_scenario(tiny_dir, raw)
     done = subprocess.run([sys.executable, "-m", "ecofed_sim.cli", "run", str(path),
                            "--timing-only", "--out", str(tiny_dir / "out"), "--quiet"],
                           capture_output=True, text=True)
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
-        f"error: {path}: learning: none: splitfed computes as it runs (its messages "
-        "come from real tensors); timing only works for fedavg"]
+        f"error: {path}: method.adaptive: the replay period follows test accuracy, which a "
+        "timing-only run (learning: none) does not measure; set a fixed method.period"]
     assert not (tiny_dir / "out").exists()
 
 

@@ -49,8 +49,9 @@ class AuxHeadMethod(Method):
         act_shape, classes = setup.stats[k - 1].out_shape, setup.stats[-1].out_shape[0]
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(torch_gen(setup.seed, INIT, 1).initial_seed())
-            self.aux = build_aux_head(act_shape, config.aux_hidden, classes).to(setup.device)
-        self.aux_stats = layer_stats(self.aux, act_shape)
+            aux = build_aux_head(act_shape, config.aux_hidden, classes)
+        self.aux_stats = layer_stats(aux, act_shape)  # traced on the CPU, before it moves
+        self.aux = aux.to(setup.device)
         self.codec = make_codec(config.activation_codec)
         self.weight_bytes = state_bytes(self.global_model.part(0, k)) + state_bytes(self.aux)
 
