@@ -29,6 +29,7 @@ from ecofed_sim.pretrain import init_units
 from ecofed_sim.round_context import RoundContext
 from ecofed_sim.seeding import INIT, torch_gen
 from ecofed_sim.server_resources import build_server_copies
+from ecofed_sim.shapes_only import place
 from ecofed_sim.trace import Recorder
 
 T = TypeVar("T")
@@ -203,7 +204,7 @@ class Engine(World):
             model = self.prep.build_model()
         if self.init_pretrained:
             init_units(model, self.prep.pretrained, self.prep.pretrain_units)
-        return model.to(self.prep.compute_device)
+        return place(model, self.prep.compute_device)  # on meta: shapes only
 
     def run_round(self, round_index: int) -> dict:
         sc, pop, env = self.scenario, self.scenario.population, self.env

@@ -26,6 +26,7 @@ from ecofed_sim.methods.base import (
 from ecofed_sim.methods.configs import AuxConfigBase
 from ecofed_sim.models import LayerModel, LayerStats, layer_stats, state_bytes
 from ecofed_sim.seeding import INIT, torch_gen
+from ecofed_sim.shapes_only import place
 
 
 def build_aux_head(in_shape: tuple[int, ...], hidden: list[int], classes: int) -> LayerModel:
@@ -51,7 +52,7 @@ class AuxHeadMethod(Method):
             torch.manual_seed(torch_gen(setup.seed, INIT, 1).initial_seed())
             aux = build_aux_head(act_shape, config.aux_hidden, classes)
         self.aux_stats = layer_stats(aux, act_shape)  # traced on the CPU, before it moves
-        self.aux = aux.to(setup.device)
+        self.aux = place(aux, setup.device)
         self.codec = make_codec(config.activation_codec)
         self.weight_bytes = state_bytes(self.global_model.part(0, k)) + state_bytes(self.aux)
 
