@@ -6,6 +6,11 @@ sweep with reuse and of the sweep without, their ratios (goal: the reused sweep 
 most 1.3x one run) and the peak RSS of each, all measured in one invocation.
 
     python benchmarks/sweep_reuse.py [--points 20] [--method splitfed]
+    python benchmarks/sweep_reuse.py --resim-only 7   # re-simulation alone, per point
+
+``--resim-only N`` trains the first point once (recording its trace), then times the
+re-simulation of the next N points, best of three passes, against that learning run: the
+per-point cost a sweep pays, without the noise of whole-sweep wall-clocks.
 """
 
 from __future__ import annotations
@@ -56,6 +61,28 @@ def child(kind: str, sweep: Path, out: Path) -> dict:
             "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
+def resim_only(sweep: Path, points: int) -> None:
+    import ecofed_sim
+    from ecofed_sim.resimulate import resimulate
+    from ecofed_sim.sweep_spec import expand, load_sweep
+
+    runs = expand(sweep, load_sweep(sweep))
+    base = ROOT / "scenarios"
+    start = time.perf_counter()
+    trace = ecofed_sim.run(runs[0].scenario, base_dir=base, record=True).trace
+    learn_s = time.perf_counter() - start
+    passes = []
+    for _ in range(3):
+        start = time.perf_counter()
+        for r in runs[1:1 + points]:
+            resimulate(r.scenario, trace, base_dir=base)
+        passes.append((time.perf_counter() - start) / points)
+    print(f"learning run (recording): {learn_s:.2f} s; re-simulation: {min(passes):.3f} s a "
+          f"point (best of 3 passes over {points}), {min(passes) / learn_s:.1%} of the run; "
+          f"a {len(runs)}-point sweep at that rate: "
+          f"{1 + (len(runs) - 1) * min(passes) / learn_s:.2f}x one run")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--points", type=int, default=20)
@@ -65,7 +92,14 @@ def main() -> None:
     parser.add_argument("--skip-no-reuse", action="store_true",
                         help="do not run the 20 full runs (slow with larger models)")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--resim-only", type=int, metavar="N",
+                        help="time N re-simulations from one recorded trace")
     args = parser.parse_args()
+    if args.resim_only:
+        with tempfile.TemporaryDirectory() as tmp:
+            resim_only(write_sweep(Path(tmp), args.points, args.method, args.model),
+                       args.resim_only)
+        return
     if args.child:
         print(json.dumps(child(args.child[0], Path(args.child[1]), Path(args.child[2]))))
         return
