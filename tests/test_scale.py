@@ -189,3 +189,26 @@ def test_two_workers_give_the_serial_runs_tables(tiny_dir):
     for name in ("rounds", "transfers", "timeline"):
         pd.testing.assert_frame_equal(getattr(serial, name), getattr(parallel, name))
     assert serial.rounds.test_accuracy.notna().any()
+
+
+@pytest.mark.parametrize("shipped, method", [
+    ("hierarchy.yaml", {"name": "splitfed", "split": 2}),
+    ("async_fedbuff.yaml", {"name": "ecofed", "split": 2})])
+def test_split_timing_only_through_edges_and_asynchronous_updates(shipped, method):
+    """The shipped hierarchical and FedBuff scenarios, small, with a split method: the
+    timing-only run has the full run's clocks, bytes and updates."""
+    import yaml
+
+    from ecofed_sim.shipped import SCENARIOS_DIR
+
+    raw = yaml.safe_load((SCENARIOS_DIR / shipped).read_text())
+    raw.update(rounds=2, method=method, evaluation={"every": 100})
+    raw["data"]["test_samples"] = 4600  # 400 training digits, 20 per client
+    full, timing = (run_dict({**raw, "learning": learning}, SCENARIOS_DIR)
+                    for learning in ("real", "none"))
+    learned = ["test_accuracy", "test_loss"]
+    pd.testing.assert_frame_equal(full.rounds.drop(columns=learned),
+                                  timing.rounds.drop(columns=learned))
+    for name in ("transfers", "timeline", "participation", "updates"):
+        pd.testing.assert_frame_equal(getattr(full, name), getattr(timing, name), obj=name)
+    assert len(full.transfers) > 0
