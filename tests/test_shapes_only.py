@@ -47,3 +47,15 @@ def test_frozen_units_pass_no_gradient_and_real_tensors_compute():
     cpu = place(copy.deepcopy(real), torch.device("cpu"))
     x = torch.randn(4, 1, 28, 28)
     assert torch.equal(cpu(x), real(x))  # only meta tensors take the shape path
+
+
+def test_a_layer_answering_with_several_tensors_keeps_pytorchs_own_path():
+    class Pair(torch.nn.Module):
+        def forward(self, x):
+            return x * 2, x.sum(1)
+
+    layer = place(Pair(), torch.device("meta"))
+    x = torch.empty(3, 5, device="meta")
+    for _ in range(2):  # the first call learns it, the second keeps to it
+        a, b = layer(x)
+        assert a.shape == (3, 5) and b.shape == (3,)
