@@ -33,29 +33,32 @@ KEYS = {"transfers": ["round", "client", "t_start_s", "direction", "kind"],
         "participation": ["round", "client"], "energy": ["round", "device"]}
 
 
-def timed_run(out: Path, args: argparse.Namespace, per_client: bool) -> tuple[float, float]:
-    """(wall-clock s, peak RSS MiB) of one run in a fresh process (GNU time's %M)."""
+def _timed_cli_run(scenario: str, out: Path, *options: str) -> tuple[float, float]:
+    """(wall-clock s, peak RSS MiB) of ``ecofed-sim run`` in a fresh process (GNU time's
+    %M)."""
     cmd = ["/usr/bin/time", "-f", "%M", sys.executable, "-m", "ecofed_sim.cli", "run",
-           str(ROOT / "scenarios" / "bench_cross_device.yaml"), "--timing-only", "--quiet",
-           "--out", str(out), "--set", f"population.clients={args.clients}",
-           "--set", f"population.clients_per_round={args.per_round}",
-           "--set", f"data.synthetic.train_samples={5 * args.clients}",
-           "--set", f"rounds={args.rounds}"] + (["--per-client"] if per_client else [])
+           scenario, "--quiet", "--out", str(out), *options]
     start = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
     wall_s = time.perf_counter() - start
     return wall_s, int(proc.stderr.strip().splitlines()[-1]) / 1024
+
+
+def timed_run(out: Path, args: argparse.Namespace, per_client: bool) -> tuple[float, float]:
+    """The large timing-only population, with cohorts or every client alone."""
+    return _timed_cli_run(
+        str(ROOT / "scenarios" / "bench_cross_device.yaml"), out, "--timing-only",
+        "--set", f"population.clients={args.clients}",
+        "--set", f"population.clients_per_round={args.per_round}",
+        "--set", f"data.synthetic.train_samples={5 * args.clients}",
+        "--set", f"rounds={args.rounds}", *(["--per-client"] if per_client else []))
 
 
 def scenario_run(out: Path, scenario: str, rounds: int, timing_only: bool) -> tuple[float, float]:
-    """(wall-clock s, peak RSS MiB) of ``scenario`` in full or timing-only, fresh process."""
-    cmd = ["/usr/bin/time", "-f", "%M", sys.executable, "-m", "ecofed_sim.cli", "run",
-           scenario, "--quiet", "--out", str(out), "--set", f"rounds={rounds}",
-           "--set", "evaluation.every=1000000"] + (["--timing-only"] if timing_only else [])
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
-    wall_s = time.perf_counter() - start
-    return wall_s, int(proc.stderr.strip().splitlines()[-1]) / 1024
+    """``scenario`` in full or timing-only, without evaluation."""
+    return _timed_cli_run(scenario, out, "--set", f"rounds={rounds}",
+                          "--set", "evaluation.every=1000000",
+                          *(["--timing-only"] if timing_only else []))
 
 
 def same_clocks(full: Path, timing: Path) -> bool:

@@ -4,14 +4,14 @@ In a timing-only run (``learning: none``) of a method whose round needs no real
 computation (``defers_training``: FedAvg), a client's round is a fixed script: the model
 down, one priced step per batch, the model up. Two clients of one round then follow the
 same clock exactly when their devices are alike (profile, link, split, edge), their
-links are in the same state (TCP window, slow-start threshold, segments sent, last send,
-smoothed RTT, token bucket, burst queue), they have the same batch sizes, and they go offline at the
-same time (never, without availability). Such clients form a cohort: one SimPy process
-plays its first member, its flows count once per member on the server's link and once
-on the member's own link (``network.fairshare``), and every member gets the same rows
-(transfers, timeline, participation). At the end, every member's link follows the first
-member's state: one snapshot they share (``LinkState``), copied into a link only when it
-next plays (``materialize``).
+links are in the same state (TCP window, slow-start threshold, segments sent, last
+send, smoothed RTT, token bucket, burst queue), they have the same batch sizes, and they
+go offline at the same time (never, without availability). Such clients form a cohort:
+one SimPy process plays its first member, its flows count once per member on the
+server's link and once on the member's own link (``network.fairshare``), and every
+member gets the same rows (transfers, timeline, participation). At the end, every
+member's link follows the first member's state: one snapshot they share (``LinkState``),
+copied into a link only when it next plays (``materialize``).
 
 A link's state is keyed by what decides its clock from the round's start on. Times that
 no longer matter are left out of the key: the time of the last send once an idle restart
@@ -71,8 +71,7 @@ def usable(scenario, method_config, keep: int, selected: int, copies, recorder) 
 
 def _capacity_key(c: Capacity, now_s: float) -> tuple[tuple, bool]:
     """(what decides a capacity's future, whether that holds for any later start)."""
-    refill = c.tokens_bits + (now_s - c.idle_since_s) * c.rate_bps
-    full = c.burst_bits <= 0 or (c.active == 0 and refill >= c.burst_bits)
+    full = c.burst_bits <= 0 or (c.active == 0 and c.tokens_at(now_s) >= c.burst_bits)
     drained = c.burst_queue_at_s <= now_s and c.burst_backlog_bits(now_s) == 0.0
     return ((c.rate_bps, c.burst_bits, c.active,
              None if full else (c.tokens_bits, c.idle_since_s),

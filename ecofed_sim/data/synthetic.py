@@ -54,7 +54,7 @@ def make_synthetic(spec, split_seed: int, images: bool = True) -> tuple[ImageSet
     500,000 samples, rendering would take 1.5 GB and most of a minute."""
     gen = torch.Generator().manual_seed(spec.seed)
     shape = tuple(spec.shape)
-    templates = _templates(spec.classes, shape, gen)
+    templates = _templates(spec.classes, shape, gen)  # drawn either way: labels come next
     total = spec.train_samples + spec.test_samples
     labels = torch.randint(0, spec.classes, (total,), generator=gen)
     tr = slice(0, spec.train_samples)

@@ -45,13 +45,17 @@ class Capacity:
         self.burst_queue_bits = self.burst_backlog_bits(now_s) + bits
         self.burst_queue_at_s = max(now_s, self.burst_queue_at_s)
 
+    def tokens_at(self, now_s: float) -> float:
+        """Bits the bucket holds at ``now_s`` if the direction stays idle until then."""
+        return min(self.burst_bits,
+                   self.tokens_bits + (now_s - self.idle_since_s) * self.rate_bps)
+
     def take_tokens(self, now_s: float, wanted_bits: float) -> float:
         """Bits a new flow sends at once: what the bucket holds after refilling while idle
         (nothing while another flow keeps the direction busy and the bucket empty)."""
         if self.burst_bits <= 0 or self.active > 0:
             return 0.0
-        tokens = min(self.burst_bits,
-                     self.tokens_bits + (now_s - self.idle_since_s) * self.rate_bps)
+        tokens = self.tokens_at(now_s)
         taken = min(tokens, wanted_bits)
         self.tokens_bits, self.idle_since_s = tokens - taken, now_s
         return taken
