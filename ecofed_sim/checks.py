@@ -46,6 +46,7 @@ class Prepared:
     client_indices: list[np.ndarray] | None = None
     pretrained: dict | None = None
     base_dir: Path | None = None
+    shapes_only: bool = False  # a view whose tensors live on meta (``shapes_view``)
 
     @property
     def pretrain_units(self) -> int | None:
@@ -66,9 +67,16 @@ class Prepared:
 
         from ecofed_sim.compute import resolve_device
 
-        if self.scenario.learning == "none" and not type(self.scenario.method).defers_training:
+        if self.shapes_only or (self.scenario.learning == "none"
+                                and not type(self.scenario.method).defers_training):
             return torch.device("meta")  # timing only: tensors with shapes and no data
         return resolve_device(self.scenario.training.device, self.source)
+
+    def shapes_view(self) -> Prepared:
+        """The same inputs with the computation on meta tensors (shapes, no data): what
+        plays a round's clocks while worker processes do its real training
+        (``ecofed_sim.parallel``)."""
+        return dataclasses.replace(self, shapes_only=True)
 
     def build_model(self) -> LayerModel:
         from ecofed_sim.models import build_model

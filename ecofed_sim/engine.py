@@ -21,7 +21,7 @@ from ecofed_sim.checks import Prepared
 from ecofed_sim.errors import ScenarioError
 from ecofed_sim.ledger import Ledger
 from ecofed_sim.methods import REGISTRY
-from ecofed_sim.methods.base import ClientUpdate, Cost, Device, Setup
+from ecofed_sim.methods.base import ClientUpdate, Cost, Device, Method, Setup
 from ecofed_sim.network import Capacity, Network
 from ecofed_sim.participation import RoundPlay, WaveBarrier
 from ecofed_sim.population import build_population, sample_clients
@@ -35,6 +35,28 @@ from ecofed_sim.trace import Recorder
 T = TypeVar("T")
 
 
+def initial_model(prep: Prepared, device: torch.device):
+    """The initial global model, identical on every call (seeded, RNG state restored),
+    with its leading units pre-trained when the scenario asks for it. Initialised on the
+    CPU, then moved: the same weights on every device (on meta: shapes only)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(torch_gen(prep.scenario.seed, INIT).initial_seed())
+        model = prep.build_model()
+    if prep.pretrained is not None:
+        init_units(model, prep.pretrained, prep.pretrain_units)
+    return place(model, device)
+
+
+def build_method(prep: Prepared, device: torch.device, pool=None) -> Method:
+    """The scenario's method, its models on ``device`` (a worker process builds its own
+    the same way: ``ecofed_sim.parallel``)."""
+    sc = prep.scenario
+    setup = Setup(sc.model.name, lambda: initial_model(prep, device), prep.stats,
+                  sc.training, sc.population.clients, sc.population.clients_per_round,
+                  sc.seed, pool, device)
+    return REGISTRY[sc.method.name](sc.method, setup)
+
+
 class World:
     """The simulated world of one run: clock, network, server workers, population and
     ledger. It knows nothing of learning; ``Engine`` adds the method and the data, and
@@ -42,6 +64,7 @@ class World:
 
     def __init__(self, prep: Prepared) -> None:
         self.prep = prep
+        self.batch_prep = prep  # what a round's batches come from (``Engine``: on meta)
         self.scenario = sc = prep.scenario
         self.env = simpy.Environment()
         link = sc.server.link
@@ -181,30 +204,25 @@ class World:
 
 
 class Engine(World):
-    """A full run: the real training of the scenario's method inside the world."""
+    """A full run: the real training of the scenario's method inside the world.
+
+    With a ``pool`` of worker processes and a method that ``trains_apart`` (its
+    config), a second instance of the method, on meta tensors, plays each round's clocks
+    (``timing``); the kept clients then train in the workers, and the real method
+    aggregates what they send back, in client order (``ecofed_sim.parallel``)."""
 
     def __init__(self, prep: Prepared, record: bool = False, pool=None) -> None:
         super().__init__(prep)
-        sc = self.scenario
-        method_cls = REGISTRY[sc.method.name]
-        self.init_pretrained = prep.pretrained is not None
-        setup = Setup(sc.model.name, self._new_model, prep.stats, sc.training,
-                      sc.population.clients, sc.population.clients_per_round, sc.seed, pool,
-                      prep.compute_device)
-        self.method = method_cls(sc.method, setup)
+        self.pool = pool
+        if pool is not None and self.scenario.method.trains_apart():
+            self.method = build_method(prep, prep.compute_device)
+            self.batch_prep = prep.shapes_view()
+            self.timing = build_method(self.batch_prep, self.batch_prep.compute_device)
+            self._device_index = {d.name: i for i, d in enumerate(self.population.devices)}
+        else:
+            self.method = self.timing = build_method(prep, prep.compute_device, pool)
         if record:
             self.recorder = Recorder(self.env)
-
-    def _new_model(self):
-        """The initial global model, identical on every call (seeded, RNG state restored),
-        with its leading units pre-trained when the scenario asks for it. Initialised on
-        the CPU, then moved: the same weights on every device."""
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(torch_gen(self.scenario.seed, INIT).initial_seed())
-            model = self.prep.build_model()
-        if self.init_pretrained:
-            init_units(model, self.prep.pretrained, self.prep.pretrain_units)
-        return place(model, self.prep.compute_device)  # on meta: shapes only
 
     def run_round(self, round_index: int) -> dict:
         sc, pop, env = self.scenario, self.scenario.population, self.env
@@ -214,25 +232,43 @@ class Engine(World):
         selected = sample_clients(sc.seed, round_index, online, pop.clients, pop.select_count)
         ctx = RoundContext(self, round_index)
         self.method.begin_round(round_index, selected)
+        if self.timing is not self.method:
+            self.timing.begin_round(round_index, selected)
         if self.recorder is not None:
             self.recorder.begin_round(selected)
         start_s = env.now
-        hosts = self.copies is not None and self.method.uses_server_copies()
+        hosts = self.copies is not None and self.timing.uses_server_copies()
         updates, counts = self.play_round(
-            ctx, selected, min(pop.clients_per_round, len(selected)), self.method.client_round,
-            self.method.server_round(ctx),
+            ctx, selected, min(pop.clients_per_round, len(selected)), self.timing.client_round,
+            self.timing.server_round(ctx),
             lambda client: self.availability.offline_at(round_index, client, start_s),
             lambda client: len(ctx.batch_sizes(client)) if hosts else None)
         learns = sc.learning == "real"  # timing only: nothing trains, nothing to test
-        self.aggregate(round_index, selected, sorted(updates, key=lambda u: u.client), learns)
+        updates = sorted(updates, key=lambda u: u.client)
+        if learns and self.timing is not self.method:  # the kept clients, in the workers
+            updates = self._trained_apart(round_index, selected, updates)
+        self.aggregate(round_index, selected, updates, learns)
         due = round_index == sc.rounds - 1 or (round_index + 1) % sc.evaluation.every == 0
         metrics = (self.evaluate() if learns and due
                    else {"test_accuracy": float("nan"), "test_loss": float("nan")})
         self.method.observe(round_index, metrics)
-        metrics = {**metrics, **self.method.round_metrics()}
+        if self.timing is not self.method:
+            self.timing.observe(round_index, metrics)
+        metrics = {**metrics, **self.timing.round_metrics()}
         if self.recorder is not None:
             self.recorder.end_round(metrics)
         return self.ledger.close_round(round_index, t0, env.now, counts, metrics)
+
+    def _trained_apart(self, round_index: int, selected: list[int],
+                       played: list[ClientUpdate]) -> list[ClientUpdate]:
+        """The real updates of the clients ``timing`` kept, trained in the pool's workers
+        from the global state, in the same (client) order."""
+        device_of = {client: device.name for device, clients
+                     in self.population.schedule(selected) for client in clients}
+        return list(self.pool.client_updates(
+            self.method.learnable_state(), round_index,
+            [(u.client, self._device_index[device_of[u.client]]) for u in played],
+            [u.num_samples for u in played]))
 
     def aggregate(self, round_index: int, selected: list[int], updates: list[ClientUpdate],
                   learns: bool) -> None:

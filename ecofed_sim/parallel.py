@@ -1,12 +1,22 @@
 """One run's training spread over worker processes (``ecofed-sim run --workers N``).
 
-A method that defers its training (its config's ``defers_training``: FedAvg) knows at the
-end of each simulated round which clients are kept. Their training is independent, so it
-splits into one contiguous slice of clients per worker. The global model ships once per
-worker and round, each worker trains its slice on one reused model, and only the trained
-state dicts come back, in client order, to be added to the running mean as they arrive.
-Every worker holds the run's ``Prepared`` inputs (sent once, at start) and uses the run's
-``training.threads``, so the result is bit-identical to a serial run on the same machine.
+The simulated schedule needs no real computation: who is kept, and when, follows from
+profiles and links. So a round is played first, then its kept clients are trained in
+parallel, then aggregated in client order.
+
+- A method that defers its training (its config's ``defers_training``: FedAvg) plays its
+  round without tensors. Each worker trains its slice of the kept clients on one reused
+  model; only the trained state dicts come back, added to the running mean as they arrive.
+- A split method whose clients train apart (its config's ``trains_apart``: SplitFed-V1,
+  local loss, FedGKT lock-step) plays its round on meta tensors (shapes, no data) in the
+  main process (``Engine.timing``). Each worker then runs the method's own
+  ``client_round`` for its slice, without a clock (``ecofed_sim.clockless``), and sends
+  back the updates.
+
+The kept clients split into one contiguous slice per worker, balanced by sample count.
+The global state ships once per worker and round. Every worker holds the run's
+``Prepared`` inputs (sent once, at start) and uses the run's ``training.threads``, so the
+result is bit-identical to a serial run on the same machine.
 """
 
 from __future__ import annotations
@@ -20,6 +30,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from ecofed_sim.compute import on_cpu
+from ecofed_sim.methods.base import ClientUpdate
 
 if TYPE_CHECKING:
     from ecofed_sim.checks import Prepared
@@ -34,8 +45,18 @@ def _start(prep: Prepared) -> None:
     torch.set_num_threads(prep.scenario.training.threads)
     if prep.compute_device.type == "cuda":
         deterministic_cuda()
-    model = prep.build_model().to(prep.compute_device)
-    _WORKER.update(prep=prep, model=model, opt=sgd(model.parameters(), prep.scenario.training))
+    _WORKER.clear()
+    _WORKER["prep"] = prep
+    if type(prep.scenario.method).defers_training:
+        model = prep.build_model().to(prep.compute_device)
+        _WORKER.update(model=model, opt=sgd(model.parameters(), prep.scenario.training))
+    else:
+        from ecofed_sim.engine import build_method
+        from ecofed_sim.population import build_population
+
+        sc = prep.scenario
+        _WORKER.update(method=build_method(prep, prep.compute_device), devices=build_population(
+            sc, prep.library, prep.source, prep.base_dir).devices)
 
 
 def _ready() -> bool:
@@ -57,13 +78,41 @@ def _train_slice(global_state: dict[str, torch.Tensor], round_index: int,
     return states
 
 
-def _dask_train_slice(prep: Prepared, global_state: dict[str, torch.Tensor],
-                      round_index: int, clients: list[int]) -> list[dict[str, torch.Tensor]]:
+def _learn_slice(global_state: dict[str, torch.Tensor], round_index: int,
+                 played: list[tuple[int, int]]) -> list[ClientUpdate]:
+    """A split method's kept clients, each from the global state (``trains_apart``);
+    ``played``: (client, index of the device that played it)."""
+    from ecofed_sim.clockless import learn_client
+
+    prep, method, devices = _WORKER["prep"], _WORKER["method"], _WORKER["devices"]
+    torch.set_num_threads(prep.scenario.training.threads)
+    method.load_learnable_state(global_state)
+    method.begin_round(round_index, [client for client, _ in played])
+    updates = []
+    for client, device in played:
+        update = learn_client(method, prep, round_index, client, devices[device])
+        updates.append(ClientUpdate(update.client, update.num_samples,
+                                    _on_host(update.payload)))
+    return updates
+
+
+def _on_host(payload):
+    """An update's payload (state dicts, or tuples of them) in host memory."""
+    if isinstance(payload, dict):
+        return on_cpu(payload)
+    return type(payload)(_on_host(p) for p in payload)
+
+
+_WORK = {"states": _train_slice, "updates": _learn_slice}
+
+
+def _dask_work(prep: Prepared, kind: str, global_state: dict[str, torch.Tensor],
+               round_index: int, clients: list) -> list:
     """On a Dask worker: ``prep`` arrives once (scattered); the model is built on first
     use and kept for the run's later rounds."""
     if _WORKER.get("prep") is not prep:
         _start(prep)
-    return _train_slice(global_state, round_index, clients)
+    return _WORK[kind](global_state, round_index, clients)
 
 
 def slices(weights: list[int], parts: int) -> list[slice]:
@@ -79,7 +128,7 @@ def slices(weights: list[int], parts: int) -> list[slice]:
 
 
 class TrainerPool:
-    """Worker processes that train kept clients for ``defers_training`` methods."""
+    """Worker processes that train a round's kept clients (see the module docstring)."""
 
     def __init__(self, workers: int, prep: Prepared) -> None:
         self.workers = workers
@@ -91,18 +140,34 @@ class TrainerPool:
     def trained_states(self, global_state: dict[str, torch.Tensor], round_index: int,
                        clients: list[int], weights: list[int]
                        ) -> Iterator[dict[str, torch.Tensor]]:
-        """Each client's trained state, in the order of ``clients``."""
+        """Each client's trained state, in the order of ``clients`` (FedAvg)."""
+        return self._spread("states", global_state, round_index, clients, weights)
+
+    def client_updates(self, global_state: dict[str, torch.Tensor], round_index: int,
+                       played: list[tuple[int, int]], weights: list[int]
+                       ) -> Iterator[ClientUpdate]:
+        """Each client's update, in the order of ``played``: (client, index of its device
+        in the population), for ``trains_apart`` methods; ``global_state`` is the
+        method's ``learnable_state``."""
+        return self._spread("updates", global_state, round_index, played, weights)
+
+    def _spread(self, kind: str, global_state: dict[str, torch.Tensor], round_index: int,
+                clients: list, weights: list[int]) -> Iterator:
         global_state = on_cpu(global_state)
-        futures = [self._pool.submit(_train_slice, global_state, round_index, clients[s])
+        futures = [self._submit(kind, global_state, round_index, clients[s])
                    for s in slices(weights, self.workers)]
         for future in futures:
             yield from future.result()
+
+    def _submit(self, kind: str, global_state: dict[str, torch.Tensor], round_index: int,
+                clients: list):
+        return self._pool.submit(_WORK[kind], global_state, round_index, clients)
 
     def close(self) -> None:
         self._pool.shutdown(cancel_futures=True)
 
 
-class DaskTrainerPool:
+class DaskTrainerPool(TrainerPool):
     """The same on a Dask cluster (``ecofed-sim run --scheduler ADDRESS``): the run's
     inputs are broadcast to every worker once, then each round sends one slice of kept
     clients, with the global model, to each worker."""
@@ -121,15 +186,10 @@ class DaskTrainerPool:
         self.workers = max(1, len(self.client.scheduler_info().get("workers", {})))
         self._prep = self.client.scatter(prep, broadcast=True)
 
-    def trained_states(self, global_state: dict[str, torch.Tensor], round_index: int,
-                       clients: list[int], weights: list[int]
-                       ) -> Iterator[dict[str, torch.Tensor]]:
-        global_state = on_cpu(global_state)
-        futures = [self.client.submit(_dask_train_slice, self._prep, global_state,
-                                      round_index, clients[s], pure=False)
-                   for s in slices(weights, self.workers)]
-        for future in futures:
-            yield from future.result()
+    def _submit(self, kind: str, global_state: dict[str, torch.Tensor], round_index: int,
+                clients: list):
+        return self.client.submit(_dask_work, self._prep, kind, global_state, round_index,
+                                  clients, pure=False)
 
     def close(self) -> None:
         self.client.close()

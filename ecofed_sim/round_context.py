@@ -79,7 +79,7 @@ class RoundContext:
 
     def indexed_batches(self, client: int) -> Iterator[tuple[torch.Tensor, ...]]:
         """(sample indices, x, y) of this round's local epochs (``client_batches``)."""
-        return client_batches(self.engine.prep, self.data_round, client)
+        return client_batches(self.engine.batch_prep, self.data_round, client)
 
     def batch_sizes(self, client: int) -> list[int]:
         """The sizes of ``batches(client)``, in order, without touching the data: what a

@@ -126,9 +126,14 @@ def _trainer_pool(prep, workers: int, scheduler: str | None, scheduler_file: str
         log.info("asynchronous runs train each update as it arrives: running serially")
         return None
     if not type(sc.method).defers_training:
-        log.info("%s trains as it runs (its messages come from real tensors): running "
-                 "serially", sc.method.name)
-        return None
+        if not sc.method.trains_apart():
+            log.info("%s: what a client learns depends on other clients' work in event "
+                     "order (a shared server part, or state kept between rounds): running "
+                     "serially", sc.method.name)
+            return None
+        if sc.topology is not None:
+            log.info("%s through edge servers: running serially", sc.method.name)
+            return None
     from ecofed_sim.parallel import DaskTrainerPool, TrainerPool
 
     pool = (DaskTrainerPool(prep, scheduler, scheduler_file) if remote
@@ -145,10 +150,12 @@ def run(scenario: Scenario | str | Path, *, progress: bool = False,
     """Simulate a scenario (object or YAML path); raises ``ScenarioError`` on bad input.
 
     With ``record=True`` the result carries a trace that ``resimulate`` can re-play under
-    other timing parameters (see ``ecofed_sim.trace``). With ``workers > 1``, a method that
-    defers its training (fedavg) trains each round's kept clients in that many worker
-    processes (or on the Dask cluster at ``scheduler``/``scheduler_file``), with results
-    identical to ``workers=1`` on the same machine; other methods run serially.
+    other timing parameters (see ``ecofed_sim.trace``). With ``workers > 1``, each round's
+    kept clients train in that many worker processes (or on the Dask cluster at
+    ``scheduler``/``scheduler_file``), with results identical to ``workers=1`` on the same
+    machine: for fedavg, and for splitfed, local_loss and fedgkt lock-step in a
+    synchronous run without a topology (``ecofed_sim.parallel``); other runs are
+    serial.
     ``cohorts=False`` plays every client of a timing-only run as its own process (the
     reference the cohorts are tested against; ``ecofed_sim.cohorts``). With
     ``tables_dir``, the transfers, timeline, energy, participation and updates tables are

@@ -34,6 +34,14 @@ class MethodConfigBase(StrictModel):
     """per_client: the server trains a copy of its part per client, bounded by its memory
     (``ecofed_sim.server_resources``); shared: one server part for everyone."""
 
+    def trains_apart(self) -> bool:
+        """True when a kept client's learning in a synchronous round depends only on the
+        global model at the round's start and the client's own data, and changes no state
+        of the method's (its server part is a per-client copy; nothing is stored between
+        rounds). ``run --workers`` then plays the round's clocks on shapes alone and
+        trains the kept clients in worker processes (``ecofed_sim.parallel``)."""
+        return False
+
 
 class SplitConfigBase(MethodConfigBase):
     split: int | Literal["auto"]
@@ -67,6 +75,9 @@ class SplitFedConfig(SplitConfigBase):
     freeze_device: bool = Field(False, description="keep the device part at its initial "
                                 "weights: no gradient and no weights cross the network")
 
+    def trains_apart(self) -> bool:
+        return True
+
 
 class SplitFedV2Config(SplitFedConfig):
     name: Literal["splitfed_v2"]  # type: ignore[assignment]
@@ -74,6 +85,9 @@ class SplitFedV2Config(SplitFedConfig):
     timing_independent: ClassVar[bool] = False  # the shared model learns in arrival order
     per_class_split: ClassVar[bool] = False  # one shared server part needs one split
     server_copies: ClassVar[Literal["none", "per_client", "shared"]] = "shared"
+
+    def trains_apart(self) -> bool:
+        return False  # its one server part learns from every client, in arrival order
 
 
 class LocalLossConfig(AuxConfigBase):
@@ -86,6 +100,9 @@ class LocalLossConfig(AuxConfigBase):
     release_bytes: int = Field(32, ge=1, le=2**20)
     """lockstep: payload of the release message, bytes"""
 
+    def trains_apart(self) -> bool:
+        return True
+
 
 class FedGKTConfig(AuxConfigBase):
     name: Literal["fedgkt"]
@@ -97,6 +114,9 @@ class FedGKTConfig(AuxConfigBase):
     mode: Literal["lockstep", "two_phase"] = "lockstep"
     """lockstep: distil per batch both ways; two_phase: a local epoch on stored server
     logits, then an inference pass that trains the server (the EcoFed code's FedGKT)"""
+
+    def trains_apart(self) -> bool:
+        return self.mode == "lockstep"  # two_phase keeps server logits between rounds
 
 
 class AdaptivePeriod(StrictModel):
