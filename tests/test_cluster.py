@@ -149,15 +149,18 @@ def test_the_cluster_example_runs_as_written_on_its_local_stand_in(tiny_dir):
         proc.wait(timeout=60)
 
 
-def test_one_run_trains_its_clients_on_the_cluster_with_the_serial_tables(tiny_dir, cluster):
-    """``run --scheduler-file``: fedavg's kept clients train on the cluster's workers;
-    every table equals the serial run's."""
+@pytest.mark.parametrize("method", [{"name": "fedavg"}, {"name": "splitfed", "split": 2}])
+def test_one_run_trains_its_clients_on_the_cluster_with_the_serial_tables(method, tiny_dir,
+                                                                          cluster):
+    """``run --scheduler-file``: the kept clients train on the cluster's workers (FedAvg's
+    deferred training; SplitFed's clients, apart); every table equals the serial run's."""
     from ecofed_sim.run import run
     from ecofed_sim.scenario import scenario_from_dict
 
     sched_file, _ = cluster
-    raw = tiny(rounds=2, **{"population.clients": 4, "population.clients_per_round": 3,
-                            "population.devices.0.count": 4, "evaluation.every": 1})
+    raw = tiny(rounds=2, method=method, **{
+        "population.clients": 4, "population.clients_per_round": 3,
+        "population.devices.0.count": 4, "evaluation.every": 1})
     sc = scenario_from_dict(raw, "tiny.yaml")
     serial = run(sc, source="tiny.yaml", base_dir=tiny_dir)
     remote = run(sc, source="tiny.yaml", base_dir=tiny_dir, scheduler_file=str(sched_file))
@@ -168,4 +171,4 @@ def test_one_run_trains_its_clients_on_the_cluster_with_the_serial_tables(tiny_d
     with Client(scheduler_file=str(sched_file), timeout=60) as client:
         prefixes = client.run_on_scheduler(lambda dask_scheduler: list(
             dask_scheduler.task_prefixes))
-    assert "dask_train_slice" in prefixes  # the training ran there (Dask drops the "_")
+    assert "dask_work" in prefixes  # the training ran there (Dask drops the "_")

@@ -59,3 +59,53 @@ def test_a_layer_answering_with_several_tensors_keeps_pytorchs_own_path():
     for _ in range(2):  # the first call learns it, the second keeps to it
         a, b = layer(x)
         assert a.shape == (3, 5) and b.shape == (3,)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_shaped_losses_match_metas_shapes_and_leave_real_tensors_alone(reduction):
+    """``cross_entropy`` and FedGKT's ``kd_loss`` on meta answer from the memo, with the
+    gradient shapes PyTorch's meta kernels give (none for the labels); on CPU they are
+    PyTorch's own, value for value."""
+    import torch.nn.functional as F
+
+    from ecofed_sim.methods.fedgkt import kd_loss
+    from ecofed_sim.shapes_only import cross_entropy
+
+    for device in ("meta", "cpu"):
+        gen = torch.Generator().manual_seed(1)
+        logits = torch.randn(6, 10, generator=gen).to(device).requires_grad_(True)
+        teacher = torch.randn(6, 10, generator=gen).to(device)
+        y = torch.randint(0, 10, (6,), generator=gen).to(device)
+        ours = cross_entropy(logits, y, reduction=reduction) + kd_loss(logits, teacher, 3.0)
+        theirs_in = logits.detach().clone().requires_grad_(True)
+        theirs = F.cross_entropy(theirs_in, y, reduction=reduction) + kd_loss.__wrapped__(
+            theirs_in, teacher, 3.0)
+        ours.backward()
+        theirs.backward()
+        assert (ours.shape, ours.dtype) == (theirs.shape, theirs.dtype)
+        assert logits.grad.shape == theirs_in.grad.shape
+        if device == "cpu":
+            assert torch.equal(ours, theirs) and torch.equal(logits.grad, theirs_in.grad)
+
+
+def test_an_optimiser_over_meta_parameters_clears_gradients_and_steps_nowhere():
+    from types import SimpleNamespace
+
+    from ecofed_sim.methods.base import sgd
+    from ecofed_sim.shapes_only import ShapesOnlySGD
+
+    training = SimpleNamespace(lr=0.1, momentum=0.9, weight_decay=0.0)
+    model = place(build_model("small_cnn", (1, 28, 28), 10), torch.device("meta"))
+    opt = sgd(model.parameters(), training)
+    assert type(opt) is ShapesOnlySGD
+    model(torch.empty(2, 1, 28, 28, device="meta")).sum().backward()
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    assert all(p.grad is None for p in model.parameters())
+    real = build_model("small_cnn", (1, 28, 28), 10)
+    before = [p.detach().clone() for p in real.parameters()]
+    cpu_opt = sgd(real.parameters(), training)
+    assert type(cpu_opt) is torch.optim.SGD
+    real(torch.randn(2, 1, 28, 28)).sum().backward()
+    cpu_opt.step()
+    assert any(not torch.equal(a, p) for a, p in zip(before, real.parameters(), strict=True))

@@ -8,7 +8,6 @@ import copy
 from collections.abc import Generator
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ecofed_sim.aggregation import fedavg
@@ -26,7 +25,7 @@ from ecofed_sim.methods.base import (
 from ecofed_sim.methods.configs import AuxConfigBase
 from ecofed_sim.models import LayerModel, LayerStats, layer_stats, state_bytes
 from ecofed_sim.seeding import INIT, torch_gen
-from ecofed_sim.shapes_only import place
+from ecofed_sim.shapes_only import cross_entropy, place
 
 
 def build_aux_head(in_shape: tuple[int, ...], hidden: list[int], classes: int) -> LayerModel:
@@ -124,5 +123,5 @@ def aux_device_cost(model: str, device_stats, aux_stats, batch: int, fwd: bool =
 
 def server_ce_step(part, opt, act: torch.Tensor, y: torch.Tensor) -> None:
     opt.zero_grad(set_to_none=True)
-    F.cross_entropy(part(act), y).backward()
+    cross_entropy(part(act), y).backward()
     opt.step()

@@ -18,6 +18,7 @@ from torch import nn
 from ecofed_sim.methods.configs import MethodConfigBase, SplitConfigBase  # noqa: F401
 from ecofed_sim.models import LayerModel, LayerStats
 from ecofed_sim.population import Device  # noqa: F401 - re-exported for methods
+from ecofed_sim.shapes_only import ShapesOnlySGD
 
 T = TypeVar("T")
 
@@ -231,6 +232,9 @@ def load_modules_state(modules: dict[str, nn.Module], state: dict[str, torch.Ten
 
 
 def sgd(params, training) -> torch.optim.SGD:
-    """The paper's optimiser; created per client per round, so its momentum starts at 0."""
-    return torch.optim.SGD(params, lr=training.lr, momentum=training.momentum,
-                           weight_decay=training.weight_decay)
+    """The paper's optimiser; created per client per round, so its momentum starts at 0.
+    On meta parameters (a timing-only or worker-planned round), a step does nothing."""
+    params = list(params)
+    kind = ShapesOnlySGD if params and params[0].is_meta else torch.optim.SGD
+    return kind(params, lr=training.lr, momentum=training.momentum,
+                weight_decay=training.weight_decay)

@@ -22,7 +22,6 @@ from collections.abc import Generator
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ecofed_sim.aggregation import fedavg
@@ -42,6 +41,7 @@ from ecofed_sim.methods.base import (
 from ecofed_sim.methods.configs import EcoFedConfig
 from ecofed_sim.replay_buffer import ReplayBuffer
 from ecofed_sim.seeding import CODEC, REPLAY, torch_gen
+from ecofed_sim.shapes_only import cross_entropy
 
 
 class FrozenCache:
@@ -75,7 +75,7 @@ class FrozenCache:
 def train_server_step(part: nn.Module, opt: torch.optim.Optimizer, act: torch.Tensor,
                       y: torch.Tensor) -> None:
     opt.zero_grad(set_to_none=True)
-    F.cross_entropy(part(act), y).backward()
+    cross_entropy(part(act), y).backward()
     opt.step()
 
 

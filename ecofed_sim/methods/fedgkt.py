@@ -32,10 +32,12 @@ from ecofed_sim.methods.auxhead import AuxHeadMethod, aux_device_cost
 from ecofed_sim.methods.base import LABEL_BYTES, Device, Sketch, tensor_bytes, train_step
 from ecofed_sim.methods.configs import FedGKTConfig
 from ecofed_sim.seeding import CODEC
+from ecofed_sim.shapes_only import cross_entropy, shaped
 
 FP32_BYTES = 4  # logits cross the network as fp32
 
 
+@shaped  # on meta tensors (a round planned for workers, or timing only): shapes alone
 def kd_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
     t = temperature
     return F.kl_div(F.log_softmax(student / t, 1), F.softmax(teacher / t, 1),
@@ -80,7 +82,7 @@ class FedGKT(AuxHeadMethod):
             last_epoch.append((idx, x, y))
             dev_opt.zero_grad(set_to_none=True)
             logits = aux(dev(x))
-            loss = F.cross_entropy(logits, y)
+            loss = cross_entropy(logits, y)
             teacher = self.stored.get((client, idx.numpy().tobytes()))
             if teacher is not None:
                 loss = loss + cfg.alpha * kd_loss(logits, teacher, cfg.temperature)
@@ -109,7 +111,7 @@ class FedGKT(AuxHeadMethod):
             server_logits = yield from self._exchange(ctx, client, device, b, act, y,
                                                       client_logits.detach(), srv, srv_opt,
                                                       kd_weight=cfg.alpha, ce_weight=1.0)
-            loss = F.cross_entropy(client_logits, y) + cfg.alpha * kd_loss(
+            loss = cross_entropy(client_logits, y) + cfg.alpha * kd_loss(
                 client_logits, server_logits, cfg.temperature)
             loss.backward()
             dev_opt.step()
@@ -131,7 +133,7 @@ class FedGKT(AuxHeadMethod):
         def server_step(a=enc.decoded) -> torch.Tensor:
             srv_opt.zero_grad(set_to_none=True)
             logits = srv(a)
-            loss = (ce_weight * F.cross_entropy(logits, y)
+            loss = (ce_weight * cross_entropy(logits, y)
                     + kd_weight * kd_loss(logits, client_logits, temperature))
             loss.backward()
             srv_opt.step()

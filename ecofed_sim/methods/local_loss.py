@@ -23,7 +23,6 @@ import copy
 from collections.abc import Generator
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ecofed_sim.codecs import payload_bytes_for
@@ -45,6 +44,7 @@ from ecofed_sim.methods.base import (
 )
 from ecofed_sim.methods.configs import LocalLossConfig
 from ecofed_sim.seeding import CODEC
+from ecofed_sim.shapes_only import cross_entropy
 
 
 class LocalLoss(AuxHeadMethod):
@@ -88,7 +88,7 @@ class LocalLoss(AuxHeadMethod):
         for b, (x, y) in enumerate(ctx.batches(client)):
             dev_opt.zero_grad(set_to_none=True)
             act = dev(x)
-            F.cross_entropy(aux(act), y).backward()
+            cross_entropy(aux(act), y).backward()
             dev_opt.step()
             # the same learning either way; lockstep only moves the backward's time
             yield from ctx.compute(device, client, self.device_cost(len(y), bwd=not lockstep),
