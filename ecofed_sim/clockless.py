@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import torch
 
 from ecofed_sim.checks import Prepared
-from ecofed_sim.methods.base import ClientUpdate, Cost, Device
+from ecofed_sim.methods.base import Cost, Device
 from ecofed_sim.round_context import client_batches
 from ecofed_sim.seeding import torch_gen
 
@@ -94,8 +94,3 @@ class ClocklessContext:
         return [h.value for h in handles]
         yield  # a generator, as ``RoundContext.wait``
 
-
-def learn_client(method, prep: Prepared, round_index: int, client: int,
-                 device: Device) -> ClientUpdate:
-    """One client's round of ``method``, for its update alone."""
-    return finish(method.client_round(ClocklessContext(prep, round_index), client, device))

@@ -261,14 +261,18 @@ class Engine(World):
 
     def _trained_apart(self, round_index: int, selected: list[int],
                        played: list[ClientUpdate]) -> list[ClientUpdate]:
-        """The real updates of the clients ``timing`` kept, trained in the pool's workers
-        from the global state, in the same (client) order."""
+        """The real updates of the round ``timing`` played, from the pool's workers: the
+        jobs it asks for, each from the global state, taken in by the real method."""
         device_of = {client: device.name for device, clients
                      in self.population.schedule(selected) for client in clients}
-        return list(self.pool.client_updates(
+        kept = [u.client for u in played]
+        jobs = self.timing.apart_jobs(kept)
+        results = list(self.pool.run_jobs(
             self.method.learnable_state(), round_index,
-            [(u.client, self._device_index[device_of[u.client]]) for u in played],
-            [u.num_samples for u in played]))
+            [(kind, client, self._device_index[device_of[client]] if kind == "client"
+              else -1, self.method.apart_input(kind, client)) for kind, client in jobs],
+            [len(self.prep.client_indices[client]) for _, client in jobs]))
+        return self.method.take_apart(self.timing, kept, jobs, results)
 
     def aggregate(self, round_index: int, selected: list[int], updates: list[ClientUpdate],
                   learns: bool) -> None:

@@ -8,10 +8,12 @@ parallel, then aggregated in client order.
   round without tensors. Each worker trains its slice of the kept clients on one reused
   model; only the trained state dicts come back, added to the running mean as they arrive.
 - A split method whose clients train apart (its config's ``trains_apart``: SplitFed-V1,
-  local loss, FedGKT lock-step) plays its round on meta tensors (shapes, no data) in the
-  main process (``Engine.timing``). Each worker then runs the method's own
-  ``client_round`` for its slice, without a clock (``ecofed_sim.clockless``), and sends
-  back the updates.
+  local loss, FedGKT lock-step, EcoFed) plays its round on meta tensors (shapes, no
+  data) in the main process (``Engine.timing``). That instance names the jobs
+  (``Method.apart_jobs``: the kept clients' rounds; EcoFed's replays); each worker runs
+  its slice of them with the method's own code, without a clock
+  (``ecofed_sim.clockless``), and sends back the updates and what else they leave
+  (EcoFed's buffered epochs), which the real method takes in (``Method.take_apart``).
 
 The kept clients split into one contiguous slice per worker, balanced by sample count.
 The global state ships once per worker and round. Every worker holds the run's
@@ -21,11 +23,12 @@ result is bit-identical to a serial run on the same machine.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -79,31 +82,42 @@ def _train_slice(global_state: dict[str, torch.Tensor], round_index: int,
 
 
 def _learn_slice(global_state: dict[str, torch.Tensor], round_index: int,
-                 played: list[tuple[int, int]]) -> list[ClientUpdate]:
-    """A split method's kept clients, each from the global state (``trains_apart``);
-    ``played``: (client, index of the device that played it)."""
-    from ecofed_sim.clockless import learn_client
+                 jobs: list[tuple[str, int, int, Any]]) -> list[tuple[ClientUpdate, Any]]:
+    """A split method's jobs, each from the global state (``trains_apart``): (kind,
+    client, index of the device that played it or -1, what the job needs); returns each
+    job's (update, what else it left), in host memory."""
+    from ecofed_sim.clockless import ClocklessContext, finish
 
     prep, method, devices = _WORKER["prep"], _WORKER["method"], _WORKER["devices"]
     torch.set_num_threads(prep.scenario.training.threads)
     method.load_learnable_state(global_state)
-    method.begin_round(round_index, [client for client, _ in played])
-    updates = []
-    for client, device in played:
-        update = learn_client(method, prep, round_index, client, devices[device])
-        updates.append(ClientUpdate(update.client, update.num_samples,
-                                    _on_host(update.payload)))
-    return updates
+    ctx = ClocklessContext(prep, round_index)
+    results = []
+    for kind, client, device, shipped in jobs:
+        update, left = finish(method.run_apart(ctx, kind, client,
+                                               devices[device] if device >= 0 else None,
+                                               shipped))
+        results.append((ClientUpdate(update.client, update.num_samples,
+                                     _on_host(update.payload)), _on_host(left)))
+    return results
 
 
-def _on_host(payload):
-    """An update's payload (state dicts, or tuples of them) in host memory."""
-    if isinstance(payload, dict):
-        return on_cpu(payload)
-    return type(payload)(_on_host(p) for p in payload)
+def _on_host(value: Any) -> Any:
+    """Tensors (in state dicts, tuples, lists, dataclasses such as a codec's stored
+    form) copied to host memory, which is what travels between processes."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu", copy=True)
+    if isinstance(value, dict):
+        return {k: _on_host(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_on_host(v) for v in value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.replace(value, **{f.name: _on_host(getattr(value, f.name))
+                                             for f in dataclasses.fields(value) if f.init})
+    return value
 
 
-_WORK = {"states": _train_slice, "updates": _learn_slice}
+_WORK = {"states": _train_slice, "jobs": _learn_slice}
 
 
 def _dask_work(prep: Prepared, kind: str, global_state: dict[str, torch.Tensor],
@@ -143,13 +157,13 @@ class TrainerPool:
         """Each client's trained state, in the order of ``clients`` (FedAvg)."""
         return self._spread("states", global_state, round_index, clients, weights)
 
-    def client_updates(self, global_state: dict[str, torch.Tensor], round_index: int,
-                       played: list[tuple[int, int]], weights: list[int]
-                       ) -> Iterator[ClientUpdate]:
-        """Each client's update, in the order of ``played``: (client, index of its device
-        in the population), for ``trains_apart`` methods; ``global_state`` is the
-        method's ``learnable_state``."""
-        return self._spread("updates", global_state, round_index, played, weights)
+    def run_jobs(self, global_state: dict[str, torch.Tensor], round_index: int,
+                 jobs: list[tuple[str, int, int, Any]], weights: list[int]
+                 ) -> Iterator[tuple[ClientUpdate, Any]]:
+        """Each job's (update, what else it left), in the order of ``jobs`` (see
+        ``_learn_slice``), for ``trains_apart`` methods; ``global_state`` is the method's
+        ``learnable_state``."""
+        return self._spread("jobs", global_state, round_index, jobs, weights)
 
     def _spread(self, kind: str, global_state: dict[str, torch.Tensor], round_index: int,
                 clients: list, weights: list[int]) -> Iterator:

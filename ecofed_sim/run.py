@@ -153,7 +153,7 @@ def run(scenario: Scenario | str | Path, *, progress: bool = False,
     other timing parameters (see ``ecofed_sim.trace``). With ``workers > 1``, each round's
     kept clients train in that many worker processes (or on the Dask cluster at
     ``scheduler``/``scheduler_file``), with results identical to ``workers=1`` on the same
-    machine: for fedavg, and for splitfed, local_loss and fedgkt lock-step in a
+    machine: for fedavg, and for splitfed, local_loss, fedgkt lock-step and ecofed in a
     synchronous run without a topology (``ecofed_sim.parallel``); other runs are
     serial.
     ``cohorts=False`` plays every client of a timing-only run as its own process (the

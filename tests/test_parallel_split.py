@@ -21,25 +21,26 @@ from ecofed_sim.run import run
 from ecofed_sim.scenario import scenario_from_dict
 
 SLOW = {"profile": "unit_dev", "count": 1,
-        "link": {"uplink_mbps": 0.05, "downlink_mbps": 2, "rtt_ms": 40}}
+        "link": {"uplink_mbps": 0.01, "downlink_mbps": 2, "rtt_ms": 40}}
 SPLIT = {"profile": "unit_dev", "count": 2, "split": 3,
          "link": {"uplink_mbps": 1, "downlink_mbps": 2, "latency_ms": 10}}
 
 
 def _scenario(method: dict, base_dir, **changes):
-    """5 clients, 4 per round, of three kinds of device: two at the method's split, two
+    """5 clients, all in every round, of three kinds of device: two at the method's split, two
     at split 3 (``per_class_split`` methods), one slow; uneven batches, two local epochs,
     tested every round. The deadline falls between the slow client's finish and the
     others' (taken from a timing-only run), so it is cut off whenever it plays."""
     raw = tiny(**{"data.synthetic.train_samples": 57, "population.clients": 5,
-                  "population.clients_per_round": 4, "rounds": 3, "method": method,
+                  "population.clients_per_round": 5, "rounds": 3, "method": method,
                   "evaluation.every": 1, "training.local_epochs": 2,
                   "training.batch_size": 4, **changes})
     devices = raw["population"]["devices"]
     splits = CONFIGS[method["name"]].per_class_split and not method.get("freeze_device")
     raw["population"]["devices"] = [{**devices[0], "count": 2}, SLOW,
                                     SPLIT if splits else {**SPLIT, "split": None}]
-    part = run(scenario_from_dict({**raw, "learning": "none"}, "tiny.yaml"),
+    fixed = {k: v for k, v in method.items() if k != "adaptive"}  # (timing only: refused)
+    part = run(scenario_from_dict({**raw, "learning": "none", "method": fixed}, "tiny.yaml"),
                base_dir=base_dir).participation
     took_s = part.t_end_s - part.groupby("round").t_start_s.transform("min")
     part, took_s = part[took_s > 0], took_s[took_s > 0]  # (EcoFed's replay rounds: idle)
@@ -57,6 +58,11 @@ TRAIN_APART = [
     {"name": "local_loss", "split": 2, "aux_hidden": [8]},
     {"name": "local_loss", "split": 2, "lockstep": True},
     {"name": "fedgkt", "split": 2},
+    {"name": "ecofed", "split": 2},
+    {"name": "ecofed", "split": 2, "lockstep": True, "buffer_cap_bytes": 3000,
+     "eviction": "random", "replay": "round"},
+    {"name": "ecofed", "split": 2, "period": 2,
+     "adaptive": {"window": 1, "grow_above": -1.0, "min_period": 1, "max_period": 4}},
 ]
 
 
@@ -70,10 +76,10 @@ class InProcessPool:
         parallel._start(prep)
         self.parallel, self.asked = parallel, []
 
-    def client_updates(self, global_state, round_index, played, weights):
-        self.asked.append([client for client, _ in played])
-        half = len(played) // 2  # two slices, as two workers would get them
-        for part in (played[:half], played[half:]):
+    def run_jobs(self, global_state, round_index, jobs, weights):
+        self.asked.append([(kind, client) for kind, client, _, _ in jobs])
+        half = len(jobs) // 2  # two slices, as two workers would get them
+        for part in (jobs[:half], jobs[half:]):
             yield from self.parallel._learn_slice(global_state, round_index, part)
 
 
@@ -91,7 +97,8 @@ def test_kept_clients_trained_apart_give_the_serial_runs_tables_and_weights(meth
     in two slices from the global state: the same tables, bit for bit, and the same
     weights. The deadline cuts the slow client off, so what is kept comes from the
     clocks alone; the pool was asked for exactly the clients the serial run kept."""
-    sc = _scenario(method, tiny_dir)
+    # EcoFed: update, replay, update, replay (the last replays the second update's epochs)
+    sc = _scenario(method, tiny_dir, rounds=4 if method["name"] == "ecofed" else 3)
     prep = prepare(sc, "tiny.yaml", tiny_dir)
     serial, apart = Engine(prep), Engine(prep, pool=InProcessPool(prep))
     assert apart.timing is not apart.method and serial.timing is serial.method
@@ -101,17 +108,28 @@ def test_kept_clients_trained_apart_give_the_serial_runs_tables_and_weights(meth
     for name in ledgers[0]:
         pd.testing.assert_frame_equal(ledgers[0][name], ledgers[1][name], obj=name)
     _assert_same_weights(serial, apart)
-    part = ledgers[0]["participation"]
+    part, rounds = ledgers[0]["participation"], ledgers[0]["rounds"]
     kept = part[part.outcome == "completed"].groupby("round").client.apply(sorted).tolist()
-    assert apart.pool.asked == kept
-    assert any(len(k) < 4 for k in kept)  # someone was cut off
-    assert ledgers[0]["rounds"].test_accuracy.notna().all()
+    assert any(len(k) < 5 for k in kept)  # someone was cut off
+    assert rounds.test_accuracy.notna().all()
+    if method["name"] != "ecofed":
+        assert apart.pool.asked == [[("client", c) for c in k] for k in kept]
+        return
+    # EcoFed: update rounds train (at least) the kept clients; replay rounds replay
+    update = rounds.update_round.tolist()
+    assert True in update and False in update
+    for r, jobs in enumerate(apart.pool.asked):
+        assert {kind for kind, _ in jobs} <= {"client" if update[r] else "replay"}
+        if update[r]:
+            assert set(kept[r]) <= {client for _, client in jobs}
 
 
-@pytest.mark.parametrize("method", [TRAIN_APART[0], TRAIN_APART[3]],
-                         ids=["splitfed", "local_loss-lockstep"])
+@pytest.mark.parametrize("method", [TRAIN_APART[0], TRAIN_APART[3], TRAIN_APART[5]],
+                         ids=["splitfed", "local_loss-lockstep", "ecofed"])
 def test_two_worker_processes_give_the_serial_runs_tables(method, tiny_dir):
-    sc = _scenario(method, tiny_dir)
+    """The same through spawned processes: what crosses them (state dicts, EcoFed's
+    buffered epochs) arrives whole."""
+    sc = _scenario(method, tiny_dir, rounds=4 if method["name"] == "ecofed" else 3)
     serial = run(sc, source="tiny.yaml", base_dir=tiny_dir)
     parallel = run(sc, source="tiny.yaml", base_dir=tiny_dir, workers=2)
     for name in ("rounds", "transfers", "timeline", "participation", "energy"):
@@ -122,10 +140,9 @@ def test_two_worker_processes_give_the_serial_runs_tables(method, tiny_dir):
 
 @pytest.mark.parametrize("method, why", [
     ({"name": "splitfed_v2", "split": 2}, "event order"),
-    ({"name": "fedgkt", "split": 2, "mode": "two_phase"}, "event order"),
-    ({"name": "ecofed", "split": 2}, "event order")])
+    ({"name": "fedgkt", "split": 2, "mode": "two_phase"}, "event order")])
 def test_methods_whose_clients_share_state_run_serially(method, why, tiny_dir, caplog):
-    """A shared server part, stored server logits, a replay buffer: these learn from
+    """A shared server part, or server logits stored between rounds: these learn from
     other clients' work in event order, so ``--workers`` runs them serially, says so,
     and gives the serial run's tables."""
     sc = _scenario(method, tiny_dir, rounds=2)
@@ -141,7 +158,7 @@ def test_trains_apart_is_declared_by_the_methods_that_keep_no_shared_state():
     apart = {name for name, config in CONFIGS.items() if config.model_validate(
         {"name": name, **({"split": 2} if issubclass(config, SplitConfigBase) else {})}
     ).trains_apart()}
-    assert apart == {"splitfed", "local_loss", "fedgkt"}
+    assert apart == {"splitfed", "local_loss", "fedgkt", "ecofed"}
     two_phase = CONFIGS["fedgkt"].model_validate({"name": "fedgkt", "split": 2,
                                                   "mode": "two_phase"})
     assert not two_phase.trains_apart()

@@ -189,6 +189,29 @@ class Method:
         """Aggregate; called once every client of the round has finished."""
         raise NotImplementedError
 
+    # -- training apart (``run --workers``; the config's ``trains_apart``)
+    def apart_jobs(self, kept: list[int]) -> list[tuple[str, int]]:
+        """On the instance that played the round on meta tensors: the (kind, client) jobs
+        worker processes must run for its learning, in order. Default: each kept
+        client's round."""
+        return [("client", client) for client in kept]
+
+    def apart_input(self, kind: str, client: int) -> Any:
+        """On the real instance: what a job needs beyond the global state (None)."""
+        return None
+
+    def run_apart(self, ctx: RoundContext, kind: str, client: int, device: Device | None,
+                  shipped: Any) -> Generator:
+        """In a worker, without a clock: one job; returns (its update, what else it
+        leaves behind for ``take_apart``)."""
+        return (yield from self.client_round(ctx, client, device)), None
+
+    def take_apart(self, timing: Method, kept: list[int], jobs: list[tuple[str, int]],
+                   results: list[tuple[ClientUpdate, Any]]) -> list[ClientUpdate]:
+        """On the real instance: the jobs' results in; the updates to aggregate out (the
+        kept clients', in client order)."""
+        return [update for update, _ in results]
+
     def eval_model(self) -> nn.Module:
         raise NotImplementedError
 

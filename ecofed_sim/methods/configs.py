@@ -35,11 +35,12 @@ class MethodConfigBase(StrictModel):
     (``ecofed_sim.server_resources``); shared: one server part for everyone."""
 
     def trains_apart(self) -> bool:
-        """True when a kept client's learning in a synchronous round depends only on the
-        global model at the round's start and the client's own data, and changes no state
-        of the method's (its server part is a per-client copy; nothing is stored between
-        rounds). ``run --workers`` then plays the round's clocks on shapes alone and
-        trains the kept clients in worker processes (``ecofed_sim.parallel``)."""
+        """True when a client's learning in a synchronous round depends only on the
+        global model at the round's start, its own data and what the method ships it
+        (``Method.apart_input``), and leaves nothing in the method but what it hands back
+        (``Method.run_apart``): its server part is a per-client copy. ``run --workers``
+        then plays the round's clocks on shapes alone and trains the clients in worker
+        processes (``ecofed_sim.parallel``)."""
         return False
 
 
@@ -181,6 +182,9 @@ class EcoFedConfig(SplitConfigBase):
             raise ValueError(f"period {self.period} is outside adaptive.min_period.."
                              f"max_period ({a.min_period}..{a.max_period})")
         return self
+
+    def trains_apart(self) -> bool:
+        return True  # update rounds bring each epoch back to the buffer; replays ship it
 
 
 BUILT_IN_CONFIGS: tuple[type[MethodConfigBase], ...] = (

@@ -39,7 +39,7 @@ from ecofed_sim.methods.base import (
     train_step,
 )
 from ecofed_sim.methods.configs import EcoFedConfig
-from ecofed_sim.replay_buffer import ReplayBuffer
+from ecofed_sim.replay_buffer import Entry, ReplayBuffer
 from ecofed_sim.seeding import CODEC, REPLAY, torch_gen
 from ecofed_sim.shapes_only import cross_entropy
 
@@ -124,6 +124,7 @@ class EcoFed(Method):
     # --- round structure
     def begin_round(self, round_index: int, clients: list[int]) -> None:
         self.round_index = round_index
+        self.puts_after = self.buffer._counter  # entries stored later: this round's
         self.update_round = round_index - self.last_update >= self.period
         if self.update_round:
             self.last_update = round_index
@@ -212,6 +213,47 @@ class EcoFed(Method):
                                        "replay_step")
         samples = sum(len(y) for _, y in entry.batches)
         return ClientUpdate(client, samples, part.state_dict())
+
+    # --- training apart (``run --workers``): update rounds train each client's copy on
+    # its stream and bring its buffered epoch back; replay rounds ship buffered epochs
+    def apart_jobs(self, kept: list[int]) -> list[tuple[str, int]]:
+        """Update rounds: every client that was kept or buffered an epoch (one finishing
+        in the same instant as the last kept one buffers without being kept). Replay
+        rounds: each drawn client's replay, repeats included."""
+        if not self.update_round:
+            return [("replay", client) for client in sorted(self.replay_targets)]
+        stored = [c for c, e in self.buffer.entries.items() if e.stored_at > self.puts_after]
+        return [("client", client) for client in sorted({*kept, *stored})]
+
+    def apart_input(self, kind: str, client: int) -> Any:
+        return self.buffer.entries[client] if kind == "replay" else None
+
+    def run_apart(self, ctx: RoundContext, kind: str, client: int, device: Device | None,
+                  shipped: Any) -> Generator:
+        if kind == "replay":
+            self.buffer = ReplayBuffer(entries={client: shipped})
+            return (yield from self._replay_one(ctx, client)), None
+        self.update_round, self.buffer = True, ReplayBuffer()
+        update = yield from self.client_round(ctx, client, device)
+        return update, self.buffer.entries[client].batches
+
+    def take_apart(self, timing: Method, kept: list[int], jobs: list[tuple[str, int]],
+                   results: list[tuple[ClientUpdate, Any]]) -> list[ClientUpdate]:
+        """Update rounds: this buffer becomes ``timing``'s (which played the round's
+        puts and evictions in event order, on meta tensors), holding the real epochs;
+        the kept clients' updates are aggregated. Replay rounds: every replay's."""
+        if not self.update_round:
+            return [update for update, _ in results]
+        fresh = {client: left for (_, client), (_, left) in zip(jobs, results, strict=True)}
+        played = timing.buffer
+        self.buffer.entries = {
+            client: Entry(fresh[client] if e.stored_at > timing.puts_after
+                          else self.buffer.entries[client].batches, e.nbytes, e.stored_at)
+            for client, e in played.entries.items()}
+        self.buffer._counter, self.buffer.dropped = played._counter, played.dropped
+        wanted = set(kept)
+        return [update for (_, client), (update, _) in zip(jobs, results, strict=True)
+                if client in wanted]
 
     # --- asynchronous split FL (ecofed_sim.async_engine)
     _shared_opt: torch.optim.Optimizer | None = None
