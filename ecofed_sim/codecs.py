@@ -75,11 +75,47 @@ def _ungroup(g: torch.Tensor, shape: tuple[int, ...], granularity: str) -> torch
     return g.reshape(shape)
 
 
-class UniformCodec:
+_META_ENCODED: dict[tuple, Encoded] = {}
+
+
+class Codec:
+    """What every codec shares: on a tensor with a shape and no data (``meta``: a
+    timing-only round, or one played for worker processes), the encoding depends on the
+    shape alone, so it is worked out once per shape and reused. PyTorch would otherwise
+    work out each quantizer op's meta result in Python, op by op (nearly half of such an
+    EcoFed round). The decoded tensor is new on every call; the stored form is shared
+    (it has no data to change)."""
+
+    key: object  # what the encoding depends on besides the shape
+
+    def encode(self, x: torch.Tensor, gen: torch.Generator | None = None) -> Encoded:
+        if not x.is_meta:
+            return self._encode(x, gen)
+        memo = (type(self), self.key, tuple(x.shape), x.dtype)
+        done = _META_ENCODED.get(memo)
+        if done is None:
+            done = _META_ENCODED[memo] = self._encode(x.detach(), gen)
+        decoded = torch.empty(done.decoded.shape, dtype=done.decoded.dtype, device=x.device)
+        return Encoded(decoded, done.payload_bytes, done.stored)
+
+    def decode(self, stored: Stored) -> torch.Tensor:
+        wire = stored.packed if stored.params is None else stored.params
+        if isinstance(wire, torch.Tensor) and wire.is_meta:
+            return torch.empty(stored.shape, device=wire.device)  # every codec decodes fp32
+        return self._decode(stored)
+
+    def _encode(self, x: torch.Tensor, gen: torch.Generator | None) -> Encoded:
+        raise NotImplementedError
+
+    def _decode(self, stored: Stored) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class UniformCodec(Codec):
     """Uniform quantization: q = round(x / scale) + zero_point, per tensor or channel."""
 
     def __init__(self, spec: CodecSpec) -> None:
-        self.spec = spec
+        self.spec = self.key = spec
         b = spec.bits
         self.q_min, self.q_max = ((-(2 ** (b - 1) - 1), 2 ** (b - 1) - 1)
                                   if spec.scheme == "symmetric" else (0, 2**b - 1))
@@ -95,7 +131,7 @@ class UniformCodec:
         scale = top / self.q_max
         return torch.where(scale > 0, scale, torch.ones_like(scale)), torch.zeros_like(scale)
 
-    def encode(self, x: torch.Tensor, gen: torch.Generator | None = None) -> Encoded:
+    def _encode(self, x: torch.Tensor, gen: torch.Generator | None = None) -> Encoded:
         x = x.detach().float()
         g = _groups(x, self.spec.granularity)
         scale, zero = self._params(g)
@@ -114,7 +150,7 @@ class UniformCodec:
         nbytes = packed.nbytes + n_params * SCALE_BYTES
         return Encoded(decoded, nbytes, Stored(packed, params.clone(), tuple(x.shape), nbytes))
 
-    def decode(self, stored: Stored) -> torch.Tensor:
+    def _decode(self, stored: Stored) -> torch.Tensor:
         numel = math.prod(stored.shape)
         device = stored.params.device  # where the encoder ran
         q = unpack_bits(stored.packed, self.spec.bits, numel).to(device).float() + self.q_min
@@ -126,34 +162,34 @@ class UniformCodec:
         return _ungroup((g - zero[:, None]) * scale[:, None], stored.shape, self.spec.granularity)
 
 
-class FloatCodec:
+class FloatCodec(Codec):
     """fp32 (identity) or fp16 (half precision on the wire)."""
 
     def __init__(self, spec: CodecSpec) -> None:
-        self.dtype = torch.float16 if spec.kind == "fp16" else torch.float32
+        self.dtype = self.key = torch.float16 if spec.kind == "fp16" else torch.float32
 
-    def encode(self, x: torch.Tensor, gen: torch.Generator | None = None) -> Encoded:
+    def _encode(self, x: torch.Tensor, gen: torch.Generator | None = None) -> Encoded:
         wire = x.detach().to(self.dtype)
         nbytes = wire.numel() * wire.element_size()
         return Encoded(wire.float(), nbytes, Stored(wire.clone(), None, tuple(x.shape), nbytes))
 
-    def decode(self, stored: Stored) -> torch.Tensor:
+    def _decode(self, stored: Stored) -> torch.Tensor:
         return stored.packed.float()
 
 
-class TopKCodec:
+class TopKCodec(Codec):
     """Keep the ``fraction`` largest-magnitude elements (fp32 values) plus their positions,
     sent as int32 indices or a bitmask, whichever ``index`` says (``auto``: the cheaper)."""
 
     def __init__(self, spec: CodecSpec) -> None:
-        self.spec = spec
+        self.spec = self.key = spec
 
     def index_kind(self, numel: int, k: int) -> str:
         if self.spec.index != "auto":
             return self.spec.index
         return "indices" if k * INDEX_BYTES <= math.ceil(numel / 8) else "mask"
 
-    def encode(self, x: torch.Tensor, gen: torch.Generator | None = None) -> Encoded:
+    def _encode(self, x: torch.Tensor, gen: torch.Generator | None = None) -> Encoded:
         flat = x.detach().float().reshape(-1)
         k = max(1, math.ceil(self.spec.fraction * flat.numel()))
         idx = flat.abs().topk(k, sorted=False).indices.sort().values
@@ -165,7 +201,7 @@ class TopKCodec:
         stored = Stored(torch.stack([idx.float(), values]), None, tuple(x.shape), nbytes)
         return Encoded(decoded, nbytes, stored)
 
-    def decode(self, stored: Stored) -> torch.Tensor:
+    def _decode(self, stored: Stored) -> torch.Tensor:
         idx, values = stored.packed[0].long(), stored.packed[1]
         flat = torch.zeros(math.prod(stored.shape), device=values.device).index_copy_(
             0, idx, values)

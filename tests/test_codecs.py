@@ -142,3 +142,10 @@ def test_a_tensor_without_data_costs_what_the_real_one_costs(spec):
     assert shaped.payload_bytes == codec.encode(real, torch.Generator().manual_seed(1)
                                                 ).payload_bytes
     assert shaped.decoded.shape == real.shape and shaped.decoded.is_meta
+    again = codec.encode(real.to("meta").requires_grad_(True))  # from the shape memo
+    assert again.payload_bytes == shaped.payload_bytes
+    assert again.stored.nbytes == codec.encode(real).stored.nbytes
+    assert again.decoded is not shaped.decoded and not again.decoded.requires_grad
+    back = codec.decode(again.stored)
+    assert back.is_meta and back.shape == real.shape
+    assert back.dtype == codec.decode(codec.encode(real).stored).dtype
