@@ -47,11 +47,44 @@ def client_batches(prep: Prepared, round_index: int, client: int
             yield batch, x.to(device), y.to(device)
 
 
-class RoundContext:
+class RoundData:
+    """A round's data as a method sees it: each client's batches and seeded generators,
+    drawn from ``batch_prep`` and keyed by (seed, round, client). Shared by the engine's
+    contexts and the clockless one of worker processes (``ecofed_sim.clockless``), so
+    both draw the same."""
+
+    batch_prep: Prepared
+    data_round: int  # what keys the data order and random draws
+
+    def num_samples(self, client: int) -> int:
+        return len(self.batch_prep.client_indices[client])
+
+    def indexed_batches(self, client: int) -> Iterator[tuple[torch.Tensor, ...]]:
+        """(sample indices, x, y) of this round's local epochs (``client_batches``)."""
+        return client_batches(self.batch_prep, self.data_round, client)
+
+    def batch_sizes(self, client: int) -> list[int]:
+        """The sizes of ``batches(client)``, in order, without touching the data: what a
+        method needs to price a client's compute before (or without) its real training."""
+        return self.batch_prep.scenario.training.batch_sizes(self.num_samples(client))
+
+    def batches(self, client: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for _, x, y in self.indexed_batches(client):
+            yield x, y
+
+    def generator(self, stream: int, *parts: int, round_index: int | None = None
+                  ) -> torch.Generator:
+        """A torch generator keyed by (seed, stream, round, parts): reproducible alone."""
+        rnd = self.data_round if round_index is None else round_index
+        return torch_gen(self.batch_prep.scenario.seed, stream, rnd, *parts)
+
+
+class RoundContext(RoundData):
     """The engine services one round offers to a method (see ``methods.base``)."""
 
     def __init__(self, engine: World, round_index: int, data_round: int | None = None) -> None:
         self.engine = engine
+        self.batch_prep = engine.batch_prep
         self.round = round_index
         # what keys the data order and random draws: the round, or an asynchronous job
         self.data_round = round_index if data_round is None else data_round
@@ -73,28 +106,6 @@ class RoundContext:
         if who is None:
             who = self._names[client] = [(member.name, c) for member, c in cohort]
         return who
-
-    def num_samples(self, client: int) -> int:
-        return len(self.engine.prep.client_indices[client])
-
-    def indexed_batches(self, client: int) -> Iterator[tuple[torch.Tensor, ...]]:
-        """(sample indices, x, y) of this round's local epochs (``client_batches``)."""
-        return client_batches(self.engine.batch_prep, self.data_round, client)
-
-    def batch_sizes(self, client: int) -> list[int]:
-        """The sizes of ``batches(client)``, in order, without touching the data: what a
-        method needs to price a client's compute before (or without) its real training."""
-        return self.engine.scenario.training.batch_sizes(self.num_samples(client))
-
-    def batches(self, client: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        for _, x, y in self.indexed_batches(client):
-            yield x, y
-
-    def generator(self, stream: int, *parts: int, round_index: int | None = None
-                  ) -> torch.Generator:
-        """A torch generator keyed by (seed, stream, round, parts): reproducible alone."""
-        rnd = self.data_round if round_index is None else round_index
-        return torch_gen(self.engine.scenario.seed, stream, rnd, *parts)
 
     def _record(self, *op) -> None:
         if self.engine.recorder is not None:
