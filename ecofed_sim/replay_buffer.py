@@ -44,6 +44,22 @@ class ReplayBuffer:
         self._counter += 1
         self.entries[client] = Entry(batches, nbytes, self._counter)
 
+    @property
+    def puts(self) -> int:
+        """How many entries have been stored so far (evicted ones included)."""
+        return self._counter
+
+    def mirror(self, played: ReplayBuffer, since: int, fresh: dict[int, list]) -> None:
+        """Become ``played``: its entries, in its order, with its counters. An entry it
+        stored after its first ``since`` puts holds ``fresh[client]``; the others keep
+        this buffer's batches. ``run --workers`` fills a buffer on shapes alone, in
+        event order, then gives it the epochs the workers encoded."""
+        self.entries = {client: Entry(fresh[client] if e.stored_at > since
+                                      else self.entries[client].batches,
+                                      e.nbytes, e.stored_at)
+                        for client, e in played.entries.items()}
+        self._counter, self.dropped = played._counter, played.dropped
+
     def _evict(self, gen: torch.Generator | None) -> None:
         if self.eviction == "oldest":
             victim = min(self.entries, key=lambda c: self.entries[c].stored_at)

@@ -111,6 +111,32 @@ def test_replay_buffer_eviction_and_draws():
     assert buf.draw(2, torch.Generator(), among=[7, 8]) == []
 
 
+def test_a_buffer_filled_on_shapes_mirrors_with_the_real_epochs():
+    """``mirror``: the played buffer's entries, order and counters; entries stored after
+    ``since`` puts take the fresh epochs, the rest keep their own."""
+    class S:
+        def __init__(self, n):
+            self.nbytes = n
+
+    y = torch.zeros(1, dtype=torch.long)
+    real, played = ReplayBuffer(cap_bytes=70), ReplayBuffer(cap_bytes=70)
+    for buf in (real, played):
+        buf.put(1, [(S(22), y)])
+        buf.put(2, [(S(22), y)])
+    since = played.puts
+    played.put(3, [(S(22), y)])  # evicts 1 (oldest)
+    played.put(2, [(S(12), y)])  # 2 again, smaller
+    new3, new2 = [("three", y)], [("two", y)]
+    old2 = real.entries[2].batches
+    real.mirror(played, since, {3: new3, 2: new2})
+    assert list(real.entries) == list(played.entries) == [3, 2]
+    assert real.entries[3].batches is new3 and real.entries[2].batches is new2
+    assert real.entries[2].batches is not old2 and real.nbytes == played.nbytes == 50
+    assert real.puts == played.puts == 4 and real.dropped == played.dropped
+    real.mirror(played, played.puts, {})  # nothing stored since: each keeps its epoch
+    assert real.entries[3].batches is new3
+
+
 def test_adaptive_period_grows_while_accuracy_gains(tiny_dir):
     raw = tiny(rounds=6, method={**ECOFED, "period": 1, "adaptive": {
         "window": 1, "grow_above": -1.0, "shrink_below": -2.0, "max_period": 4}})

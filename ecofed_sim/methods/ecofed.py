@@ -39,7 +39,7 @@ from ecofed_sim.methods.base import (
     train_step,
 )
 from ecofed_sim.methods.configs import EcoFedConfig
-from ecofed_sim.replay_buffer import Entry, ReplayBuffer
+from ecofed_sim.replay_buffer import ReplayBuffer
 from ecofed_sim.seeding import CODEC, REPLAY, torch_gen
 from ecofed_sim.shapes_only import cross_entropy
 
@@ -124,7 +124,7 @@ class EcoFed(Method):
     # --- round structure
     def begin_round(self, round_index: int, clients: list[int]) -> None:
         self.round_index = round_index
-        self.puts_after = self.buffer._counter  # entries stored later: this round's
+        self.puts_after = self.buffer.puts  # entries stored later are this round's
         self.update_round = round_index - self.last_update >= self.period
         if self.update_round:
             self.last_update = round_index
@@ -245,12 +245,7 @@ class EcoFed(Method):
         if not self.update_round:
             return [update for update, _ in results]
         fresh = {client: left for (_, client), (_, left) in zip(jobs, results, strict=True)}
-        played = timing.buffer
-        self.buffer.entries = {
-            client: Entry(fresh[client] if e.stored_at > timing.puts_after
-                          else self.buffer.entries[client].batches, e.nbytes, e.stored_at)
-            for client, e in played.entries.items()}
-        self.buffer._counter, self.buffer.dropped = played._counter, played.dropped
+        self.buffer.mirror(timing.buffer, timing.puts_after, fresh)
         wanted = set(kept)
         return [update for (_, client), (update, _) in zip(jobs, results, strict=True)
                 if client in wanted]
