@@ -199,7 +199,8 @@ def run(scenario: Scenario | str | Path, *, progress: bool = False,
         trace = Trace(learning_key(scenario), engine.recorder.rounds)
     # the scenario as run: with any ``split: auto`` replaced by the planner's pick
     results = Results.from_frames(engine.scenario, frames,
-                                  manifest(scenario, started, workers=workers,
+                                  manifest(scenario, started,
+                                           workers=1 if pool is None else pool.workers,
                                            device=str(prep.compute_device)), trace)
     results.files = engine.ledger.files
     return results

@@ -152,6 +152,7 @@ def test_methods_whose_clients_share_state_run_serially(method, why, tiny_dir, c
     assert any(why in r.getMessage() and "serially" in r.getMessage()
                for r in caplog.records)
     pd.testing.assert_frame_equal(serial.rounds, again.rounds)
+    assert again.manifest["workers"] == 1  # what ran, not what was asked for
 
 
 def test_trains_apart_is_declared_by_the_methods_that_keep_no_shared_state():
