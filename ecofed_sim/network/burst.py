@@ -13,7 +13,10 @@ acknowledgements return, and arrives after the hole. Linux then:
   timer of whole jiffies plus two (``TCP_TIMEOUT_MIN``), which fires half a jiffy early on
   average. If nothing follows the hole, the tail loss probe (RFC 8985 section 7) resends
   the last segment two smoothed RTTs after the last acknowledgement, and the
-  acknowledgement of that probe starts recovery;
+  acknowledgement of that probe starts recovery. If the whole window was lost (other
+  bursts filled the buffer), nothing comes back to release the rest of the message: the
+  probe, sent two RTTs after the burst, is its next segment, and the window and the rest
+  all go in recovery's rounds;
 - resends the lost segments in round trips. Proportional rate reduction (RFC 6937), far
   below its threshold, lets each acknowledgement release what it delivered plus one
   segment: the first round resends as many as were delivered after the hole, and every
@@ -21,8 +24,14 @@ acknowledgements return, and arrives after the hole. Linux then:
   one).
 
 Bursts from several connections into one bottleneck (a server sending to many devices
-over its own slower link) share its buffer in the order they leave: a later burst finds
-the earlier ones' segments queued ahead of it, and less room.
+over its own slower link, or devices uploading through the server's) share its buffer in
+the order they leave: a later burst finds the earlier ones' segments queued ahead of it,
+and less room. A drop-tail queue is first in, first out, so the bottleneck also serves
+them in that order (``serve_in_arrival_order``): of five 11-segment messages arriving
+together, the first is through after a fifth of the time that sharing the rate would give
+all of them. On the delay line, five devices uploading 16 KB each every batch desynchronise
+this way and keep the bottleneck busy; with the rate shared, they would finish together
+and leave it idle for a one-way delay every batch.
 
 Traced on the delay line (``benchmarks/delayline/capture.py``): 100 KB at 20 Mbit/s and
 10 ms RTT loses 5 segments behind a 64-packet buffer, marks them after 9 ms of RACK, and
@@ -33,7 +42,9 @@ resends 1, 2 and 2, the last byte arriving at 87 ms (this model: 86.8 ms); 1 MB 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from ecofed_sim.network.tcp import TcpParams
 
@@ -47,6 +58,7 @@ class BurstLoss:
     accepted: int  # full segments the buffer took, ahead of the hole
     lost: int  # full segments dropped
     after: int  # segments that arrive after the hole (a short last one, and the rest)
+    unsent: int = 0  # of those, the ones beyond the window: sent as acknowledgements come
 
 
 def burst_loss(tcp: TcpParams, window_bits: float, wire_bits: float,
@@ -63,7 +75,7 @@ def burst_loss(tcp: TcpParams, window_bits: float, wire_bits: float,
     lost = burst - short_last - room
     if lost <= 0:
         return None
-    return BurstLoss(room, lost, short_last + total - burst)
+    return BurstLoss(room, lost, short_last + total - burst, total - burst)
 
 
 def recovery_end_s(tcp: TcpParams, loss: BurstLoss, rate_bps: float, rtt_s: float,
@@ -75,7 +87,13 @@ def recovery_end_s(tcp: TcpParams, loss: BurstLoss, rate_bps: float, rtt_s: floa
     back_s = rtt_s - latency_s
     lost, after = loss.lost, loss.after
     queued_s = ahead_bits / rate_bps + loss.accepted * seg_s  # ahead of the hole
-    if after == 0:  # nothing follows the hole: the tail loss probe resends the last one
+    if loss.accepted == 0 and after == loss.unsent > 0:
+        # the whole window was lost, so no acknowledgement releases the rest: the tail
+        # loss probe sends the next segment 2 RTTs after the burst; once it is
+        # acknowledged, the window and the rest go in recovery's rounds
+        sack_s = ahead_bits / rate_bps + 2 * rtt_s + rtt_s + seg_s
+        lost, after = lost + after - 1, 1
+    elif after == 0:  # nothing follows the hole: the tail loss probe resends the last one
         probe_s = rtt_s + queued_s + 2 * rtt_s  # 2 RTTs after the last ACK
         if lost == 1:
             return probe_s + latency_s + seg_s
@@ -95,3 +113,38 @@ def recovery_end_s(tcp: TcpParams, loss: BurstLoss, rate_bps: float, rtt_s: floa
     while lost > size:
         lost, send_s, size = lost - size, send_s + rtt_s + seg_s, 2 * size
     return send_s + latency_s + lost * seg_s
+
+
+class QueuedFlow(Protocol):
+    constraints: tuple
+    rate_bps: float
+    burst_neck: object  # the capacity whose queue holds it as one burst (None: not a burst)
+    burst_seq: int  # its place in arrival order
+
+
+def serve_in_arrival_order(flows: Sequence[QueuedFlow]) -> None:
+    """Re-deal the max-min rates of bursts queued at one bottleneck first come, first
+    served: together they keep what sharing gave them there, but the earliest takes all it
+    can (up to what its other capacities have spare), then the next. Other flows keep
+    their rates; a flow without a burst at a shared bottleneck is untouched."""
+    queues: dict[int, list[QueuedFlow]] = {}
+    for f in flows:
+        if f.burst_neck is not None:
+            queues.setdefault(id(f.burst_neck), []).append(f)
+    queues = {k: q for k, q in queues.items() if len(q) > 1}
+    if not queues:
+        return
+    spare: dict[int, float] = {}
+    for f in flows:
+        for c in f.constraints:
+            spare[id(c)] = spare.get(id(c), c.rate_bps) - f.rate_bps
+    for queue in queues.values():
+        pool_bps = sum(f.rate_bps for f in queue)
+        for f in sorted(queue, key=lambda f: f.burst_seq):
+            others = [id(c) for c in f.constraints if c is not f.burst_neck]
+            room_bps = min((spare[k] for k in others), default=math.inf)
+            rate = max(min(pool_bps, f.rate_bps + max(room_bps, 0.0)), 0.0)
+            for k in others:
+                spare[k] -= rate - f.rate_bps
+            pool_bps -= rate
+            f.rate_bps = rate

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import simpy
 
-from ecofed_sim.network.burst import burst_loss, recovery_end_s
+from ecofed_sim.network.burst import burst_loss, recovery_end_s, serve_in_arrival_order
 from ecofed_sim.network.fairshare import max_min_rates
 from ecofed_sim.network.links import MBPS, Capacity, DeviceLink, wire_bytes
 from ecofed_sim.network.tcp import BITS_PER_BYTE, TcpParams, Window
@@ -58,6 +58,8 @@ class Flow:
     loss_cap_at_bits: float = 0.0  # ... ``remaining_bits`` falls to this (the first loss)
     weights: tuple[int, ...] | None = None  # a cohort's flows per constraint (None: one)
     pattern: tuple = ()  # ids of ``constraints`` (and weights): the flow's part of a memo key
+    burst_neck: Capacity | None = None  # where it queues as one burst (``network.burst``)
+    burst_seq: int = 0  # its place in the order bursts arrive
 
     def __post_init__(self) -> None:
         self._set_pattern()
@@ -101,6 +103,7 @@ class Network:
     # for a run), and the same patterns recur every batch: memoise them.
     _rates_cache: dict[tuple, list[float]] = field(default_factory=dict)
     _memo_flows: int = 0  # flows in the memo's keys
+    _bursts: itertools.count = field(default_factory=itertools.count)  # arrival order
     cohort_ids: dict[tuple, int] = field(default_factory=dict)  # link states (``cohorts``)
 
     def wire_bytes(self, payload_bytes: int) -> float:
@@ -136,7 +139,7 @@ class Network:
         ``delivered_fraction`` attribute: the share of the wire bytes that got through."""
         delay_s = link.delay_s()
         wire_bits = self.wire_bytes(payload_bytes) * BITS_PER_BYTE
-        window, recovered_s = None, None
+        window, recovered_s, neck = None, None, None
         try:
             if self.tcp is not None and payload_bytes > 0:
                 window = yield from self._open_window(link, direction, delay_s)
@@ -154,6 +157,8 @@ class Network:
             else:
                 recovered_s = self._burst_recovery_s(link, direction, window, wire_bits,
                                                      delay_s)
+                if self.tcp.burst_loss and count == 1 and window.start_bits >= wire_bits:
+                    neck = self.bottleneck(link, direction)  # it queues there as one block
         server_in, server_out = link.server or (self.server_in, self.server_out)
         path = (link.up, server_in) if direction == "up" else (server_out, link.down)
         device_side = link.up if direction == "up" else link.down
@@ -164,7 +169,8 @@ class Network:
                 weights = None if count == 1 else tuple(  # each member has its own link
                     1 if c is device_side else count for c in path)
                 flow = Flow(path, bits, self.env.event(), window=window, total_bits=bits,
-                            weights=weights)
+                            weights=weights, burst_neck=neck,
+                            burst_seq=next(self._bursts) if neck is not None else 0)
                 self._arm_loss_cap(link, direction, flow)
                 if window is not None:
                     link.connection.sending[direction] = flow
@@ -322,6 +328,9 @@ class Network:
             f.rate_bps = 0.0  # a window-blocked flow takes no capacity
         for f, rate in zip(sending, self._rates(sending), strict=True):
             f.rate_bps = rate
+        if self.tcp is not None and self.tcp.burst_loss:
+            serve_in_arrival_order(sending)  # a burst waits for those queued before it
+            sending = [f for f in sending if f.rate_bps > 0]
         waits = [max(f.remaining_bits, 0.0) / f.rate_bps for f in sending]
         waits += [max(f.remaining_bits - f.loss_cap_at_bits, 0.0) / f.rate_bps
                   for f in sending if f.loss_cap]
