@@ -83,8 +83,9 @@ class NetworkSpec(StrictModel):
     hystart: bool = Field(True, json_schema_extra=TIMING)
     """tcp: Cubic's HyStart ends the first slow start early (Linux tcp_cubic hystart=1)"""
     burst_loss: bool = Field(True, json_schema_extra=TIMING)
-    """tcp: a window sent at once into an idle bottleneck loses what its buffer cannot
-    hold, and is recovered as Linux does (RACK, proportional rate reduction)"""
+    """tcp: a window sent at once into a bottleneck loses what its buffer cannot hold,
+    and is recovered as Linux does (RACK, tail loss probe, proportional rate reduction);
+    bursts queued at one bottleneck go through first in, first out"""
     cubic_beta: float = Field(0.7, gt=0, lt=1, json_schema_extra=TIMING)
     """tcp: the share of the window kept after a loss (Cubic, RFC 9438; Linux 717/1024)"""
     timer_tick_ms: float = Field(4.0, ge=0, le=100, json_schema_extra=TIMING)

@@ -104,6 +104,7 @@ class Network:
     _rates_cache: dict[tuple, list[float]] = field(default_factory=dict)
     _memo_flows: int = 0  # flows in the memo's keys
     _bursts: itertools.count = field(default_factory=itertools.count)  # arrival order
+    _queued_bursts: int = 0  # burst flows on the network (ordering needs two)
     cohort_ids: dict[tuple, int] = field(default_factory=dict)  # link states (``cohorts``)
 
     def wire_bytes(self, payload_bytes: int) -> float:
@@ -172,6 +173,7 @@ class Network:
                             weights=weights, burst_neck=neck,
                             burst_seq=next(self._bursts) if neck is not None else 0)
                 self._arm_loss_cap(link, direction, flow)
+                self._queued_bursts += neck is not None
                 if window is not None:
                     link.connection.sending[direction] = flow
                 self.flows.append(flow)  # rate 0 until this instant's solve (which drains)
@@ -191,6 +193,7 @@ class Network:
                     cut.delivered_fraction = 1.0 - min(missing_bits / wire_bits, 1.0)
                     raise
                 finally:
+                    self._queued_bursts -= neck is not None
                     self._keep_window(link, direction, flow)
         finally:
             device_side.active -= 1
@@ -328,7 +331,7 @@ class Network:
             f.rate_bps = 0.0  # a window-blocked flow takes no capacity
         for f, rate in zip(sending, self._rates(sending), strict=True):
             f.rate_bps = rate
-        if self.tcp is not None and self.tcp.burst_loss:
+        if self._queued_bursts > 1:
             serve_in_arrival_order(sending)  # a burst waits for those queued before it
             sending = [f for f in sending if f.rate_bps > 0]
         waits = [max(f.remaining_bits, 0.0) / f.rate_bps for f in sending]
