@@ -269,8 +269,9 @@ class Engine(World):
         jobs = self.timing.apart_jobs(kept)
         results = list(self.pool.run_jobs(
             self.method.learnable_state(), round_index,
-            [(kind, client, self._device_index[device_of[client]] if kind == "client"
-              else -1, self.method.apart_input(kind, client)) for kind, client in jobs],
+            [(kind, client, self._device_index[device_of[client]]
+              if kind in self.method.device_jobs else -1,
+              self.method.apart_input(kind, client, self.timing)) for kind, client in jobs],
             [len(self.prep.client_indices[client]) for _, client in jobs]))
         return self.method.take_apart(self.timing, kept, jobs, results)
 

@@ -97,8 +97,8 @@ def _learn_slice(global_state: dict[str, torch.Tensor], round_index: int,
         update, left = finish(method.run_apart(ctx, kind, client,
                                                devices[device] if device >= 0 else None,
                                                shipped))
-        results.append((ClientUpdate(update.client, update.num_samples,
-                                     _on_host(update.payload)), _on_host(left)))
+        results.append((update and ClientUpdate(update.client, update.num_samples,
+                                                _on_host(update.payload)), _on_host(left)))
     return results
 
 

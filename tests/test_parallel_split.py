@@ -58,12 +58,18 @@ TRAIN_APART = [
     {"name": "local_loss", "split": 2, "aux_hidden": [8]},
     {"name": "local_loss", "split": 2, "lockstep": True},
     {"name": "fedgkt", "split": 2},
+    {"name": "fedgkt", "split": 2, "mode": "two_phase"},
     {"name": "ecofed", "split": 2},
     {"name": "ecofed", "split": 2, "lockstep": True, "buffer_cap_bytes": 3000,
      "eviction": "random", "replay": "round"},
     {"name": "ecofed", "split": 2, "period": 2,
      "adaptive": {"window": 1, "grow_above": -1.0, "min_period": 1, "max_period": 4}},
 ]
+
+
+def _settings(method: dict) -> dict:
+    """FedGKT two-phase finds its stored logits again only with batches fixed."""
+    return {"training.shuffle": "fixed"} if method.get("mode") == "two_phase" else {}
 
 
 class InProcessPool:
@@ -98,7 +104,8 @@ def test_kept_clients_trained_apart_give_the_serial_runs_tables_and_weights(meth
     weights. The deadline cuts the slow client off, so what is kept comes from the
     clocks alone; the pool was asked for exactly the clients the serial run kept."""
     # EcoFed: update, replay, update, replay (the last replays the second update's epochs)
-    sc = _scenario(method, tiny_dir, rounds=4 if method["name"] == "ecofed" else 3)
+    sc = _scenario(method, tiny_dir, rounds=4 if method["name"] == "ecofed" else 3,
+                   **_settings(method))
     prep = prepare(sc, "tiny.yaml", tiny_dir)
     serial, apart = Engine(prep), Engine(prep, pool=InProcessPool(prep))
     assert apart.timing is not apart.method and serial.timing is serial.method
@@ -112,6 +119,16 @@ def test_kept_clients_trained_apart_give_the_serial_runs_tables_and_weights(meth
     kept = part[part.outcome == "completed"].groupby("round").client.apply(sorted).tolist()
     assert any(len(k) < 5 for k in kept)  # someone was cut off
     assert rounds.test_accuracy.notna().all()
+    if method.get("mode") == "two_phase":  # and the logits the cut-off client stored
+        cut = [[c for c in range(5) if c not in k] for k in kept]
+        assert apart.pool.asked == [[("client", c) for c in k] + [("cut", c) for c in d]
+                                    for k, d in zip(kept, cut, strict=True)]
+        ours, theirs = serial.method.stored, apart.method.stored
+        assert ours.keys() == theirs.keys() == set(range(5))
+        for client, logits in ours.items():
+            assert logits.keys() == theirs[client].keys()
+            assert all(torch.equal(v, theirs[client][k]) for k, v in logits.items())
+        return
     if method["name"] != "ecofed":
         assert apart.pool.asked == [[("client", c) for c in k] for k in kept]
         return

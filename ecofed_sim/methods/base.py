@@ -196,8 +196,11 @@ class Method:
         client's round."""
         return [("client", client) for client in kept]
 
-    def apart_input(self, kind: str, client: int) -> Any:
-        """On the real instance: what a job needs beyond the global state (None)."""
+    device_jobs: tuple[str, ...] = ("client",)  # job kinds run on the client's device
+
+    def apart_input(self, kind: str, client: int, timing: Method) -> Any:
+        """On the real instance: what a job needs beyond the global state (None), given
+        ``timing``, the instance that played the round."""
         return None
 
     def run_apart(self, ctx: RoundContext, kind: str, client: int, device: Device | None,

@@ -117,7 +117,7 @@ class FedGKTConfig(AuxConfigBase):
     logits, then an inference pass that trains the server (the EcoFed code's FedGKT)"""
 
     def trains_apart(self) -> bool:
-        return self.mode == "lockstep"  # two_phase keeps server logits between rounds
+        return True  # two_phase: stored server logits travel with the jobs
 
 
 class AdaptivePeriod(StrictModel):

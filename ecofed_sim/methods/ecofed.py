@@ -225,7 +225,7 @@ class EcoFed(Method):
         stored = [c for c, e in self.buffer.entries.items() if e.stored_at > self.puts_after]
         return [("client", client) for client in sorted({*kept, *stored})]
 
-    def apart_input(self, kind: str, client: int) -> Any:
+    def apart_input(self, kind: str, client: int, timing: Method) -> Any:
         return self.buffer.entries[client] if kind == "replay" else None
 
     def run_apart(self, ctx: RoundContext, kind: str, client: int, device: Device | None,

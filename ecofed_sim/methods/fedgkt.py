@@ -16,6 +16,10 @@ Two variants (``mode``):
   sends, per batch, activations, labels and client logits; the server trains on KD +
   alpha * CE and returns its logits, stored for the next round. Bytes per round equal the
   lock-step variant's; device compute, timing and what is learned do not.
+
+Both train apart on workers (``run --workers``). Two-phase jobs carry the client's stored
+logits out and back; a client cut off during its inference pass still stored logits for
+the batches it finished, so it gets a job that goes that far (``cut``).
 """
 
 from __future__ import annotations
@@ -23,13 +27,22 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Generator
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from ecofed_sim.codecs import payload_bytes_for
 from ecofed_sim.methods.auxhead import AuxHeadMethod, aux_device_cost
-from ecofed_sim.methods.base import LABEL_BYTES, Device, Sketch, tensor_bytes, train_step
+from ecofed_sim.methods.base import (
+    LABEL_BYTES,
+    ClientUpdate,
+    Device,
+    Method,
+    Sketch,
+    tensor_bytes,
+    train_step,
+)
 from ecofed_sim.methods.configs import FedGKTConfig
 from ecofed_sim.seeding import CODEC
 from ecofed_sim.shapes_only import cross_entropy, shaped
@@ -64,18 +77,29 @@ class FedGKT(AuxHeadMethod):
                       train_step(model, stats[split:], batch), logits_bytes, after,
                       weights_down_bytes=weights, weights_up_bytes=weights)
 
+    device_jobs = ("client", "cut")
+
     def __init__(self, config: FedGKTConfig, setup) -> None:
         super().__init__(config, setup)
-        self.stored: dict[tuple[int, bytes], torch.Tensor] = {}  # two_phase: server logits
+        # two_phase: server logits per client, by the batch's sample indices
+        self.stored: dict[int, dict[bytes, torch.Tensor]] = {}
+        self.stored_now: dict[int, int] = {}  # this round: batches whose logits it stored
+
+    def begin_round(self, round_index: int, clients: list[int]) -> None:
+        self.stored_now = {}
 
     def train_locally(self, ctx, client: int, device: Device) -> Generator:
         if self.config.mode == "two_phase":
             return (yield from self._two_phase(ctx, client, device))
         return (yield from self._lockstep(ctx, client, device))
 
-    def _two_phase(self, ctx, client: int, device: Device) -> Generator:
+    def _two_phase(self, ctx, client: int, device: Device,
+                   limit: int | None = None) -> Generator:
+        """``limit``: stop after that many batches of the inference pass (a cut-off
+        client's logits, re-made apart)."""
         cfg = self.config
         dev, aux, dev_opt, srv, srv_opt = self.local_models(client)
+        stored = self.stored.setdefault(client, {})
         per_epoch = math.ceil(ctx.num_samples(client) / self.setup.training.batch_size)
         last_epoch: deque = deque(maxlen=per_epoch)  # the inference pass walks it again
         for idx, x, y in ctx.indexed_batches(client):  # (a) local epochs, no traffic
@@ -83,13 +107,15 @@ class FedGKT(AuxHeadMethod):
             dev_opt.zero_grad(set_to_none=True)
             logits = aux(dev(x))
             loss = cross_entropy(logits, y)
-            teacher = self.stored.get((client, idx.numpy().tobytes()))
+            teacher = stored.get(idx.numpy().tobytes())
             if teacher is not None:
                 loss = loss + cfg.alpha * kd_loss(logits, teacher, cfg.temperature)
             loss.backward()
             dev_opt.step()
             yield from ctx.compute(device, client, self.device_cost(len(y)), "local_step")
         for b, (idx, x, y) in enumerate(last_epoch):  # (b) inference pass, server learns
+            if b == limit:
+                break
             with torch.no_grad():
                 act = dev(x)
                 client_logits = aux(act)
@@ -97,8 +123,43 @@ class FedGKT(AuxHeadMethod):
             server_logits = yield from self._exchange(ctx, client, device, b, act, y,
                                                       client_logits, srv, srv_opt,
                                                       kd_weight=1.0, ce_weight=cfg.alpha)
-            self.stored[(client, idx.numpy().tobytes())] = server_logits
+            stored[idx.numpy().tobytes()] = server_logits
+            self.stored_now[client] = b + 1
         return dev, aux, srv
+
+    # -- training apart: two-phase jobs carry their stored logits
+    def apart_jobs(self, kept: list[int]) -> list[tuple[str, int]]:
+        """The kept clients' rounds; two-phase, also the logits of clients cut off after
+        storing some."""
+        cut = sorted(set(self.stored_now) - set(kept))
+        return super().apart_jobs(kept) + [("cut", client) for client in cut]
+
+    def apart_input(self, kind: str, client: int, timing: Method) -> Any:
+        if self.config.mode != "two_phase":
+            return None
+        return (self.stored.get(client, {}),
+                timing.stored_now[client] if kind == "cut" else None)
+
+    def run_apart(self, ctx, kind: str, client: int, device: Device | None,
+                  shipped: Any) -> Generator:
+        if shipped is None:
+            return (yield from super().run_apart(ctx, kind, client, device, shipped))
+        self.stored[client] = dict(shipped[0])
+        try:
+            if kind == "cut":
+                yield from self._two_phase(ctx, client, device, limit=shipped[1])
+                return None, self.stored[client]
+            return (yield from self.client_round(ctx, client, device)), self.stored[client]
+        finally:
+            del self.stored[client]  # this worker's copy; the real one is the main's
+
+    def take_apart(self, timing: Method, kept: list[int], jobs: list[tuple[str, int]],
+                   results: list[tuple[ClientUpdate, Any]]) -> list[ClientUpdate]:
+        for (_, client), (_, stored) in zip(jobs, results, strict=True):
+            if stored is not None:
+                self.stored[client] = stored
+        return [update for (kind, _), (update, _) in zip(jobs, results, strict=True)
+                if kind == "client"]
 
     def _lockstep(self, ctx, client: int, device: Device) -> Generator:
         cfg = self.config
