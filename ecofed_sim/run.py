@@ -128,8 +128,7 @@ def _trainer_pool(prep, workers: int, scheduler: str | None, scheduler_file: str
     if not type(sc.method).defers_training:
         if not sc.method.trains_apart():
             log.info("%s: what a client learns depends on other clients' work in event "
-                     "order (a shared server part, or state kept between rounds): running "
-                     "serially", sc.method.name)
+                     "order (a shared server part): running serially", sc.method.name)
             return None
         if sc.topology is not None:
             log.info("%s through edge servers: running serially", sc.method.name)

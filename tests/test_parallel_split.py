@@ -141,12 +141,14 @@ def test_kept_clients_trained_apart_give_the_serial_runs_tables_and_weights(meth
             assert set(kept[r]) <= {client for _, client in jobs}
 
 
-@pytest.mark.parametrize("method", [TRAIN_APART[0], TRAIN_APART[3], TRAIN_APART[5]],
-                         ids=["splitfed", "local_loss-lockstep", "ecofed"])
+@pytest.mark.parametrize("method", [TRAIN_APART[0], TRAIN_APART[3], TRAIN_APART[5],
+                                    TRAIN_APART[6]],
+                         ids=["splitfed", "local_loss-lockstep", "fedgkt-two_phase", "ecofed"])
 def test_two_worker_processes_give_the_serial_runs_tables(method, tiny_dir):
     """The same through spawned processes: what crosses them (state dicts, EcoFed's
     buffered epochs) arrives whole."""
-    sc = _scenario(method, tiny_dir, rounds=4 if method["name"] == "ecofed" else 3)
+    sc = _scenario(method, tiny_dir, rounds=4 if method["name"] == "ecofed" else 3,
+                   **_settings(method))
     serial = run(sc, source="tiny.yaml", base_dir=tiny_dir)
     parallel = run(sc, source="tiny.yaml", base_dir=tiny_dir, workers=2)
     for name in ("rounds", "transfers", "timeline", "participation", "energy"):
@@ -155,13 +157,10 @@ def test_two_worker_processes_give_the_serial_runs_tables(method, tiny_dir):
     assert parallel.manifest["workers"] == 2
 
 
-@pytest.mark.parametrize("method, why", [
-    ({"name": "splitfed_v2", "split": 2}, "event order"),
-    ({"name": "fedgkt", "split": 2, "mode": "two_phase"}, "event order")])
+@pytest.mark.parametrize("method, why", [({"name": "splitfed_v2", "split": 2}, "event order")])
 def test_methods_whose_clients_share_state_run_serially(method, why, tiny_dir, caplog):
-    """A shared server part, or server logits stored between rounds: these learn from
-    other clients' work in event order, so ``--workers`` runs them serially, says so,
-    and gives the serial run's tables."""
+    """A shared server part learns from every client's work in event order, so
+    ``--workers`` runs it serially, says so, and gives the serial run's tables."""
     sc = _scenario(method, tiny_dir, rounds=2)
     serial = run(sc, source="tiny.yaml", base_dir=tiny_dir)
     with caplog.at_level(logging.INFO, logger="ecofed_sim"):
@@ -179,7 +178,7 @@ def test_trains_apart_is_declared_by_the_methods_that_keep_no_shared_state():
     assert apart == {"splitfed", "local_loss", "fedgkt", "ecofed"}
     two_phase = CONFIGS["fedgkt"].model_validate({"name": "fedgkt", "split": 2,
                                                   "mode": "two_phase"})
-    assert not two_phase.trains_apart()
+    assert two_phase.trains_apart()  # its stored logits travel with the jobs
 
 
 def test_a_clockless_round_refuses_a_fragment_that_asks_for_the_clock(tiny_dir):

@@ -117,7 +117,7 @@ class FedGKTConfig(AuxConfigBase):
     logits, then an inference pass that trains the server (the EcoFed code's FedGKT)"""
 
     def trains_apart(self) -> bool:
-        return True  # two_phase: stored server logits travel with the jobs
+        return True  # two_phase: each job takes its client's stored logits out and back
 
 
 class AdaptivePeriod(StrictModel):
