@@ -268,12 +268,21 @@ class Engine(World):
         kept = [u.client for u in played]
         jobs = self.timing.apart_jobs(kept)
         results = list(self.pool.run_jobs(
-            self.method.learnable_state(), round_index,
+            self.start_states(), round_index,
             [(kind, client, self._device_index[device_of[client]]
               if kind in self.method.device_jobs else -1,
-              self.method.apart_input(kind, client, self.timing)) for kind, client in jobs],
+              self.method.apart_input(kind, client, self.timing), self.start_key(client))
+             for kind, client in jobs],
             [len(self.prep.client_indices[client]) for _, client in jobs]))
         return self.method.take_apart(self.timing, kept, jobs, results)
+
+    def start_states(self) -> dict[str, dict[str, torch.Tensor]]:
+        """The states clients start their rounds from, by key (``start_key``): here
+        the global model alone."""
+        return {"": self.method.learnable_state()}
+
+    def start_key(self, client: int) -> str:
+        return ""
 
     def aggregate(self, round_index: int, selected: list[int], updates: list[ClientUpdate],
                   learns: bool) -> None:

@@ -114,6 +114,15 @@ class HierarchicalEngine(Engine):
                                          for c, e in self._home.items()}
         return super().run_round(round_index)
 
+    def start_states(self) -> dict[str, dict[str, torch.Tensor]]:
+        """Split methods' clients start from their edge's model (workers get each)."""
+        if not self._starts_at_edges:
+            return super().start_states()
+        return {name: edge.state for name, edge in self.edges.items()}
+
+    def start_key(self, client: int) -> str:
+        return self._home[client] if self._starts_at_edges else ""
+
     def _edge(self, client: int) -> str:
         return self._edge_of.get(client) or self._home[client]
 

@@ -81,19 +81,22 @@ def _train_slice(global_state: dict[str, torch.Tensor], round_index: int,
     return states
 
 
-def _learn_slice(global_state: dict[str, torch.Tensor], round_index: int,
-                 jobs: list[tuple[str, int, int, Any]]) -> list[tuple[ClientUpdate, Any]]:
-    """A split method's jobs, each from the global state (``trains_apart``): (kind,
-    client, index of the device that played it or -1, what the job needs); returns each
-    job's (update, what else it left), in host memory."""
+def _learn_slice(start_states: dict[str, dict[str, torch.Tensor]], round_index: int,
+                 jobs: list[tuple[str, int, int, Any, str]]) -> list[tuple[ClientUpdate, Any]]:
+    """A split method's jobs (``trains_apart``): (kind, client, index of the device that
+    played it or -1, what the job needs, the key of the state in ``start_states`` it
+    starts from: the global model, or with edge servers its edge's); returns each job's
+    (update, what else it left), in host memory."""
     from ecofed_sim.clockless import ClocklessContext, finish
 
     prep, method, devices = _WORKER["prep"], _WORKER["method"], _WORKER["devices"]
     torch.set_num_threads(prep.scenario.training.threads)
-    method.load_learnable_state(global_state)
     ctx = ClocklessContext(prep, round_index)
-    results = []
-    for kind, client, device, shipped in jobs:
+    results, loaded = [], None
+    for kind, client, device, shipped, start in jobs:
+        if start != loaded:  # jobs copy what they start from, so it stays loaded
+            method.load_learnable_state(start_states[start])
+            loaded = start
         update, left = finish(method.run_apart(ctx, kind, client,
                                                devices[device] if device >= 0 else None,
                                                shipped))
@@ -157,19 +160,25 @@ class TrainerPool:
         """Each client's trained state, in the order of ``clients`` (FedAvg)."""
         return self._spread("states", global_state, round_index, clients, weights)
 
-    def run_jobs(self, global_state: dict[str, torch.Tensor], round_index: int,
-                 jobs: list[tuple[str, int, int, Any]], weights: list[int]
+    def run_jobs(self, start_states: dict[str, dict[str, torch.Tensor]], round_index: int,
+                 jobs: list[tuple[str, int, int, Any, str]], weights: list[int]
                  ) -> Iterator[tuple[ClientUpdate, Any]]:
         """Each job's (update, what else it left), in the order of ``jobs`` (see
-        ``_learn_slice``), for ``trains_apart`` methods; ``global_state`` is the method's
-        ``learnable_state``."""
-        return self._spread("jobs", global_state, round_index, jobs, weights)
+        ``_learn_slice``), for ``trains_apart`` methods; ``start_states``: the
+        ``learnable_state`` each job starts from, by key. A slice gets the ones its
+        jobs name."""
+        return self._spread("jobs", start_states, round_index, jobs, weights)
 
-    def _spread(self, kind: str, global_state: dict[str, torch.Tensor], round_index: int,
-                clients: list, weights: list[int]) -> Iterator:
-        global_state = on_cpu(global_state)
-        futures = [self._submit(kind, global_state, round_index, clients[s])
-                   for s in slices(weights, self.workers)]
+    def _spread(self, kind: str, state: dict, round_index: int, clients: list,
+                weights: list[int]) -> Iterator:
+        parts = [clients[s] for s in slices(weights, self.workers)]
+        if kind == "jobs":  # each slice gets the start states its jobs name
+            states = {key: on_cpu(v) for key, v in state.items()}
+            shipped = [{job[4]: states[job[4]] for job in part} for part in parts]
+        else:
+            shipped = [on_cpu(state)] * len(parts)
+        futures = [self._submit(kind, st, round_index, part)
+                   for st, part in zip(shipped, parts, strict=True)]
         for future in futures:
             yield from future.result()
 

@@ -130,9 +130,6 @@ def _trainer_pool(prep, workers: int, scheduler: str | None, scheduler_file: str
             log.info("%s: what a client learns depends on other clients' work in event "
                      "order (a shared server part): running serially", sc.method.name)
             return None
-        if sc.topology is not None:
-            log.info("%s through edge servers: running serially", sc.method.name)
-            return None
     from ecofed_sim.parallel import DaskTrainerPool, TrainerPool
 
     pool = (DaskTrainerPool(prep, scheduler, scheduler_file) if remote

@@ -81,3 +81,20 @@ def cut_transfer(env, net, link, direction: str, payload_bytes: int, at_s: float
     env.process(cutter())
     env.run()
     return seen
+
+
+class InProcessPool:
+    """``parallel.TrainerPool``'s worker functions, called here: the same code path as
+    the spawned workers', and a count of what it was asked to train."""
+
+    def __init__(self, prep) -> None:
+        from ecofed_sim import parallel
+
+        parallel._start(prep)
+        self.parallel, self.asked = parallel, []
+
+    def run_jobs(self, start_states, round_index, jobs, weights):
+        self.asked.append([(kind, client) for kind, client, *_ in jobs])
+        half = len(jobs) // 2  # two slices, as two workers would get them
+        for part in (jobs[:half], jobs[half:]):
+            yield from self.parallel._learn_slice(start_states, round_index, part)

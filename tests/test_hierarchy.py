@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 from conftest import TINY_MODEL_PARAMS, tiny, write_scenario
-from helpers import plot_kind_of_run, run_dict
+from helpers import InProcessPool, plot_kind_of_run, run_dict
 
 from ecofed_sim.aggregation import fedavg
 from ecofed_sim.cli import main
@@ -285,3 +285,29 @@ def test_split_clients_start_from_their_edges_model_between_cloud_rounds(tiny_di
         edge = held[engine._home[client]]
         for key, value in state.items():
             assert torch.equal(value, edge[f"{name}.{key}"]), (client, key)
+
+
+@pytest.mark.parametrize("method", [{"name": "splitfed", "split": 4},
+                                    {"name": "local_loss", "split": 3},
+                                    {"name": "ecofed", "split": 4, "period": 2}],
+                         ids=lambda m: m["name"])
+def test_split_methods_at_edges_train_apart_as_they_do_serially(tiny_dir, method):
+    """cloud_every 2, so the edges' models differ in every other round: clients trained
+    in two slices, each from its own edge's model (``start_states``), give the serial
+    run's tables, edge models and cloud model, bit for bit."""
+    prep = prepare(scenario_from_dict(_two_edges(_flat(method=method, rounds=4),
+                                                 cloud_every=2), "tiny.yaml"),
+                   "tiny.yaml", tiny_dir)
+    serial, apart = HierarchicalEngine(prep), HierarchicalEngine(prep, pool=InProcessPool(prep))
+    assert apart.timing is not apart.method
+    for r in range(4):
+        assert serial.run_round(r) == apart.run_round(r)
+    ledgers = serial.ledger.frames(), apart.ledger.frames()
+    for name in ledgers[0]:
+        pd.testing.assert_frame_equal(ledgers[0][name], ledgers[1][name], obj=name)
+    pairs = [(serial.method.learnable_state(), apart.method.learnable_state())]
+    pairs += [(serial.edges[e].state, apart.edges[e].state) for e in ("a", "b")]
+    for ours, theirs in pairs:
+        assert ours.keys() == theirs.keys()
+        assert all(torch.equal(v, theirs[k]) for k, v in ours.items())
+    assert len(apart.pool.asked) == 4 and all(apart.pool.asked)  # every round, apart

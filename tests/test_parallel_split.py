@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import torch
 from conftest import tiny
+from helpers import InProcessPool
 
 from ecofed_sim.clockless import ClocklessContext, finish
 from ecofed_sim.engine import Engine
@@ -70,23 +71,6 @@ TRAIN_APART = [
 def _settings(method: dict) -> dict:
     """FedGKT two-phase finds its stored logits again only with batches fixed."""
     return {"training.shuffle": "fixed"} if method.get("mode") == "two_phase" else {}
-
-
-class InProcessPool:
-    """``parallel.TrainerPool``'s worker functions, called here: the same code path as
-    the spawned workers', and a count of what it was asked to train."""
-
-    def __init__(self, prep) -> None:
-        from ecofed_sim import parallel
-
-        parallel._start(prep)
-        self.parallel, self.asked = parallel, []
-
-    def run_jobs(self, global_state, round_index, jobs, weights):
-        self.asked.append([(kind, client) for kind, client, _, _ in jobs])
-        half = len(jobs) // 2  # two slices, as two workers would get them
-        for part in (jobs[:half], jobs[half:]):
-            yield from self.parallel._learn_slice(global_state, round_index, part)
 
 
 def _assert_same_weights(a: Engine, b: Engine) -> None:
