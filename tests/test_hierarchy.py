@@ -11,6 +11,7 @@ import torch
 from conftest import TINY_MODEL_PARAMS, tiny, write_scenario
 from helpers import InProcessPool, plot_kind_of_run, run_dict
 
+import ecofed_sim
 from ecofed_sim.aggregation import fedavg
 from ecofed_sim.cli import main
 from ecofed_sim.engine import Engine
@@ -311,3 +312,14 @@ def test_split_methods_at_edges_train_apart_as_they_do_serially(tiny_dir, method
         assert ours.keys() == theirs.keys()
         assert all(torch.equal(v, theirs[k]) for k, v in ours.items())
     assert len(apart.pool.asked) == 4 and all(apart.pool.asked)  # every round, apart
+
+
+def test_split_at_edges_on_two_worker_processes_gives_the_serial_tables(tiny_dir):
+    sc = scenario_from_dict(_two_edges(_flat(method={"name": "splitfed", "split": 4}),
+                                       cloud_every=2), "tiny.yaml")
+    serial = ecofed_sim.run(sc, source="tiny.yaml", base_dir=tiny_dir)
+    parallel = ecofed_sim.run(sc, source="tiny.yaml", base_dir=tiny_dir, workers=2)
+    assert parallel.manifest["workers"] == 2
+    for name in ("rounds", "transfers", "timeline", "participation"):
+        pd.testing.assert_frame_equal(getattr(serial, name), getattr(parallel, name),
+                                      obj=name)
