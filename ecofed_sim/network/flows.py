@@ -104,7 +104,8 @@ class Network:
     _rates_cache: dict[tuple, list[float]] = field(default_factory=dict)
     _memo_flows: int = 0  # flows in the memo's keys
     _bursts: itertools.count = field(default_factory=itertools.count)  # arrival order
-    _queued_bursts: int = 0  # burst flows on the network (ordering needs two)
+    _bursts_at: dict[int, int] = field(default_factory=dict)  # bottleneck id -> bursts
+    _shared_necks: int = 0  # bottlenecks holding two bursts or more (then order matters)
     cohort_ids: dict[tuple, int] = field(default_factory=dict)  # link states (``cohorts``)
 
     def wire_bytes(self, payload_bytes: int) -> float:
@@ -173,7 +174,8 @@ class Network:
                             weights=weights, burst_neck=neck,
                             burst_seq=next(self._bursts) if neck is not None else 0)
                 self._arm_loss_cap(link, direction, flow)
-                self._queued_bursts += neck is not None
+                if neck is not None:
+                    self._count_burst(neck, 1)
                 if window is not None:
                     link.connection.sending[direction] = flow
                 self.flows.append(flow)  # rate 0 until this instant's solve (which drains)
@@ -193,7 +195,8 @@ class Network:
                     cut.delivered_fraction = 1.0 - min(missing_bits / wire_bits, 1.0)
                     raise
                 finally:
-                    self._queued_bursts -= neck is not None
+                    if neck is not None:
+                        self._count_burst(neck, -1)
                     self._keep_window(link, direction, flow)
         finally:
             device_side.active -= 1
@@ -219,6 +222,14 @@ class Network:
         window.lost_segments = loss.lost
         return sent_s + recovery_end_s(self.tcp, loss, neck.rate_bps, rtt_s, delay_s,
                                        ahead_bits)
+
+    def _count_burst(self, neck: Capacity, change: int) -> None:
+        """Bursts queued per bottleneck: ordering them matters only where two meet."""
+        before = self._bursts_at.get(id(neck), 0)
+        self._bursts_at[id(neck)] = after = before + change
+        self._shared_necks += (after >= 2) - (before >= 2)
+        if after == 0:
+            del self._bursts_at[id(neck)]
 
     def _arm_loss_cap(self, link: DeviceLink, direction: str, flow: Flow) -> None:
         """Random loss caps the flow once its connection has sent 1/p segments."""
@@ -331,7 +342,7 @@ class Network:
             f.rate_bps = 0.0  # a window-blocked flow takes no capacity
         for f, rate in zip(sending, self._rates(sending), strict=True):
             f.rate_bps = rate
-        if self._queued_bursts > 1:
+        if self._shared_necks:
             serve_in_arrival_order(sending)  # a burst waits for those queued before it
             sending = [f for f in sending if f.rate_bps > 0]
         waits = [max(f.remaining_bits, 0.0) / f.rate_bps for f in sending]
