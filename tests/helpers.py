@@ -98,3 +98,27 @@ class InProcessPool:
         half = len(jobs) // 2  # two slices, as two workers would get them
         for part in (jobs[:half], jobs[half:]):
             yield from self.parallel._learn_slice(start_states, round_index, part)
+
+
+def two_messages_at_once(net, direction: str, payload_bytes: int, window_bits: float,
+                         device_mbps: float = 100.0) -> dict[str, float]:
+    """Devices ``a`` and ``b`` each start a message through ``net`` at time 0, on open
+    connections (one way 5 ms, RTT 10 ms) with ``window_bits`` and no idle restart; when
+    each message's last bit arrives."""
+    from ecofed_sim.network import DeviceLink
+
+    ends = {}
+
+    def send(name):
+        link = DeviceLink.from_mbps(name, device_mbps, device_mbps, 5)
+        link.rtt_s = 0.01
+        link.connection.open = True
+        link.connection.window_bits[direction] = window_bits
+        link.connection.last_send_end_s[direction] = 0.0
+        yield from net.transfer(link, direction, payload_bytes)
+        ends[name] = net.env.now
+
+    net.env.process(send("a"))
+    net.env.process(send("b"))
+    net.env.run()
+    return ends

@@ -11,8 +11,9 @@ from types import SimpleNamespace
 
 import pytest
 import simpy
+from helpers import two_messages_at_once
 
-from ecofed_sim.network import Capacity, DeviceLink, Network, TcpParams
+from ecofed_sim.network import Capacity, Network, TcpParams
 from ecofed_sim.network.burst import serve_in_arrival_order
 
 BITS = 83_696  # 10,000 bytes on the wire
@@ -21,23 +22,9 @@ BITS = 83_696  # 10,000 bytes on the wire
 def _uploads(tcp: TcpParams, device_mbps: float, server_mbps: float) -> dict[str, float]:
     """Two devices send 10,000 bytes at once on open connections (window 10 segments,
     no idle), one way 5 ms; when each message's last bit arrives."""
-    env = simpy.Environment()
-    net = Network(env, Capacity("in", server_mbps * 1e6), Capacity("out", 1e9), tcp=tcp)
-    ends = {}
-
-    def upload(name):
-        link = DeviceLink.from_mbps(name, device_mbps, device_mbps, 5)
-        link.rtt_s = 0.01
-        link.connection.open = True
-        link.connection.window_bits["up"] = tcp.initial_window_bits
-        link.connection.last_send_end_s["up"] = 0.0
-        yield from net.transfer(link, "up", 10_000)
-        ends[name] = env.now
-
-    env.process(upload("a"))
-    env.process(upload("b"))
-    env.run()
-    return ends
+    net = Network(simpy.Environment(), Capacity("in", server_mbps * 1e6),
+                  Capacity("out", 1e9), tcp=tcp)
+    return two_messages_at_once(net, "up", 10_000, tcp.initial_window_bits, device_mbps)
 
 
 def test_bursts_at_a_shared_bottleneck_are_served_in_the_order_they_came():

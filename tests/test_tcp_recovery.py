@@ -12,7 +12,7 @@ import math
 
 import pytest
 import simpy
-from helpers import cut_transfer
+from helpers import cut_transfer, two_messages_at_once
 
 from ecofed_sim.network import Capacity, DeviceLink, Network, TcpParams, time_messages
 from ecofed_sim.network.burst import BurstLoss, burst_loss, recovery_end_s
@@ -247,22 +247,9 @@ def test_bursts_into_one_bottleneck_share_its_buffer_in_the_order_they_leave():
       + 5 = 49.364 ms; RACK marks the hole 10 ms later; rounds of 1, 2, 4, 8, 16, 32 and
       the last 6 go a round trip and a segment apart: sent at 59.364 + 6 x 10.6056 =
       122.9976 ms, they arrive at 131.6312 ms."""
-    env = simpy.Environment()
-    net = Network(env, Capacity("in", 1e9), Capacity("out", 20e6), tcp=TcpParams())
-    ends = {}
-
-    def download(name):
-        link = DeviceLink.from_mbps(name, 100, 100, 5)
-        link.rtt_s = 0.01
-        link.connection.open = True
-        link.connection.window_bits["down"] = 902_030.4
-        link.connection.last_send_end_s["down"] = 0.0
-        yield from net.transfer(link, "down", 100_000)
-        ends[name] = env.now
-
-    env.process(download("a"))
-    env.process(download("b"))
-    env.run()
+    net = Network(simpy.Environment(), Capacity("in", 1e9), Capacity("out", 20e6),
+                  tcp=TcpParams())
+    ends = two_messages_at_once(net, "down", 100_000, 902_030.4)
     assert ends == {"a": pytest.approx(0.080_5752 + 0.005 + 2 * S20, abs=1e-12),
                     "b": pytest.approx(0.1229976 + 0.005 + 6 * S20, abs=1e-12)}
 
