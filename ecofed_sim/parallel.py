@@ -82,11 +82,13 @@ def _train_slice(global_state: dict[str, torch.Tensor], round_index: int,
 
 
 def _learn_slice(start_states: dict[str, dict[str, torch.Tensor]], round_index: int,
-                 jobs: list[tuple[str, int, int, Any, str]]) -> list[tuple[ClientUpdate, Any]]:
+                 jobs: list[tuple[str, int, int, Any, str]]
+                 ) -> list[tuple[ClientUpdate | None, Any]]:
     """A split method's jobs (``trains_apart``): (kind, client, index of the device that
     played it or -1, what the job needs, the key of the state in ``start_states`` it
     starts from: the global model, or with edge servers its edge's); returns each job's
-    (update, what else it left), in host memory."""
+    (update, or None for a job that updates nothing, such as FedGKT's ``cut``; what
+    else it left), in host memory."""
     from ecofed_sim.clockless import ClocklessContext, finish
 
     prep, method, devices = _WORKER["prep"], _WORKER["method"], _WORKER["devices"]
@@ -162,7 +164,7 @@ class TrainerPool:
 
     def run_jobs(self, start_states: dict[str, dict[str, torch.Tensor]], round_index: int,
                  jobs: list[tuple[str, int, int, Any, str]], weights: list[int]
-                 ) -> Iterator[tuple[ClientUpdate, Any]]:
+                 ) -> Iterator[tuple[ClientUpdate | None, Any]]:
         """Each job's (update, what else it left), in the order of ``jobs`` (see
         ``_learn_slice``), for ``trains_apart`` methods; ``start_states``: the
         ``learnable_state`` each job starts from, by key. A slice gets the ones its

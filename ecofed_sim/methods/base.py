@@ -210,7 +210,7 @@ class Method:
         return (yield from self.client_round(ctx, client, device)), None
 
     def take_apart(self, timing: Method, kept: list[int], jobs: list[tuple[str, int]],
-                   results: list[tuple[ClientUpdate, Any]]) -> list[ClientUpdate]:
+                   results: list[tuple[ClientUpdate | None, Any]]) -> list[ClientUpdate]:
         """On the real instance: the jobs' results in; the updates to aggregate out (the
         kept clients', in client order)."""
         return [update for update, _ in results]

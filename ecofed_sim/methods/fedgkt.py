@@ -154,7 +154,7 @@ class FedGKT(AuxHeadMethod):
             del self.stored[client]  # this worker's copy; the real one is the main's
 
     def take_apart(self, timing: Method, kept: list[int], jobs: list[tuple[str, int]],
-                   results: list[tuple[ClientUpdate, Any]]) -> list[ClientUpdate]:
+                   results: list[tuple[ClientUpdate | None, Any]]) -> list[ClientUpdate]:
         for (_, client), (_, stored) in zip(jobs, results, strict=True):
             if stored is not None:
                 self.stored[client] = stored
