@@ -82,7 +82,8 @@ def _direction_key(tcp: TcpParams, link: DeviceLink, conn: Connection, direction
                    now_s: float) -> tuple[tuple, bool]:
     """(what decides a direction's next window, whether that holds for any later start).
     Once an idle restart can take the window no lower, when it last sent (and the RTO,
-    from its smoothed RTT) no longer matters; its segment count matters only under loss."""
+    from its smoothed RTT) no longer matters; its segment count and loss epochs matter
+    only under loss."""
     window = conn.window_bits.get(direction)
     last_s, srtt_s = conn.last_send_end_s.get(direction), conn.srtt_s.get(direction)
     settled = last_s is None or window is None or not tcp.slow_start_after_idle
@@ -90,7 +91,8 @@ def _direction_key(tcp: TcpParams, link: DeviceLink, conn: Connection, direction
         idle_s, rtt_s = now_s - last_s, link.round_trip_s if srtt_s is None else srtt_s
         settled = tcp.restart_window_bits(window, idle_s, rtt_s) <= min(
             tcp.initial_window_bits, window)
-    segments = conn.segments_sent.get(direction) if link.loss_rate > 0 else None
+    segments = ((conn.segments_sent.get(direction), conn.loss_epochs.get(direction))
+                if link.loss_rate > 0 else None)
     return ((window, conn.ssthresh_bits.get(direction), segments,
              None if settled else (last_s, srtt_s)), settled)
 

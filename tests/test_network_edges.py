@@ -12,7 +12,7 @@ import pytest
 import simpy
 from helpers import cut_transfer
 
-from ecofed_sim.network import Capacity, DeviceLink, Flow, Network, TcpParams
+from ecofed_sim.network import Capacity, DeviceLink, Network, TcpParams
 
 SEG = 12_112
 IW = 10 * SEG
@@ -57,32 +57,11 @@ def _send(env, net, plan):
     return [ends[i] for i in range(len(plan))]
 
 
-def test_capacities_are_named_by_link_side_and_loss_cap():
-    link = DeviceLink.from_mbps("phone", 10, 20, 5)
-    link.loss_rate = 0.01
-    assert (link.up.name, link.down.name) == ("phone/up", "phone/down")
-    assert (link.up.rate_bps, link.down.rate_bps, link.latency_s) == (10e6, 20e6, 0.005)
-    (up_cap,) = link.loss_cap("up", TcpParams())
-    (down_cap,) = link.loss_cap("down", TcpParams())
-    assert (up_cap.name, down_cap.name) == ("phone/up/loss", "phone/down/loss")
-
-
 def test_a_one_bit_bucket_sends_its_bit_at_once():
     side = Capacity("c", 8e6, burst_bits=1.0)
     assert side.take_tokens(5.0, 100.0) == 1.0
     assert side.take_tokens(5.0, 100.0) == 0.0  # emptied, no time to refill
     assert Capacity("c", 8e6).take_tokens(5.0, 100.0) == 0.0  # no bucket
-
-
-def test_the_loss_cap_joins_exactly_at_its_threshold():
-    link_side, cap = Capacity("up", 1e8), Capacity("up/loss", 1e6)
-    flow = Flow((link_side,), 100.0, simpy.Environment().event(), loss_cap=(cap,),
-                loss_cap_at_bits=90.0)
-    assert flow.take_loss_cap(9.0) is False and flow.constraints == (link_side,)
-    assert flow.take_loss_cap(10.0) is True  # 100 <= 90 + 10: crossed at the boundary
-    assert flow.constraints == (link_side, cap) and flow.loss_cap == ()
-    assert flow.take_loss_cap(1e9) is False  # crossed once only
-    assert Flow((link_side,), 1.0, None).take_loss_cap(1e9) is False  # no loss at all
 
 
 def test_a_link_without_jitter_draws_no_random_numbers():
@@ -216,36 +195,6 @@ def test_a_message_behind_one_in_flight_continues_its_window():
     link = _open_link("a", 10, 10, 50)
     _, b_end = _send(env, net, [(0.0, link, "up", 1_000_000), (0.21, link, "up", 100_000)])
     assert b_end == pytest.approx(0.420496, rel=1e-12)
-
-
-def test_each_direction_has_its_own_loss_cap():
-    """A lossy link (1%, RTT 0.1 s) whose connection is past its first loss both ways:
-    100 KB up and 100 KB down at once each go at the full Padhye et al. rate."""
-    env, net = _tcp_net()
-    link = DeviceLink.from_mbps("a", 100, 100, 50)
-    link.loss_rate = 0.01
-    link.connection.open = True
-    for direction in ("up", "down"):
-        link.connection.window_bits[direction] = 3 * 2**20 * 8
-        link.connection.last_send_end_s[direction] = 0.0
-        link.connection.segments_sent[direction] = 1000
-    up, down = _send(env, net, [(0.0, link, "up", 100_000), (0.0, link, "down", 100_000)])
-    expected = 0.05 + 836_960 / _pftk_bps(0.1, 0.01)
-    assert up == pytest.approx(expected, rel=1e-12) and down == up
-
-
-def test_random_loss_bites_after_the_first_expected_loss_in_slow_start():
-    """1% loss, 100 Mbit/s, RTT 0.1 s, a new connection: handshake to 0.1, one way to
-    0.15; rounds of 10, 20 and 40 segments end at 0.25, 0.35 and 0.45. The next window
-    (80) sends 30 segments at the link's rate to reach the 100th, the expected first
-    loss; the other 7,153,648 of 1 MB's 8,364,848 wire bits (690 full segments and one
-    of 946 bytes) go at Padhye et al.'s rate."""
-    env, net = _tcp_net()
-    link = DeviceLink.from_mbps("a", 100, 100, 50)
-    link.loss_rate = 0.01
-    (end,) = _send(env, net, [(0.0, link, "up", 1_000_000)])
-    expected = 0.45 + 30 * SEG / 1e8 + 7_153_648 / _pftk_bps(0.1, 0.01)
-    assert end == pytest.approx(expected, rel=1e-12)
 
 
 def test_restart_counts_whole_rtos_exactly():

@@ -187,46 +187,6 @@ def _pftk_bps(rtt_s: float, p: float) -> float:
     return SEG / per_segment_s
 
 
-def _warm_link(loss_rate: float) -> DeviceLink:
-    link = DeviceLink.from_mbps("d", 100, 100, 50)
-    link.loss_rate = loss_rate
-    link.connection.open = True
-    link.connection.window_bits["up"] = 3 * 2**20 * 8
-    link.connection.last_send_end_s["up"] = 0.0
-    return link
-
-
-def test_random_loss_caps_a_flow_from_its_first_expected_loss_on():
-    # 1% loss: the first 1/p = 100 segments (1,211,200 bits) go at the link's 100 Mbit/s,
-    # the other 591 of 1 MB's 691 segments (7,153,648 bits) at Padhye et al.'s rate,
-    # about 1.39 Mbit/s at 100 ms
-    env = simpy.Environment()
-    net = Network(env, Capacity("in", 1e9), Capacity("out", 1e9), tcp=TcpParams())
-    link = _warm_link(0.01)
-    env.run(until=env.process(net.transfer(link, "up", 1_000_000)))
-    expected = 0.05 + 1_211_200 / 100e6 + 7_153_648 / _pftk_bps(0.1, 0.01)
-    assert env.now == pytest.approx(expected, rel=1e-12)
-    assert link.connection.segments_sent["up"] == 691
-    # the connection is past its first loss: the next message is capped from its start
-    t0 = env.now
-    env.run(until=env.process(net.transfer(link, "up", 100_000)))
-    assert env.now - t0 == pytest.approx(0.05 + 836_960 / _pftk_bps(0.1, 0.01), rel=1e-12)
-
-
-def test_the_loss_cap_is_per_device_and_never_above_the_link():
-    params = TcpParams()
-    assert params.loss_rate_cap_bps(0.1, 0.01) == pytest.approx(_pftk_bps(0.1, 0.01))
-    # a 1e-6 loss rate allows far more than a 10 Mbit/s link: the link is the limit
-    assert params.loss_rate_cap_bps(0.1, 1e-6) > 10e6
-    lossy, clean = DeviceLink.from_mbps("a", 10, 10, 50), DeviceLink.from_mbps("b", 10, 10, 50)
-    lossy.loss_rate = 0.05
-    assert clean.loss_cap("up", params) == ()
-    (cap,) = lossy.loss_cap("up", params)
-    assert cap is lossy.loss_cap("up", params)[0]  # one object per direction
-    assert cap.rate_bps == pytest.approx(_pftk_bps(0.1, 0.05))
-    assert lossy.loss_cap("down", params)[0] is not cap
-
-
 def test_random_loss_needs_the_tcp_transport(tiny_dir):
     from ecofed_sim.errors import ScenarioError
 

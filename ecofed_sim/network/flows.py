@@ -27,6 +27,7 @@ import simpy
 from ecofed_sim.network.burst import burst_loss, recovery_end_s, serve_in_arrival_order
 from ecofed_sim.network.fairshare import max_min_rates
 from ecofed_sim.network.links import MBPS, Capacity, DeviceLink, wire_bytes
+from ecofed_sim.network.loss import LossPlan, step_loss_cap
 from ecofed_sim.network.tcp import BITS_PER_BYTE, TcpParams, Window
 from ecofed_sim.traces import segments
 
@@ -54,14 +55,15 @@ class Flow:
     rate_bps: float = 0.0
     window: Window | None = None  # TCP slow start (None: limited by rate alone)
     total_bits: float = 0.0  # its size on the wire
-    loss_cap: tuple[Capacity, ...] = ()  # random loss: joins ``constraints`` once ...
-    loss_cap_at_bits: float = 0.0  # ... ``remaining_bits`` falls to this (the first loss)
+    loss: LossPlan | None = None  # random loss on its connection (``network.loss``)
+    loss_cap_at_bits: float = -math.inf  # ``remaining_bits`` where its loss cap next changes
     weights: tuple[int, ...] | None = None  # a cohort's flows per constraint (None: one)
     pattern: tuple = ()  # ids of ``constraints`` (and weights): the flow's part of a memo key
     burst_neck: Capacity | None = None  # where it queues as one burst (``network.burst``)
     burst_seq: int = 0  # its place in the order bursts arrive
 
     def __post_init__(self) -> None:
+        self.path = self.constraints  # without a loss cap
         self._set_pattern()
 
     def _set_pattern(self) -> None:
@@ -69,15 +71,17 @@ class Flow:
         if self.weights is not None:
             self.pattern += self.weights
 
-    def take_loss_cap(self, slack_bits: float) -> bool:
-        """Cross the loss cap from the expected first loss on; True if it changed."""
-        if not self.loss_cap or self.remaining_bits > self.loss_cap_at_bits + slack_bits:
-            return False
-        self.constraints, self.loss_cap = self.constraints + self.loss_cap, ()
-        if self.weights is not None:  # each member's own cap
-            self.weights += (1,) * (len(self.constraints) - len(self.weights))
+    def set_loss_cap(self, cap: Capacity) -> None:
+        """Cross ``cap`` (a loss epoch's rate) besides the path; a cohort's members each
+        their own."""
+        self.constraints = (*self.path, cap)
+        if self.weights is not None:
+            self.weights = (*self.weights[:len(self.path)], 1)
         self._set_pattern()
-        return True
+
+    def loss_cap_due(self, slack_bits: float) -> bool:
+        """Whether the flow has reached the point where its loss cap changes."""
+        return self.remaining_bits <= self.loss_cap_at_bits + slack_bits
 
     @property
     def sending(self) -> bool:
@@ -232,15 +236,12 @@ class Network:
             del self._bursts_at[id(neck)]
 
     def _arm_loss_cap(self, link: DeviceLink, direction: str, flow: Flow) -> None:
-        """Random loss caps the flow once its connection has sent 1/p segments."""
-        if self.tcp is None or link.loss_rate <= 0 or not (
-                cap := link.loss_cap(direction, self.tcp)):
-            return
-        before = self.tcp.segments_before_loss(link.loss_rate)
-        left = before - link.connection.segments_sent.get(direction, 0.0)
-        flow.loss_cap = cap
-        flow.loss_cap_at_bits = flow.total_bits - max(left, 0.0) * self.tcp.segment_bits
-        flow.take_loss_cap(0.0)
+        """Random loss caps the flow from its connection's first loss on (``network.loss``)."""
+        if self.tcp is not None and link.loss_rate > 0 and link.round_trip_s > 0:
+            flow.loss = LossPlan(link, direction,
+                                 link.connection.segments_sent.get(direction, 0.0),
+                                 self._path_rate_bps(link, direction))
+            step_loss_cap(self.tcp, flow, 0.0)
 
     def _keep_window(self, link: DeviceLink, direction: str, flow: Flow) -> None:
         """The connection keeps the window a message ended with (an open window: the
@@ -347,7 +348,7 @@ class Network:
             sending = [f for f in sending if f.rate_bps > 0]
         waits = [max(f.remaining_bits, 0.0) / f.rate_bps for f in sending]
         waits += [max(f.remaining_bits - f.loss_cap_at_bits, 0.0) / f.rate_bps
-                  for f in sending if f.loss_cap]
+                  for f in sending if f.loss is not None and f.loss_cap_at_bits > -math.inf]
         for f in self.flows:
             if f.window is not None and not f.window.open:
                 waits.append(max(f.window.round_end_s - self.env.now, 0.0))
@@ -371,8 +372,8 @@ class Network:
         for f in self.flows:
             if f.window is not None:
                 self._step_window(f, slack_s)
-            if f.loss_cap and f.rate_bps > 0:
-                f.take_loss_cap(f.rate_bps * slack_s)
+            if f.loss is not None and f.rate_bps > 0 and f.loss_cap_due(f.rate_bps * slack_s):
+                step_loss_cap(self.tcp, f, f.rate_bps * slack_s)
         self._reschedule()
 
     def _step_window(self, flow: Flow, slack_s: float) -> None:

@@ -3,13 +3,12 @@ buffer, and the TCP connection the device keeps to the server."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from ecofed_sim.network.tcp import BITS_PER_BYTE, Connection, TcpParams
+from ecofed_sim.network.tcp import BITS_PER_BYTE, Connection
 
 MBPS = 1e6  # bits per second in one Mbit/s
 
@@ -77,22 +76,22 @@ class DeviceLink:
     loss_rate: float = 0.0  # chance a segment is lost (TCP transport: caps a flow's rate)
     buffer_bytes: float | None = None  # bottleneck drop-tail buffer (None: one BDP, >= 64 pkts)
     server: tuple[Capacity, Capacity] | None = None  # (in, out) of its edge; None: the cloud
-    _loss_caps: dict = field(default_factory=dict)  # direction -> Capacity of that cap
+    _loss_caps: dict = field(default_factory=dict)  # (direction, rate) -> its cap
     cohort_key: int | None = None  # its state's key while idle (``ecofed_sim.cohorts``)
     cohort_state: Any = None  # the ``cohorts.LinkState`` it follows, until it next plays
 
     def side(self, direction: str) -> Capacity:
         return self.up if direction == "up" else self.down
 
-    def loss_cap(self, direction: str, tcp: TcpParams) -> tuple[Capacity, ...]:
-        """The random-loss rate cap of one direction, as one more constraint its flows
-        cross (empty without loss). One object per direction, so rates stay memoised."""
-        rate_bps = tcp.loss_rate_cap_bps(self.round_trip_s, self.loss_rate)
-        if math.isinf(rate_bps):
-            return ()
-        if direction not in self._loss_caps:
-            self._loss_caps[direction] = Capacity(f"{self.side(direction).name}/loss", rate_bps)
-        return (self._loss_caps[direction],)
+    def loss_cap(self, direction: str, rate_bps: float) -> Capacity:
+        """A random-loss rate cap on one direction (``network.loss``), as one more
+        constraint its flows cross. One object per direction and rate, kept for the run,
+        so memoised rates (keyed by the objects' identities) stay valid."""
+        key = (direction, rate_bps)
+        cap = self._loss_caps.get(key)
+        if cap is None:
+            cap = self._loss_caps[key] = Capacity(f"{self.side(direction).name}/loss", rate_bps)
+        return cap
 
     @property
     def round_trip_s(self) -> float:

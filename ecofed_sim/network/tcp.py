@@ -46,10 +46,10 @@ adds the window:
 - random loss on a link (``loss_rate``, the chance that a segment is lost) follows the
   standard short-transfer model of Cardwell, Savage and Anderson, "Modeling TCP latency"
   (INFOCOM 2000): a connection slow-starts unhindered until its first loss, expected after
-  1/p segments; from then on its rate is capped at the steady-state throughput of Padhye,
-  Firoiu, Towsley and Kurose, "Modeling TCP throughput: a simple model and its empirical
-  validation" (SIGCOMM 1998), which adds retransmission timeouts to Mathis et al.'s
-  square-root law:
+  1/p segments. From then on its rate is capped epoch by epoch (``network.loss``): the
+  window comes down from what slow start reached, loss by loss, as Mathis et al.'s
+  sawtooth, to the steady-state throughput of Padhye, Firoiu, Towsley and Kurose,
+  "Modeling TCP throughput: a simple model and its empirical validation" (SIGCOMM 1998):
   ``1 / (RTT sqrt(2bp/3) + RTO min(1, 3 sqrt(3bp/8)) p (1 + 32 p^2))`` segments per
   second, with ``b`` = 1 segment per ACK (Linux counts acknowledged segments).
 """
@@ -58,6 +58,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ecofed_sim.network.loss import LossEpochs
 
 BITS_PER_BYTE = 8
 HYSTART_LOW_WINDOW = 16  # segments: HyStart acts from this window on (hystart_low_window)
@@ -241,6 +245,7 @@ class Connection:
     segments_sent: dict[str, float] = field(default_factory=dict)  # since it opened
     sending: dict[str, object] = field(default_factory=dict)  # the latest flow in flight
     srtt_s: dict[str, float] = field(default_factory=dict)  # with the queue its bursts made
+    loss_epochs: dict[str, LossEpochs] = field(default_factory=dict)  # ``network.loss``
 
     def start(self, tcp: TcpParams, direction: str, now_s: float, rtt_s: float,
               rate_bps: float, buffer_bytes: float | None) -> tuple[float, float]:

@@ -1,0 +1,210 @@
+"""Random loss under the TCP transport: the first loss after 1/p segments, then the
+sawtooth's epochs (``ecofed_sim.network.loss``), each derived by hand here.
+
+A segment is 1448 payload + 66 header bytes = 12,112 bits on the wire. At 10 Mbit/s and
+RTT 0.1 s the bandwidth-delay product is 1e6 bits = 82.5627 segments, the buffer one more
+(above 64 packets), so what the path holds is 2e6 bits = 165.1255 segments. The RTO is
+0.1 + 0.2 = 0.3 s (75 ticks of 4 ms).
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import simpy
+
+from ecofed_sim.network import Capacity, DeviceLink, Flow, Network, TcpParams
+from ecofed_sim.network.loss import (
+    LossEpochs,
+    epoch_round_trips,
+    loss_epochs,
+    reno_friendly_increase,
+)
+
+SEG = 12_112
+BDP = 1e6 / SEG  # segments, 10 Mbit/s x 0.1 s
+TIMEOUT_S = 0.3 * (1 + 32 * 0.01**2)  # RTO x Padhye et al.'s (1 + 32 p^2), p = 1%
+
+
+def test_the_increase_gives_any_beta_renos_rate():
+    assert reno_friendly_increase(0.5) == 1.0  # Reno: one segment per round trip
+    assert reno_friendly_increase(0.7) == pytest.approx(0.9 / 1.7, rel=1e-15)
+
+
+def test_an_epoch_below_the_path_grows_as_a_fluid():
+    # 10 t + t^2 / 2 = 100 segments: t = sqrt(300) - 10 round trips, ending at 10 + t
+    rounds, end = epoch_round_trips(10, 100, bdp_segments=1000, cap_segments=1e9,
+                                    increase=1.0)
+    assert rounds == pytest.approx(math.sqrt(300) - 10, rel=1e-12)
+    assert end == pytest.approx(math.sqrt(300), rel=1e-12)
+
+
+def test_an_epoch_at_the_path_goes_at_its_rate():
+    # a window of 50 on a path of 40: 100 segments take 2.5 round trips, 52.5 at the end
+    assert epoch_round_trips(50, 100, 40, 1e9, 1.0) == pytest.approx((2.5, 52.5), rel=1e-12)
+    # from 30: 10 round trips to fill the path (30 x 10 + 10^2 / 2 = 350 segments), then
+    # the other 150 of 500 at 40 a round trip: 13.75, the window 43.75
+    assert epoch_round_trips(30, 500, 40, 1e9, 1.0) == pytest.approx((13.75, 43.75),
+                                                                      rel=1e-12)
+    # the window stops at what the path holds
+    assert epoch_round_trips(50, 100, 40, 51, 1.0)[1] == 51
+
+
+def test_the_first_epochs_by_hand():
+    """1% loss at 10 Mbit/s, RTT 0.1 s; the first loss finds the full 165.1255 segments.
+    Epoch 1 starts at 0.7 of it, 115.5879, above the path's 82.5627: its 100 segments take
+    100 / 82.5627 = 1.2112 round trips and end it at 115.5879 + 1.2112 x 0.5294; a
+    timeout's chance at the loss is 3 / that window. Epoch 2 starts at 0.7 of the end,
+    below the path: 100 = w t + 0.5294 t^2 / 2."""
+    tcp = TcpParams()
+    epochs = loss_epochs(tcp, 0.01, 0.1, 10e6, 2e6, 2e6)
+    a = 0.9 / 1.7
+    start1 = 0.7 * 2e6 / SEG
+    rounds1 = 100 / BDP
+    end1 = start1 + a * rounds1
+    rate1 = 100 * SEG / (rounds1 * 0.1 + 3 / end1 * TIMEOUT_S)
+    start2 = 0.7 * end1
+    rounds2 = (math.sqrt(start2**2 + 2 * a * 100) - start2) / a
+    end2 = start2 + a * rounds2
+    rate2 = 100 * SEG / (rounds2 * 0.1 + 3 / end2 * TIMEOUT_S)
+    assert epochs.ends_segments[:2] == (100.0, 200.0)
+    assert epochs.rates_bps[:2] == pytest.approx((rate1, rate2), rel=1e-12)
+    assert rate1 == pytest.approx(9.397e6, rel=1e-3)  # at the link's rate but for timeouts
+    assert epochs.at(150) == (epochs.rates_bps[1], 200.0)
+    assert epochs.at(1e9) == (epochs.rates_bps[-1], math.inf)  # the last holds for ever
+
+
+@pytest.mark.parametrize("rtt_s, p", [(0.1, 0.01), (0.04, 0.001), (0.01, 0.02)])
+def test_reno_settles_at_padhye_et_al(rtt_s, p):
+    """Oracle: with beta 0.5 the fixed point is Mathis et al.'s window, sqrt(2 / 3p)
+    round trips an epoch and a window of sqrt(8 / 3p) at each loss: Padhye et al.'s rate,
+    timeouts and all. The path (1 Gbit/s) never limits it."""
+    tcp = TcpParams(beta=0.5)
+    epochs = loss_epochs(tcp, p, rtt_s, 1e9, 1e12, 1e9)
+    assert epochs.rates_bps[-1] == pytest.approx(tcp.loss_rate_cap_bps(rtt_s, p), rel=1e-3)
+    assert 2 < len(epochs.rates_bps) < 60  # a descent, then the steady state
+
+
+def test_a_window_of_many_losses_is_cut_once_a_round_trip():
+    """A window of 1,000 segments at 1% loss loses about ten in a round trip; TCP halves
+    it once for them. So epochs last one round trip (carrying the window) until the window
+    holds no more than 1/p: 500, 250, 125, then 100 segments."""
+    tcp = TcpParams(beta=0.5)
+    epochs = loss_epochs(tcp, 0.01, 0.1, 1e9, 1e12, 1000 * SEG)
+    assert epochs.ends_segments[:3] == (500.0, 500 + 250.5, 500 + 250.5 + 125.75)
+    assert epochs.rates_bps[0] == pytest.approx(500 * SEG / (0.1 + 3 / 501 * 0.3 * 1.0032),
+                                                rel=1e-12)
+    assert epochs.ends_segments[3] - epochs.ends_segments[2] == pytest.approx(100.0)
+
+
+def _lossy_warm_link() -> DeviceLink:
+    """10 Mbit/s, one way 50 ms, 1% loss; the connection open with a 3 MiB window (the
+    path caps it at 2e6 bits) and nothing sent yet."""
+    link = DeviceLink.from_mbps("d", 10, 10, 50)
+    link.loss_rate = 0.01
+    link.connection.open = True
+    link.connection.window_bits["up"] = 3 * 2**20 * 8
+    link.connection.last_send_end_s["up"] = 0.0
+    return link
+
+
+def _through_epochs(epochs: LossEpochs, from_segments: float, bits: float) -> float:
+    """Seconds to send ``bits`` from ``from_segments`` after the first loss, epoch by
+    epoch at each one's rate."""
+    seconds, at = 0.0, from_segments
+    while bits > 1e-6:
+        rate, end = epochs.at(at)
+        chunk = min(bits, (end - at) * SEG)
+        seconds, bits, at = seconds + chunk / rate, bits - chunk, at + chunk / SEG
+    return seconds
+
+
+def test_a_flow_crosses_the_epochs_at_their_rates():
+    """Oracle: 1 MB (690 segments and one of 946 bytes: 8,364,848 bits) on the warm link:
+    one way, the first 100 segments at the link's rate, then the rest through the epochs
+    the first loss set. A second message goes on where the first left the sawtooth
+    (691 segments sent: 591 after the first loss)."""
+    env = simpy.Environment()
+    net = Network(env, Capacity("in", 1e12), Capacity("out", 1e12), tcp=TcpParams())
+    link = _lossy_warm_link()
+    env.run(until=env.process(net.transfer(link, "up", 1_000_000)))
+    epochs = link.connection.loss_epochs["up"]
+    assert epochs == loss_epochs(TcpParams(), 0.01, 0.1, 10e6, 2e6, 2e6)
+    first = 0.05 + 100 * SEG / 10e6 + _through_epochs(epochs, 0, 8_364_848 - 100 * SEG)
+    assert env.now == pytest.approx(first, rel=1e-9)
+    assert link.connection.segments_sent["up"] == 691
+    t0 = env.now
+    env.run(until=env.process(net.transfer(link, "up", 100_000)))  # 836,960 wire bits
+    assert env.now - t0 == pytest.approx(0.05 + _through_epochs(epochs, 591, 836_960),
+                                         rel=1e-9)
+
+
+def test_each_direction_keeps_its_own_epochs():
+    """A connection past its first loss both ways, each direction settled at its own
+    steady rate: 100 KB up and 100 KB down at once each go at their direction's rate."""
+    env = simpy.Environment()
+    net = Network(env, Capacity("in", 1e12), Capacity("out", 1e12), tcp=TcpParams())
+    link = DeviceLink.from_mbps("a", 100, 100, 50)
+    link.loss_rate = 0.01
+    link.connection.open = True
+    for direction, rate in (("up", 2e6), ("down", 4e6)):
+        link.connection.window_bits[direction] = 3 * 2**20 * 8
+        link.connection.last_send_end_s[direction] = 0.0
+        link.connection.segments_sent[direction] = 1000
+        link.connection.loss_epochs[direction] = LossEpochs((), (rate,))
+    ends = {}
+
+    def send(direction):
+        yield from net.transfer(link, direction, 100_000)
+        ends[direction] = env.now
+
+    env.process(send("up"))
+    env.process(send("down"))
+    env.run()
+    assert ends["up"] == pytest.approx(0.05 + 836_960 / 2e6, rel=1e-12)
+    assert ends["down"] == pytest.approx(0.05 + 836_960 / 4e6, rel=1e-12)
+
+
+def test_one_cap_object_per_direction_and_rate():
+    link = DeviceLink.from_mbps("phone", 10, 10, 50)
+    cap = link.loss_cap("up", 1e6)
+    assert cap.name == "phone/up/loss" and cap.rate_bps == 1e6
+    assert link.loss_cap("up", 1e6) is cap  # memoised rates stay keyed to live objects
+    assert link.loss_cap("up", 2e6) is not cap
+    assert link.loss_cap("down", 1e6).name == "phone/down/loss"
+
+
+def test_a_flow_changes_its_loss_cap_exactly_at_its_threshold():
+    side, cap, other = Capacity("up", 1e8), Capacity("up/loss", 1e6), Capacity("up/loss", 2e6)
+    flow = Flow((side,), 100.0, simpy.Environment().event(), loss_cap_at_bits=90.0)
+    assert not flow.loss_cap_due(9.0)
+    assert flow.loss_cap_due(10.0)  # 100 <= 90 + 10: reached at the boundary
+    flow.set_loss_cap(cap)
+    assert flow.constraints == (side, cap)
+    flow.set_loss_cap(other)  # the next epoch replaces the cap; the path stays
+    assert flow.constraints == (side, other) and flow.pattern == (id(side), id(other))
+    cohort = Flow((side, cap), 1.0, None, weights=(1, 5))
+    cohort.set_loss_cap(other)  # each member its own cap
+    assert cohort.weights == (1, 5, 1)
+
+
+def test_the_first_loss_finds_the_window_of_its_slow_start_round():
+    """1% loss, 100 Mbit/s, RTT 0.1 s, a new connection: handshake to 0.1, one way to
+    0.15; rounds of 10, 20 and 40 segments end at 0.25, 0.35 and 0.45. The next window
+    (80) sends 30 segments at the link's rate to reach the 100th, the expected first
+    loss, which finds that window of 80. The 50 left of the round, at the first epoch's
+    rate (about 6.28 Mbit/s), are not through when the round ends at 0.55: the window was
+    not the limit, so slow start is over, and the rest of 1 MB's 8,364,848 wire bits goes
+    through the epochs without a pause."""
+    env = simpy.Environment()
+    net = Network(env, Capacity("in", 1e12), Capacity("out", 1e12), tcp=TcpParams())
+    link = DeviceLink.from_mbps("a", 100, 100, 50)
+    link.loss_rate = 0.01
+    env.run(until=env.process(net.transfer(link, "up", 1_000_000)))
+    epochs = link.connection.loss_epochs["up"]
+    assert epochs == loss_epochs(TcpParams(), 0.01, 0.1, 1e8, 2e7, 80 * SEG)
+    loss_s = 0.45 + 30 * SEG / 1e8
+    assert loss_s + 50 * SEG / epochs.rates_bps[0] > 0.55
+    expected = loss_s + _through_epochs(epochs, 0, 8_364_848 - 100 * SEG)
+    assert env.now == pytest.approx(expected, rel=1e-9)
