@@ -111,7 +111,8 @@ def main() -> None:
     rate, rtt, n = float(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
     path = Path_(rate, rtt)
     try:
-        sniffer = in_ns(NS_DEV, "sniff", "8")
+        warmup_s = WARMUP_BYTES * 8 / (rate * 1e6)  # the warm-up, then the message's 6 s
+        sniffer = in_ns(NS_DEV, "sniff", str(warmup_s + 6))
         sniffer.stdout.readline()
         srv = in_ns(NS_SRV, "server", IP_SRV, str(n))
         srv.stdout.readline()
