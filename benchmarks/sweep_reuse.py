@@ -1,9 +1,13 @@
 """A 20-point uplink-bandwidth sweep with and without learning-trace reuse.
 
 Bandwidth cannot change what is learned, so with reuse the sweep trains once and
-re-simulates the clocks of the other 19 points. Prints the wall-clock of one run, of the
-sweep with reuse and of the sweep without, their ratios (goal: the reused sweep costs at
-most 1.1x one run) and the peak RSS of each, all measured in one invocation.
+re-simulates the clocks of the other 19 points; with one worker (the default here) a
+helper process re-plays them round by round while the learning run trains on one torch
+thread (``ecofed_sim.sweep_stream``). Prints the wall-clock of one run, of the sweep with
+reuse and of the sweep without, their ratios (goal: the reused sweep costs at most 1.1x
+one run), and the peak RSS of each process and of its largest child (the helper), all
+measured in one invocation; also the sweep that re-simulates after its learning run
+(``stream=False``), for comparison.
 
     python benchmarks/sweep_reuse.py [--points 20] [--method splitfed]
     python benchmarks/sweep_reuse.py --resim-only 7   # re-simulation alone, per point
@@ -55,10 +59,12 @@ def child(kind: str, sweep: Path, out: Path) -> dict:
         first = expand(sweep, load_sweep(sweep))[0]
         ecofed_sim.run(first.scenario, base_dir=ROOT / "scenarios")
     else:
-        tally = run_sweep(sweep, out, reuse=kind == "reuse", progress=False, log=lambda m: None)
+        tally = run_sweep(sweep, out, reuse=kind != "no_reuse", progress=False,
+                          log=lambda m: None, stream=kind == "reuse")
         assert tally.failed == 0
     return {"wall_s": time.perf_counter() - start,
-            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "helper_rss_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
 
 
 def resim_only(sweep: Path, points: int) -> None:
@@ -106,7 +112,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         sweep = write_sweep(Path(tmp), args.points, args.method, args.model)
         res = {}
-        kinds = ("one", "reuse") if args.skip_no_reuse else ("one", "reuse", "no_reuse")
+        kinds = ("one", "reuse", "reuse_after") + (() if args.skip_no_reuse else ("no_reuse",))
         for kind in kinds:
             out = subprocess.run([sys.executable, __file__, "--child", kind, str(sweep),
                                   str(Path(tmp) / kind)], capture_output=True, text=True,
@@ -117,13 +123,16 @@ def main() -> None:
             == (r / "rounds.csv").read_bytes() for r in (Path(tmp) / "no_reuse" / "runs").iterdir())
     print(f"{args.points}-point uplink sweep (1-100 Mbit/s), {args.method}, {args.model}, "
           "quickstart scenario, 10 rounds; each in a fresh process")
-    print(f"{'':<16} {'wall_s':>8} {'peak_rss_MiB':>13}")
-    labels = {"one": "one run", "reuse": "sweep, reuse", "no_reuse": "sweep, no reuse"}
+    print(f"{'':<16} {'wall_s':>8} {'peak_rss_MiB':>13} {'helper_peak_rss_MiB':>20}")
+    labels = {"one": "one run", "reuse": "sweep, reuse", "reuse_after": "reuse, no stream",
+              "no_reuse": "sweep, no reuse"}
     for kind in kinds:
         print(f"{labels[kind]:<16} {res[kind]['wall_s']:>8.2f} "
-              f"{res[kind]['peak_rss_mib']:>13.0f}")
+              f"{res[kind]['peak_rss_mib']:>13.0f} {res[kind]['helper_rss_mib']:>20.0f}")
     one = res["one"]["wall_s"]
     print(f"sweep with reuse / one run    = {res['reuse']['wall_s'] / one:.2f}  (goal <= 1.1)")
+    print(f"  re-simulating after the learning run instead of beside it: "
+          f"{res['reuse_after']['wall_s'] / one:.2f}")
     if same is not None:
         print(f"sweep without reuse / one run = {res['no_reuse']['wall_s'] / one:.2f}")
         print(f"identical rounds tables with and without reuse: {same}")

@@ -67,7 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, help="torch threads of the learning computation "
                    "(same as --set training.threads=N; default 1; recorded in the manifest)")
     p.add_argument("--workers", type=int, default=1, help="train each round's kept clients "
-                   "in N processes (methods that defer training: fedavg); same results")
+                   "in N processes (synchronous fedavg, splitfed, local_loss, fedgkt, "
+                   "ecofed; others run serially); same results")
     p.add_argument("--scheduler", help="train them on this Dask scheduler's workers instead")
     p.add_argument("--scheduler-file", help="the same, from a Dask scheduler file")
     p.add_argument("--timing-only", action="store_true", help="clocks, traffic and energy "
@@ -110,8 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="results directory (default results/<name>)")
     p.add_argument("--executor", choices=["local", "dask"], default="local")
     p.add_argument("--workers", type=int, default=1,
-                   help="worker processes (1: in this process); each run uses its "
-                        "scenario's training.threads torch threads")
+                   help="worker processes (1: learn in this process, re-simulate beside "
+                        "it in one helper); each run uses its scenario's "
+                        "training.threads torch threads")
     p.add_argument("--scheduler", help="Dask scheduler address (default: "
                    "$DASK_SCHEDULER_ADDRESS, else a LocalCluster of --workers processes)")
     p.add_argument("--scheduler-file", help="Dask scheduler file (dask scheduler "

@@ -8,7 +8,7 @@ import gc
 import importlib.metadata
 import platform
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,7 +23,7 @@ from ecofed_sim.prepare import prepare
 from ecofed_sim.progress import bar, log
 from ecofed_sim.scenario import Scenario, load_scenario
 from ecofed_sim.spill import TableSpill
-from ecofed_sim.trace import Trace, learning_key
+from ecofed_sim.trace import RoundTrace, Trace, learning_key
 
 
 @dataclass
@@ -142,7 +142,8 @@ def run(scenario: Scenario | str | Path, *, progress: bool = False,
         source: str | None = None, base_dir: Path | None = None,
         record: bool = False, workers: int = 1, scheduler: str | None = None,
         scheduler_file: str | None = None, cohorts: bool = True,
-        tables_dir: Path | None = None) -> Results:
+        tables_dir: Path | None = None,
+        on_round: Callable[[RoundTrace], None] | None = None) -> Results:
     """Simulate a scenario (object or YAML path); raises ``ScenarioError`` on bad input.
 
     With ``record=True`` the result carries a trace that ``resimulate`` can re-play under
@@ -156,7 +157,9 @@ def run(scenario: Scenario | str | Path, *, progress: bool = False,
     reference the cohorts are tested against; ``ecofed_sim.cohorts``). With
     ``tables_dir``, the transfers, timeline, energy, participation and updates tables are
     written there as Parquet files while the rounds close (``ecofed_sim.spill``):
-    ``Results.files`` names them, and those tables are empty in the ``Results``."""
+    ``Results.files`` names them, and those tables are empty in the ``Results``. With
+    ``record``, ``on_round`` gets each round's trace as the round closes (a sweep streams
+    it to the re-simulations of its other runs: ``ecofed_sim.sweep_stream``)."""
     if not isinstance(scenario, Scenario):
         path = Path(scenario)
         scenario, source, base_dir = load_scenario(path), str(path), path.parent
@@ -184,6 +187,8 @@ def run(scenario: Scenario | str | Path, *, progress: bool = False,
             row = engine.run_round(r)
             if row is None:  # asynchronous.until_s came first
                 break
+            if on_round is not None and record:
+                on_round(engine.recorder.rounds[-1])
             accuracy = ({} if scenario.learning == "none"
                         else {"acc": f"{row['test_accuracy']:.3f}"})
             shown.set_postfix(**accuracy, sim_s=f"{row['sim_time_s']:.2f}")

@@ -25,8 +25,9 @@ from ecofed_sim.outdir import locked, open_sweep_dir
 from ecofed_sim.progress import bar
 from ecofed_sim.results import write_results
 from ecofed_sim.sweep_files import absolutize, bundle, materialize, restore_paths
-from ecofed_sim.sweep_pools import make_pool
+from ecofed_sim.sweep_pools import InProcess, make_pool
 from ecofed_sim.sweep_spec import RunSpec, SweepSpec, expand, learning_groups, load_sweep
+from ecofed_sim.sweep_stream import StreamedResims
 from ecofed_sim.sweep_summary import write_summary
 
 LOG = logging.getLogger("ecofed_sim")
@@ -52,7 +53,7 @@ class Tally:
 
 
 @contextlib.contextmanager
-def _job_folder(job: Job) -> Iterator[Path | None]:
+def job_folder(job: Job) -> Iterator[Path | None]:
     """Where the job's relative paths point: a temporary folder holding its shipped files
     (none to ship: paths are already absolute)."""
     if not job.files:
@@ -63,15 +64,17 @@ def _job_folder(job: Job) -> Iterator[Path | None]:
         yield Path(folder)
 
 
-def learn(job: Job):
+def learn(job: Job, on_round: Callable | None = None):
     """Worker side: train one run for real; with ``record``, also return its trace for the
-    re-simulations of its group. Torch threads come from the scenario's
-    ``training.threads``, never from the worker's cores: a run id means one result."""
+    re-simulations of its group (and hand ``on_round`` each round's as it closes). Torch
+    threads come from the scenario's ``training.threads``, never from the worker's cores:
+    a run id means one result."""
     from ecofed_sim.run import run
     from ecofed_sim.scenario import Scenario
 
-    with _job_folder(job) as folder:
-        res = run(Scenario.model_validate(job.scenario), base_dir=folder, record=job.record)
+    with job_folder(job) as folder:
+        res = run(Scenario.model_validate(job.scenario), base_dir=folder, record=job.record,
+                  on_round=on_round)
     trace, res.trace = res.trace, None
     return res, trace
 
@@ -81,7 +84,7 @@ def resimulate_job(job: Job, trace):
     from ecofed_sim.resimulate import resimulate
     from ecofed_sim.scenario import Scenario
 
-    with _job_folder(job) as folder:
+    with job_folder(job) as folder:
         return resimulate(Scenario.model_validate(job.scenario), trace, base_dir=folder)
 
 
@@ -116,28 +119,31 @@ def run_sweep(path: Path, out: Path, executor: str = "local", workers: int = 1,
               scheduler: str | None = None, reuse: bool = True, targets: list[float] = (),
               progress: bool = True, log: Callable[[str], None] = LOG.warning,
               force: bool = False, scheduler_file: str | None = None,
-              shared_fs: bool = False) -> Tally:
+              shared_fs: bool = False, stream: bool = True) -> Tally:
     """Run (or resume) the sweep in ``path`` into ``out`` and return the tally.
 
     ``executor``: ``local`` (``workers`` processes; 1 runs in this process) or ``dask``
     (``scheduler`` address, ``scheduler_file``, ``DASK_SCHEDULER_ADDRESS``, else a
     LocalCluster). Finished runs are skipped; learning runs start first and their groups'
-    re-simulations follow as traces arrive. A failing run is recorded in
-    ``out/failed.yaml`` and the sweep goes on. Bad input raises ``ScenarioError``."""
+    re-simulations follow as traces arrive; with one local worker and ``stream``, they
+    run beside the learning run in a helper process, round by round
+    (``ecofed_sim.sweep_stream``). A failing run is recorded in ``out/failed.yaml`` and
+    the sweep goes on. Bad input raises ``ScenarioError``."""
     spec = load_sweep(path)
     runs = expand(path, spec, force=force, progress=progress)
     open_sweep_dir(out)
     with locked(out):
         pool = make_pool(executor, workers, scheduler, scheduler_file, shared_fs)
         try:
-            return _run_locked(path, spec, runs, out, pool, reuse, targets, progress, log)
+            return _run_locked(path, spec, runs, out, pool, reuse, targets, progress, log,
+                               stream)
         finally:
             pool.close()
 
 
 def _run_locked(path: Path, spec: SweepSpec, runs: list[RunSpec], out: Path, pool,
                 reuse: bool, targets: list[float], progress: bool,
-                log: Callable[[str], None]) -> Tally:
+                log: Callable[[str], None], stream: bool = True) -> Tally:
     clean_partial(out)
     (out / "runs").mkdir(exist_ok=True)
     write_resolved(path, spec, runs, out)
@@ -146,6 +152,11 @@ def _run_locked(path: Path, spec: SweepSpec, runs: list[RunSpec], out: Path, poo
                  str(path))
     tally = Tally(skipped=skipped)
     shown = bar(len(runs), spec.name, "run", progress, initial=skipped)
+    if isinstance(pool, InProcess) and stream:
+        with contextlib.closing(StreamedResims()) as streamed:
+            for group in [g for g in groups if len(g) > 1]:
+                _learn_streamed(group, jobs, streamed, out, tally, shown, log)
+        groups = [g for g in groups if len(g) == 1]
     pending = {pool.submit(learn, jobs[g[0].run_id]): (g, True) for g in groups}
     while pending:
         handle, value, err = pool.next_done()
@@ -156,9 +167,7 @@ def _run_locked(path: Path, spec: SweepSpec, runs: list[RunSpec], out: Path, poo
                 shown.update(1)
             continue
         results, trace = value if learned else (value, None)
-        _write(results, group[0], out)
-        tally.done += 1
-        shown.update(1)
+        _finished(tally, shown, results, group[0], out)
         if learned and len(group) > 1:  # the trace exists: its re-simulations fan out
             shared = pool.share(trace)
             for r in group[1:]:
@@ -167,6 +176,55 @@ def _run_locked(path: Path, spec: SweepSpec, runs: list[RunSpec], out: Path, poo
     _write_failures(out, tally)
     write_summary(out, runs, list(spec.targets) + list(targets))
     return tally
+
+
+def _learn_streamed(group: list[RunSpec], jobs: dict[str, Job], streamed: StreamedResims,
+                    out: Path, tally: Tally, shown, log: Callable[[str], None]) -> None:
+    """Train a group's first run here while ``streamed`` re-plays the others round by
+    round (``ecofed_sim.sweep_stream``); write each as it is done."""
+    from ecofed_sim.scenario import Scenario
+    from ecofed_sim.trace import learning_key
+
+    first = jobs[group[0].run_id]  # the key of the scenario as it runs (paths absolute)
+    streamed.begin([jobs[r.run_id] for r in group[1:]],
+                   learning_key(Scenario.model_validate(first.scenario)))
+    try:
+        results, trace = learn(first, on_round=streamed.round)
+    except Exception as err:  # noqa: BLE001 (a failed learning run fails its group)
+        streamed.abandon()
+        for r in group:
+            _failed(tally, r.run_id, err, log)
+            shown.update(1)
+        return
+    _finished(tally, shown, results, group[0], out)
+    by_id, pending = {r.run_id: r for r in group}, {r.run_id for r in group[1:]}
+    for run_id, resimulated, err in streamed.results():
+        pending.discard(run_id)
+        _resimulated(tally, shown, run_id, resimulated, err, by_id[run_id], out, log)
+    if pending:  # the helper failed: re-simulate the rest here, from the whole trace
+        log("re-simulating in this process: the streaming helper stopped")
+        for r in group[1:]:
+            if r.run_id in pending:
+                try:
+                    resimulated, err = resimulate_job(jobs[r.run_id], trace), None
+                except Exception as failure:  # noqa: BLE001 (the run's outcome)
+                    resimulated, err = None, failure
+                _resimulated(tally, shown, r.run_id, resimulated, err, r, out, log)
+
+
+def _resimulated(tally: Tally, shown, run_id: str, results, err: BaseException | None,
+                 run: RunSpec, out: Path, log: Callable[[str], None]) -> None:
+    if err is not None:
+        _failed(tally, run_id, err, log)
+        shown.update(1)
+    else:
+        _finished(tally, shown, results, run, out)
+
+
+def _finished(tally: Tally, shown, results, run: RunSpec, out: Path) -> None:
+    _write(results, run, out)
+    tally.done += 1
+    shown.update(1)
 
 
 def _jobs(groups: list[list[RunSpec]], base_dir: Path, ship: bool,
