@@ -16,11 +16,13 @@ times the window the last loss found and grows ``alpha`` = 3 (1 - beta) / (1 + b
 segments per round trip, the additive increase that gives any ``beta`` Reno's rate
 (RFC 9438's Reno-friendly region; 1 for Reno's 0.5). A round trip carries the window,
 but no more than the path's bandwidth-delay product (beyond it the bottleneck is the
-limit and the rest queues); the window never passes what the path holds. The epoch's rate
-is its 1/p segments over its round trips, scaled down by Padhye et al.'s timeout term,
-the share of time a steady connection spends waiting for retransmission timeouts. The
-epochs converge geometrically to Mathis et al.'s square-root law, sqrt(3 / 2p) segments
-per round trip, which is Padhye et al.'s rate without timeouts.
+limit and the rest queues); the window never passes what the path holds. A window that
+carries more than 1/p segments in a round trip loses several in it, and TCP cuts it once
+for them (RFC 5681, RFC 6675): such an epoch is that one round trip. The loss that ends
+an epoch costs a retransmission timeout with Padhye et al.'s chance, ``min(1, 3 / w)`` for
+a window of ``w`` segments. The epochs converge geometrically; for Reno (``beta`` 0.5) the
+limit is Padhye et al.'s rate, timeouts and all (Mathis et al.'s square-root law,
+sqrt(3 / 2p) segments per round trip, while no timeout is due).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ if TYPE_CHECKING:
     from ecofed_sim.network.flows import Flow
     from ecofed_sim.network.links import DeviceLink
 
-_CONVERGED = 1e-4  # relative change of an epoch's rate below which the sawtooth is steady
+_CONVERGED = 1e-4  # relative change of the window at a loss below which it has settled
 _MAX_EPOCHS = 200
 
 
