@@ -125,8 +125,8 @@ class StreamedResims:
     def results(self) -> Iterator[tuple[str, Any, BaseException | None]]:
         """(run id, results, error) of each run of the group as the helper finishes it,
         once the learning run has sent its last round (a run the trace did not reach
-        the end of is an error). Sets ``broken`` (and stops) if
-        the helper failed: the caller re-simulates the runs it did not get."""
+        the end of is an error). If the helper fails, sets ``broken`` and stops: the
+        caller re-simulates the runs it did not get."""
         self._send(("end",))
         got = 0
         while got < self._expected and not self.broken:

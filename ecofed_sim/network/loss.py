@@ -92,7 +92,8 @@ def loss_epochs(tcp: TcpParams, loss_rate: float, rtt_s: float, rate_bps: float,
     round trip loses several in it, but TCP cuts its window once per round trip of
     losses (RFC 5681, RFC 6675): such an epoch lasts one round trip."""
     seg = tcp.segment_bits
-    per_loss, bdp, cap = 1 / loss_rate, rate_bps * rtt_s / seg, max(cap_bits / seg, 1.0)
+    per_loss = tcp.segments_before_loss(loss_rate)  # one loss every 1/p segments
+    bdp, cap = rate_bps * rtt_s / seg, max(cap_bits / seg, 1.0)
     increase = reno_friendly_increase(tcp.beta)
     timeout_s = tcp.rto_s(rtt_s) * (1 + 32 * loss_rate**2)
     window, sent, ends, rates = min(window_at_loss_bits / seg, cap), 0.0, [], []
@@ -127,7 +128,7 @@ def step_loss_cap(tcp: TcpParams, flow: Flow, slack_bits: float) -> None:
     """Give ``flow`` the cap of the loss epoch it is in, and the point where the next
     begins (``flow.loss_cap_at_bits``; none once the epochs have settled)."""
     plan, seg = flow.loss, tcp.segment_bits
-    first_loss = 1 / plan.link.loss_rate  # segments into the connection
+    first_loss = tcp.segments_before_loss(plan.link.loss_rate)  # into the connection
     sent = plan.sent_before_segments + (
         flow.total_bits - flow.remaining_bits + slack_bits) / seg
     if sent < first_loss - 1e-9:

@@ -191,8 +191,9 @@ class TcpParams:
 
     @staticmethod
     def segments_before_loss(loss_rate: float) -> float:
-        """Segments a connection sends before its first loss, on average (1/p; Cardwell
-        et al.'s expected slow-start length for a long transfer)."""
+        """Segments a connection sends before a loss, on average (1/p): before its first
+        (Cardwell et al.'s expected slow-start length for a long transfer), and between
+        two in Mathis et al.'s sawtooth (``network.loss``)."""
         return math.inf if loss_rate <= 0 else 1 / loss_rate
 
     def restart_window_bits(self, window_bits: float, idle_s: float, rtt_s: float) -> float:
