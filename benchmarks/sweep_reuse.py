@@ -9,9 +9,11 @@ one run), and the peak RSS of each process and of its largest child (the helper)
 measured in one invocation; also the sweep that re-simulates after its learning run
 (``stream=False``), for comparison.
 
-    python benchmarks/sweep_reuse.py [--points 20] [--method splitfed]
+    python benchmarks/sweep_reuse.py [--points 20] [--method splitfed] [--repeats 3]
     python benchmarks/sweep_reuse.py --resim-only 7   # re-simulation alone, per point
 
+``--repeats K`` runs one run and the reused sweep K times each, alternating, and takes each
+one's median: on a shared machine one pair of wall-clocks can be 20% apart by chance.
 ``--resim-only N`` trains the first point once (recording its trace), then times the
 re-simulation of the next N points, best of three passes, against that learning run: the
 per-point cost a sweep pays, without the noise of whole-sweep wall-clocks.
@@ -22,6 +24,8 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -97,6 +101,9 @@ def main() -> None:
                         "cheapest learning run) or vgg5")
     parser.add_argument("--skip-no-reuse", action="store_true",
                         help="do not run the 20 full runs (slow with larger models)")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="time one run and the reused sweep K times each, alternating; "
+                        "medians")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument("--resim-only", type=int, metavar="N",
                         help="time N re-simulations from one recorded trace")
@@ -111,18 +118,29 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory() as tmp:
         sweep = write_sweep(Path(tmp), args.points, args.method, args.model)
-        res = {}
         kinds = ("one", "reuse", "reuse_after") + (() if args.skip_no_reuse else ("no_reuse",))
-        for kind in kinds:
+        order = [k for _ in range(args.repeats) for k in kinds[:2]] + list(kinds[2:])
+        runs: dict[str, list[dict]] = {kind: [] for kind in kinds}
+        for i, kind in enumerate(order):
+            folder = Path(tmp) / f"{kind}{i}"
             out = subprocess.run([sys.executable, __file__, "--child", kind, str(sweep),
-                                  str(Path(tmp) / kind)], capture_output=True, text=True,
-                                 check=True)
-            res[kind] = json.loads(out.stdout.strip().splitlines()[-1])
+                                  str(folder)], capture_output=True, text=True, check=True)
+            runs[kind].append(json.loads(out.stdout.strip().splitlines()[-1]))
+            if kind in ("reuse", "no_reuse"):  # the last one is compared below
+                shutil.rmtree(Path(tmp) / kind, ignore_errors=True)
+                folder.rename(Path(tmp) / kind)
+        res = {kind: {key: statistics.median(r[key] for r in got) for key in got[0]}
+               for kind, got in runs.items()}
+        if args.repeats > 1:
+            print("wall_s of each repeat: " + "; ".join(
+                f"{kind} " + ", ".join(f"{r['wall_s']:.2f}" for r in runs[kind])
+                for kind in kinds[:2]))
         same = None if args.skip_no_reuse else all(
             (Path(tmp) / "reuse" / "runs" / r.name / "rounds.csv").read_bytes()
             == (r / "rounds.csv").read_bytes() for r in (Path(tmp) / "no_reuse" / "runs").iterdir())
     print(f"{args.points}-point uplink sweep (1-100 Mbit/s), {args.method}, {args.model}, "
-          "quickstart scenario, 10 rounds; each in a fresh process")
+          "quickstart scenario, 10 rounds; each in a fresh process"
+          + (f"; medians of {args.repeats}" if args.repeats > 1 else ""))
     print(f"{'':<16} {'wall_s':>8} {'peak_rss_MiB':>13} {'helper_peak_rss_MiB':>20}")
     labels = {"one": "one run", "reuse": "sweep, reuse", "reuse_after": "reuse, no stream",
               "no_reuse": "sweep, no reuse"}

@@ -480,9 +480,14 @@ def load_scenario(path: str | Path, overrides: list[str] = ()) -> Scenario:
     return scenario_from_dict(read_raw(path), str(path), list(overrides))
 
 
+_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
 def to_yaml(scenario: Scenario) -> str:
-    """The fully resolved scenario, every default written out."""
-    return yaml.safe_dump(scenario.model_dump(mode="json"), sort_keys=False)
+    """The fully resolved scenario, every default written out (through libyaml when
+    PyYAML has it: the same text, four times faster, which a sweep writing many runs
+    notices)."""
+    return yaml.dump(scenario.model_dump(mode="json"), Dumper=_DUMPER, sort_keys=False)
 
 
 def timing_shapes_learning(scenario: Scenario) -> bool:
