@@ -11,7 +11,8 @@ packets at random with the loss rate, as ``link.loss_rate`` assumes. Printed per
 ns-3, the ``tcp`` transport and the ratio; then the share within 10%. With loss, ns-3's
 time is the mean over ``--seeds`` runs (the model is a mean-value model; at 0.1% loss a
 10 MB transfer sees about seven losses, and one seed's time can be several times
-another's), with the runs' range.
+another's), with the runs' range, and how many of the sender's loss episodes (entries
+into fast recovery or into loss) were retransmission timeouts.
 
 ns-3 is an optional extra (``pip install -e .[validate]``, which gives ns-3 3.44 for
 Python). Known differences from Linux: ns-3 has no restart after idle (these cases have
@@ -34,16 +35,29 @@ HEADER_BYTES = 20 + 32 + 2  # IPv4, TCP with timestamps, PPP: the point-to-point
 _CALLBACKS = """
 namespace efs {
 double done_s = -1; uint64_t target = 0, got = 0;
+int timeouts = 0, recoveries = 0;  // the sender's entries into CA_LOSS and CA_RECOVERY
 void on_rx(ns3::Ptr<const ns3::Packet> p, const ns3::Address &) {
     got += p->GetSize();
     if (done_s < 0 && got >= target) done_s = ns3::Simulator::Now().GetSeconds();
 }
-void watch(ns3::Ptr<ns3::Application> sink, uint64_t bytes) {
-    done_s = -1; got = 0; target = bytes;
+void on_state(ns3::TcpSocketState::TcpCongState_t, ns3::TcpSocketState::TcpCongState_t to) {
+    if (to == ns3::TcpSocketState::CA_LOSS) timeouts++;
+    if (to == ns3::TcpSocketState::CA_RECOVERY) recoveries++;
+}
+void hook_sender() {  // once the bulk sender has made its socket
+    ns3::Config::ConnectWithoutContext(
+        "/NodeList/0/$ns3::TcpL4Protocol/SocketList/0/CongState", ns3::MakeCallback(&on_state));
+}
+void watch(ns3::Ptr<ns3::Application> sink, uint64_t bytes, double sender_start_s) {
+    done_s = -1; got = 0; target = bytes; timeouts = 0; recoveries = 0;
     sink->TraceConnectWithoutContext("Rx", ns3::MakeCallback(&on_rx));
+    ns3::Simulator::Schedule(ns3::Seconds(sender_start_s + 1e-6), &hook_sender);
 }
 }
 """
+
+
+LAST_EPISODES = {"timeouts": 0, "recoveries": 0}
 
 
 class Unavailable(RuntimeError):
@@ -63,7 +77,8 @@ def load_ns3():
 
 def ns3_seconds(rate_mbps: float, rtt_ms: float, nbytes: int, loss_rate: float,
                 cc: str = "cubic", seed: int = 1) -> float:
-    """One message on a new connection in ns-3: connect to last byte received, s."""
+    """One message on a new connection in ns-3: connect to last byte received, s. The
+    sender's retransmission timeouts and fast recoveries are left in ``LAST_EPISODES``."""
     ns, efs = load_ns3()
     ns.Simulator.Destroy()
     ns.RngSeedManager.SetSeed(seed)
@@ -107,10 +122,11 @@ def ns3_seconds(rate_mbps: float, rtt_ms: float, nbytes: int, loss_rate: float,
     sender = bulk.Install(nodes.Get(0))
     start_s = 1.0
     sender.Start(ns.Seconds(start_s))
-    efs.watch(sink.Get(0), nbytes)
+    efs.watch(sink.Get(0), nbytes, start_s)
     ns.Simulator.Stop(ns.Seconds(start_s + 600))
     ns.Simulator.Run()
     done = efs.done_s
+    LAST_EPISODES.update(timeouts=efs.timeouts, recoveries=efs.recoveries)
     ns.Simulator.Destroy()
     if done < 0:
         raise RuntimeError(f"ns-3 did not deliver {nbytes} bytes in 600 s")
@@ -152,11 +168,16 @@ def main() -> None:
     rows = []
     for rate, rtt, nbytes, loss in cases(args.quick):
         seeds = range(1, args.seeds + 1) if loss > 0 else [1]
-        runs = [ns3_seconds(rate, rtt, nbytes, loss, args.cc, s) for s in seeds]
+        runs, timeouts, episodes = [], 0, 0
+        for s in seeds:
+            runs.append(ns3_seconds(rate, rtt, nbytes, loss, args.cc, s))
+            timeouts += LAST_EPISODES["timeouts"]
+            episodes += LAST_EPISODES["timeouts"] + LAST_EPISODES["recoveries"]
         ref = statistics.mean(runs)
         sim = model_seconds(rate, rtt, nbytes, loss, args.cc)
         rows.append((rate, rtt, nbytes, loss, ref, sim))
-        spread = f"  runs {min(runs):.2f}-{max(runs):.2f} s" if len(runs) > 1 else ""
+        spread = (f"  runs {min(runs):.2f}-{max(runs):.2f} s, timeouts {timeouts}/{episodes} "
+                  "loss episodes" if len(runs) > 1 else "")
         print(f"{rate:>4g} Mb/s {rtt:>4g} ms {nbytes:>11,d} B loss {loss:<6g} ns-3 {ref:9.4f} s"
               f"  tcp {sim:9.4f} s ({sim / ref:5.2f}x){spread}", flush=True)
     for label, keep in (("no loss", lambda r: r[3] == 0), ("random loss", lambda r: r[3] > 0),
