@@ -182,7 +182,8 @@ class Network:
                     self._count_burst(neck, 1)
                 if window is not None:
                     link.connection.sending[direction] = flow
-                self.flows.append(flow)  # rate 0 until this instant's solve (which drains)
+                self._advance()  # the others' bits up to now: the new flow was not there
+                self.flows.append(flow)  # rate 0 until this instant's solve
                 self._reschedule()
                 try:
                     yield flow.done
@@ -280,6 +281,8 @@ class Network:
         for f in self.flows:
             f.remaining_bits -= f.rate_bps * elapsed
             if f.window is not None:
+                if f.sending:  # not waiting for its round trip's acknowledgements
+                    f.window.sending_s += elapsed
                 f.window.left_bits -= f.rate_bps * elapsed
         self._last_update_s = self.env.now
 

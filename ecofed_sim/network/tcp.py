@@ -280,7 +280,8 @@ class Connection:
             grown = ssthresh = max(tcp.beta * window.start_bits, 2 * seg)
         else:
             grown, ssthresh = tcp.grow_bits(window.start_bits, sent * seg, window.ssthresh_bits,
-                                            window.cap_bits, rate_bps, rtt_s)
+                                            window.cap_bits,
+                                            window.served_rate_bps(sent_bits, rate_bps), rtt_s)
         self.window_bits[direction], self.ssthresh_bits[direction] = grown, ssthresh
         self.segments_sent[direction] = self.segments_sent.get(direction, 0.0) + sent
         queue_bits = min(window.queue_at_end_bits(total_bits, rate_bps * rtt_s),
@@ -306,6 +307,14 @@ class Window:
     ssthresh_bits: float = math.inf  # the connection's slow-start threshold
     segment_bits: float = 0.0  # one segment on the wire: the step above the threshold
     lost_segments: int = 0  # lost from the message's first burst (``network.burst``)
+    sending_s: float = 0.0  # time it had segments to send (served, or queued behind others)
+
+    def served_rate_bps(self, sent_bits: float, path_rate_bps: float) -> float:
+        """The rate its segments got through the bottleneck: the path's, unless other
+        flows shared it (or queued ahead of it) while it had segments to send."""
+        if self.sending_s <= 0 or sent_bits <= 0:
+            return path_rate_bps
+        return min(path_rate_bps, sent_bits / self.sending_s)
 
     def continuation(self) -> Window:
         """The window of a message queued behind one still in flight on the same
