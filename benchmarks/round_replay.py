@@ -21,6 +21,11 @@ the network can make the real round differ. Printed per method and round: the re
 time, the simulated one under ``tcp`` and under ``flow``, and their ratios.
 
     python benchmarks/round_replay.py [--methods fedavg splitfed ecofed] [--rounds 2]
+                                      [--repeats 3] [--tcp-info]
+
+``--tcp-info`` prints, per client and direction, the sender's congestion window and
+slow-start threshold (in segments) as each message started, and the segments resent
+before it: what the transport's windows can be held against.
 
 Needs root, iproute2, gcc and /dev/net/tun (as ``tcp_fidelity.py``).
 """
@@ -32,6 +37,7 @@ import ctypes
 import os
 import socket
 import statistics
+import struct
 import sys
 import threading
 import time
@@ -79,6 +85,7 @@ class Message:
     delay_s: float  # after that message's delivery (or the round's start)
     done: threading.Event = field(default_factory=threading.Event)
     real_end_s: float = 0.0
+    tcp_info: tuple[int, int, int] | None = None  # sender's (cwnd, ssthresh, retransmitted)
 
 
 def client_messages(transfers, round_start_s: float) -> dict[int, list[Message]]:
@@ -175,18 +182,46 @@ class Connections:
         self.listener.close()
 
 
-def replay_round(conns: Connections, msgs: dict[int, list[Message]], t0: float,
-                 first_round: bool) -> float:
-    """Send one round's messages for real; returns when the last one was delivered."""
+def sender_state(s: socket.socket) -> tuple[int, int, int]:
+    """Linux ``TCP_INFO`` as a message starts: (congestion window and slow-start threshold
+    in segments, segments retransmitted so far on the connection)."""
+    raw = s.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
+    return tuple(struct.unpack_from("<I", raw, offset)[0] for offset in (80, 76, 100))
+
+
+def print_windows(method: str, round_index: int, msgs: dict[int, list[Message]],
+                  out=print) -> None:
+    """Each client's windows as its messages started, per direction: cwnd/ssthresh
+    ('-' unset), and '+N' where N segments were resent since its previous message."""
+    for client, cm in sorted(msgs.items()):
+        for direction in ("up", "down"):
+            mine = [m for m in cm if m.direction == direction and m.tcp_info is not None]
+            cells, before = [], mine[0].tcp_info[2] if mine else 0
+            for m in mine:
+                cwnd, ssthresh, resent = m.tcp_info
+                cells.append(f"{cwnd}/{ssthresh if ssthresh < 1 << 30 else '-'}"
+                             + (f"+{resent - before}" if resent > before else ""))
+                before = resent
+            out(f"{method:<9} round {round_index} client {client} {direction:<4} "
+                + " ".join(cells))
+
+
+def replay_round(conns: Connections, msgs: dict[int, list[Message]], not_before: float,
+                 first_round: bool) -> tuple[float, float]:
+    """Send one round's messages for real; returns (when the round started, when its last
+    message was delivered). It starts at ``not_before``, or once its threads are ready if
+    that is later: the harness's own set-up is not the network's time."""
+    go, start = threading.Event(), [not_before]
 
     def issue_time(client_msgs: list[Message], m: Message) -> float:
         if m.after is None:
-            return t0 + m.delay_s
+            return start[0] + m.delay_s
         prev = client_msgs[m.after]
         prev.done.wait()
         return prev.real_end_s + m.delay_s
 
     def sender(client: int, direction: str) -> None:
+        go.wait()
         cm = msgs[client]
         for m in (m for m in cm if m.direction == direction):
             at = issue_time(cm, m)
@@ -194,6 +229,7 @@ def replay_round(conns: Connections, msgs: dict[int, list[Message]], t0: float,
             if first_round and m.index == 0:  # the handshake belongs to the first message
                 time.sleep(RTT_MS / 1e3)  # (its connection is open already, unused)
             tx, _ = conns.ends(client, direction)
+            m.tcp_info = sender_state(tx)
             tx.sendall(b"x" * m.nbytes)
 
     def receiver(client: int, direction: str) -> None:
@@ -207,9 +243,11 @@ def replay_round(conns: Connections, msgs: dict[int, list[Message]], t0: float,
                for c in msgs for d in ("up", "down") for f in (sender, receiver)]
     for t in threads:
         t.start()
+    start[0] = max(not_before, time.monotonic())
+    go.set()
     for t in threads:
         t.join(timeout=600)
-    return max(m.real_end_s for cm in msgs.values() for m in cm)
+    return start[0], max(m.real_end_s for cm in msgs.values() for m in cm)
 
 
 def simulate(method: str, rounds: int, transport: str):
@@ -218,24 +256,29 @@ def simulate(method: str, rounds: int, transport: str):
                           source=f"{raw['name']}.yaml", base_dir=None)
 
 
-def replay(method: str, rounds: int, out=print) -> list[dict]:
+def replay(method: str, rounds: int, out=print, windows: bool = False) -> list[dict]:
+    """Simulate ``rounds`` of ``method`` and send each round's messages over the delay
+    line; with ``windows``, also print the senders' TCP windows (``print_windows``)."""
     tcp, flow = simulate(method, rounds, "tcp"), simulate(method, rounds, "flow")
+    plans = []  # worked out before anything is sent: no pandas between real rounds
+    for r, rnd in tcp.rounds.iterrows():
+        start_s = rnd.sim_time_s - rnd.round_time_s
+        sent = tcp.transfers[tcp.transfers["round"] == r]
+        plans.append((r, start_s, client_messages(sent, start_s), sent.t_end_s.max()))
     conns = Connections()
     for client in range(CLIENTS):
         conns.open(client)
     rows, t0, last_sim_end = [], time.monotonic() + 0.2, None
     real_end = t0
     try:
-        for r, rnd in tcp.rounds.iterrows():
-            start_s = rnd.sim_time_s - rnd.round_time_s
+        for r, start_s, msgs, sim_end_s in plans:
             if last_sim_end is not None:  # aggregation and the rest, as simulated
                 t0 = real_end + (start_s - last_sim_end)
-            msgs = client_messages(tcp.transfers[tcp.transfers["round"] == r], start_s)
             if not msgs:
                 out(f"{method:<9} round {r}: no messages (nothing crosses the network)")
                 continue
-            real_end = replay_round(conns, msgs, t0, first_round=r == 0)
-            last_sim_end = tcp.transfers[tcp.transfers["round"] == r].t_end_s.max()
+            t0, real_end = replay_round(conns, msgs, t0, first_round=r == 0)
+            last_sim_end = sim_end_s
             real_s, sim_tcp_s = real_end - t0, last_sim_end - start_s
             f = flow.rounds.iloc[r]
             f_end = flow.transfers[flow.transfers["round"] == r].t_end_s.max()
@@ -247,6 +290,8 @@ def replay(method: str, rounds: int, out=print) -> list[dict]:
             out(f"{method:<9} round {r}: {rows[-1]['messages']:>4} messages  real "
                 f"{real_s:8.3f} s  tcp {sim_tcp_s:8.3f} s ({sim_tcp_s / real_s:5.2f}x)  "
                 f"flow {sim_flow_s:8.3f} s ({sim_flow_s / real_s:5.2f}x)")
+            if windows:
+                print_windows(method, r, msgs, out)
     finally:
         conns.close()
     return rows
@@ -265,6 +310,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--methods", nargs="+", default=["fedavg", "splitfed", "ecofed"])
     p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--tcp-info", action="store_true", help="also print each sender's "
+                   "congestion window and slow-start threshold as each message started, "
+                   "and the segments it resent (Linux TCP_INFO)")
     p.add_argument("--repeats", type=int, default=3, help="real replays per method; the "
                    "median round time is compared")
     args = p.parse_args()
@@ -278,7 +326,7 @@ def main() -> None:
             except Unavailable as err:
                 sys.exit(f"skipped: {err}")
             try:
-                runs.append(replay(method, args.rounds))
+                runs.append(replay(method, args.rounds, windows=args.tcp_info))
             finally:
                 path.teardown()
         rows += [median_row([run[i] for run in runs]) for i in range(len(runs[0]))]

@@ -34,7 +34,9 @@ adds the window:
   TCP slow start", Computer Networks 2011; Linux ``tcp_cubic`` ``hystart=1``): once the
   window is at least 16 segments, a round whose ACK train (ACKs at most 2 ms apart) lasts
   longer than half the minimum RTT, or whose first RTTs show a queue left by the round
-  before (``TcpParams.hystart_exit``), ends it with the window it reached; from then on
+  before (``TcpParams.hystart_exit``), ends it with the window it reached. Both are
+  judged at the rate the flow's segments were served at (``Window.served_rate_bps``):
+  its share when other flows cross the same bottleneck. From then on
   (congestion avoidance, and after a loss) the window grows one segment per window
   acknowledged (RFC 5681);
 - a window sent at once into an idle bottleneck loses what its buffer cannot hold
