@@ -29,6 +29,7 @@ import math
 import statistics
 import sys
 import time
+from typing import NamedTuple
 
 HEADER_BYTES = 20 + 32 + 2  # IPv4, TCP with timestamps, PPP: the point-to-point frame
 
@@ -57,7 +58,10 @@ void watch(ns3::Ptr<ns3::Application> sink, uint64_t bytes, double sender_start_
 """
 
 
-LAST_EPISODES = {"timeouts": 0, "recoveries": 0}
+class Ns3Run(NamedTuple):
+    seconds: float  # connect to last byte received
+    timeouts: int  # the sender's entries into loss (retransmission timeouts)
+    recoveries: int  # and into fast recovery
 
 
 class Unavailable(RuntimeError):
@@ -75,10 +79,10 @@ def load_ns3():
     return ns, cppyy.gbl.efs
 
 
-def ns3_seconds(rate_mbps: float, rtt_ms: float, nbytes: int, loss_rate: float,
-                cc: str = "cubic", seed: int = 1) -> float:
-    """One message on a new connection in ns-3: connect to last byte received, s. The
-    sender's retransmission timeouts and fast recoveries are left in ``LAST_EPISODES``."""
+def ns3_run(rate_mbps: float, rtt_ms: float, nbytes: int, loss_rate: float,
+            cc: str = "cubic", seed: int = 1) -> Ns3Run:
+    """One message on a new connection in ns-3: its time, and the sender's loss
+    episodes."""
     ns, efs = load_ns3()
     ns.Simulator.Destroy()
     ns.RngSeedManager.SetSeed(seed)
@@ -125,12 +129,11 @@ def ns3_seconds(rate_mbps: float, rtt_ms: float, nbytes: int, loss_rate: float,
     efs.watch(sink.Get(0), nbytes, start_s)
     ns.Simulator.Stop(ns.Seconds(start_s + 600))
     ns.Simulator.Run()
-    done = efs.done_s
-    LAST_EPISODES.update(timeouts=efs.timeouts, recoveries=efs.recoveries)
+    done, timeouts, recoveries = efs.done_s, efs.timeouts, efs.recoveries
     ns.Simulator.Destroy()
     if done < 0:
         raise RuntimeError(f"ns-3 did not deliver {nbytes} bytes in 600 s")
-    return done - start_s
+    return Ns3Run(done - start_s, timeouts, recoveries)
 
 
 def model_seconds(rate_mbps: float, rtt_ms: float, nbytes: int, loss_rate: float,
@@ -168,11 +171,10 @@ def main() -> None:
     rows = []
     for rate, rtt, nbytes, loss in cases(args.quick):
         seeds = range(1, args.seeds + 1) if loss > 0 else [1]
-        runs, timeouts, episodes = [], 0, 0
-        for s in seeds:
-            runs.append(ns3_seconds(rate, rtt, nbytes, loss, args.cc, s))
-            timeouts += LAST_EPISODES["timeouts"]
-            episodes += LAST_EPISODES["timeouts"] + LAST_EPISODES["recoveries"]
+        got = [ns3_run(rate, rtt, nbytes, loss, args.cc, s) for s in seeds]
+        runs = [g.seconds for g in got]
+        timeouts = sum(g.timeouts for g in got)
+        episodes = timeouts + sum(g.recoveries for g in got)
         ref = statistics.mean(runs)
         sim = model_seconds(rate, rtt, nbytes, loss, args.cc)
         rows.append((rate, rtt, nbytes, loss, ref, sim))

@@ -163,8 +163,7 @@ def _run_locked(path: Path, spec: SweepSpec, runs: list[RunSpec], out: Path, poo
         group, learned = pending.pop(handle)
         if err is not None:
             for r in group if learned else group[:1]:  # a failed learning run fails its group
-                _failed(tally, r.run_id, err, log)
-                shown.update(1)
+                _failed(tally, shown, r.run_id, err, log)
             continue
         results, trace = value if learned else (value, None)
         _finished(tally, shown, results, group[0], out)
@@ -193,8 +192,7 @@ def _learn_streamed(group: list[RunSpec], jobs: dict[str, Job], streamed: Stream
     except Exception as err:  # noqa: BLE001 (a failed learning run fails its group)
         streamed.abandon()
         for r in group:
-            _failed(tally, r.run_id, err, log)
-            shown.update(1)
+            _failed(tally, shown, r.run_id, err, log)
         return
     _finished(tally, shown, results, group[0], out)
     by_id, pending = {r.run_id: r for r in group}, {r.run_id for r in group[1:]}
@@ -215,8 +213,7 @@ def _learn_streamed(group: list[RunSpec], jobs: dict[str, Job], streamed: Stream
 def _resimulated(tally: Tally, shown, run_id: str, results, err: BaseException | None,
                  run: RunSpec, out: Path, log: Callable[[str], None]) -> None:
     if err is not None:
-        _failed(tally, run_id, err, log)
-        shown.update(1)
+        _failed(tally, shown, run_id, err, log)
     else:
         _finished(tally, shown, results, run, out)
 
@@ -251,8 +248,10 @@ def _write(results, run: RunSpec, out: Path) -> None:
     write_results(results, out / "runs" / run.run_id, check=False)
 
 
-def _failed(tally: Tally, run_id: str, err: BaseException, log: Callable[[str], None]) -> None:
+def _failed(tally: Tally, shown, run_id: str, err: BaseException,
+            log: Callable[[str], None]) -> None:
     tally.failed += 1
+    shown.update(1)
     tally.errors[run_id] = "".join(traceback.format_exception(err, limit=8))
     last = str(err).strip().splitlines()[-1:] or [type(err).__name__]
     log(f"run {run_id} failed: {type(err).__name__}: {last[0]}")
