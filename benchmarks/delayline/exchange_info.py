@@ -2,13 +2,14 @@
 
 ``tcp_fidelity.py`` times exchanges; this shows what each side's congestion control did
 in them. The client sends BYTES, the server echoes BYTES once all has arrived, COUNT
-times on one connection (``time_messages``' ``exchange`` pattern, no gap). After each
+times on one connection (``time_messages``' ``exchange`` pattern), idle GAP_S seconds
+between exchanges (default 0). After each
 exchange it prints the duration and, from ``TCP_INFO``, the client's (uploads) and the
 server's (downloads) congestion window and slow-start threshold in segments, smoothed
 RTT and retransmissions so far. The server reads its own after the next message has
 arrived (its reply is then acknowledged).
 
-    python benchmarks/delayline/exchange_info.py RATE_MBPS RTT_MS BYTES [COUNT]
+    python benchmarks/delayline/exchange_info.py RATE_MBPS RTT_MS BYTES [COUNT [GAP_S]]
 
 Needs root, iproute2, gcc and /dev/net/tun (as ``tcp_fidelity.py``).
 """
@@ -20,6 +21,7 @@ import socket
 import struct
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from peer import accept_one, now, recv_exact, tcp_socket
@@ -48,7 +50,7 @@ def server(host: str, n: int, count: int) -> None:
     print(json.dumps(after), flush=True)
 
 
-def client(host: str, n: int, count: int) -> None:
+def client(host: str, n: int, count: int, gap_s: float) -> None:
     s = tcp_socket()
     s.connect((host, PORT))
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -58,6 +60,7 @@ def client(host: str, n: int, count: int) -> None:
         s.sendall(b"x" * n)
         recv_exact(s, n)
         rows.append(((now() - start) * 1e3, tcp_info(s)))
+        time.sleep(gap_s)
     print(json.dumps(rows), flush=True)
     s.close()
 
@@ -73,25 +76,27 @@ def main() -> None:
 
     rate, rtt, n = float(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
     count = int(sys.argv[4]) if len(sys.argv) > 4 else 6
+    gap_s = float(sys.argv[5]) if len(sys.argv) > 5 else 0.0
     path = Path_(rate, rtt)
     try:
         srv = in_ns(NS_SRV, "server", IP_SRV, str(n), str(count))
         srv.stdout.readline()  # listening
-        cli = in_ns(NS_DEV, "client", IP_SRV, str(n), str(count))
+        cli = in_ns(NS_DEV, "client", IP_SRV, str(n), str(count), str(gap_s))
         rows = json.loads(cli.stdout.readline())
         downs = json.loads(srv.stdout.readline())
         for p in (cli, srv):
             p.wait(timeout=30)
     finally:
         path.teardown()
-    print(f"{rate:g} Mbit/s, {rtt:g} ms, {n:,} B exchanges")
+    print(f"{rate:g} Mbit/s, {rtt:g} ms, {n:,} B exchanges, {gap_s:g} s apart")
     for i, ((ms, up), down) in enumerate(zip(rows, downs, strict=True)):
         print(f"{i + 1:3d} {ms:8.1f} ms  up {up}  down {down}")
 
 
 if __name__ == "__main__":
-    if sys.argv[1] in ("server", "client"):
-        (server if sys.argv[1] == "server" else client)(sys.argv[2], int(sys.argv[3]),
-                                                         int(sys.argv[4]))
+    if sys.argv[1] == "server":
+        server(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
+    elif sys.argv[1] == "client":
+        client(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]))
     else:
         main()
