@@ -3,11 +3,10 @@
 ``tcp_fidelity.py`` times exchanges; this shows what each side's congestion control did
 in them. The client sends BYTES, the server echoes BYTES once all has arrived, COUNT
 times on one connection (``time_messages``' ``exchange`` pattern), idle GAP_S seconds
-between exchanges (default 0). After each
-exchange it prints the duration and, from ``TCP_INFO``, the client's (uploads) and the
-server's (downloads) congestion window and slow-start threshold in segments, smoothed
-RTT and retransmissions so far. The server reads its own after the next message has
-arrived (its reply is then acknowledged).
+between exchanges (default 0). After each exchange it prints the duration and, from
+``TCP_INFO``, the client's (uploads) and the server's (downloads) congestion window and
+slow-start threshold in segments, smoothed RTT and retransmissions so far. The server
+reads its own after the next message has arrived (its reply is then acknowledged).
 
     python benchmarks/delayline/exchange_info.py RATE_MBPS RTT_MS BYTES [COUNT [GAP_S]]
 

@@ -182,13 +182,13 @@ class TcpParams:
         ``queue_bits`` ahead of it at a bottleneck of ``rate_bps``. Linux's
         ``tcp_rtt_estimator`` moves it an eighth of the way to each acknowledgement's RTT
         sample, one per two segments: over a long message it forgets ``before_s`` and
-        follows the last samples. Where the
-        queue grew as the message went (``ramp``: a burst, or a round of slow start, one
-        segment's wait per segment sent), it lags the last sample by the mean age of its
-        weights, 7 samples, 14 segments' waits: 100 KB in one burst at 100 Mbit/s (69
-        segments, the last waiting 8.4 ms) leaves RTT + 6.7 ms; Linux reported
-        RTT + 6.9-7.0 ms on the delay line (``benchmarks/delayline/exchange_info.py``).
-        An open window holds its queue steady: the samples are RTT plus its wait."""
+        follows the last samples. Where the queue grew as the message went (``ramp``: a
+        burst, or a round of slow start, one segment's wait per segment sent), it lags
+        the last sample by the mean age of its weights, 7 samples, 14 segments' waits:
+        100 KB in one burst at 100 Mbit/s (69 segments, the last waiting 8.4 ms) leaves
+        RTT + 6.7 ms; Linux reported RTT + 6.9-7.1 ms on the delay line
+        (``benchmarks/delayline/exchange_info.py``). An open window holds its queue
+        steady: the samples are RTT plus its wait."""
         samples = max(segments / SEGMENTS_PER_ACK, 1.0)
         kept = (1 - SRTT_GAIN) ** samples
         lag_bits = 0.0
