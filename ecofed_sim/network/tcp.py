@@ -313,7 +313,7 @@ class Connection:
                          tcp.buffer_bits(rate_bps, rtt_s, buffer_bytes))
         self.srtt_s[direction] = tcp.smoothed_rtt_s(
             self.srtt_s.get(direction, rtt_s), rtt_s, queue_bits, rate_bps, sent,
-            ramp=not window.open or window.start_bits >= total_bits)
+            ramp=window.queue_ramped(total_bits))
         self.last_send_end_s[direction] = arrived_s - latency_s - (
             0.0 if window.lost_segments else queue_bits / rate_bps)
 
@@ -361,6 +361,11 @@ class Window:
         if self.open:
             return max(self.window_bits - bdp_bits, 0.0)
         return max(self.window_bits - max(self.left_bits, 0.0), 0.0) / 2
+
+    def queue_ramped(self, total_bits: float) -> bool:
+        """Whether that queue grew as the message went (one burst, or a round of slow
+        start) rather than standing at an open window's excess."""
+        return self.start_bits >= total_bits or not self.open
 
     @property
     def blocked(self) -> bool:
