@@ -186,7 +186,9 @@ def _learn_streamed(group: list[RunSpec], jobs: dict[str, Job], streamed: Stream
 
     first = jobs[group[0].run_id]  # the key of the scenario as it runs (paths absolute)
     streamed.begin([jobs[r.run_id] for r in group[1:]],
-                   learning_key(Scenario.model_validate(first.scenario)))
+                   learning_key(Scenario.model_validate(first.scenario)),
+                   write_to={r.run_id: (r.scenario.model_dump(mode="json"),
+                                        out / "runs" / r.run_id) for r in group[1:]})
     try:
         results, trace = learn(first, on_round=streamed.round)
     except Exception as err:  # noqa: BLE001 (a failed learning run fails its group)
@@ -198,7 +200,11 @@ def _learn_streamed(group: list[RunSpec], jobs: dict[str, Job], streamed: Stream
     by_id, pending = {r.run_id: r for r in group}, {r.run_id for r in group[1:]}
     for run_id, resimulated, err in streamed.results():
         pending.discard(run_id)
-        _resimulated(tally, shown, run_id, resimulated, err, by_id[run_id], out, log)
+        if resimulated is None and err is None:  # the helper wrote its tables
+            tally.done += 1
+            shown.update(1)
+        else:
+            _resimulated(tally, shown, run_id, resimulated, err, by_id[run_id], out, log)
     if pending:  # the helper failed: re-simulate the rest here, from the whole trace
         log("re-simulating in this process: the streaming helper stopped")
         for r in group[1:]:
@@ -239,13 +245,17 @@ def _jobs(groups: list[list[RunSpec]], base_dir: Path, ship: bool,
 
 
 def _write(results, run: RunSpec, out: Path) -> None:
-    """A finished run's tables, its scenario with the paths as the user wrote them."""
+    write_run(results, run.scenario.model_dump(mode="json"), out / "runs" / run.run_id)
+
+
+def write_run(results, as_written: dict, folder: Path) -> None:
+    """A finished run's tables, its scenario with the paths as the user wrote them
+    (``as_written``). The sweep's lock is held: ``folder`` is its own to replace."""
     from ecofed_sim.scenario import Scenario
 
-    raw = restore_paths(results.scenario.model_dump(mode="json"),
-                        run.scenario.model_dump(mode="json"))
+    raw = restore_paths(results.scenario.model_dump(mode="json"), as_written)
     results.scenario = Scenario.model_validate(raw)
-    write_results(results, out / "runs" / run.run_id, check=False)
+    write_results(results, folder, check=False)
 
 
 def _failed(tally: Tally, shown, run_id: str, err: BaseException,

@@ -5,13 +5,15 @@ the trace up to round r. With ``--workers 1`` a sweep trains each learning group
 run in this process, on ``training.threads`` torch threads (1 by default), which leaves
 the machine's other cores idle. So one helper process re-plays the group's other runs as
 each round's trace arrives (``Resimulation``); when the learning run ends, they are one
-round from done. The tables are those of re-simulating from the finished trace: the same
-``Replayer`` plays the same rounds in the same order.
+round from done. That round ends every run at once, on two idle cores: the helper forks,
+and each process plays and writes half of them. The tables are those of re-simulating
+from the finished trace: the same ``Replayer`` plays the same rounds in the same order.
 """
 
 from __future__ import annotations
 
 import contextlib
+import multiprocessing
 import os
 import socket
 import subprocess
@@ -24,12 +26,100 @@ from typing import Any
 from ecofed_sim.trace import RoundTrace
 
 
+class _SweepGone(Exception):
+    """The sweep closed its end (it was killed, or it stopped waiting): nothing to report."""
+
+
 def _next(conn: Connection) -> tuple:
     """The next message; a sweep that went away (killed) reads as ``stop``."""
     try:
         return conn.recv()
     except (EOFError, OSError):
         return ("stop",)
+
+
+class _Reporter:
+    """Sends each run's outcome to the sweep, one whole message at a time: a forked
+    child playing half of a last round sends through the same socket (``lock``). A run
+    the sweep asked it to write (``write_to``) is written here, and only that is sent."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn, self.group = conn, 0
+        self.write_to: dict[str, tuple[dict, Path]] = {}
+        try:
+            self.lock = multiprocessing.Lock()
+        except (ImportError, OSError):  # no POSIX semaphores here: never fork
+            self.lock = None
+
+    def __call__(self, run_id: str, results: Any, err: BaseException | None) -> None:
+        if results is not None and run_id in self.write_to:
+            from ecofed_sim.sweep import write_run
+
+            try:
+                write_run(results, *self.write_to[run_id])
+                results = None
+            except Exception as failure:  # noqa: BLE001 (reported as the run's outcome)
+                results, err = None, failure
+        try:
+            with self.lock or contextlib.nullcontext():
+                self.conn.send(("result", self.group, run_id, results, err))
+        except OSError as gone:  # BrokenPipeError, ConnectionResetError
+            raise _SweepGone from gone
+
+
+def _play(sims: dict[str, Any], run_ids: list[str], recorded: RoundTrace,
+          report: _Reporter) -> None:
+    """Play one round in each of ``run_ids``; report (and drop) each run it ends or fails."""
+    for run_id in run_ids:
+        sim = sims[run_id]
+        try:
+            sim.play(recorded)
+            done = sim.rounds_played == sim.scenario.rounds
+            if done:
+                report(run_id, sim.results(), None)
+        except _SweepGone:
+            raise
+        except Exception as err:  # noqa: BLE001 (reported as the run's outcome)
+            report(run_id, None, err)
+            done = True
+        if done:
+            del sims[run_id]
+
+
+def _forkable_half(sims: dict[str, Any], report: _Reporter) -> list[str]:
+    """The runs a forked child should play this round: half of those it ends, when two
+    or more end. A round that ends runs is the learning run's last, so it is played
+    after the learning run has finished and left its core idle: two processes halve
+    the wait."""
+    if report.lock is None or not hasattr(os, "fork"):
+        return []
+    ending = [run_id for run_id, sim in sims.items()
+              if sim.rounds_played + 1 == sim.scenario.rounds]
+    return ending[len(ending) // 2:] if len(ending) >= 2 else []
+
+
+def _play_round(sims: dict[str, Any], recorded: RoundTrace, report: _Reporter) -> None:
+    """Play a round in every run, the runs it ends split with a forked child (which
+    inherits their state as it stands: the tables are those one process would make)."""
+    theirs = _forkable_half(sims, report)
+    child = os.fork() if theirs else 0
+    if theirs and child == 0:  # the child: its half, then gone without any teardown
+        status = 1
+        try:
+            _play(sims, theirs, recorded, report)
+            status = 0
+        except _SweepGone:
+            status = 0
+        finally:
+            os._exit(status)
+    _play(sims, [run_id for run_id in sims if run_id not in theirs], recorded, report)
+    if theirs:
+        _, status = os.waitpid(child, 0)
+        for run_id in theirs:
+            if status != 0:  # the sweep keeps the first outcome it got for a run
+                report(run_id, None, RuntimeError(
+                    f"the re-simulation process stopped (wait status {status})"))
+            del sims[run_id]
 
 
 def _serve(conn: Connection) -> None:
@@ -39,44 +129,35 @@ def _serve(conn: Connection) -> None:
     from ecofed_sim.scenario import Scenario
     from ecofed_sim.sweep import job_folder
 
-    def report(group: int, run_id: str, results: Any, err: BaseException | None) -> None:
-        conn.send(("result", group, run_id, results, err))
-
+    report = _Reporter(conn)
     sims: dict[str, Any] = {}
     folders = contextlib.ExitStack()
-    group = 0
-    while (message := _next(conn))[0] != "stop":
-        if message[0] in ("begin", "abandon"):
-            folders.close()
-            sims.clear()
-        if message[0] == "begin":
-            _, group, jobs, key = message
-            for job in jobs:
-                try:
-                    folder = folders.enter_context(job_folder(job))
-                    sims[job.run_id] = Resimulation(Scenario.model_validate(job.scenario),
-                                                    key, base_dir=folder)
-                except Exception as err:  # noqa: BLE001 (reported as the run's outcome)
-                    report(group, job.run_id, None, err)
-        elif message[0] == "round":
-            for run_id, sim in list(sims.items()):
-                try:
-                    sim.play(message[1])
-                    done = sim.rounds_played == sim.scenario.rounds
-                    if done:
-                        report(group, run_id, sim.results(), None)
-                except Exception as err:  # noqa: BLE001
-                    report(group, run_id, None, err)
-                    done = True
-                if done:
-                    del sims[run_id]
-        elif message[0] == "end":  # the trace ended before these runs' last round
-            for run_id, sim in sims.items():
-                report(group, run_id, None, RuntimeError(
-                    f"the learning trace ended after {sim.rounds_played} of "
-                    f"{sim.scenario.rounds} rounds"))
-            sims.clear()
-    folders.close()
+    try:
+        while (message := _next(conn))[0] != "stop":
+            if message[0] in ("begin", "abandon"):
+                folders.close()
+                sims.clear()
+            if message[0] == "begin":
+                _, report.group, jobs, key, report.write_to = message
+                for job in jobs:
+                    try:
+                        folder = folders.enter_context(job_folder(job))
+                        sims[job.run_id] = Resimulation(
+                            Scenario.model_validate(job.scenario), key, base_dir=folder)
+                    except Exception as err:  # noqa: BLE001 (reported as the run's outcome)
+                        report(job.run_id, None, err)
+            elif message[0] == "round":
+                _play_round(sims, message[1], report)
+            elif message[0] == "end":  # the trace ended before these runs' last round
+                for run_id, sim in sims.items():
+                    report(run_id, None, RuntimeError(
+                        f"the learning trace ended after {sim.rounds_played} of "
+                        f"{sim.scenario.rounds} rounds"))
+                sims.clear()
+    except _SweepGone:
+        pass
+    finally:
+        folders.close()
 
 
 class StreamedResims:
@@ -113,10 +194,14 @@ class StreamedResims:
         except OSError:  # the helper died (or never started): the caller takes over
             self.broken = True
 
-    def begin(self, jobs: list, learning_key: str) -> None:
-        """Start re-simulating ``jobs`` (``sweep.Job``) from rounds yet to come."""
+    def begin(self, jobs: list, learning_key: str,
+              write_to: dict[str, tuple[dict, Path]] | None = None) -> None:
+        """Start re-simulating ``jobs`` (``sweep.Job``) from rounds yet to come. A run
+        in ``write_to`` (run id: its scenario as the user wrote it, its results folder)
+        is written by the helper (``sweep.write_run``), not sent back: the last round's
+        runs all end at once, and two processes write them faster than one."""
         self._group, self._expected = self._group + 1, len(jobs)
-        self._send(("begin", self._group, jobs, learning_key))
+        self._send(("begin", self._group, jobs, learning_key, write_to or {}))
 
     def round(self, recorded: RoundTrace) -> None:
         """The learning run's next round: every run of the group plays it."""
@@ -125,18 +210,21 @@ class StreamedResims:
     def results(self) -> Iterator[tuple[str, Any, BaseException | None]]:
         """(run id, results, error) of each run of the group as the helper finishes it,
         once the learning run has sent its last round (a run the trace did not reach
-        the end of is an error). If the helper fails, sets ``broken`` and stops: the
-        caller re-simulates the runs it did not get."""
+        the end of is an error); results are None for a run the helper wrote. If the
+        helper fails, sets ``broken`` and stops: the caller re-simulates the runs it did
+        not get."""
         self._send(("end",))
-        got = 0
-        while got < self._expected and not self.broken:
+        got: set[str] = set()
+        while len(got) < self._expected and not self.broken:
             try:
                 kind, group, run_id, results, err = self._conn.recv()
             except (OSError, EOFError):
                 self.broken = True
                 return
-            if kind == "result" and group == self._group:  # not an abandoned group's
-                got += 1
+            # not an abandoned group's; a run's first outcome (a forked child that died
+            # after reporting some runs has them all reported as errors too)
+            if kind == "result" and group == self._group and run_id not in got:
+                got.add(run_id)
                 yield run_id, results, err
 
     def abandon(self) -> None:
@@ -158,6 +246,11 @@ class StreamedResims:
 
 
 if __name__ == "__main__":
+    import torch
+
+    # Re-playing needs no parallel kernels, and a process whose OpenMP pool has started
+    # cannot safely use it again in a forked child (``_play_round``).
+    torch.set_num_threads(1)
     _serve(Connection(int(sys.argv[1])))
     # Everything is sent and its folders are gone: skip the interpreter's teardown, which
     # with torch loaded takes a second or two the sweep would wait for in ``close``.

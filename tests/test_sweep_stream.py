@@ -4,7 +4,13 @@ and groups kept apart."""
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
+from multiprocessing.connection import Connection
 from pathlib import Path
+from types import SimpleNamespace
 
 import pandas as pd
 import yaml
@@ -15,7 +21,7 @@ from ecofed_sim.resimulate import resimulate
 from ecofed_sim.scenario import Scenario
 from ecofed_sim.sweep import Job, run_sweep
 from ecofed_sim.sweep_files import absolutize
-from ecofed_sim.sweep_stream import StreamedResims
+from ecofed_sim.sweep_stream import StreamedResims, _play_round, _Reporter
 
 LINK = "population.devices[0].link.uplink_mbps"
 TABLES = ("rounds", "transfers", "timeline", "energy", "participation", "updates")
@@ -50,6 +56,11 @@ def test_streamed_re_simulations_equal_those_from_the_finished_trace(tiny_dir):
     after = run_sweep(path, tiny_dir / "after", progress=False, stream=False)
     assert (streamed.done, streamed.failed) == (after.done, after.failed) == (9, 0)
     _assert_same(_tables(tiny_dir / "streamed"), _tables(tiny_dir / "after"))
+    for run in (tiny_dir / "after" / "runs").iterdir():  # the helper wrote 6 of them
+        resolved = (run / "scenario.resolved.yaml").read_text()
+        assert "base.yaml" not in resolved and str(tiny_dir) not in resolved
+        assert resolved == (tiny_dir / "streamed" / "runs" / run.name
+                            / "scenario.resolved.yaml").read_text()
 
 
 def test_a_helper_that_cannot_start_leaves_the_work_to_the_sweep(tiny_dir, monkeypatch):
@@ -107,3 +118,56 @@ def test_a_trace_that_stops_short_is_an_error_not_a_wait(tiny_dir):
         helper.close()
     assert run_id == "other" and results is None
     assert str(err) == "the learning trace ended after 1 of 2 rounds"
+
+
+def test_a_helper_whose_sweep_went_away_stops_quietly(tiny_dir):
+    """A sweep killed while its helper plays: the helper's reports find the socket closed,
+    and it exits at once, with status 0 and nothing on stderr (no traceback)."""
+    recorded = ecofed_sim.run(Scenario.model_validate(absolutize(tiny(rounds=2), tiny_dir)),
+                              base_dir=tiny_dir, record=True)
+    jobs = [Job(f"r{mbps}", absolutize(
+        tiny(rounds=2, **{"population.devices.0.link.uplink_mbps": mbps}), tiny_dir))
+        for mbps in (2.0, 3.0, 4.0)]
+    ours, theirs = socket.socketpair()
+    helper = subprocess.Popen([sys.executable, "-m", "ecofed_sim.sweep_stream",
+                               str(theirs.fileno())], pass_fds=(theirs.fileno(),),
+                              stderr=subprocess.PIPE)
+    theirs.close()
+    conn = Connection(ours.detach())
+    conn.send(("begin", 1, jobs, recorded.trace.learning_key, {}))
+    for r in recorded.trace.rounds:
+        conn.send(("round", r))
+    conn.close()  # the data sent stays readable; every result the helper sends fails
+    _, stderr = helper.communicate(timeout=120)
+    assert (helper.returncode, stderr.decode()) == (0, "")
+
+
+class _Run:
+    """A stand-in re-simulation with one round left; ``dies`` kills the process playing it."""
+
+    def __init__(self, dies: bool) -> None:
+        self.rounds_played, self.scenario, self.dies = 0, SimpleNamespace(rounds=1), dies
+
+    def play(self, recorded) -> None:
+        if self.dies:
+            os._exit(3)
+        self.rounds_played += 1
+
+    def results(self) -> dict:
+        return {"rounds_played": self.rounds_played}
+
+
+def test_a_last_round_is_split_with_a_child_whose_death_is_reported():
+    ours, theirs = socket.socketpair()
+    sweep_end, helper_end = Connection(ours.detach()), Connection(theirs.detach())
+    sims = {"kept": _Run(dies=False), "forked": _Run(dies=True)}
+    _play_round(sims, None, _Reporter(helper_end))  # "forked" is played in a child
+    got = []
+    for _ in range(2):
+        assert sweep_end.poll(30), f"only {got} reported"
+        got.append(sweep_end.recv())
+    assert sims == {} and not sweep_end.poll(0.2)
+    assert got[0] == ("result", 0, "kept", {"rounds_played": 1}, None)
+    kind, group, run_id, results, err = got[1]
+    assert (kind, group, run_id, results) == ("result", 0, "forked", None)
+    assert str(err) == f"the re-simulation process stopped (wait status {3 << 8})"
