@@ -3,8 +3,8 @@
 Two ns-3 nodes share one point-to-point link of the rate and half the round-trip time
 each way, behind a drop-tail queue of one bandwidth-delay product (at least 64 packets).
 One TCP connection (``TcpCubic`` or ``TcpNewReno``; MSS 1448, initial window 10,
-timestamps on, every segment acknowledged as Linux's quick-ACK mode does early on, Linux's
-200 ms minimum RTO) sends
+timestamps on, selective acknowledgements on, every segment acknowledged as Linux's
+quick-ACK mode does early on, Linux's 200 ms minimum RTO) sends
 one message from connect to the last byte received: the ``fresh`` pattern of
 ``ecofed_sim.network.time_messages``. A ``RateErrorModel`` on the receiver drops data
 packets at random with the loss rate, as ``link.loss_rate`` assumes. Printed per case:
@@ -95,6 +95,8 @@ def ns3_run(rate_mbps: float, rtt_ms: float, nbytes: int, loss_rate: float,
         ns.Config.SetDefault(f"ns3::TcpSocket::{name}", ns.UintegerValue(1 << 26))
     # Linux's minimum RTO (ns-3's default is RFC 6298's 1 s)
     ns.Config.SetDefault("ns3::TcpSocketBase::MinRto", ns.TimeValue(ns.MilliSeconds(200)))
+    # selective acknowledgements, as Linux (ns-3's default too; the model's network.sack)
+    ns.Config.SetDefault("ns3::TcpSocketBase::Sack", ns.BooleanValue(True))
     bdp_packets = max(64, math.ceil(rate_mbps * 1e6 * rtt_ms / 1e3 / 8 / 1500))
     nodes = ns.NodeContainer()
     nodes.Create(2)

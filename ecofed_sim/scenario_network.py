@@ -92,6 +92,11 @@ class NetworkSpec(StrictModel):
     timer_tick_ms: float = Field(4.0, ge=0, le=100, json_schema_extra=TIMING)
     """tcp: the kernel's timer tick, in which the RTO and RACK's timer are held (4 ms at
     CONFIG_HZ=250, Debian's and Ubuntu's kernels; 0: exact)"""
+    sack: bool = Field(True, json_schema_extra=TIMING)
+    """tcp: selective acknowledgements (net.ipv4.tcp_sack=1, RFC 2018): under random loss
+    (``link.loss_rate``) a loss ends in a retransmission timeout only if its
+    retransmission is lost too (chance p); false: Padhye et al.'s chance min(1, 3/w) for
+    Reno without them"""
 
     def tcp_params(self):
         """The TCP model's parameters, or None under the flow transport."""
@@ -102,7 +107,7 @@ class NetworkSpec(StrictModel):
         return TcpParams(self.mss_bytes, self.header_bytes, self.initial_window_segments,
                          self.receive_window_bytes, self.slow_start_after_idle,
                          self.min_rto_ms, self.connections == "per_message", self.hystart,
-                         self.burst_loss, self.cubic_beta, self.timer_tick_ms)
+                         self.burst_loss, self.cubic_beta, self.timer_tick_ms, self.sack)
 
     message_overhead_bytes: int = Field(0, ge=0, le=10**9, json_schema_extra=TIMING)
     """bytes each message carries besides its payload, counted as traffic (kind

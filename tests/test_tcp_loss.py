@@ -51,26 +51,32 @@ def test_an_epoch_at_the_path_goes_at_its_rate():
     assert epoch_round_trips(50, 100, 40, 51, 1.0)[1] == 51
 
 
-def test_the_first_epochs_by_hand():
+@pytest.mark.parametrize("sack, first_rate_bps", [(False, 9.397e6), (True, 9.758e6)])
+def test_the_first_epochs_by_hand(sack, first_rate_bps):
     """1% loss at 10 Mbit/s, RTT 0.1 s; the first loss finds the full 165.1255 segments.
     Epoch 1 starts at 0.7 of it, 115.5879, above the path's 82.5627: its 100 segments take
     100 / 82.5627 = 1.2112 round trips and end it at 115.5879 + 1.2112 x 0.5294; a
-    timeout's chance at the loss is 3 / that window. Epoch 2 starts at 0.7 of the end,
-    below the path: 100 = w t + 0.5294 t^2 / 2."""
-    tcp = TcpParams()
+    timeout's chance at the loss is 3 / that window without selective acknowledgements,
+    p = 0.01 with them. Epoch 2 starts at 0.7 of the end, below the path:
+    100 = w t + 0.5294 t^2 / 2."""
+    tcp = TcpParams(sack=sack)
     epochs = loss_epochs(tcp, 0.01, 0.1, 10e6, 2e6, 2e6)
     a = 0.9 / 1.7
+
+    def chance(window: float) -> float:
+        return 0.01 if sack else 3 / window
+
     start1 = 0.7 * 2e6 / SEG
     rounds1 = 100 / BDP
     end1 = start1 + a * rounds1
-    rate1 = 100 * SEG / (rounds1 * 0.1 + 3 / end1 * TIMEOUT_S)
+    rate1 = 100 * SEG / (rounds1 * 0.1 + chance(end1) * TIMEOUT_S)
     start2 = 0.7 * end1
     rounds2 = (math.sqrt(start2**2 + 2 * a * 100) - start2) / a
     end2 = start2 + a * rounds2
-    rate2 = 100 * SEG / (rounds2 * 0.1 + 3 / end2 * TIMEOUT_S)
+    rate2 = 100 * SEG / (rounds2 * 0.1 + chance(end2) * TIMEOUT_S)
     assert epochs.ends_segments[:2] == (100.0, 200.0)
     assert epochs.rates_bps[:2] == pytest.approx((rate1, rate2), rel=1e-12)
-    assert rate1 == pytest.approx(9.397e6, rel=1e-3)  # at the link's rate but for timeouts
+    assert rate1 == pytest.approx(first_rate_bps, rel=1e-3)  # the link's rate but timeouts
     assert epochs.at(150) == (epochs.rates_bps[1], 200.0)
     assert epochs.at(1e9) == (epochs.rates_bps[-1], math.inf)  # the last holds for ever
 
@@ -78,19 +84,31 @@ def test_the_first_epochs_by_hand():
 @pytest.mark.parametrize("rtt_s, p", [(0.1, 0.01), (0.04, 0.001), (0.01, 0.02)])
 def test_reno_settles_at_padhye_et_al(rtt_s, p):
     """Oracle: with beta 0.5 the fixed point is Mathis et al.'s window, sqrt(2 / 3p)
-    round trips an epoch and a window of sqrt(8 / 3p) at each loss: Padhye et al.'s rate,
-    timeouts and all. The path (1 Gbit/s) never limits it."""
-    tcp = TcpParams(beta=0.5)
+    round trips an epoch and a window of sqrt(8 / 3p) at each loss: without selective
+    acknowledgements, Padhye et al.'s rate, timeouts and all. The path (1 Gbit/s) never
+    limits it."""
+    tcp = TcpParams(beta=0.5, sack=False)
     epochs = loss_epochs(tcp, p, rtt_s, 1e9, 1e12, 1e9)
     assert epochs.rates_bps[-1] == pytest.approx(tcp.loss_rate_cap_bps(rtt_s, p), rel=1e-3)
     assert 2 < len(epochs.rates_bps) < 60  # a descent, then the steady state
+
+
+@pytest.mark.parametrize("rtt_s, p", [(0.1, 0.01), (0.04, 0.001), (0.01, 0.02)])
+def test_reno_with_sack_times_out_only_on_a_lost_retransmission(rtt_s, p):
+    """The same fixed point, 1/p segments in sqrt(2 / 3p) round trips, with a timeout
+    (RTO x (1 + 32 p^2), as Padhye et al.'s backoff) after a loss with chance p."""
+    tcp = TcpParams(beta=0.5)
+    epochs = loss_epochs(tcp, p, rtt_s, 1e9, 1e12, 1e9)
+    epoch_s = rtt_s * math.sqrt(2 / (3 * p)) + p * tcp.rto_s(rtt_s) * (1 + 32 * p**2)
+    assert epochs.rates_bps[-1] == pytest.approx(SEG / p / epoch_s, rel=1e-3)
+    assert epochs.rates_bps[-1] > TcpParams(beta=0.5, sack=False).loss_rate_cap_bps(rtt_s, p)
 
 
 def test_a_window_of_many_losses_is_cut_once_a_round_trip():
     """A window of 1,000 segments at 1% loss loses about ten in a round trip; TCP halves
     it once for them. So epochs last one round trip (carrying the window) until the window
     holds no more than 1/p: 500, 250, 125, then 100 segments."""
-    tcp = TcpParams(beta=0.5)
+    tcp = TcpParams(beta=0.5, sack=False)
     epochs = loss_epochs(tcp, 0.01, 0.1, 1e9, 1e12, 1000 * SEG)
     assert epochs.ends_segments[:3] == (500.0, 500 + 250.5, 500 + 250.5 + 125.75)
     assert epochs.rates_bps[0] == pytest.approx(500 * SEG / (0.1 + 3 / 501 * 0.3 * 1.0032),
@@ -196,14 +214,16 @@ def test_the_first_loss_finds_the_window_of_its_slow_start_round():
     loss, which finds that window of 80. The 50 left of the round, at the first epoch's
     rate (about 6.28 Mbit/s), are not through when the round ends at 0.55: the window was
     not the limit, so slow start is over, and the rest of 1 MB's 8,364,848 wire bits goes
-    through the epochs without a pause."""
+    through the epochs without a pause. (Reno's timeouts, without selective
+    acknowledgements: they keep the first epoch below the window's rate.)"""
     env = simpy.Environment()
-    net = Network(env, Capacity("in", 1e12), Capacity("out", 1e12), tcp=TcpParams())
+    tcp = TcpParams(sack=False)
+    net = Network(env, Capacity("in", 1e12), Capacity("out", 1e12), tcp=tcp)
     link = DeviceLink.from_mbps("a", 100, 100, 50)
     link.loss_rate = 0.01
     env.run(until=env.process(net.transfer(link, "up", 1_000_000)))
     epochs = link.connection.loss_epochs["up"]
-    assert epochs == loss_epochs(TcpParams(), 0.01, 0.1, 1e8, 2e7, 80 * SEG)
+    assert epochs == loss_epochs(tcp, 0.01, 0.1, 1e8, 2e7, 80 * SEG)
     loss_s = 0.45 + 30 * SEG / 1e8
     assert loss_s + 50 * SEG / epochs.rates_bps[0] > 0.55
     expected = loss_s + _through_epochs(epochs, 0, 8_364_848 - 100 * SEG)

@@ -89,6 +89,7 @@ class TcpParams:
     burst_loss: bool = True  # a window sent at once loses what the buffer cannot hold
     beta: float = 0.7  # window kept after a loss (Cubic: RFC 9438; Linux 717/1024)
     timer_tick_ms: float = 4.0  # one jiffy at CONFIG_HZ=250 (Debian's and Ubuntu's kernels)
+    sack: bool = True  # selective acknowledgements (net.ipv4.tcp_sack=1, RFC 2018)
 
     @property
     def segment_bits(self) -> int:
@@ -213,6 +214,18 @@ class TcpParams:
         seconds_per_segment = (rtt_s * math.sqrt(2 * p / 3) + self.rto_s(rtt_s)
                                * min(1.0, 3 * math.sqrt(3 * p / 8)) * p * (1 + 32 * p**2))
         return self.segment_bits / seconds_per_segment
+
+    def timeout_chance(self, window_segments: float, loss_rate: float) -> float:
+        """The chance that a random loss ends in a retransmission timeout. Without
+        selective acknowledgements, Padhye et al.'s ``min(1, 3 / w)`` for a window of
+        ``w`` segments: Reno recovers one loss a round trip and stalls when a window
+        holds too few segments to send three duplicate acknowledgements. With them
+        (Linux's default), the sender knows which segments arrived and resends just the
+        lost ones (RFC 6675), so a loss times out only if its retransmission is lost too:
+        ``p``."""
+        if self.sack:
+            return min(loss_rate, 1.0)
+        return min(1.0, 3 / window_segments)
 
     @staticmethod
     def segments_before_loss(loss_rate: float) -> float:
