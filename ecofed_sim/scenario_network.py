@@ -29,7 +29,8 @@ class LinkSpec(StrictModel):
     loss_rate: float = Field(0.0, ge=0, le=0.5, json_schema_extra=TIMING)
     """chance that a segment is lost at random (tcp transport): after a connection's first
     1/loss_rate segments its rate is capped, loss by loss, as its window comes down to
-    Padhye et al.'s TCP throughput"""
+    the steady state of Mathis et al.'s sawtooth (Padhye et al.'s TCP throughput with
+    network.sack false)"""
     buffer_bytes: float | None = Field(None, gt=0, le=2**34, json_schema_extra=TIMING)
     """tcp: drop-tail buffer at the path's bottleneck, bytes; caps the window at
     bandwidth-delay product + buffer (default: one bandwidth-delay product, at least 64

@@ -53,7 +53,10 @@ adds the window:
   sawtooth, to the steady-state throughput of Padhye, Firoiu, Towsley and Kurose,
   "Modeling TCP throughput: a simple model and its empirical validation" (SIGCOMM 1998):
   ``1 / (RTT sqrt(2bp/3) + RTO min(1, 3 sqrt(3bp/8)) p (1 + 32 p^2))`` segments per
-  second, with ``b`` = 1 segment per ACK (Linux counts acknowledged segments).
+  second, with ``b`` = 1 segment per ACK (Linux counts acknowledged segments). That is
+  Reno without selective acknowledgements (``network.sack: false``); with them (Linux's
+  default) a loss times out only if its retransmission is lost too, and ``p`` takes the
+  place of ``min(1, 3 sqrt(3bp/8))`` (``TcpParams.timeout_chance``).
 """
 
 from __future__ import annotations
@@ -207,7 +210,9 @@ class TcpParams:
 
     def loss_rate_cap_bps(self, rtt_s: float, loss_rate: float) -> float:
         """Padhye et al.'s steady-state rate under random loss, in wire bits per second
-        (``b`` = 1, the timeout the RTO of a steady path). No cap without loss or RTT."""
+        (``b`` = 1, the timeout the RTO of a steady path): where Reno's sawtooth settles
+        without selective acknowledgements (the tests' oracle for ``network.loss``). No
+        cap without loss or RTT."""
         p = loss_rate
         if p <= 0 or rtt_s <= 0:
             return math.inf
