@@ -90,8 +90,9 @@ def _forkable_half(sims: dict[str, Any], report: _Reporter) -> list[str]:
     """The runs a forked child should play this round: half of those it ends, when two
     or more end. A round that ends runs is the learning run's last, so it is played
     after the learning run has finished and left its core idle: two processes halve
-    the wait."""
-    if report.lock is None or not hasattr(os, "fork"):
+    the wait. Only on Linux: elsewhere forking a process that has loaded system
+    frameworks is not safe (Python spawns there for that reason)."""
+    if report.lock is None or not sys.platform.startswith("linux"):
         return []
     ending = [run_id for run_id, sim in sims.items()
               if sim.rounds_played + 1 == sim.scenario.rounds]
@@ -100,7 +101,8 @@ def _forkable_half(sims: dict[str, Any], report: _Reporter) -> list[str]:
 
 def _play_round(sims: dict[str, Any], recorded: RoundTrace, report: _Reporter) -> None:
     """Play a round in every run, the runs it ends split with a forked child (which
-    inherits their state as it stands: the tables are those one process would make)."""
+    inherits their state as it stands: the tables are those one process would make). If
+    the child dies, this process still holds its runs as they were, and plays them."""
     theirs = _forkable_half(sims, report)
     child = os.fork() if theirs else 0
     if theirs and child == 0:  # the child: its half, then gone without any teardown
@@ -115,11 +117,10 @@ def _play_round(sims: dict[str, Any], recorded: RoundTrace, report: _Reporter) -
     _play(sims, [run_id for run_id in sims if run_id not in theirs], recorded, report)
     if theirs:
         _, status = os.waitpid(child, 0)
+        if status != 0:  # the sweep keeps the first outcome it got for a run
+            _play(sims, theirs, recorded, report)
         for run_id in theirs:
-            if status != 0:  # the sweep keeps the first outcome it got for a run
-                report(run_id, None, RuntimeError(
-                    f"the re-simulation process stopped (wait status {status})"))
-            del sims[run_id]
+            sims.pop(run_id, None)
 
 
 def _serve(conn: Connection) -> None:
