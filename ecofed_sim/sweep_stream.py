@@ -247,6 +247,11 @@ class StreamedResims:
 
 
 if __name__ == "__main__":
+    import signal
+
+    # Ctrl-C reaches the whole process group; the sweep handles it and closes its end,
+    # and that stops this helper (quietly) at its next message.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     import torch
 
     # Re-playing needs no parallel kernels, and a process whose OpenMP pool has started

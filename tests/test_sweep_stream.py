@@ -5,6 +5,7 @@ and groups kept apart."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -121,24 +122,53 @@ def test_a_trace_that_stops_short_is_an_error_not_a_wait(tiny_dir):
     assert str(err) == "the learning trace ended after 1 of 2 rounds"
 
 
-def test_a_helper_whose_sweep_went_away_stops_quietly(tiny_dir):
-    """A sweep killed while its helper plays: the helper's reports find the socket closed,
-    and it exits at once, with status 0 and nothing on stderr (no traceback)."""
-    recorded = ecofed_sim.run(Scenario.model_validate(absolutize(tiny(rounds=2), tiny_dir)),
-                              base_dir=tiny_dir, record=True)
-    jobs = [Job(f"r{mbps}", absolutize(
-        tiny(rounds=2, **{"population.devices.0.link.uplink_mbps": mbps}), tiny_dir))
-        for mbps in (2.0, 3.0, 4.0)]
+def _helper() -> tuple[subprocess.Popen, Connection]:
+    """A streaming helper as a sweep starts it, its stderr captured."""
     ours, theirs = socket.socketpair()
     helper = subprocess.Popen([sys.executable, "-m", "ecofed_sim.sweep_stream",
                                str(theirs.fileno())], pass_fds=(theirs.fileno(),),
                               stderr=subprocess.PIPE)
     theirs.close()
-    conn = Connection(ours.detach())
-    conn.send(("begin", 1, jobs, recorded.trace.learning_key, {}))
-    for r in recorded.trace.rounds:
+    return helper, Connection(ours.detach())
+
+
+def _recorded_and_jobs(tiny_dir: Path, uplinks_mbps: tuple[float, ...]):
+    recorded = ecofed_sim.run(Scenario.model_validate(absolutize(tiny(rounds=2), tiny_dir)),
+                              base_dir=tiny_dir, record=True)
+    return recorded.trace, [Job(f"r{mbps}", absolutize(
+        tiny(rounds=2, **{"population.devices.0.link.uplink_mbps": mbps}), tiny_dir))
+        for mbps in uplinks_mbps]
+
+
+def _send_group(conn: Connection, group: int, trace, jobs: list[Job]) -> None:
+    conn.send(("begin", group, jobs, trace.learning_key, {}))
+    for r in trace.rounds:
         conn.send(("round", r))
+
+
+def test_a_helper_whose_sweep_went_away_stops_quietly(tiny_dir):
+    """A sweep killed while its helper plays: the helper's reports find the socket closed,
+    and it exits at once, with status 0 and nothing on stderr (no traceback)."""
+    trace, jobs = _recorded_and_jobs(tiny_dir, (2.0, 3.0, 4.0))
+    helper, conn = _helper()
+    _send_group(conn, 1, trace, jobs)
     conn.close()  # the data sent stays readable; every result the helper sends fails
+    _, stderr = helper.communicate(timeout=120)
+    assert (helper.returncode, stderr.decode()) == (0, "")
+
+
+def test_ctrl_c_is_the_sweeps_to_handle_not_the_helpers(tiny_dir):
+    """SIGINT reaches the helper too (one process group): it goes on, and stops when the
+    sweep closes its end, with nothing on stderr."""
+    trace, jobs = _recorded_and_jobs(tiny_dir, (2.0,))
+    helper, conn = _helper()
+    for group in (1, 2):
+        _send_group(conn, group, trace, jobs)
+        assert conn.poll(120)
+        kind, got_group, run_id, results, err = conn.recv()
+        assert (kind, got_group, run_id, err) == ("result", group, "r2.0", None)
+        helper.send_signal(signal.SIGINT)  # after the first group: its handler is set
+    conn.close()
     _, stderr = helper.communicate(timeout=120)
     assert (helper.returncode, stderr.decode()) == (0, "")
 
