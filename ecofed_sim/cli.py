@@ -264,7 +264,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {one_line(str(err))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted; nothing was written", file=sys.stderr)
+        print("interrupted; " + ("the runs finished so far are kept, and the same command "
+                                 "resumes the sweep" if args.command == "sweep"
+                                 else "nothing was written"), file=sys.stderr)
         return 130
 
 

@@ -153,9 +153,14 @@ def _run_locked(path: Path, spec: SweepSpec, runs: list[RunSpec], out: Path, poo
     tally = Tally(skipped=skipped)
     shown = bar(len(runs), spec.name, "run", progress, initial=skipped)
     if isinstance(pool, InProcess) and stream:
-        with contextlib.closing(StreamedResims()) as streamed:
+        streamed = StreamedResims()
+        try:
             for group in [g for g in groups if len(g) > 1]:
                 _learn_streamed(group, jobs, streamed, out, tally, shown, log)
+        except BaseException:  # Ctrl-C, or a bug: the helper's queue is not waited for
+            streamed.close(stop_now=True)
+            raise
+        streamed.close()
         groups = [g for g in groups if len(g) == 1]
     pending = {pool.submit(learn, jobs[g[0].run_id]): (g, True) for g in groups}
     while pending:

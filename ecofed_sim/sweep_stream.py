@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -180,9 +181,10 @@ class StreamedResims:
             package_root = str(Path(__file__).resolve().parent.parent)
             env = {**os.environ, "PYTHONPATH": os.pathsep.join(
                 [package_root, *filter(None, [os.environ.get("PYTHONPATH")])])}
-            self._process = subprocess.Popen(
+            self._process = subprocess.Popen(  # its own group: Ctrl-C is the sweep's
                 [sys.executable, "-m", "ecofed_sim.sweep_stream", str(theirs.fileno())],
-                pass_fds=(theirs.fileno(),), env=env, stdin=subprocess.DEVNULL)
+                pass_fds=(theirs.fileno(),), env=env, stdin=subprocess.DEVNULL,
+                start_new_session=True)
             theirs.close()
             self._conn = Connection(ours.detach())
         return self._conn
@@ -232,7 +234,13 @@ class StreamedResims:
         """The learning run failed: drop the group's re-simulations."""
         self._send(("abandon",))
 
-    def close(self) -> None:
+    def close(self, stop_now: bool = False) -> None:
+        """Stop the helper once it has played what it was sent; ``stop_now`` (the sweep
+        was interrupted): at once, with its forked child, whatever it still had queued.
+        A run it was writing is left in a hidden folder, which the next sweep removes."""
+        if stop_now and self._process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self._process.pid, signal.SIGTERM)
         if self._conn is not None:
             self._send(("stop",))
             self._conn.close()
@@ -247,11 +255,6 @@ class StreamedResims:
 
 
 if __name__ == "__main__":
-    import signal
-
-    # Ctrl-C reaches the whole process group; the sweep handles it and closes its end,
-    # and that stops this helper (quietly) at its next message.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
     import torch
 
     # Re-playing needs no parallel kernels, and a process whose OpenMP pool has started
