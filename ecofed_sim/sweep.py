@@ -205,11 +205,7 @@ def _learn_streamed(group: list[RunSpec], jobs: dict[str, Job], streamed: Stream
     by_id, pending = {r.run_id: r for r in group}, {r.run_id for r in group[1:]}
     for run_id, resimulated, err in streamed.results():
         pending.discard(run_id)
-        if resimulated is None and err is None:  # the helper wrote its tables
-            tally.done += 1
-            shown.update(1)
-        else:
-            _resimulated(tally, shown, run_id, resimulated, err, by_id[run_id], out, log)
+        _resimulated(tally, shown, run_id, resimulated, err, by_id[run_id], out, log)
     if pending:  # the helper failed: re-simulate the rest here, from the whole trace
         log("re-simulating in this process: the streaming helper stopped")
         for r in group[1:]:
@@ -230,7 +226,8 @@ def _resimulated(tally: Tally, shown, run_id: str, results, err: BaseException |
 
 
 def _finished(tally: Tally, shown, results, run: RunSpec, out: Path) -> None:
-    _write(results, run, out)
+    if results is not None:  # None: the streaming helper wrote the run itself
+        _write(results, run, out)
     tally.done += 1
     shown.update(1)
 
