@@ -6,12 +6,15 @@ run in this process, on ``training.threads`` torch threads (1 by default), which
 the machine's other cores idle. So one helper process re-plays the group's other runs as
 each round's trace arrives (``Resimulation``); when the learning run ends, they are one
 round from done. That round ends every run at once, on two idle cores: the helper forks,
-and each process plays and writes half of them. The tables are those of re-simulating
+and each process plays and writes half of them. A sweep of more points than the helper
+keeps up with still has rounds queued when the learning run ends; those are split the
+same way. The tables are those of re-simulating
 from the finished trace: the same ``Replayer`` plays the same rounds in the same order.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import multiprocessing
 import os
@@ -51,6 +54,9 @@ class _Reporter:
             self.lock = multiprocessing.Lock()
         except (ImportError, OSError):  # no POSIX semaphores here: never fork
             self.lock = None
+        # Only on Linux: elsewhere forking a process that has loaded system frameworks
+        # is not safe (Python spawns there for that reason).
+        self.can_fork = self.lock is not None and sys.platform.startswith("linux")
 
     def __call__(self, run_id: str, results: Any, err: BaseException | None) -> None:
         if results is not None and run_id in self.write_to:
@@ -91,9 +97,8 @@ def _forkable_half(sims: dict[str, Any], report: _Reporter) -> list[str]:
     """The runs a forked child should play this round: half of those it ends, when two
     or more end. A round that ends runs is the learning run's last, so it is played
     after the learning run has finished and left its core idle: two processes halve
-    the wait. Only on Linux: elsewhere forking a process that has loaded system
-    frameworks is not safe (Python spawns there for that reason)."""
-    if report.lock is None or not sys.platform.startswith("linux"):
+    the wait."""
+    if not report.can_fork:
         return []
     ending = [run_id for run_id, sim in sims.items()
               if sim.rounds_played + 1 == sim.scenario.rounds]
@@ -124,6 +129,66 @@ def _play_round(sims: dict[str, Any], recorded: RoundTrace, report: _Reporter) -
             sims.pop(run_id, None)
 
 
+def _read_ahead(conn: Connection, queued: collections.deque) -> None:
+    """Take every message the sweep has already sent into ``queued``."""
+    while not (queued and queued[-1][0] == "stop") and conn.poll(0):
+        queued.append(_next(conn))
+
+
+def _backlog(queued: collections.deque) -> list[RoundTrace] | None:
+    """The rounds queued behind the one at hand, if the group's ``end`` follows them:
+    the learning run is over and its core idle, so the helper can split its runs."""
+    rounds = []
+    for message in queued:
+        if message[0] != "round":
+            return rounds if message[0] == "end" else None
+        rounds.append(message[1])
+    return None
+
+
+def _split_backlog(sims: dict[str, Any], rounds: list[RoundTrace],
+                   report: _Reporter) -> None:
+    """Play ``rounds`` in every run, half of the runs in a forked child: a sweep with
+    more points than the helper keeps up with leaves rounds queued when its learning
+    run ends. Runs the rounds do not finish stay in ``sims`` (the parent's) for ``end``;
+    the child reports its own. If the child dies, this process plays its half too."""
+    ids = list(sims)
+    theirs = ids[len(ids) // 2:]
+    child = os.fork()
+    if child == 0:
+        status = 1
+        try:
+            mine = {run_id: sims[run_id] for run_id in theirs}
+            for recorded in rounds:
+                _play(mine, list(mine), recorded, report)
+            _report_unfinished(mine, report)
+            status = 0
+        except _SweepGone:
+            status = 0
+        finally:
+            os._exit(status)
+    ours = {run_id: sims[run_id] for run_id in ids if run_id not in theirs}
+    for recorded in rounds:
+        _play(ours, list(ours), recorded, report)
+    _, status = os.waitpid(child, 0)
+    left = {run_id: sims[run_id] for run_id in theirs}
+    if status != 0:  # the sweep keeps the first outcome it got for a run
+        for recorded in rounds:
+            _play(left, list(left), recorded, report)
+    sims.clear()
+    sims.update(ours)
+    if status != 0:
+        sims.update(left)
+
+
+def _report_unfinished(sims: dict[str, Any], report: _Reporter) -> None:
+    """The trace ended before these runs' last round."""
+    for run_id, sim in sims.items():
+        report(run_id, None, RuntimeError(f"the learning trace ended after "
+                                          f"{sim.rounds_played} of {sim.scenario.rounds} rounds"))
+    sims.clear()
+
+
 def _serve(conn: Connection) -> None:
     """Helper side: begin a group's re-simulations, play each round sent, and send each
     run's results the moment its last round is played (or the error that stopped it)."""
@@ -134,8 +199,9 @@ def _serve(conn: Connection) -> None:
     report = _Reporter(conn)
     sims: dict[str, Any] = {}
     folders = contextlib.ExitStack()
+    queued: collections.deque = collections.deque()
     try:
-        while (message := _next(conn))[0] != "stop":
+        while (message := queued.popleft() if queued else _next(conn))[0] != "stop":
             if message[0] in ("begin", "abandon"):
                 folders.close()
                 sims.clear()
@@ -149,13 +215,16 @@ def _serve(conn: Connection) -> None:
                     except Exception as err:  # noqa: BLE001 (reported as the run's outcome)
                         report(job.run_id, None, err)
             elif message[0] == "round":
-                _play_round(sims, message[1], report)
+                _read_ahead(conn, queued)
+                backlog = _backlog(queued)
+                if backlog and len(sims) >= 2 and report.can_fork:
+                    for _ in backlog:
+                        queued.popleft()
+                    _split_backlog(sims, [message[1], *backlog], report)
+                else:
+                    _play_round(sims, message[1], report)
             elif message[0] == "end":  # the trace ended before these runs' last round
-                for run_id, sim in sims.items():
-                    report(run_id, None, RuntimeError(
-                        f"the learning trace ended after {sim.rounds_played} of "
-                        f"{sim.scenario.rounds} rounds"))
-                sims.clear()
+                _report_unfinished(sims, report)
     except _SweepGone:
         pass
     finally:

@@ -23,7 +23,12 @@ from ecofed_sim.resimulate import resimulate
 from ecofed_sim.scenario import Scenario
 from ecofed_sim.sweep import Job, run_sweep
 from ecofed_sim.sweep_files import absolutize
-from ecofed_sim.sweep_stream import StreamedResims, _play_round, _Reporter
+from ecofed_sim.sweep_stream import (
+    StreamedResims,
+    _play_round,
+    _Reporter,
+    _split_backlog,
+)
 
 LINK = "population.devices[0].link.uplink_mbps"
 TABLES = ("rounds", "transfers", "timeline", "energy", "participation", "updates")
@@ -180,17 +185,19 @@ def test_an_interrupted_sweep_stops_its_helper_at_once(tiny_dir):
 
 
 class _Run:
-    """A stand-in re-simulation with one round left; ``dies`` kills a forked process
-    playing it (not the one that made it)."""
+    """A stand-in re-simulation of ``rounds`` rounds. Played in a forked process (not
+    the one that made it), it writes that process's id to ``marks``, and exits there if
+    it ``dies``."""
 
-    def __init__(self, dies_leaving: Path | None = None) -> None:
-        self.rounds_played, self.scenario = 0, SimpleNamespace(rounds=1)
-        self.dies_leaving, self.maker = dies_leaving, os.getpid()
+    def __init__(self, marks: Path | None = None, dies: bool = False, rounds: int = 1) -> None:
+        self.rounds_played, self.scenario = 0, SimpleNamespace(rounds=rounds)
+        self.marks, self.dies, self.maker = marks, dies, os.getpid()
 
     def play(self, recorded) -> None:
-        if self.dies_leaving is not None and os.getpid() != self.maker:
-            self.dies_leaving.write_text(str(os.getpid()))  # the child was here
-            os._exit(3)
+        if self.marks is not None and os.getpid() != self.maker:
+            self.marks.write_text(str(os.getpid()))  # the child was here
+            if self.dies:
+                os._exit(3)
         self.rounds_played += 1
 
     def results(self) -> dict:
@@ -204,7 +211,7 @@ def test_a_last_round_is_split_with_a_child_and_survives_its_death(tmp_path):
     both results arrive, no error."""
     ours, theirs = socket.socketpair()
     sweep_end, helper_end = Connection(ours.detach()), Connection(theirs.detach())
-    sims = {"kept": _Run(), "forked": _Run(dies_leaving=tmp_path / "child")}
+    sims = {"kept": _Run(), "forked": _Run(tmp_path / "child", dies=True)}
     _play_round(sims, None, _Reporter(helper_end))
     got = []
     for _ in range(2):
@@ -214,3 +221,55 @@ def test_a_last_round_is_split_with_a_child_and_survives_its_death(tmp_path):
     assert got == [("result", 0, "kept", {"rounds_played": 1}, None),
                    ("result", 0, "forked", {"rounds_played": 1}, None)]
     assert int((tmp_path / "child").read_text()) != os.getpid()  # it was forked
+
+
+def _reported(conn: Connection, count: int) -> list[tuple]:
+    got = []
+    for _ in range(count):
+        assert conn.poll(30), f"only {got} reported"
+        got.append(conn.recv())
+    assert not conn.poll(0.2)
+    return got
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="forks on Linux only")
+@pytest.mark.parametrize("dies", [False, True])
+def test_rounds_queued_when_learning_ended_are_split_with_a_child(tmp_path, dies):
+    """Two rounds queued: "a" and "b" end with them, "c" needs a third. The child plays
+    the second half ("b", "c") and reports "c" as cut short; if it dies, the parent
+    plays that half itself and leaves "c" for the ``end`` that follows."""
+    ours, theirs = socket.socketpair()
+    sweep_end, helper_end = Connection(ours.detach()), Connection(theirs.detach())
+    sims = {"a": _Run(rounds=2), "b": _Run(tmp_path / "child", dies, rounds=2),
+            "c": _Run(rounds=3)}
+    _split_backlog(sims, [None, None], _Reporter(helper_end))
+    assert int((tmp_path / "child").read_text()) != os.getpid()  # it was forked
+    got = sorted(_reported(sweep_end, 2 if dies else 3), key=lambda m: m[2])
+    assert got[:2] == [("result", 0, "a", {"rounds_played": 2}, None),
+                       ("result", 0, "b", {"rounds_played": 2}, None)]
+    if dies:
+        assert list(sims) == ["c"] and sims["c"].rounds_played == 2
+    else:
+        assert sims == {} and got[2][:4] == ("result", 0, "c", None)
+        assert str(got[2][4]) == "the learning trace ended after 2 of 3 rounds"
+
+
+def test_a_backlog_played_in_two_processes_makes_the_same_tables(tiny_dir):
+    """Every message sent before the helper has started: it finds the rounds queued
+    behind ``end`` and splits them (the tables say nothing of it either way)."""
+    trace, jobs = _recorded_and_jobs(tiny_dir, (2.0, 3.0, 4.0, 5.0))
+    helper = StreamedResims()
+    try:
+        helper.begin(jobs, trace.learning_key)
+        for r in trace.rounds:
+            helper.round(r)
+        got = {run_id: (results, err) for run_id, results, err in helper.results()}
+    finally:
+        helper.close()
+    assert sorted(got) == sorted(job.run_id for job in jobs)
+    for job in jobs:
+        results, err = got[job.run_id]
+        assert err is None
+        expected = resimulate(Scenario.model_validate(job.scenario), trace, base_dir=tiny_dir)
+        for t in TABLES:
+            pd.testing.assert_frame_equal(getattr(results, t), getattr(expected, t))
