@@ -22,7 +22,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -93,6 +93,28 @@ def _play(sims: dict[str, Any], run_ids: list[str], recorded: RoundTrace,
             del sims[run_id]
 
 
+def _play_rounds(sims: dict[str, Any], rounds: list[RoundTrace], report: _Reporter) -> None:
+    for recorded in rounds:
+        _play(sims, list(sims), recorded, report)
+
+
+def _fork(work: Callable[[], None]) -> int:
+    """Run ``work`` in a forked child, which inherits the runs' state as it stands (the
+    tables are those one process would make) and exits without any teardown: status 0,
+    or 1 if ``work`` failed (a sweep gone is not a failure). Returns its pid."""
+    child = os.fork()
+    if child == 0:
+        status = 1
+        try:
+            work()
+            status = 0
+        except _SweepGone:
+            status = 0
+        finally:
+            os._exit(status)
+    return child
+
+
 def _forkable_half(sims: dict[str, Any], report: _Reporter) -> list[str]:
     """The runs a forked child should play this round: half of those it ends, when two
     or more end. A round that ends runs is the learning run's last, so it is played
@@ -106,20 +128,11 @@ def _forkable_half(sims: dict[str, Any], report: _Reporter) -> list[str]:
 
 
 def _play_round(sims: dict[str, Any], recorded: RoundTrace, report: _Reporter) -> None:
-    """Play a round in every run, the runs it ends split with a forked child (which
-    inherits their state as it stands: the tables are those one process would make). If
-    the child dies, this process still holds its runs as they were, and plays them."""
+    """Play a round in every run, the runs it ends split with a forked child. If the
+    child dies, this process still holds its runs as they were, and plays them."""
     theirs = _forkable_half(sims, report)
-    child = os.fork() if theirs else 0
-    if theirs and child == 0:  # the child: its half, then gone without any teardown
-        status = 1
-        try:
-            _play(sims, theirs, recorded, report)
-            status = 0
-        except _SweepGone:
-            status = 0
-        finally:
-            os._exit(status)
+    if theirs:
+        child = _fork(lambda: _play(sims, theirs, recorded, report))
     _play(sims, [run_id for run_id in sims if run_id not in theirs], recorded, report)
     if theirs:
         _, status = os.waitpid(child, 0)
@@ -154,31 +167,22 @@ def _split_backlog(sims: dict[str, Any], rounds: list[RoundTrace],
     the child reports its own. If the child dies, this process plays its half too."""
     ids = list(sims)
     theirs = ids[len(ids) // 2:]
-    child = os.fork()
-    if child == 0:
-        status = 1
-        try:
-            mine = {run_id: sims[run_id] for run_id in theirs}
-            for recorded in rounds:
-                _play(mine, list(mine), recorded, report)
-            _report_unfinished(mine, report)
-            status = 0
-        except _SweepGone:
-            status = 0
-        finally:
-            os._exit(status)
+
+    def in_child() -> None:
+        mine = {run_id: sims[run_id] for run_id in theirs}
+        _play_rounds(mine, rounds, report)
+        _report_unfinished(mine, report)
+
+    child = _fork(in_child)
     ours = {run_id: sims[run_id] for run_id in ids if run_id not in theirs}
-    for recorded in rounds:
-        _play(ours, list(ours), recorded, report)
+    _play_rounds(ours, rounds, report)
     _, status = os.waitpid(child, 0)
-    left = {run_id: sims[run_id] for run_id in theirs}
-    if status != 0:  # the sweep keeps the first outcome it got for a run
-        for recorded in rounds:
-            _play(left, list(left), recorded, report)
+    # the sweep keeps the first outcome it got for a run
+    left = {run_id: sims[run_id] for run_id in theirs} if status != 0 else {}
+    _play_rounds(left, rounds, report)
     sims.clear()
     sims.update(ours)
-    if status != 0:
-        sims.update(left)
+    sims.update(left)
 
 
 def _report_unfinished(sims: dict[str, Any], report: _Reporter) -> None:
