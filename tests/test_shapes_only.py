@@ -109,3 +109,31 @@ def test_an_optimiser_over_meta_parameters_clears_gradients_and_steps_nowhere():
     real(torch.randn(2, 1, 28, 28)).sum().backward()
     cpu_opt.step()
     assert any(not torch.equal(a, p) for a, p in zip(before, real.parameters(), strict=True))
+
+
+@pytest.mark.parametrize("name", ["vgg5", "resnet9"])
+def test_a_part_is_one_node_with_metas_shapes_and_a_copy_keeps_its_own_parameters(name):
+    """A split method's device and server parts are one shape-only autograd node each
+    (a server step through VGG11's server part was a node per layer), with the shapes
+    PyTorch's meta kernels give; a deep copy's gradients land on its own parameters."""
+    torch.manual_seed(0)
+    base = build_model(name, (3, 32, 32), 10).train()
+    plain, shaped = copy.deepcopy(base).to("meta"), place(copy.deepcopy(base), torch.device("meta"))
+    x = torch.empty(5, 3, 32, 32, device="meta")
+    split = 3
+    for start, end in ((0, split), (split, None)):
+        ours = copy.deepcopy(shaped.part(start, end)).train()
+        theirs = plain.part(start, end)
+        inputs = x if start == 0 else plain.part(0, split)(x).detach()
+        (a, ga, pa), (b, gb, pb) = _pass(theirs, inputs), _pass(ours, inputs)
+        assert (a.shape, a.dtype) == (b.shape, b.dtype) and ga.shape == gb.shape
+        assert [g.shape for g in pa] == [g.shape for g in pb]
+        node = ours(inputs.clone().requires_grad_(True)).grad_fn
+        assert len(node.next_functions) == 1 + len(list(ours.parameters()))
+        assert all(type(n).__name__ == "AccumulateGrad" for n, _ in node.next_functions)
+        twin = copy.deepcopy(ours)  # made after the part cached its parameters
+        for p in ours.parameters():
+            p.grad = None
+        _pass(twin, inputs)
+        assert all(p.grad is None for p in ours.parameters())
+        assert all(p.grad is not None for p in twin.parameters())
