@@ -297,20 +297,38 @@ class Engine(World):
         if self.env.now < t_s < math.inf:
             self.run_until(self.env.timeout(t_s - self.env.now), round_index)
 
-    @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
-        """Real test accuracy and mean loss of the method's current global model."""
-        model = self.method.eval_model()
-        was_training = model.training
-        model.eval()
+        """Real test accuracy and mean loss of the method's current global model. With a
+        pool of workers, they score slices of the test batches; the sums are taken here
+        batch by batch in order, as a serial run takes them, so they are the same."""
         test, size = self.prep.test, self.scenario.evaluation.batch_size
         n = min(len(test), self.scenario.data.eval_samples or len(test))
+        batches = [(start, min(start + size, n)) for start in range(0, n, size)]
+        if self.pool is not None and len(batches) > 1:
+            scores = self.pool.test_scores(self.method.learnable_state(), batches)
+        else:
+            scores = test_scores(self.method, self.prep, batches)
         correct, loss_sum = 0, 0.0
-        for start in range(0, n, size):
-            x, y = test.batch(torch.arange(start, min(start + size, n)))
-            x, y = x.to(self.prep.compute_device), y.to(self.prep.compute_device)
-            logits = self.method.eval_logits(model, x, start)
-            loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
-            correct += int((logits.argmax(1) == y).sum())
-        model.train(was_training)
+        for batch_loss_sum, batch_correct in scores:
+            loss_sum += batch_loss_sum
+            correct += batch_correct
         return {"test_accuracy": correct / n, "test_loss": loss_sum / n}
+
+
+@torch.no_grad()
+def test_scores(method: Method, prep: Prepared,
+                batches: list[tuple[int, int]]) -> list[tuple[float, int]]:
+    """(summed cross-entropy, correct predictions) of each test batch, samples
+    [start, stop), under ``method``'s global model."""
+    model = method.eval_model()
+    was_training = model.training
+    model.eval()
+    scores = []
+    for start, stop in batches:
+        x, y = prep.test.batch(torch.arange(start, stop))
+        x, y = x.to(prep.compute_device), y.to(prep.compute_device)
+        logits = method.eval_logits(model, x, start)
+        scores.append((float(F.cross_entropy(logits, y, reduction="sum")),
+                       int((logits.argmax(1) == y).sum())))
+    model.train(was_training)
+    return scores

@@ -15,6 +15,10 @@ parallel, then aggregated in client order.
   (``ecofed_sim.clockless``), and sends back the updates and what else they leave
   (EcoFed's buffered epochs), which the real method takes in (``Method.take_apart``).
 
+- Evaluation too: each worker scores a contiguous slice of the test batches under the
+  global model, and the main process sums the batches' scores in order, as a serial run
+  does (``Engine.evaluate``).
+
 The kept clients split into one contiguous slice per worker, balanced by sample count.
 The global state ships once per worker and round. Every worker holds the run's
 ``Prepared`` inputs (sent once, at start) and uses the run's ``training.threads``, so the
@@ -122,7 +126,23 @@ def _on_host(value: Any) -> Any:
     return value
 
 
-_WORK = {"states": _train_slice, "jobs": _learn_slice}
+def _test_slice(state: dict[str, torch.Tensor], round_index: int,
+                batches: list[tuple[int, int]]) -> list[tuple[float, int]]:
+    """Scores of test batches under the global model ``state`` (``Engine.evaluate``).
+    FedAvg's workers hold a bare model, so they build the method once to score with."""
+    from ecofed_sim.engine import build_method, test_scores
+
+    prep = _WORKER["prep"]
+    torch.set_num_threads(prep.scenario.training.threads)
+    method = _WORKER.get("method")
+    if method is None:
+        method = _WORKER["scorer"] = (_WORKER.get("scorer")
+                                      or build_method(prep, prep.compute_device))
+    method.load_learnable_state(state)
+    return test_scores(method, prep, batches)
+
+
+_WORK = {"states": _train_slice, "jobs": _learn_slice, "test": _test_slice}
 
 
 def _dask_work(prep: Prepared, kind: str, global_state: dict[str, torch.Tensor],
@@ -170,6 +190,13 @@ class TrainerPool:
         ``learnable_state`` each job starts from, by key. A slice gets the ones its
         jobs name."""
         return self._spread("jobs", start_states, round_index, jobs, weights)
+
+    def test_scores(self, state: dict[str, torch.Tensor], batches: list[tuple[int, int]]
+                    ) -> list[tuple[float, int]]:
+        """Each test batch's (summed loss, correct), in order (``Engine.evaluate``):
+        contiguous slices of the batches, one per worker."""
+        return list(self._spread("test", state, -1, batches,
+                                 [stop - start for start, stop in batches]))
 
     def _spread(self, kind: str, state: dict, round_index: int, clients: list,
                 weights: list[int]) -> Iterator:

@@ -91,13 +91,19 @@ class InProcessPool:
         from ecofed_sim import parallel
 
         parallel._start(prep)
-        self.parallel, self.asked = parallel, []
+        self.parallel, self.asked, self.scored = parallel, [], []
 
     def run_jobs(self, start_states, round_index, jobs, weights):
         self.asked.append([(kind, client) for kind, client, *_ in jobs])
         half = len(jobs) // 2  # two slices, as two workers would get them
         for part in (jobs[:half], jobs[half:]):
             yield from self.parallel._learn_slice(start_states, round_index, part)
+
+    def test_scores(self, state, batches):
+        self.scored.append(len(batches))
+        half = len(batches) // 2
+        return [score for part in (batches[:half], batches[half:])
+                for score in self.parallel._test_slice(state, -1, part)]
 
 
 def two_messages_at_once(net, direction: str, payload_bytes: int, window_bits: float,

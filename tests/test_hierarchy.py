@@ -315,8 +315,9 @@ def test_split_methods_at_edges_train_apart_as_they_do_serially(tiny_dir, method
 
 
 def test_split_at_edges_on_two_worker_processes_gives_the_serial_tables(tiny_dir):
-    sc = scenario_from_dict(_two_edges(_flat(method={"name": "splitfed", "split": 4}),
-                                       cloud_every=2), "tiny.yaml")
+    raw = _two_edges(_flat(method={"name": "splitfed", "split": 4}), cloud_every=2)
+    raw.setdefault("evaluation", {})["batch_size"] = 6  # the cloud model, in slices
+    sc = scenario_from_dict(raw, "tiny.yaml")
     serial = ecofed_sim.run(sc, source="tiny.yaml", base_dir=tiny_dir)
     parallel = ecofed_sim.run(sc, source="tiny.yaml", base_dir=tiny_dir, workers=2)
     assert parallel.manifest["workers"] == 2

@@ -14,7 +14,7 @@ from conftest import tiny
 from helpers import InProcessPool
 
 from ecofed_sim.clockless import ClocklessContext, finish
-from ecofed_sim.engine import Engine
+from ecofed_sim.engine import Engine, test_scores
 from ecofed_sim.methods import CONFIGS
 from ecofed_sim.methods.configs import SplitConfigBase
 from ecofed_sim.prepare import prepare
@@ -31,10 +31,12 @@ def _scenario(method: dict, base_dir, **changes):
     """5 clients, all in every round, of three kinds of device: two at the method's split, two
     at split 3 (``per_class_split`` methods), one slow; uneven batches, two local epochs,
     tested every round. The deadline falls between the slow client's finish and the
-    others' (taken from a timing-only run), so it is cut off whenever it plays."""
+    others' (taken from a timing-only run), so it is cut off whenever it plays. Three
+    test batches (7, 7, 6): with workers, they score them in slices."""
     raw = tiny(**{"data.synthetic.train_samples": 57, "population.clients": 5,
                   "population.clients_per_round": 5, "rounds": 3, "method": method,
-                  "evaluation.every": 1, "training.local_epochs": 2,
+                  "evaluation.every": 1, "evaluation.batch_size": 7,
+                  "training.local_epochs": 2,
                   "training.batch_size": 4, **changes})
     devices = raw["population"]["devices"]
     splits = CONFIGS[method["name"]].per_class_split and not method.get("freeze_device")
@@ -103,6 +105,10 @@ def test_kept_clients_trained_apart_give_the_serial_runs_tables_and_weights(meth
     kept = part[part.outcome == "completed"].groupby("round").client.apply(sorted).tolist()
     assert any(len(k) < 5 for k in kept)  # someone was cut off
     assert rounds.test_accuracy.notna().all()
+    assert apart.pool.scored == [3] * sc.rounds  # every round's test batches, apart
+    batches = [(0, 7), (7, 14), (14, 20)]  # and each batch's score, in order
+    assert (apart.pool.test_scores(apart.method.learnable_state(), batches)
+            == test_scores(serial.method, prep, batches))
     if method.get("mode") == "two_phase":  # and the logits the cut-off client stored
         cut = [[c for c in range(5) if c not in k] for k in kept]
         assert apart.pool.asked == [[("client", c) for c in k] + [("cut", c) for c in d]

@@ -180,7 +180,8 @@ def test_two_workers_give_the_serial_runs_tables(tiny_dir):
     from ecofed_sim.run import run
 
     raw = tiny(**{**UNEVEN, "rounds": 3, "population.clients": 5,
-                  "population.clients_per_round": 4, "evaluation.every": 1})
+                  "population.clients_per_round": 4, "evaluation.every": 1,
+                  "evaluation.batch_size": 3})  # 7 test batches, scored in two slices
     raw["population"]["devices"][0]["count"] = 5
     sc = scenario_from_dict(raw, "tiny.yaml")
     serial = run(sc, source="tiny.yaml", base_dir=tiny_dir)

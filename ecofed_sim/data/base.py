@@ -48,7 +48,12 @@ def channel_stats(images_u8: torch.Tensor) -> tuple[tuple[float, ...], tuple[flo
 
 
 def make_set(images_u8: torch.Tensor, labels: torch.Tensor, num_classes: int,
-             stats_from: torch.Tensor | None = None) -> ImageSet:
-    """An ImageSet normalised with the statistics of ``stats_from`` (the train split)."""
-    mean, std = channel_stats(images_u8 if stats_from is None else stats_from)
+             stats_from: torch.Tensor | ImageSet | None = None) -> ImageSet:
+    """An ImageSet normalised with the statistics of ``stats_from``: the train split's
+    images, or the train set made from them (its statistics, not worked out twice: over
+    50,000 CIFAR-sized images that takes 1.7 s)."""
+    if isinstance(stats_from, ImageSet):
+        mean, std = stats_from.mean, stats_from.std
+    else:
+        mean, std = channel_stats(images_u8 if stats_from is None else stats_from)
     return ImageSet(images_u8, labels.long(), num_classes, mean, std)

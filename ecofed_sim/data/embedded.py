@@ -35,5 +35,5 @@ def load_embedded_mnist(test_samples: int, split_seed: int) -> tuple[ImageSet, I
     y = torch.from_numpy(labels.copy())
     train_x = images[train_idx]
     train = make_set(train_x, y[train_idx], 10)
-    test = make_set(images[test_idx], y[test_idx], 10, stats_from=train_x)
+    test = make_set(images[test_idx], y[test_idx], 10, stats_from=train)
     return train, test

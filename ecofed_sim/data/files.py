@@ -261,5 +261,5 @@ def load_files(name: str, root: Path, download: bool = False) -> tuple[ImageSet,
     for split, (x, _) in (("train", train), ("test", test)):
         if len(x) == 0:
             raise DatasetFilesError(f"{root}: the {name} {split} files hold no samples")
-    return (make_set(*train, classes),
-            make_set(*test, classes, stats_from=train[0]))
+    train_set = make_set(*train, classes)
+    return train_set, make_set(*test, classes, stats_from=train_set)

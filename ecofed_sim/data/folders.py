@@ -82,5 +82,5 @@ def load_image_folder(root: Path, shape: tuple[int, int, int]) -> tuple[ImageSet
     classes = class_names(root)
     train_x, train_y = _read(_listing(root, "train", classes), shape, root / "train")
     test_x, test_y = _read(_listing(root, "test", classes), shape, root)
-    return (make_set(train_x, train_y, len(classes)),
-            make_set(test_x, test_y, len(classes), stats_from=train_x))
+    train = make_set(train_x, train_y, len(classes))
+    return train, make_set(test_x, test_y, len(classes), stats_from=train)

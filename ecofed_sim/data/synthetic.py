@@ -69,5 +69,5 @@ def make_synthetic(spec, split_seed: int, images: bool = True) -> tuple[ImageSet
               for i in range(0, total, step)]
     images_u8 = torch.cat(chunks)
     train = make_set(images_u8[tr], labels[tr], spec.classes)
-    test = make_set(images_u8[te], labels[te], spec.classes, stats_from=images_u8[tr])
+    test = make_set(images_u8[te], labels[te], spec.classes, stats_from=train)
     return train, test
