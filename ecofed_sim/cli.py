@@ -248,7 +248,7 @@ COMMANDS = {"run": cmd_run, "validate": cmd_validate, "sweep": cmd_sweep, "plot"
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from ecofed_sim.errors import ScenarioError, one_line
+    from ecofed_sim.errors import ScenarioError, WorkerLost, one_line
     from ecofed_sim.progress import configure
 
     configure(quiet=getattr(args, "quiet", False), verbose=args.verbose)
@@ -263,6 +263,9 @@ def main(argv: list[str] | None = None) -> int:
     except ScenarioError as err:
         print(f"error: {one_line(str(err))}", file=sys.stderr)
         return 2
+    except WorkerLost as err:
+        print(f"error: {err}; nothing was written", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted; " + ("the runs finished so far are kept, and the same command "
                                  "resumes the sweep" if args.command == "sweep"

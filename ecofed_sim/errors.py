@@ -14,6 +14,16 @@ class ScenarioError(ValueError):
     """Bad user input (scenario, override, profile); ``str()`` is the one-line message."""
 
 
+class WorkerLost(RuntimeError):
+    """A worker process of a run ended abruptly; ``str()`` is the one-line message."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "a worker process ended abruptly: killed, out of memory, or started from a "
+            "script that calls ecofed_sim.run(workers=...) outside "
+            "'if __name__ == \"__main__\":' (each worker imports that script)")
+
+
 MAX_MESSAGE_CHARS = 400
 _REPR = reprlib.Repr()
 _REPR.maxstring, _REPR.maxother, _REPR.maxlist, _REPR.maxdict, _REPR.maxlevel = 60, 60, 6, 4, 3

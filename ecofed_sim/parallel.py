@@ -31,12 +31,14 @@ import dataclasses
 import itertools
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ecofed_sim.compute import on_cpu
+from ecofed_sim.errors import WorkerLost
 from ecofed_sim.methods.base import ClientUpdate
 
 if TYPE_CHECKING:
@@ -206,10 +208,13 @@ class TrainerPool:
             shipped = [{job[4]: states[job[4]] for job in part} for part in parts]
         else:
             shipped = [on_cpu(state)] * len(parts)
-        futures = [self._submit(kind, st, round_index, part)
-                   for st, part in zip(shipped, parts, strict=True)]
-        for future in futures:
-            yield from future.result()
+        try:
+            futures = [self._submit(kind, st, round_index, part)
+                       for st, part in zip(shipped, parts, strict=True)]
+            for future in futures:
+                yield from future.result()
+        except BrokenProcessPool as dead:
+            raise WorkerLost from dead
 
     def _submit(self, kind: str, global_state: dict[str, torch.Tensor], round_index: int,
                 clients: list):

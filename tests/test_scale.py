@@ -192,6 +192,39 @@ def test_two_workers_give_the_serial_runs_tables(tiny_dir):
     assert serial.rounds.test_accuracy.notna().any()
 
 
+def test_a_worker_that_dies_is_named_in_one_line_and_the_cli_writes_nothing(
+        tiny_dir, monkeypatch, capsys):
+    """A killed worker (out of memory, say) ends the run with the reason, not a hang or
+    a pool's traceback; the CLI prints it on one line and exits 1."""
+    from ecofed_sim import cli
+    from ecofed_sim.errors import WorkerLost
+    from ecofed_sim.parallel import TrainerPool
+
+    raw = tiny()
+    prep = prepare(scenario_from_dict(raw, "tiny.yaml"), "tiny.yaml", tiny_dir)
+    pool = TrainerPool(1, prep)
+    try:
+        state = Engine(prep).method.global_model.state_dict()
+        assert len(list(pool.trained_states(state, 0, [0], [1]))) == 1  # alive
+        for process in list(pool._pool._processes.values()):
+            process.kill()
+            process.join()
+        with pytest.raises(WorkerLost, match="worker process ended abruptly"):
+            list(pool.trained_states(state, 0, [0, 1], [1, 1]))
+    finally:
+        pool.close()
+
+    def dies(args):
+        raise WorkerLost
+
+    monkeypatch.setitem(cli.COMMANDS, "run", dies)
+    out = tiny_dir / "out"
+    assert cli.main(["run", str(write_scenario(tiny_dir, raw)), "--out", str(out)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: a worker process ended abruptly")
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("shipped, method", [
     ("hierarchy.yaml", {"name": "splitfed", "split": 2}),
     ("async_fedbuff.yaml", {"name": "ecofed", "split": 2})])
