@@ -305,9 +305,9 @@ class Engine(World):
         n = min(len(test), self.scenario.data.eval_samples or len(test))
         batches = [(start, min(start + size, n)) for start in range(0, n, size)]
         if self.pool is not None and len(batches) > 1:
-            scores = self.pool.test_scores(self.method.learnable_state(), batches)
+            scores = self.pool.score_test_batches(self.method.learnable_state(), batches)
         else:
-            scores = test_scores(self.method, self.prep, batches)
+            scores = score_test_batches(self.method, self.prep, batches)
         correct, loss_sum = 0, 0.0
         for batch_loss_sum, batch_correct in scores:
             loss_sum += batch_loss_sum
@@ -316,7 +316,7 @@ class Engine(World):
 
 
 @torch.no_grad()
-def test_scores(method: Method, prep: Prepared,
+def score_test_batches(method: Method, prep: Prepared,
                 batches: list[tuple[int, int]]) -> list[tuple[float, int]]:
     """(summed cross-entropy, correct predictions) of each test batch, samples
     [start, stop), under ``method``'s global model."""

@@ -132,7 +132,7 @@ def _test_slice(state: dict[str, torch.Tensor], round_index: int,
                 batches: list[tuple[int, int]]) -> list[tuple[float, int]]:
     """Scores of test batches under the global model ``state`` (``Engine.evaluate``).
     FedAvg's workers hold a bare model, so they build the method once to score with."""
-    from ecofed_sim.engine import build_method, test_scores
+    from ecofed_sim.engine import build_method, score_test_batches
 
     prep = _WORKER["prep"]
     torch.set_num_threads(prep.scenario.training.threads)
@@ -141,7 +141,7 @@ def _test_slice(state: dict[str, torch.Tensor], round_index: int,
         method = _WORKER["scorer"] = (_WORKER.get("scorer")
                                       or build_method(prep, prep.compute_device))
     method.load_learnable_state(state)
-    return test_scores(method, prep, batches)
+    return score_test_batches(method, prep, batches)
 
 
 _WORK = {"states": _train_slice, "jobs": _learn_slice, "test": _test_slice}
@@ -193,7 +193,7 @@ class TrainerPool:
         jobs name."""
         return self._spread("jobs", start_states, round_index, jobs, weights)
 
-    def test_scores(self, state: dict[str, torch.Tensor], batches: list[tuple[int, int]]
+    def score_test_batches(self, state: dict[str, torch.Tensor], batches: list[tuple[int, int]]
                     ) -> list[tuple[float, int]]:
         """Each test batch's (summed loss, correct), in order (``Engine.evaluate``):
         contiguous slices of the batches, one per worker."""

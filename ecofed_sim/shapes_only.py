@@ -46,6 +46,25 @@ class _Shapes(torch.autograd.Function):
                         for s in ctx.shapes))
 
 
+_SAME_SHAPE = (nn.ReLU, nn.Dropout, nn.Identity)
+
+
+def _known_shape(module: nn.Module, x: torch.Tensor) -> tuple | None:
+    """``module``'s (output shape, dtype) for ``x``, where it is known without running
+    it (None elsewhere). A batch norm or a linear layer on meta runs PyTorch's Python
+    decomposition, whose first call imports its compiler (``torch._dynamo``, 2.2 s
+    here), which nothing else of a timing-only run needs."""
+    if not x.is_floating_point():
+        return None
+    if isinstance(module, nn.modules.batchnorm._BatchNorm):
+        fits = x.dim() >= 2 and x.shape[1] == module.num_features
+        return (x.shape, x.dtype) if fits else None
+    if isinstance(module, nn.Linear):
+        fits = x.dim() >= 1 and x.shape[-1] == module.in_features
+        return ((*x.shape[:-1], module.out_features), x.dtype) if fits else None
+    return (x.shape, x.dtype) if isinstance(module, _SAME_SHAPE) else None
+
+
 def _shape_class(cls: type) -> type:
     """``cls`` whose forward, on a meta tensor, answers from the shape memo."""
     if cls in _WRAPPED:
@@ -62,6 +81,10 @@ def _shape_class(cls: type) -> type:
             settings = self.__dict__["_shape_settings"] = repr(self)
         key = (cls, settings, x.shape, x.dtype, self.training)
         out = _OUT_SHAPES.get(key)
+        if out is None:
+            out = _known_shape(self, x)
+            if out is not None:
+                out = _OUT_SHAPES[key] = (torch.Size(out[0]), out[1])
         if out is None:
             with torch.no_grad():
                 y = cls.forward(self, x.detach())
@@ -81,8 +104,11 @@ def _shape_class(cls: type) -> type:
 
 
 def shaped(fn: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
-    """``fn`` (a loss: tensors in, one tensor out) that, called on meta tensors, answers
-    from the shape memo as the leaf modules do; on other tensors it is ``fn``."""
+    """``fn`` (a loss: tensors in, one number out, unless called with
+    ``reduction="none"``) that, called on meta tensors, answers from the shape memo as
+    the leaf modules do: a number of its first tensor's dtype, without running ``fn``
+    (whose meta decomposition would import PyTorch's compiler); on other tensors it is
+    ``fn``."""
 
     @functools.wraps(fn)
     def call(*args, **kwargs):
@@ -92,7 +118,9 @@ def shaped(fn: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
         key = (fn, *((a.shape, a.dtype) if isinstance(a, torch.Tensor) else a for a in args),
                *sorted(kwargs.items()))
         out = _OUT_SHAPES.get(key)
-        if out is None:
+        if out is None and kwargs.get("reduction") != "none":
+            out = _OUT_SHAPES[key] = (torch.Size([]), tensors[0].dtype)
+        elif out is None:
             with torch.no_grad():
                 y = fn(*(a.detach() if isinstance(a, torch.Tensor) else a for a in args),
                        **kwargs)
@@ -105,10 +133,24 @@ def shaped(fn: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
 cross_entropy = shaped(F.cross_entropy)
 
 
-class ShapesOnlySGD(torch.optim.SGD):
+class ShapesOnlySGD:
     """SGD for parameters on meta: there are no values to update, and PyTorch would
     still work out each update's shapes in Python, op by op (a fifth of a timing-only
-    split round). Gradients are cleared as ever."""
+    split round). Gradients are cleared as ever. Not a ``torch.optim.Optimizer``: the
+    first one a process makes imports PyTorch's compiler (``torch._dynamo``, 2.2 s
+    here), which a timing-only run, or the main process of a run on workers, need not
+    pay for."""
+
+    def __init__(self, params, **hyper) -> None:
+        self.param_groups = [{"params": list(params), **hyper}]
+        self.state: dict = {}
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for p in self.param_groups[0]["params"]:
+            if set_to_none:
+                p.grad = None
+            elif p.grad is not None:
+                p.grad.zero_()
 
     def step(self, closure=None) -> None:
         return None

@@ -99,7 +99,7 @@ class InProcessPool:
         for part in (jobs[:half], jobs[half:]):
             yield from self.parallel._learn_slice(start_states, round_index, part)
 
-    def test_scores(self, state, batches):
+    def score_test_batches(self, state, batches):
         self.scored.append(len(batches))
         half = len(batches) // 2
         return [score for part in (batches[:half], batches[half:])

@@ -14,7 +14,7 @@ from conftest import tiny
 from helpers import InProcessPool
 
 from ecofed_sim.clockless import ClocklessContext, finish
-from ecofed_sim.engine import Engine, test_scores
+from ecofed_sim.engine import Engine, score_test_batches
 from ecofed_sim.methods import CONFIGS
 from ecofed_sim.methods.configs import SplitConfigBase
 from ecofed_sim.prepare import prepare
@@ -107,8 +107,8 @@ def test_kept_clients_trained_apart_give_the_serial_runs_tables_and_weights(meth
     assert rounds.test_accuracy.notna().all()
     assert apart.pool.scored == [3] * sc.rounds  # every round's test batches, apart
     batches = [(0, 7), (7, 14), (14, 20)]  # and each batch's score, in order
-    assert (apart.pool.test_scores(apart.method.learnable_state(), batches)
-            == test_scores(serial.method, prep, batches))
+    assert (apart.pool.score_test_batches(apart.method.learnable_state(), batches)
+            == score_test_batches(serial.method, prep, batches))
     if method.get("mode") == "two_phase":  # and the logits the cut-off client stored
         cut = [[c for c in range(5) if c not in k] for k in kept]
         assert apart.pool.asked == [[("client", c) for c in k] + [("cut", c) for c in d]

@@ -137,3 +137,25 @@ def test_a_part_is_one_node_with_metas_shapes_and_a_copy_keeps_its_own_parameter
         _pass(twin, inputs)
         assert all(p.grad is None for p in ours.parameters())
         assert all(p.grad is not None for p in twin.parameters())
+
+
+def test_a_timing_only_split_run_never_imports_pytorchs_compiler():
+    """Batch norms, linear layers, losses and optimisers on meta answer without the
+    Python decompositions whose first call imports ``torch._dynamo`` (2.2 s a process);
+    a fresh process running a timing-only split round never loads it."""
+    import subprocess
+    import sys
+
+    code = ("import sys, ecofed_sim\n"
+            "from ecofed_sim.scenario import load_scenario\n"
+            "sc = load_scenario(sys.argv[1], ['learning=none', 'rounds=1', "
+            "'model.name=vgg5', 'method={name: splitfed, split: 3}'])\n"
+            "ecofed_sim.run(sc)\n"
+            "print('torch._dynamo' in sys.modules)\n")
+    from pathlib import Path
+
+    from ecofed_sim.shipped import resolve
+
+    out = subprocess.run([sys.executable, "-c", code, str(resolve(Path("quickstart")))],
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "False"
