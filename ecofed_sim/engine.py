@@ -317,7 +317,7 @@ class Engine(World):
 
 @torch.no_grad()
 def score_test_batches(method: Method, prep: Prepared,
-                batches: list[tuple[int, int]]) -> list[tuple[float, int]]:
+                       batches: list[tuple[int, int]]) -> list[tuple[float, int]]:
     """(summed cross-entropy, correct predictions) of each test batch, samples
     [start, stop), under ``method``'s global model."""
     model = method.eval_model()

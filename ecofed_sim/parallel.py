@@ -193,8 +193,8 @@ class TrainerPool:
         jobs name."""
         return self._spread("jobs", start_states, round_index, jobs, weights)
 
-    def score_test_batches(self, state: dict[str, torch.Tensor], batches: list[tuple[int, int]]
-                    ) -> list[tuple[float, int]]:
+    def score_test_batches(self, state: dict[str, torch.Tensor],
+                           batches: list[tuple[int, int]]) -> list[tuple[float, int]]:
         """Each test batch's (summed loss, correct), in order (``Engine.evaluate``):
         contiguous slices of the batches, one per worker."""
         return list(self._spread("test", state, -1, batches,
