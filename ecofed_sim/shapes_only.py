@@ -61,18 +61,29 @@ def _known_shape(module: nn.Module, x: torch.Tensor) -> tuple | None:
         return (x.shape, x.dtype) if fits else None
     if isinstance(module, nn.Linear):
         fits = x.dim() >= 1 and x.shape[-1] == module.in_features
-        return ((*x.shape[:-1], module.out_features), x.dtype) if fits else None
+        return (torch.Size((*x.shape[:-1], module.out_features)), x.dtype) if fits else None
     return (x.shape, x.dtype) if isinstance(module, _SAME_SHAPE) else None
+
+
+def _subclass(cls: type, name: str, make: Callable[[type], Callable]) -> type:
+    """``cls`` with its method ``name`` replaced by ``make(cls)``, made once per class; a
+    class made here comes back as it is."""
+    if cls in _WRAPPED:
+        return cls
+    sub = _CLASSES.get(cls)
+    if sub is None:
+        sub = _CLASSES[cls] = type(cls.__name__, (cls,), {name: make(cls),
+                                                          "__module__": cls.__module__})
+        _WRAPPED.add(sub)
+    return sub
 
 
 def _shape_class(cls: type) -> type:
     """``cls`` whose forward, on a meta tensor, answers from the shape memo."""
-    if cls in _WRAPPED:
-        return cls
-    sub = _CLASSES.get(cls)
-    if sub is not None:
-        return sub
+    return _subclass(cls, "forward", _shape_forward)
 
+
+def _shape_forward(cls: type) -> Callable:
     def forward(self, x, *args, **kwargs):
         if args or kwargs or not isinstance(x, torch.Tensor) or not x.is_meta:
             return cls.forward(self, x, *args, **kwargs)
@@ -83,13 +94,12 @@ def _shape_class(cls: type) -> type:
         out = _OUT_SHAPES.get(key)
         if out is None:
             out = _known_shape(self, x)
-            if out is not None:
-                out = _OUT_SHAPES[key] = (torch.Size(out[0]), out[1])
-        if out is None:
-            with torch.no_grad():
-                y = cls.forward(self, x.detach())
-            # a layer that answers with anything but one tensor keeps PyTorch's own path
-            out = _OUT_SHAPES[key] = (y.shape, y.dtype) if isinstance(y, torch.Tensor) else ()
+            if out is None:
+                with torch.no_grad():
+                    y = cls.forward(self, x.detach())
+                # a layer answering with anything but one tensor keeps PyTorch's own path
+                out = (y.shape, y.dtype) if isinstance(y, torch.Tensor) else ()
+            _OUT_SHAPES[key] = out
         if not out:
             return cls.forward(self, x)
         params = self.__dict__.get("_shape_params")  # (a copy maps them to its own)
@@ -97,10 +107,7 @@ def _shape_class(cls: type) -> type:
             params = self.__dict__["_shape_params"] = tuple(self.parameters())
         return _Shapes.apply(out, x, *params)
 
-    sub = _CLASSES[cls] = type(cls.__name__, (cls,), {"forward": forward,
-                                                      "__module__": cls.__module__})
-    _WRAPPED.add(sub)
-    return sub
+    return forward
 
 
 def shaped(fn: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
@@ -171,19 +178,15 @@ def _whole_parts_class(cls: type) -> type:
     """``cls`` (a model of units) whose ``part`` is one shape-only node: a server step
     through a part of a dozen layers costs one autograd node forward and back, not one
     per layer."""
-    if cls in _WRAPPED:
-        return cls
-    sub = _CLASSES.get(cls)
-    if sub is None:
+    def whole_part(cls: type) -> Callable:
         def part(self, start: int, end: int | None = None) -> nn.Module:
             units = cls.part(self, start, end)
             units.__class__ = _shape_class(type(units))
             return units
 
-        sub = _CLASSES[cls] = type(cls.__name__, (cls,), {"part": part,
-                                                          "__module__": cls.__module__})
-        _WRAPPED.add(sub)
-    return sub
+        return part
+
+    return _subclass(cls, "part", whole_part)
 
 
 def place(model: nn.Module, device: torch.device) -> nn.Module:
