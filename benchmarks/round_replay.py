@@ -86,6 +86,8 @@ class Message:
     done: threading.Event = field(default_factory=threading.Event)
     real_end_s: float = 0.0
     tcp_info: tuple[int, int, int] | None = None  # sender's (cwnd, ssthresh, retransmitted)
+    sent_s: float = 0.0  # when its bytes went to the socket
+    device_port: int = 0  # the device end of its connection (to find it in a capture)
 
 
 def client_messages(transfers, round_start_s: float) -> dict[int, list[Message]]:
@@ -230,6 +232,8 @@ def replay_round(conns: Connections, msgs: dict[int, list[Message]], not_before:
                 time.sleep(RTT_MS / 1e3)  # (its connection is open already, unused)
             tx, _ = conns.ends(client, direction)
             m.tcp_info = sender_state(tx)
+            m.device_port = conns.pairs[client][0].getsockname()[1]
+            m.sent_s = time.monotonic()
             tx.sendall(b"x" * m.nbytes)
 
     def receiver(client: int, direction: str) -> None:
@@ -256,9 +260,11 @@ def simulate(method: str, rounds: int, transport: str):
                           source=f"{raw['name']}.yaml", base_dir=None)
 
 
-def replay(method: str, rounds: int, out=print, windows: bool = False) -> list[dict]:
+def replay(method: str, rounds: int, out=print, windows: bool = False,
+           replayed: list | None = None) -> list[dict]:
     """Simulate ``rounds`` of ``method`` and send each round's messages over the delay
-    line; with ``windows``, also print the senders' TCP windows (``print_windows``)."""
+    line; with ``windows``, also print the senders' TCP windows (``print_windows``).
+    ``replayed``, if given, receives each replayed round's messages, client by client."""
     tcp, flow = simulate(method, rounds, "tcp"), simulate(method, rounds, "flow")
     plans = []  # worked out before anything is sent: no pandas between real rounds
     for r, rnd in tcp.rounds.iterrows():
@@ -278,6 +284,8 @@ def replay(method: str, rounds: int, out=print, windows: bool = False) -> list[d
                 out(f"{method:<9} round {r}: no messages (nothing crosses the network)")
                 continue
             t0, real_end = replay_round(conns, msgs, t0, first_round=r == 0)
+            if replayed is not None:
+                replayed.append(msgs)
             last_sim_end = sim_end_s
             real_s, sim_tcp_s = real_end - t0, last_sim_end - start_s
             f = flow.rounds.iloc[r]

@@ -45,15 +45,44 @@ def test_alone_a_flow_is_judged_at_the_path_rate():
 
 
 def test_two_flows_sharing_the_link_are_judged_at_their_share():
-    """Two flows in slow start share the 20 Mbit/s ingress: 10 Mbit/s each, 1.2112 ms a
-    segment. Half the RTT is then a train of 20 / 1.2112 = 16.51 ACKs. Round 1: 10
-    segments (below 16, no HyStart): 20. Round 2: 20 ACKs; after 16.51 the train ends
-    slow start at 36.51 (the threshold); the other 3.49 add 3.49 / 36.51. Round 3: the
-    last 13 add 13 / cwnd. At the path's rate the same rounds would leave 53."""
-    train = 0.020 / (SEG / 10e6)
+    """Two flows in slow start share the 20 Mbit/s ingress. Round 1: 10 segments each at
+    10 Mbit/s (12.112 ms). Round 2: 20 each at 10 Mbit/s (24.224 ms); the second flow's
+    flight queued behind the first's (20 segments, 12.112 ms), so its round trip ends
+    that much later, and in round 3 each sends its last 13 alone, at 20 Mbit/s
+    (7.8728 ms). Each was served 43 segments in 44.2088 ms: 11.78 Mbit/s, 1.0281 ms a
+    segment, so half the RTT is a train of 19.45 ACKs. Round 1 (10 segments, below 16,
+    no HyStart) leaves 20. Round 2: 20 ACKs; after 19.45 the train ends slow start at
+    39.45 (the threshold); the other 0.55 add 0.55 / 39.45. Round 3: the last 13 add
+    13 / cwnd. At the path's rate the same rounds would leave 53."""
+    sending_s = (10 + 20) * SEG / 10e6 + 13 * SEG / 20e6
+    train = 0.020 / (sending_s / 43)
     cwnd = 20 + train
     ssthresh = cwnd
     cwnd += (20 - train) / cwnd
     cwnd += 13 / cwnd
     expected = (pytest.approx(cwnd, rel=1e-9), pytest.approx(ssthresh, rel=1e-9))
     assert _uploads(2) == [expected, expected]
+
+
+def test_a_flight_queued_behind_another_ends_its_round_trip_later():
+    """The same two uploads, each connection's message end: the first flow's three
+    rounds end at 60 and 100 ms (round trips from its first bit's arrival at 20 ms), and
+    its last 13 segments take 7.8728 ms at 20 Mbit/s (done 107.87 ms). The second's
+    round 2 flight waits behind the first's 20 segments (12.112 ms), so its round 3
+    starts at 112.112 ms and ends at 119.98 ms."""
+    env = simpy.Environment()
+    net = Network(env, Capacity("in", 20e6), Capacity("out", 1e9), tcp=TcpParams())
+    ends = []
+
+    def upload(link):
+        yield from net.transfer(link, "up", PAYLOAD_43)
+        ends.append(env.now)
+
+    for i in range(2):
+        link = DeviceLink.from_mbps(f"d{i}", 1000, 1000, 20)
+        link.connection.open = True
+        env.process(upload(link))
+    env.run()
+    last_13_s = 13 * SEG / 20e6
+    assert ends == [pytest.approx(0.100 + last_13_s, abs=1e-12),
+                    pytest.approx(0.100 + 20 * SEG / 20e6 + last_13_s, abs=1e-12)]

@@ -24,7 +24,12 @@ from dataclasses import dataclass, field
 
 import simpy
 
-from ecofed_sim.network.burst import burst_loss, recovery_end_s, serve_in_arrival_order
+from ecofed_sim.network.burst import (
+    burst_loss,
+    queue_flight,
+    recovery_end_s,
+    serve_in_arrival_order,
+)
 from ecofed_sim.network.fairshare import max_min_rates
 from ecofed_sim.network.links import MBPS, Capacity, DeviceLink, wire_bytes
 from ecofed_sim.network.loss import LossPlan, step_loss_cap
@@ -61,6 +66,7 @@ class Flow:
     pattern: tuple = ()  # ids of ``constraints`` (and weights): the flow's part of a memo key
     burst_neck: Capacity | None = None  # where it queues as one burst (``network.burst``)
     burst_seq: int = 0  # its place in the order bursts arrive
+    neck: Capacity | None = None  # its path's bottleneck, where its window's flights queue
 
     def __post_init__(self) -> None:
         self.path = self.constraints  # without a loss cap
@@ -176,7 +182,8 @@ class Network:
                     1 if c is device_side else count for c in path)
                 flow = Flow(path, bits, self.env.event(), window=window, total_bits=bits,
                             weights=weights, burst_neck=neck,
-                            burst_seq=next(self._bursts) if neck is not None else 0)
+                            burst_seq=next(self._bursts) if neck is not None else 0,
+                            neck=self.bottleneck(link, direction) if window else None)
                 self._arm_loss_cap(link, direction, flow)
                 if neck is not None:
                     self._count_burst(neck, 1)
@@ -390,5 +397,6 @@ class Network:
         if w.round_end_s - self.env.now <= slack_s:
             if w.blocked:
                 w.next_round()
+                queue_flight(flow.neck, w, flow.remaining_bits, self.env.now)
             else:  # the pipe, not the window, was the limit for a whole round trip
                 w.open = True
