@@ -95,3 +95,33 @@ def test_the_summary_lists_what_the_tcp_model_misses():
     assert "warm" in line and "(min 150.0)" in line and "(0.50x)" in line
     assert line.endswith("DISTURBED")
     assert "beyond" not in tf.summary([near])
+
+
+def test_the_breakdown_groups_messages_by_flights_and_loss():
+    rb = _load("round_breakdown")
+    real = [dict(segments=44, cwnd=49, resent=0, duration_s=0.05),
+            dict(segments=44, cwnd=22, resent=0, duration_s=0.09),
+            dict(segments=44, cwnd=20, resent=3, duration_s=0.25),
+            dict(segments=4, cwnd=10, resent=0, duration_s=0.02)]  # too small: left out
+    model = [dict(segments=44, cwnd=10, resent=2, duration_s=0.2)]
+    assert [rb.flights(r) for r in real] == [1, 2, 3, 1]
+    lines = {line[:24].strip(): line[24:].split() for line in rb.table(real, model)[1:]}
+    assert lines["window: one flight"] == ["1", "50.0", "50.0", "0"]
+    assert lines["three flights"] == ["1", "250.0", "250.0", "0"]
+    assert lines["four or more"] == ["0", "1", "200.0", "200.0"]
+    assert lines["resent (model: lost)"] == ["1", "250.0", "250.0", "1", "200.0", "200.0"]
+    assert lines["all"][:3] == ["3", "130.0", "90.0"]
+
+
+def test_the_breakdown_timeline_marks_resent_segments():
+    rb = _load("round_breakdown")
+
+    class Sent:
+        device_port, sent_s, real_end_s = 5000, 10.0, 10.3
+
+    seq0 = 1000
+    packets = [(10.0001 + i * 1e-5, 4, 5000, 80, seq0 + i * 1448, 0, 1448) for i in range(3)]
+    packets += [(10.08, 0, 80, 5000, 0, seq0 + 1448, 0),  # one acknowledged
+                (10.2, 4, 5000, 80, seq0 + 1448, 0, 1448)]  # the second resent
+    assert [line.split()[2:] for line in rb.timeline(Sent, packets)] == [
+        ["sent", "0-2"], ["acked", "up", "to", "1.0"], ["resent", "1"]]

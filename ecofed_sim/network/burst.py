@@ -38,7 +38,7 @@ the bottleneck are busy, acknowledgements wait behind the reverse direction's da
 come back together, so each flight leaves as a burst too. On the delay line, five
 devices exchanging 63 KB activations and gradients through a 20 Mbit/s server link
 (``benchmarks/round_breakdown.py --capture``): 17 acknowledgements of one upload's first
-flight arrived within 0.3 ms, and round trips in recovery took 48-100 ms on a 40 ms path.
+flight arrived within 0.3 ms, and round trips in recovery took 41-100 ms on a 40 ms path.
 
 Traced on the delay line (``benchmarks/delayline/capture.py``): 100 KB at 20 Mbit/s and
 10 ms RTT loses 5 segments behind a 64-packet buffer, marks them after 9 ms of RACK, and
