@@ -29,7 +29,7 @@ from pathlib import Path
 from ecofed_sim.methods import REGISTRY
 from ecofed_sim.methods.base import Sketch
 from ecofed_sim.network import BITS_PER_BYTE, MBPS, wire_bytes
-from ecofed_sim.network.burst import burst_loss, recovery_end_s
+from ecofed_sim.network.burst import burst_loss, probe_srtt_s, recovery_end_s
 from ecofed_sim.network.tcp import Connection, Window, slow_start_s
 from ecofed_sim.paths import scenario_path
 from ecofed_sim.population import class_counts, resolve_link
@@ -177,8 +177,10 @@ class Timer:
         loss = burst_loss(self.tcp, window, bits,
                           self.tcp.buffer_bits(path_bps, cls.rtt_s, cls.buffer_bytes))
         if loss is not None:  # the message ends when its last lost segment arrives, resent
-            arrived_s = max(arrived_s, begin_s + recovery_end_s(self.tcp, loss, path_bps,
-                                                                cls.rtt_s, cls.latency_s))
+            srtt_s = probe_srtt_s(self.tcp, conn.srtt_s.get(direction, cls.rtt_s), cls.rtt_s,
+                                  path_bps, loss)
+            arrived_s = max(arrived_s, begin_s + recovery_end_s(
+                self.tcp, loss, path_bps, cls.rtt_s, cls.latency_s, srtt_s=srtt_s))
         conn.finish(self.tcp, direction, arrived_s, cls.latency_s, cls.rtt_s, path_bps,
                     cls.buffer_bytes, Window(cls.rtt_s, last_window, cap,
                                              last_window - round_bits, 0.0,

@@ -15,7 +15,7 @@ import simpy
 from helpers import cut_transfer, two_messages_at_once
 
 from ecofed_sim.network import Capacity, DeviceLink, Network, TcpParams, time_messages
-from ecofed_sim.network.burst import BurstLoss, burst_loss, recovery_end_s
+from ecofed_sim.network.burst import BurstLoss, burst_loss, probe_srtt_s, recovery_end_s
 
 SEG = 12_112
 S20 = SEG / 20e6  # one segment at 20 Mbit/s, 0.6056 ms
@@ -268,3 +268,59 @@ def test_a_message_cut_while_resending_delivered_all_but_its_lost_segments():
     seen = cut_transfer(env, net, link, "up", 100_000, 0.06)
     assert seen == {"fraction": pytest.approx(1 - 5 * SEG / 836_960, rel=1e-12), "at": 0.06}
     assert link.connection.window_bits["up"] == pytest.approx(0.7 * 902_030.4, rel=1e-12)
+
+
+def test_the_loss_probe_waits_two_smoothed_rtts():
+    """A lost tail with nothing after it: the probe goes two smoothed RTTs after the last
+    acknowledgement (Linux ``tcp_schedule_loss_probe``), not two of the path's. 20 Mbit/s,
+    RTT 10 ms, 64 segments taken and one lost: at a smoothed RTT of 15 ms the probe is
+    resent at 10 ms + 64 segments + 30 ms, and arrives one way and a segment later."""
+    probe_s = 0.01 + 64 * S20 + 2 * 0.015
+    assert recovery_end_s(TcpParams(), BurstLoss(64, 1, 0), 20e6, 0.01, 0.005,
+                          srtt_s=0.015) == pytest.approx(probe_s + 0.005 + S20, rel=1e-12)
+
+
+def test_the_probe_reads_the_rtts_of_the_segments_taken():
+    """The segments the buffer took before the hole are acknowledged before the probe:
+    22 of them, behind 502,176 bits of another burst, one acknowledgement per two, each
+    moving the smoothed RTT an eighth of the way. The last waited behind 768,640 bits;
+    the estimator lags that by 14 segments (169,568 bits): its target is 10 ms +
+    599,072 / 20e6. None taken: the connection's smoothed RTT stays."""
+    tcp, before = TcpParams(), 0.012
+    kept = (7 / 8) ** 11
+    target = 0.01 + (502_176 + 22 * SEG - 14 * SEG) / 20e6
+    assert probe_srtt_s(tcp, before, 0.01, 20e6, BurstLoss(22, 20, 0), 502_176) == \
+        pytest.approx(kept * before + (1 - kept) * target, rel=1e-12)
+    assert probe_srtt_s(tcp, before, 0.01, 20e6, BurstLoss(0, 42, 0), 502_176) == before
+
+
+def test_a_short_last_segment_behind_other_bursts_is_lost_too():
+    """60,000 B: 41 full segments and a short one (632 B). Alone, the short one fits in
+    what the full ones leave; behind other bursts (``tail_fits=False``) it is lost with
+    them, and nothing follows the hole."""
+    tcp = TcpParams()
+    wire = 41 * SEG + (632 + 66) * 8
+    assert burst_loss(tcp, 42 * SEG, wire, 22 * SEG) == BurstLoss(22, 19, 1)
+    assert burst_loss(tcp, 42 * SEG, wire, 22 * SEG, tail_fits=False) == BurstLoss(22, 20, 0)
+
+
+def test_a_burst_behind_another_loses_its_tail_and_waits_for_the_probe():
+    """Two 60,000 B downloads at once through a 20 Mbit/s egress (RTT 10 ms, buffer 64
+    packets), on windows of 42 segments. The first burst (502,176 bits) fits. The second
+    finds it queued: room for 22 segments; the other 19 and its short last one are lost,
+    so nothing follows the hole. Its 22 were acknowledged by 10 ms + the queue (502,176
+    bits and 22 segments, 38.432 ms), with the smoothed RTT their samples leave
+    (``probe_srtt_s``); the probe goes two of those later, its SACK an RTT and a segment
+    after; RACK waits 10 ms; the other 19 go 1, 2, 4, 8, then the last 4, each round a
+    round trip and a segment after the last, and arrive one way and 4 segments later.
+    The first is through alone at 5 ms + 502,176 / 20e6."""
+    tcp = TcpParams()
+    net = Network(simpy.Environment(), Capacity("in", 1e9), Capacity("out", 20e6), tcp=tcp)
+    ends = two_messages_at_once(net, "down", 60_000, 42 * SEG)
+    ahead = 41 * SEG + (632 + 66) * 8
+    srtt = probe_srtt_s(tcp, 0.01, 0.01, 20e6, BurstLoss(22, 20, 0), ahead)
+    probe_s = 0.01 + ahead / 20e6 + 22 * S20 + 2 * srtt
+    detect_s = probe_s + 0.01 + S20 + 0.010
+    assert ends == {"a": pytest.approx(0.005 + ahead / 20e6, abs=1e-12),
+                    "b": pytest.approx(detect_s + 4 * (0.01 + S20) + 0.005 + 4 * S20,
+                                       abs=1e-12)}

@@ -4,16 +4,18 @@ how Linux gets it back.
 Cubic is not paced: a message starting on an open window leaves the sender as one burst,
 far faster than the bottleneck drains. The bottleneck's drop-tail buffer keeps the first
 segments; the full segments beyond it are dropped; a short last segment still fits (the
-buffer has drained by a segment's time when it comes). What follows the burst is sent as
-acknowledgements return, and arrives after the hole. Linux then:
+buffer has drained by a segment's time when it comes), unless other bursts are queued
+there too and take that room. What follows the burst is sent as acknowledgements return,
+and arrives after the hole. Linux then:
 
 - detects the loss when the first segment after the hole is acknowledged (a SACK). With
   at least three such segments (the duplicate threshold, ``tp->reordering``) it marks the
   hole lost at once; with fewer, RACK (RFC 8985) waits a quarter of the minimum RTT, on a
   timer of whole jiffies plus two (``TCP_TIMEOUT_MIN``), which fires half a jiffy early on
   average. If nothing follows the hole, the tail loss probe (RFC 8985 section 7) resends
-  the last segment two smoothed RTTs after the last acknowledgement, and the
-  acknowledgement of that probe starts recovery. If the whole window was lost (other
+  the last segment two smoothed RTTs after the last acknowledgement (the smoothed RTT
+  the acknowledged segments' queueing left, ``probe_srtt_s``), and the acknowledgement
+  of that probe starts recovery. If the whole window was lost (other
   bursts filled the buffer), nothing comes back to release the rest of the message: the
   probe, sent two RTTs after the burst, is its next segment, and the window and the rest
   all go in recovery's rounds;
@@ -56,7 +58,7 @@ from typing import TYPE_CHECKING, Protocol
 from ecofed_sim.network.tcp import TcpParams, Window
 
 if TYPE_CHECKING:
-    from ecofed_sim.network.links import Capacity
+    from ecofed_sim.network.links import Capacity, DeviceLink
 
 DUPTHRESH = 3  # Linux tp->reordering: segments acknowledged past a hole that mark it lost
 
@@ -72,15 +74,19 @@ class BurstLoss:
 
 
 def burst_loss(tcp: TcpParams, window_bits: float, wire_bits: float,
-               buffer_bits: float) -> BurstLoss | None:
-    """The loss of a message whose first ``min(window, message)`` leaves at once into an
-    idle bottleneck holding ``buffer_bits``; None if it all fits (or the model is off)."""
+               buffer_bits: float, tail_fits: bool = True) -> BurstLoss | None:
+    """The loss of a message whose first ``min(window, message)`` leaves at once into a
+    bottleneck with ``buffer_bits`` of room; None if it all fits (or the model is off).
+    A short last segment fits in what full segments leave of a byte-counted buffer
+    (``tail_fits``), unless other bursts are queued there too: their segments take that
+    room (on the delay line, a 616-byte last segment of an upload that met the others'
+    bursts was lost and resent by the loss probe)."""
     if not tcp.burst_loss or wire_bits <= 0:
         return None
     seg = tcp.segment_bits
     total = math.ceil(wire_bits / seg - 1e-9)
     burst = min(math.floor(window_bits / seg + 1e-9), total)
-    short_last = int(burst == total and wire_bits < total * seg - 1e-6)
+    short_last = int(tail_fits and burst == total and wire_bits < total * seg - 1e-6)
     room = max(math.floor(buffer_bits / seg + 1e-9), 0)
     lost = burst - short_last - room
     if lost <= 0:
@@ -88,11 +94,27 @@ def burst_loss(tcp: TcpParams, window_bits: float, wire_bits: float,
     return BurstLoss(room, lost, short_last + total - burst, total - burst)
 
 
+def probe_srtt_s(tcp: TcpParams, before_s: float, rtt_s: float, rate_bps: float,
+                 loss: BurstLoss, ahead_bits: float = 0.0) -> float:
+    """The smoothed RTT the sender's loss-probe timer reads once the segments the buffer
+    took ahead of the hole are acknowledged: each waited behind ``ahead_bits`` and the
+    burst's segments before it (``TcpParams.smoothed_rtt_s``); with none acknowledged,
+    the connection's ``before_s``."""
+    if loss.accepted <= 0:
+        return before_s
+    queue_bits = ahead_bits + loss.accepted * tcp.segment_bits
+    return tcp.smoothed_rtt_s(before_s, rtt_s, queue_bits, rate_bps, loss.accepted, ramp=True)
+
+
 def recovery_end_s(tcp: TcpParams, loss: BurstLoss, rate_bps: float, rtt_s: float,
-                   latency_s: float, ahead_bits: float = 0.0) -> float:
+                   latency_s: float, ahead_bits: float = 0.0,
+                   srtt_s: float | None = None) -> float:
     """Seconds from the burst's first bit leaving the sender to the last resent segment's
     arrival, on a path of ``rate_bps`` at its bottleneck, whose queue held ``ahead_bits``
-    of other bursts when this one came (see the module docstring)."""
+    of other bursts when this one came (see the module docstring). The tail loss probe
+    fires two smoothed RTTs (``srtt_s``, default the path's RTT; ``probe_srtt_s``) after
+    the last acknowledgement, as Linux's ``tcp_schedule_loss_probe``."""
+    srtt_s = rtt_s if srtt_s is None else srtt_s
     seg_s = tcp.segment_bits / rate_bps
     back_s = rtt_s - latency_s
     lost, after = loss.lost, loss.after
@@ -101,10 +123,10 @@ def recovery_end_s(tcp: TcpParams, loss: BurstLoss, rate_bps: float, rtt_s: floa
         # the whole window was lost, so no acknowledgement releases the rest: the tail
         # loss probe sends the next segment 2 RTTs after the burst; once it is
         # acknowledged, the window and the rest go in recovery's rounds
-        sack_s = ahead_bits / rate_bps + 2 * rtt_s + rtt_s + seg_s
+        sack_s = ahead_bits / rate_bps + 2 * srtt_s + rtt_s + seg_s
         lost, after = lost + after - 1, 1
     elif after == 0:  # nothing follows the hole: the tail loss probe resends the last one
-        probe_s = rtt_s + queued_s + 2 * rtt_s  # 2 RTTs after the last ACK
+        probe_s = rtt_s + queued_s + 2 * srtt_s  # 2 smoothed RTTs after the last ACK
         if lost == 1:
             return probe_s + latency_s + seg_s
         sack_s = probe_s + rtt_s + seg_s
@@ -123,6 +145,33 @@ def recovery_end_s(tcp: TcpParams, loss: BurstLoss, rate_bps: float, rtt_s: floa
     while lost > size:
         lost, send_s, size = lost - size, send_s + rtt_s + seg_s, 2 * size
     return send_s + latency_s + lost * seg_s
+
+
+def first_burst_end_s(tcp: TcpParams, neck: Capacity, window: Window, wire_bits: float,
+                      sent_s: float, delay_s: float, link: DeviceLink,
+                      direction: str) -> float | None:
+    """When the last segment lost from a message's first burst arrives, resent (None
+    without such a loss). The burst left at ``sent_s``, ``delay_s`` one way (latency and
+    jitter) from its receiver, into the buffer of its path's
+    bottleneck ``neck``, behind what earlier bursts left queued there (which also take
+    the room a short last segment would fit in). The flow carries every bit once; the
+    message ends no earlier than this."""
+    rtt_s = link.round_trip_s
+    ahead_bits = neck.burst_backlog_bits(sent_s)
+    room_bits = max(tcp.buffer_bits(neck.rate_bps, rtt_s, link.buffer_bytes) - ahead_bits, 0.0)
+    neck.queue_burst(sent_s, min(window.window_bits, wire_bits, room_bits))
+    # Behind other bursts, a short last segment is lost with the full ones before it. If
+    # the buffer took none of this burst, Linux's loss probe (armed as the burst leaves,
+    # two smoothed RTTs) goes out before the queue ahead drains and is acknowledged as
+    # that short segment would be: it is kept.
+    tail_fits = ahead_bits <= 0 or room_bits < tcp.segment_bits
+    loss = burst_loss(tcp, window.window_bits, wire_bits, room_bits, tail_fits)
+    if loss is None:
+        return None
+    window.lost_segments = loss.lost
+    srtt_s = probe_srtt_s(tcp, link.connection.srtt_s.get(direction, rtt_s), rtt_s,
+                          neck.rate_bps, loss, ahead_bits)
+    return sent_s + recovery_end_s(tcp, loss, neck.rate_bps, rtt_s, delay_s, ahead_bits, srtt_s)
 
 
 def queue_flight(neck: Capacity, window: Window, remaining_bits: float, now_s: float) -> None:

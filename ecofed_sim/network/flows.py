@@ -24,12 +24,7 @@ from dataclasses import dataclass, field
 
 import simpy
 
-from ecofed_sim.network.burst import (
-    burst_loss,
-    queue_flight,
-    recovery_end_s,
-    serve_in_arrival_order,
-)
+from ecofed_sim.network.burst import first_burst_end_s, queue_flight, serve_in_arrival_order
 from ecofed_sim.network.fairshare import max_min_rates
 from ecofed_sim.network.links import MBPS, Capacity, DeviceLink, wire_bytes
 from ecofed_sim.network.loss import LossPlan, step_loss_cap
@@ -167,8 +162,9 @@ class Network:
             if busy is not None:  # the connection is not idle: no restart, no new rounds
                 window = busy.window.continuation()
             else:
-                recovered_s = self._burst_recovery_s(link, direction, window, wire_bits,
-                                                     delay_s)
+                recovered_s = first_burst_end_s(  # the message ends no earlier than this
+                    self.tcp, self.bottleneck(link, direction), window, wire_bits,
+                    self.env.now - delay_s, delay_s, link, direction)
                 if self.tcp.burst_loss and count == 1 and window.start_bits >= wire_bits:
                     neck = self.bottleneck(link, direction)  # it queues there as one block
         server_in, server_out = link.server or (self.server_in, self.server_out)
@@ -214,26 +210,6 @@ class Network:
             device_side.active -= 1
             if device_side.active == 0 and bits > 0:  # a rate-limited flow drained the bucket
                 device_side.idle_since_s, device_side.tokens_bits = self.env.now, 0.0
-
-    def _burst_recovery_s(self, link: DeviceLink, direction: str, window: Window,
-                          wire_bits: float, delay_s: float) -> float | None:
-        """When the last segment lost from a message's first burst arrives, resent (None
-        without such a loss). The burst left ``delay_s`` ago (its first bit arrives now)
-        into the buffer of its path's bottleneck, behind what earlier bursts left queued
-        there; the flow carries every bit once, and the message ends no earlier than
-        this."""
-        neck, rtt_s = self.bottleneck(link, direction), link.round_trip_s
-        sent_s = self.env.now - delay_s
-        ahead_bits = neck.burst_backlog_bits(sent_s)
-        room_bits = max(self.tcp.buffer_bits(neck.rate_bps, rtt_s, link.buffer_bytes)
-                        - ahead_bits, 0.0)
-        neck.queue_burst(sent_s, min(window.window_bits, wire_bits, room_bits))
-        loss = burst_loss(self.tcp, window.window_bits, wire_bits, room_bits)
-        if loss is None:
-            return None
-        window.lost_segments = loss.lost
-        return sent_s + recovery_end_s(self.tcp, loss, neck.rate_bps, rtt_s, delay_s,
-                                       ahead_bits)
 
     def _count_burst(self, neck: Capacity, change: int) -> None:
         """Bursts queued per bottleneck: ordering them matters only where two meet."""
