@@ -15,10 +15,10 @@ and arrives after the hole. Linux then:
   average. If nothing follows the hole, the tail loss probe (RFC 8985 section 7) resends
   the last segment two smoothed RTTs after the last acknowledgement (the smoothed RTT
   the acknowledged segments' queueing left, ``probe_srtt_s``), and the acknowledgement
-  of that probe starts recovery. If the whole window was lost (other
-  bursts filled the buffer), nothing comes back to release the rest of the message: the
-  probe, sent two RTTs after the burst, is its next segment, and the window and the rest
-  all go in recovery's rounds;
+  of that probe starts recovery. If the whole window was lost (other bursts filled the
+  buffer), nothing comes back to release the rest of the message: the probe, sent two
+  smoothed RTTs after the burst, is its next segment, and the window and the rest all go
+  in recovery's rounds;
 - resends the lost segments in round trips. Proportional rate reduction (RFC 6937), far
   below its threshold, lets each acknowledgement release what it delivered plus one
   segment: the first round resends as many as were delivered after the hole, and every
@@ -55,10 +55,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from ecofed_sim.network.tcp import TcpParams, Window
+from ecofed_sim.network.tcp import TcpParams
 
 if TYPE_CHECKING:
     from ecofed_sim.network.links import Capacity, DeviceLink
+    from ecofed_sim.network.tcp import Window
 
 DUPTHRESH = 3  # Linux tp->reordering: segments acknowledged past a hole that mark it lost
 
@@ -121,7 +122,7 @@ def recovery_end_s(tcp: TcpParams, loss: BurstLoss, rate_bps: float, rtt_s: floa
     queued_s = ahead_bits / rate_bps + loss.accepted * seg_s  # ahead of the hole
     if loss.accepted == 0 and after == loss.unsent > 0:
         # the whole window was lost, so no acknowledgement releases the rest: the tail
-        # loss probe sends the next segment 2 RTTs after the burst; once it is
+        # loss probe sends the next segment 2 smoothed RTTs after the burst; once it is
         # acknowledged, the window and the rest go in recovery's rounds
         sack_s = ahead_bits / rate_bps + 2 * srtt_s + rtt_s + seg_s
         lost, after = lost + after - 1, 1
@@ -152,10 +153,10 @@ def first_burst_end_s(tcp: TcpParams, neck: Capacity, window: Window, wire_bits:
                       direction: str) -> float | None:
     """When the last segment lost from a message's first burst arrives, resent (None
     without such a loss). The burst left at ``sent_s``, ``delay_s`` one way (latency and
-    jitter) from its receiver, into the buffer of its path's
-    bottleneck ``neck``, behind what earlier bursts left queued there (which also take
-    the room a short last segment would fit in). The flow carries every bit once; the
-    message ends no earlier than this."""
+    jitter) from its receiver, into the buffer of its path's bottleneck ``neck``, behind
+    what earlier bursts left queued there (which also take the room a short last segment
+    would fit in). The flow carries every bit once; the message ends no earlier than
+    this."""
     rtt_s = link.round_trip_s
     ahead_bits = neck.burst_backlog_bits(sent_s)
     room_bits = max(tcp.buffer_bits(neck.rate_bps, rtt_s, link.buffer_bytes) - ahead_bits, 0.0)

@@ -157,16 +157,18 @@ class Network:
             raise
         if payload_bytes <= 0:
             return
+        window_neck = None  # where the window's flights queue
         if window is not None:
+            window_neck = self.bottleneck(link, direction)
             busy = link.connection.sending.get(direction)
             if busy is not None:  # the connection is not idle: no restart, no new rounds
                 window = busy.window.continuation()
             else:
                 recovered_s = first_burst_end_s(  # the message ends no earlier than this
-                    self.tcp, self.bottleneck(link, direction), window, wire_bits,
-                    self.env.now - delay_s, delay_s, link, direction)
+                    self.tcp, window_neck, window, wire_bits, self.env.now - delay_s,
+                    delay_s, link, direction)
                 if self.tcp.burst_loss and count == 1 and window.start_bits >= wire_bits:
-                    neck = self.bottleneck(link, direction)  # it queues there as one block
+                    neck = window_neck  # it queues there as one block
         server_in, server_out = link.server or (self.server_in, self.server_out)
         path = (link.up, server_in) if direction == "up" else (server_out, link.down)
         device_side = link.up if direction == "up" else link.down
@@ -179,7 +181,7 @@ class Network:
                 flow = Flow(path, bits, self.env.event(), window=window, total_bits=bits,
                             weights=weights, burst_neck=neck,
                             burst_seq=next(self._bursts) if neck is not None else 0,
-                            neck=self.bottleneck(link, direction) if window else None)
+                            neck=window_neck)
                 self._arm_loss_cap(link, direction, flow)
                 if neck is not None:
                     self._count_burst(neck, 1)
