@@ -2,10 +2,10 @@
 
 ``round_replay.py`` compares whole rounds; a round ends with its slowest client, so one
 number hides why. This replays one method's rounds once over the same delay line (5
-clients sharing a 20 Mbit/s server link, 40 ms RTT) and, for every message of ten
-segments or more, sets the sender's congestion window as the message started, whether
-segments were resent (lost, in the model) while it went, and how long it took from the
-sender's first byte to the receiver's last:
+clients sharing a 20 Mbit/s server link, 40 ms RTT) and sets side by side, for every
+message of ten segments or more, the sender's congestion window as the message started,
+whether segments were resent (lost, in the model) while it went, and how long it took
+from the sender's first byte to the receiver's last:
 
 - Linux: ``TCP_INFO`` read just before the message is written (``snd_cwnd``,
   ``total_retrans``); a message resent segments if the sender's count grew by its next
@@ -49,7 +49,7 @@ MIN_SEGMENTS = 10  # smaller messages (model weights, labels) fit any window
 
 
 @contextlib.contextmanager
-def model_messages(out: list[dict], segment_bits: int) -> Iterator[None]:
+def model_messages(out: list[dict]) -> Iterator[None]:
     """Record each message the transport times: window at start (segments), segments its
     first burst lost, seconds from its first byte to its last."""
     start, finish = transport.Connection.start, transport.Connection.finish
@@ -159,13 +159,13 @@ def main() -> None:
                    help="print the packet timelines of the first N uploads that resent")
     args = p.parse_args()
     model: list[dict] = []
-    with model_messages(model, transport.TcpParams().segment_bits):
+    with model_messages(model):
         rr.simulate(args.method, args.rounds, "tcp")
     try:
         path = Path_(rr.RATE_MBPS, rr.RTT_MS)
     except Unavailable as err:
         sys.exit(f"skipped: {err}")
-    sent: list[dict] = []
+    replayed: list[dict] = []  # each round's messages, client by client
     sniffer = None
     try:
         if args.capture:
@@ -174,13 +174,13 @@ def main() -> None:
                  str(HERE / "delayline" / "capture.py"), "sniff", str(10 * args.rounds + 5)],
                 stdout=subprocess.PIPE, text=True)
             sniffer.stdout.readline()  # "ready"
-        rr.replay(args.method, args.rounds, replayed=sent)
+        rr.replay(args.method, args.rounds, replayed=replayed)
         packets = json.loads(sniffer.stdout.readlines()[-1]) if sniffer else []
     finally:
         if sniffer is not None:
             sniffer.kill()
         path.teardown()
-    real = real_messages(sent)
+    real = real_messages(replayed)
     print(f"{args.method}, {args.rounds} rounds, messages of {MIN_SEGMENTS} segments or more; "
           "one replay against the model (tcp)")
     print("\n".join(table(real, model)))
