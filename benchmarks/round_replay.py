@@ -149,6 +149,7 @@ class Connections:
         self.listener.listen(CLIENTS)
         back(own)
         self.pairs: dict[int, tuple[socket.socket, socket.socket]] = {}
+        self.device_ports: dict[int, int] = {}  # each client's end, to find it in a capture
         self.ready: dict[int, threading.Event] = {c: threading.Event() for c in range(CLIENTS)}
         self._accepted: dict[int, socket.socket] = {}  # by the device's port
         self._cv = threading.Condition()
@@ -170,6 +171,7 @@ class Connections:
         for s in (dev, srv):
             s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.pairs[client] = (dev, srv)
+        self.device_ports[client] = port
         self.ready[client].set()
 
     def ends(self, client: int, direction: str) -> tuple[socket.socket, socket.socket]:
@@ -232,7 +234,7 @@ def replay_round(conns: Connections, msgs: dict[int, list[Message]], not_before:
                 time.sleep(RTT_MS / 1e3)  # (its connection is open already, unused)
             tx, _ = conns.ends(client, direction)
             m.tcp_info = sender_state(tx)
-            m.device_port = conns.pairs[client][0].getsockname()[1]
+            m.device_port = conns.device_ports[client]
             m.sent_s = time.monotonic()
             tx.sendall(b"x" * m.nbytes)
 
