@@ -23,6 +23,10 @@ The kept clients split into one contiguous slice per worker, balanced by sample 
 The global state ships once per worker and round. Every worker holds the run's
 ``Prepared`` inputs (sent once, at start) and uses the run's ``training.threads``, so the
 result is bit-identical to a serial run on the same machine.
+
+The workers start before the run's inputs are prepared: starting one (a fresh
+interpreter importing PyTorch) takes seconds, which they spend while the main process
+renders or loads the data. Each then waits for the inputs (``TrainerPool.start``).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
+from multiprocessing.reduction import ForkingPickler
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -66,6 +71,15 @@ def _start(prep: Prepared) -> None:
         sc = prep.scenario
         _WORKER.update(method=build_method(prep, prep.compute_device), devices=build_population(
             sc, prep.library, prep.source, prep.base_dir).devices)
+
+
+def _boot(inputs, threads: int) -> None:
+    """A new worker process: its imports are done by now; it waits for the run's inputs
+    (None: the run ended before they were ready, so there is nothing to hold)."""
+    torch.set_num_threads(threads)
+    pickled = inputs.get()
+    if pickled is not None:
+        _start(ForkingPickler.loads(pickled))
 
 
 def _ready() -> bool:
@@ -169,14 +183,28 @@ def slices(weights: list[int], parts: int) -> list[slice]:
 
 
 class TrainerPool:
-    """Worker processes that train a round's kept clients (see the module docstring)."""
+    """Worker processes that train a round's kept clients (see the module docstring).
+    They start at once, and work once given the run's inputs (``start``)."""
 
-    def __init__(self, workers: int, prep: Prepared) -> None:
+    def __init__(self, workers: int, threads: int = 1) -> None:
         self.workers = workers
-        self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
-                                         initializer=_start, initargs=(prep,))
-        for _ in range(workers):  # start them now: they load while round 0 is simulated
+        context = get_context("spawn")
+        # Inputs go through a queue, not the processes' arguments: a process's arguments
+        # are written to it as it starts, and that write waits for the child to import
+        # PyTorch, one worker after the other.
+        self._inputs = context.Queue()
+        self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=context,
+                                         initializer=_boot, initargs=(self._inputs, threads))
+        for _ in range(workers):  # one process each (they are spawned as work comes)
             self._pool.submit(_ready)
+
+    def start(self, prep: Prepared) -> None:
+        """Hand every worker the run's inputs. Each is pickled here, as it stands now
+        (the queue's own thread would pickle it later, while the run goes on and fills
+        its caches), and once per worker: a tensor goes through shared memory as a file
+        descriptor that one process can take."""
+        for _ in range(self.workers):
+            self._inputs.put(bytes(ForkingPickler.dumps(prep)))
 
     def trained_states(self, global_state: dict[str, torch.Tensor], round_index: int,
                        clients: list[int], weights: list[int]
@@ -221,7 +249,10 @@ class TrainerPool:
         return self._pool.submit(_WORK[kind], global_state, round_index, clients)
 
     def close(self) -> None:
+        for _ in range(self.workers):  # for any still waiting: the run ended without inputs
+            self._inputs.put(None)
         self._pool.shutdown(cancel_futures=True)
+        self._inputs.close()
 
 
 class DaskTrainerPool(TrainerPool):
@@ -229,7 +260,7 @@ class DaskTrainerPool(TrainerPool):
     inputs are broadcast to every worker once, then each round sends one slice of kept
     clients, with the global model, to each worker."""
 
-    def __init__(self, prep: Prepared, scheduler: str | None = None,
+    def __init__(self, scheduler: str | None = None,
                  scheduler_file: str | None = None) -> None:
         from ecofed_sim.errors import ScenarioError
 
@@ -241,6 +272,8 @@ class DaskTrainerPool(TrainerPool):
         self.client = (Client(scheduler_file=scheduler_file) if scheduler_file
                        else Client(scheduler))
         self.workers = max(1, len(self.client.scheduler_info().get("workers", {})))
+
+    def start(self, prep: Prepared) -> None:
         self._prep = self.client.scatter(prep, broadcast=True)
 
     def _submit(self, kind: str, global_state: dict[str, torch.Tensor], round_index: int,

@@ -114,11 +114,11 @@ def fewer_collections() -> Iterator[None]:
         gc.unfreeze()
 
 
-def _trainer_pool(prep, workers: int, scheduler: str | None, scheduler_file: str | None,
-                  stack: contextlib.ExitStack):
+def _trainer_pool(sc: Scenario, workers: int, scheduler: str | None,
+                  scheduler_file: str | None, stack: contextlib.ExitStack):
     """Worker processes (or a Dask cluster) for the run's training, closed with
-    ``stack``; None: train serially."""
-    sc = prep.scenario
+    ``stack``, to be given the run's inputs once prepared (``start``); None: train
+    serially. Local workers start now, and import while the inputs are prepared."""
     remote = scheduler or scheduler_file
     if (workers <= 1 and not remote) or sc.learning == "none":
         return None
@@ -132,8 +132,8 @@ def _trainer_pool(prep, workers: int, scheduler: str | None, scheduler_file: str
             return None
     from ecofed_sim.parallel import DaskTrainerPool, TrainerPool
 
-    pool = (DaskTrainerPool(prep, scheduler, scheduler_file) if remote
-            else TrainerPool(workers, prep))
+    pool = (DaskTrainerPool(scheduler, scheduler_file) if remote
+            else TrainerPool(workers, sc.training.threads))
     stack.callback(pool.close)
     return pool
 
@@ -165,8 +165,10 @@ def run(scenario: Scenario | str | Path, *, progress: bool = False,
         scenario, source, base_dir = load_scenario(path), str(path), path.parent
     started = time.perf_counter()
     with torch_threads(scenario.training.threads), contextlib.ExitStack() as stack:
+        pool = _trainer_pool(scenario, workers, scheduler, scheduler_file, stack)
         prep = prepare(scenario, source or scenario.name, base_dir, progress)
-        pool = _trainer_pool(prep, workers, scheduler, scheduler_file, stack)
+        if pool is not None:
+            pool.start(prep)
         if record and (scenario.asynchronous or scenario.topology):
             raise ScenarioError(f"{source or scenario.name}: asynchronous runs and "
                                 "topologies cannot be recorded for re-simulation")

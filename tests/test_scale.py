@@ -192,6 +192,22 @@ def test_two_workers_give_the_serial_runs_tables(tiny_dir):
     assert serial.rounds.test_accuracy.notna().any()
 
 
+def test_workers_started_before_inputs_that_fail_to_prepare_are_stopped(tiny_dir):
+    """The workers start while the inputs are prepared; if preparing fails, the run's
+    one-line error comes out and no worker is left waiting for inputs (nor the run
+    hanging on one)."""
+    import multiprocessing
+
+    from ecofed_sim.errors import ScenarioError
+    from ecofed_sim.run import run
+
+    raw = tiny(**{"data": {"dataset": "mnist", "root": "no_such_folder"}})
+    with pytest.raises(ScenarioError, match="data.root"):
+        run(scenario_from_dict(raw, "tiny.yaml"), source="tiny.yaml", base_dir=tiny_dir,
+            workers=2)
+    assert multiprocessing.active_children() == []
+
+
 def test_a_worker_that_dies_is_named_in_one_line_and_the_cli_writes_nothing(
         tiny_dir, monkeypatch, capsys):
     """A killed worker (out of memory, say) ends the run with the reason, not a hang or
@@ -202,7 +218,8 @@ def test_a_worker_that_dies_is_named_in_one_line_and_the_cli_writes_nothing(
 
     raw = tiny()
     prep = prepare(scenario_from_dict(raw, "tiny.yaml"), "tiny.yaml", tiny_dir)
-    pool = TrainerPool(1, prep)
+    pool = TrainerPool(1)
+    pool.start(prep)
     try:
         state = Engine(prep).method.global_model.state_dict()
         assert len(list(pool.trained_states(state, 0, [0], [1]))) == 1  # alive
