@@ -33,16 +33,20 @@ def _templates(classes: int, shape: tuple[int, int, int], gen: torch.Generator) 
 
 def _render(templates: torch.Tensor, labels: torch.Tensor, noise: float,
             gen: torch.Generator) -> torch.Tensor:
+    """Each label's template rolled by its own (dy, dx) in [-2, 2], scaled, with noise.
+    The roll is one gather (pixel (i, j) comes from ((i - dy) % h, (j - dx) % w), as
+    ``torch.roll``) and the arithmetic is in place: the same values as rolling sample by
+    sample with fresh tensors at each step, in less time and memory."""
     n = labels.shape[0]
-    x = templates[labels]
+    k, c, h, w = templates.shape
     shift = torch.randint(-2, 3, (n, 2), generator=gen)
-    for dy in range(-2, 3):  # per-sample translation, grouped by offset
-        for dx in range(-2, 3):
-            pick = (shift[:, 0] == dy) & (shift[:, 1] == dx)
-            x[pick] = torch.roll(x[pick], shifts=(dy, dx), dims=(2, 3))
-    x = x * (0.6 + 0.8 * torch.rand(n, 1, 1, 1, generator=gen))
-    x = x + noise * torch.randn(x.shape, generator=gen)
-    return ((x.clamp(-2, 2) + 2) * (255 / 4)).round().to(torch.uint8)
+    rows = (torch.arange(h) - shift[:, :1]) % h
+    cols = (torch.arange(w) - shift[:, 1:]) % w
+    source = (rows[:, :, None] * w + cols[:, None, :]).view(n, 1, h * w).expand(n, c, h * w)
+    x = torch.gather(templates.view(k, c, h * w)[labels], 2, source).view(n, c, h, w)
+    x.mul_(0.6 + 0.8 * torch.rand(n, 1, 1, 1, generator=gen))
+    x.add_(torch.randn(x.shape, generator=gen).mul_(noise))
+    return x.clamp_(-2, 2).add_(2).mul_(255 / 4).round_().to(torch.uint8)
 
 
 def make_synthetic(spec, split_seed: int, images: bool = True) -> tuple[ImageSet, ImageSet]:
