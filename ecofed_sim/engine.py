@@ -8,7 +8,8 @@ the clock advances only by modelled compute time (profiles) and transfer time (n
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterator
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import simpy
@@ -203,13 +204,28 @@ class World:
         updates.extend((yield from fragment) or [])
 
 
+@dataclass
+class _Played:
+    """A round played on meta tensors whose training is yet to be taken in."""
+
+    round_index: int
+    selected: list[int]
+    kept: list[int]  # the clients whose updates count, in client order
+    jobs: list[tuple[str, int]]  # what the workers run (``Method.apart_jobs``)
+    row: dict  # the ledger's row of the round, tested once it is learned
+    results: Iterator | None = None  # the workers' results, once the jobs are sent
+
+
 class Engine(World):
     """A full run: the real training of the scenario's method inside the world.
 
     With a ``pool`` of worker processes and a method that ``trains_apart`` (its
     config), a second instance of the method, on meta tensors, plays each round's clocks
     (``timing``); the kept clients then train in the workers, and the real method
-    aggregates what they send back, in client order (``ecofed_sim.parallel``)."""
+    aggregates what they send back, in client order (``ecofed_sim.parallel``). If the
+    method ``pipelines``, each round is played while the workers train the one before."""
+
+    pipelines_rounds = True  # a subclass whose rounds depend on each other otherwise: False
 
     def __init__(self, prep: Prepared, record: bool = False, pool=None) -> None:
         super().__init__(prep)
@@ -223,15 +239,43 @@ class Engine(World):
             self.method = self.timing = build_method(prep, prep.compute_device, pool)
         if record:
             self.recorder = Recorder(self.env)
+        self.pipelined = (self.pipelines_rounds and self.timing is not self.method
+                          and self.recorder is None and self.scenario.learning == "real"
+                          and type(self.method).pipelines)
+        self._ahead: _Played | None = None
 
     def run_round(self, round_index: int) -> dict:
+        if self.pipelined:
+            return self._pipelined_round(round_index)
+        t0, selected, counts, updates = self._play(round_index)
+        learns = self.scenario.learning == "real"  # timing only: nothing trains or tests
+        if learns and self.timing is not self.method:  # the kept clients, in the workers
+            kept = [u.client for u in updates]
+            jobs = self.timing.apart_jobs(kept)
+            updates = self.method.take_apart(self.timing, kept, jobs,
+                                             list(self._run_jobs(round_index, selected, jobs)))
+        self.aggregate(round_index, selected, updates, learns)
+        metrics = self._tested(round_index, learns)
+        self.method.observe(round_index, metrics)
+        if self.timing is not self.method:
+            self.timing.observe(round_index, metrics)
+        metrics = {**metrics, **self.timing.round_metrics()}
+        if self.recorder is not None:
+            self.recorder.end_round(metrics)
+        return self.ledger.close_round(round_index, t0, self.env.now, counts, metrics)
+
+    def _play(self, round_index: int) -> tuple[float, list[int], dict, list[ClientUpdate]]:
+        """Play the round's clocks (with the real training in a serial run): when it
+        began, the clients selected, the counts of outcomes, the kept updates in client
+        order."""
         sc, pop, env = self.scenario, self.scenario.population, self.env
         t0 = env.now
         self._wait_for_someone_online(round_index)
         online = self.availability.online(round_index, env.now)
         selected = sample_clients(sc.seed, round_index, online, pop.clients, pop.select_count)
         ctx = RoundContext(self, round_index)
-        self.method.begin_round(round_index, selected)
+        if not self.pipelined:  # else when the workers' results come in
+            self.method.begin_round(round_index, selected)
         if self.timing is not self.method:
             self.timing.begin_round(round_index, selected)
         if self.recorder is not None:
@@ -243,38 +287,52 @@ class Engine(World):
             self.timing.server_round(ctx),
             lambda client: self.availability.offline_at(round_index, client, start_s),
             lambda client: len(ctx.batch_sizes(client)) if hosts else None)
-        learns = sc.learning == "real"  # timing only: nothing trains, nothing to test
-        updates = sorted(updates, key=lambda u: u.client)
-        if learns and self.timing is not self.method:  # the kept clients, in the workers
-            updates = self._trained_apart(round_index, selected, updates)
-        self.aggregate(round_index, selected, updates, learns)
-        due = round_index == sc.rounds - 1 or (round_index + 1) % sc.evaluation.every == 0
-        metrics = (self.evaluate() if learns and due
-                   else {"test_accuracy": float("nan"), "test_loss": float("nan")})
-        self.method.observe(round_index, metrics)
-        if self.timing is not self.method:
-            self.timing.observe(round_index, metrics)
-        metrics = {**metrics, **self.timing.round_metrics()}
-        if self.recorder is not None:
-            self.recorder.end_round(metrics)
-        return self.ledger.close_round(round_index, t0, env.now, counts, metrics)
+        return t0, selected, counts, sorted(updates, key=lambda u: u.client)
 
-    def _trained_apart(self, round_index: int, selected: list[int],
-                       played: list[ClientUpdate]) -> list[ClientUpdate]:
-        """The real updates of the round ``timing`` played, from the pool's workers: the
-        jobs it asks for, each from the global state, taken in by the real method."""
+    def _pipelined_round(self, round_index: int) -> dict:
+        """With workers, a method that ``pipelines``: the next round is played on meta
+        tensors while the workers train this one (its schedule needs no trained weights),
+        then this round's results are taken in, aggregated and tested, and the next
+        round's jobs go out from the new global model. The ledger closes each round as
+        it is played; its test metrics are filled in once known."""
+        now = self._ahead or self._play_ahead(round_index)
+        if now.results is None:  # the run's first round
+            now.results = self._run_jobs(round_index, now.selected, now.jobs)
+        self._ahead = (self._play_ahead(round_index + 1)
+                       if round_index + 1 < self.scenario.rounds else None)
+        self.method.begin_round(round_index, now.selected)
+        updates = self.method.take_apart(self.timing, now.kept, now.jobs, list(now.results))
+        self.aggregate(round_index, now.selected, updates, True)
+        metrics = self._tested(round_index, True)
+        self.method.observe(round_index, metrics)
+        self.timing.observe(round_index, metrics)
+        now.row.update(metrics)
+        if self._ahead is not None:
+            ahead = self._ahead
+            ahead.results = self._run_jobs(ahead.round_index, ahead.selected, ahead.jobs)
+        return now.row
+
+    def _play_ahead(self, round_index: int) -> _Played:
+        t0, selected, counts, updates = self._play(round_index)
+        kept = [u.client for u in updates]
+        untested = {"test_accuracy": float("nan"), "test_loss": float("nan")}
+        row = self.ledger.close_round(round_index, t0, self.env.now, counts,
+                                      {**untested, **self.timing.round_metrics()})
+        return _Played(round_index, selected, kept, self.timing.apart_jobs(kept), row)
+
+    def _run_jobs(self, round_index: int, selected: list[int],
+                  jobs: list[tuple[str, int]]) -> Iterator[tuple[ClientUpdate | None, Any]]:
+        """The workers' results of the jobs the round ``timing`` played asks for
+        (``Method.apart_jobs``), each from the state its client starts from; sent now."""
         device_of = {client: device.name for device, clients
                      in self.population.schedule(selected) for client in clients}
-        kept = [u.client for u in played]
-        jobs = self.timing.apart_jobs(kept)
-        results = list(self.pool.run_jobs(
+        return self.pool.run_jobs(
             self.start_states(), round_index,
             [(kind, client, self._device_index[device_of[client]]
               if kind in self.method.device_jobs else -1,
               self.method.apart_input(kind, client, self.timing), self.start_key(client))
              for kind, client in jobs],
-            [len(self.prep.client_indices[client]) for _, client in jobs]))
-        return self.method.take_apart(self.timing, kept, jobs, results)
+            [len(self.prep.client_indices[client]) for _, client in jobs])
 
     def start_states(self) -> dict[str, dict[str, torch.Tensor]]:
         """The states clients start their rounds from, by key (``start_key``): here
@@ -296,6 +354,13 @@ class Engine(World):
         t_s = self.availability.next_online_s(self.env.now)
         if self.env.now < t_s < math.inf:
             self.run_until(self.env.timeout(t_s - self.env.now), round_index)
+
+    def _tested(self, round_index: int, learns: bool) -> dict[str, float]:
+        """Test metrics of the global model after the round, or NaN if not due."""
+        sc = self.scenario
+        due = round_index == sc.rounds - 1 or (round_index + 1) % sc.evaluation.every == 0
+        return (self.evaluate() if learns and due
+                else {"test_accuracy": float("nan"), "test_loss": float("nan")})
 
     def evaluate(self) -> dict[str, float]:
         """Real test accuracy and mean loss of the method's current global model. With a

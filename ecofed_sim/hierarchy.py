@@ -77,6 +77,8 @@ class HierarchicalEngine(Engine):
     """A run with edge servers: the round loop of ``Engine``, with aggregation at the
     edges and, every ``cloud_every`` rounds, at the cloud over the backhauls."""
 
+    pipelines_rounds = False  # a round's jobs start from edge models its cloud round sets
+
     def __init__(self, prep: Prepared, pool=None) -> None:
         super().__init__(prep, pool=pool)
         sc = self.scenario

@@ -182,6 +182,14 @@ def slices(weights: list[int], parts: int) -> list[slice]:
     return [slice(a, b) for a, b in itertools.pairwise(bounds) if b > a]
 
 
+def _results(futures: list) -> Iterator:
+    try:
+        for future in futures:
+            yield from future.result()
+    except BrokenProcessPool as dead:
+        raise WorkerLost from dead
+
+
 class TrainerPool:
     """Worker processes that train a round's kept clients (see the module docstring).
     They start at once, and work once given the run's inputs (``start``)."""
@@ -230,6 +238,7 @@ class TrainerPool:
 
     def _spread(self, kind: str, state: dict, round_index: int, clients: list,
                 weights: list[int]) -> Iterator:
+        """Send the slices now; the iterator yields their results in order."""
         parts = [clients[s] for s in slices(weights, self.workers)]
         if kind == "jobs":  # each slice gets the start states its jobs name
             states = {key: on_cpu(v) for key, v in state.items()}
@@ -239,10 +248,9 @@ class TrainerPool:
         try:
             futures = [self._submit(kind, st, round_index, part)
                        for st, part in zip(shipped, parts, strict=True)]
-            for future in futures:
-                yield from future.result()
         except BrokenProcessPool as dead:
             raise WorkerLost from dead
+        return _results(futures)
 
     def _submit(self, kind: str, global_state: dict[str, torch.Tensor], round_index: int,
                 clients: list):

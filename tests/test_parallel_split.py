@@ -95,8 +95,12 @@ def test_kept_clients_trained_apart_give_the_serial_runs_tables_and_weights(meth
     prep = prepare(sc, "tiny.yaml", tiny_dir)
     serial, apart = Engine(prep), Engine(prep, pool=InProcessPool(prep))
     assert apart.timing is not apart.method and serial.timing is serial.method
+    # all but EcoFed play the next round while the workers train this one
+    assert apart.pipelined == (method["name"] != "ecofed") and not serial.pipelined
     for r in range(sc.rounds):
         assert serial.run_round(r) == apart.run_round(r)
+        ahead = apart.pipelined and r + 1 < sc.rounds
+        assert len(apart.ledger.rounds) == r + 1 + ahead
     ledgers = serial.ledger.frames(), apart.ledger.frames()
     for name in ledgers[0]:
         pd.testing.assert_frame_equal(ledgers[0][name], ledgers[1][name], obj=name)

@@ -35,8 +35,9 @@ def _render(templates: torch.Tensor, labels: torch.Tensor, noise: float,
             gen: torch.Generator) -> torch.Tensor:
     """Each label's template rolled by its own (dy, dx) in [-2, 2], scaled, with noise.
     The roll is one gather (pixel (i, j) comes from ((i - dy) % h, (j - dx) % w), as
-    ``torch.roll``) and the arithmetic is in place: the same values as rolling sample by
-    sample with fresh tensors at each step, in less time and memory."""
+    ``torch.roll``) and the arithmetic is in place: the same values as rolling the
+    samples in groups by offset with a fresh tensor at each step, in less time and
+    memory (``tests/test_data.py``)."""
     n = labels.shape[0]
     k, c, h, w = templates.shape
     shift = torch.randint(-2, 3, (n, 2), generator=gen)

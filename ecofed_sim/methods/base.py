@@ -155,6 +155,11 @@ class Method:
             raise TypeError(f"method {cls.__name__}: {', '.join(misplaced)} is a trait of "
                             "its Config (a ClassVar there), not of the Method")
 
+    # ``run --workers``: whether the next round may be played on meta tensors while the
+    # workers train this one. True unless taking the workers' results in reads the
+    # state of the instance that played the round, or its clocks follow test metrics.
+    pipelines: ClassVar[bool] = True
+
     def __init__(self, config: MethodConfigBase, setup: Setup) -> None:
         self.config = config
         self.setup = setup

@@ -82,6 +82,9 @@ def train_server_step(part: nn.Module, opt: torch.optim.Optimizer, act: torch.Te
 class EcoFed(Method):
     name = "ecofed"
     Config = EcoFedConfig
+    # not while workers train: taking their epochs in reads the buffer of the instance
+    # that played the round, and an adaptive period follows test accuracy
+    pipelines = False
 
     def __init__(self, config: EcoFedConfig, setup) -> None:
         super().__init__(config, setup)
