@@ -175,6 +175,17 @@ def test_trains_apart_is_declared_by_the_methods_that_keep_no_shared_state():
     assert two_phase.trains_apart()  # its stored logits travel with the jobs
 
 
+def test_only_methods_whose_clocks_ignore_accuracy_play_ahead_of_their_workers():
+    """A method pipelines (plays round r + 1 while round r trains) only if nothing it
+    does on test metrics can change its clocks: a new ``observe`` must say otherwise."""
+    from ecofed_sim.methods import REGISTRY
+    from ecofed_sim.methods.base import Method
+
+    ahead = {name for name, cls in REGISTRY.items() if cls.pipelines}
+    assert all(REGISTRY[name].observe is Method.observe for name in ahead)
+    assert "ecofed" not in ahead and {"splitfed", "local_loss", "fedgkt"} <= ahead
+
+
 def test_a_clockless_round_refuses_a_fragment_that_asks_for_the_clock(tiny_dir):
     ctx = ClocklessContext(prepare(_scenario(TRAIN_APART[0], tiny_dir), "tiny.yaml", tiny_dir), 0)
 
