@@ -34,6 +34,7 @@ from ecofed_sim.shapes_only import place
 from ecofed_sim.trace import Recorder
 
 T = TypeVar("T")
+UNTESTED = {"test_accuracy": float("nan"), "test_loss": float("nan")}  # a round not tested
 
 
 def initial_model(prep: Prepared, device: torch.device):
@@ -315,9 +316,8 @@ class Engine(World):
     def _play_ahead(self, round_index: int) -> _Played:
         t0, selected, counts, updates = self._play(round_index)
         kept = [u.client for u in updates]
-        untested = {"test_accuracy": float("nan"), "test_loss": float("nan")}
         row = self.ledger.close_round(round_index, t0, self.env.now, counts,
-                                      {**untested, **self.timing.round_metrics()})
+                                      {**UNTESTED, **self.timing.round_metrics()})
         return _Played(round_index, selected, kept, self.timing.apart_jobs(kept), row)
 
     def _run_jobs(self, round_index: int, selected: list[int],
@@ -359,8 +359,7 @@ class Engine(World):
         """Test metrics of the global model after the round, or NaN if not due."""
         sc = self.scenario
         due = round_index == sc.rounds - 1 or (round_index + 1) % sc.evaluation.every == 0
-        return (self.evaluate() if learns and due
-                else {"test_accuracy": float("nan"), "test_loss": float("nan")})
+        return self.evaluate() if learns and due else dict(UNTESTED)
 
     def evaluate(self) -> dict[str, float]:
         """Real test accuracy and mean loss of the method's current global model. With a

@@ -183,6 +183,7 @@ def slices(weights: list[int], parts: int) -> list[slice]:
 
 
 def _results(futures: list) -> Iterator:
+    """The slices' results, in order, as each arrives; a worker that died: WorkerLost."""
     try:
         for future in futures:
             yield from future.result()
