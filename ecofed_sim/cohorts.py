@@ -91,7 +91,9 @@ def _direction_key(tcp: TcpParams, link: DeviceLink, conn: Connection, direction
         idle_s, rtt_s = now_s - last_s, link.round_trip_s if srtt_s is None else srtt_s
         settled = tcp.restart_window_bits(window, idle_s, rtt_s) <= min(
             tcp.initial_window_bits, window)
-    segments = ((conn.segments_sent.get(direction), conn.loss_epochs.get(direction))
+    # under random loss a device's own draws decide: it shares a key with no other
+    segments = ((conn.segments_sent.get(direction), conn.loss_epochs.get(direction),
+                 id(link) if link.loss_rngs and tcp.random_loss else None)
                 if link.loss_rate > 0 else None)
     return ((window, conn.ssthresh_bits.get(direction), segments,
              None if settled else (last_s, srtt_s)), settled)

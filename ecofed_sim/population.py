@@ -15,7 +15,7 @@ from ecofed_sim.errors import ScenarioError
 from ecofed_sim.network import DeviceLink
 from ecofed_sim.paths import scenario_path
 from ecofed_sim.profiles import DeviceProfile, ProfileLibrary, one_way_ms, round_trip_ms
-from ecofed_sim.seeding import BINDING, JITTER, SAMPLING, np_rng
+from ecofed_sim.seeding import BINDING, JITTER, LOSS, SAMPLING, np_rng
 from ecofed_sim.traces import read_trace
 
 
@@ -97,6 +97,9 @@ def make_link(name: str, shared: LinkClass, index_in_class: int, seed: int,
     link.set_burst(shared.burst_bytes)
     if link.jitter_s > 0:
         link.rng = np_rng(seed, JITTER, device_index)
+    if link.loss_rate > 0:
+        link.loss_rngs = {d: np_rng(seed, LOSS, device_index, i)
+                          for i, d in enumerate(("up", "down"))}
     link.traces = traces
     return link
 

@@ -27,10 +27,10 @@ class LinkSpec(StrictModel):
     latency_jitter_ms: float = Field(0.0, ge=0, json_schema_extra=TIMING,
                                      description="extra latency, uniform in [0, jitter]")
     loss_rate: float = Field(0.0, ge=0, le=0.5, json_schema_extra=TIMING)
-    """chance that a segment is lost at random (tcp transport): after a connection's first
-    1/loss_rate segments its rate is capped, loss by loss, as its window comes down to
-    the steady state of Mathis et al.'s sawtooth (Padhye et al.'s TCP throughput with
-    network.sack false)"""
+    """chance that a segment is lost at random (tcp transport): from a connection's first
+    loss on (where network.loss_gaps puts it) its rate is capped, loss by loss, as its
+    window comes down along Mathis et al.'s sawtooth (with regular gaps, to Padhye et
+    al.'s TCP throughput with network.sack false)"""
     buffer_bytes: float | None = Field(None, gt=0, le=2**34, json_schema_extra=TIMING)
     """tcp: drop-tail buffer at the path's bottleneck, bytes; caps the window at
     bandwidth-delay product + buffer (default: one bandwidth-delay product, at least 64
@@ -98,6 +98,13 @@ class NetworkSpec(StrictModel):
     (``link.loss_rate``) a loss ends in a retransmission timeout only if its
     retransmission is lost too (chance p); false: Padhye et al.'s chance min(1, 3/w) for
     Reno without them"""
+    loss_gaps: Literal["random", "regular"] = Field("random", json_schema_extra=TIMING)
+    """tcp: where a link's random losses (``loss_rate``) fall. random: each segment is
+    lost with chance p, so the gaps between losses are geometric of mean 1/p, drawn per
+    device and direction from the run's seed (a Bernoulli loss process, as ns-3's
+    RateErrorModel); regular: one loss every 1/p segments (Mathis et al.'s deterministic
+    sawtooth). A transfer's time is convex in where its first loss falls, so the mean of
+    random runs is slower than the regular run's"""
 
     def tcp_params(self):
         """The TCP model's parameters, or None under the flow transport."""
@@ -108,7 +115,8 @@ class NetworkSpec(StrictModel):
         return TcpParams(self.mss_bytes, self.header_bytes, self.initial_window_segments,
                          self.receive_window_bytes, self.slow_start_after_idle,
                          self.min_rto_ms, self.connections == "per_message", self.hystart,
-                         self.burst_loss, self.cubic_beta, self.timer_tick_ms, self.sack)
+                         self.burst_loss, self.cubic_beta, self.timer_tick_ms, self.sack,
+                         self.loss_gaps == "random")
 
     message_overhead_bytes: int = Field(0, ge=0, le=10**9, json_schema_extra=TIMING)
     """bytes each message carries besides its payload, counted as traffic (kind

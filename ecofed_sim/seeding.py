@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     import torch
 
 (INIT, SAMPLING, DATA_ORDER, BINDING, PUBLIC, CODEC, REPLAY, PRETRAIN, JITTER,
- AVAILABILITY, CHURN, AUGMENT, ASYNC_SAMPLING) = range(1, 14)
+ AVAILABILITY, CHURN, AUGMENT, ASYNC_SAMPLING, LOSS) = range(1, 15)
 
 
 def key(seed: int, stream: int, *parts: int) -> int:

@@ -91,14 +91,26 @@ def test_cohorts_play_fewer_processes_with_the_same_tables(tiny_dir, monkeypatch
 def test_cohorts_under_a_deadline_jitter_and_a_shared_bottleneck(tiny_dir, monkeypatch):
     """The deadline cuts whole cohorts mid-transfer; jitter and a downlink faster than
     the server's egress (its bursts would share the server's buffer) keep their devices
-    alone."""
-    raw = _population(**{"population.deadline_s": 0.3,
+    alone. Losses every 1/p segments leave the lossy class's devices alike (random
+    losses would keep each alone: ``test_random_losses_keep_each_device_alone``)."""
+    raw = _population(**{"population.deadline_s": 0.3, "network.loss_gaps": "regular",
                          "population.devices.0.link.latency_jitter_ms": 5,
                          "population.devices.2.link.downlink_mbps": 40})
     cohort, alone, n_cohort, n_alone = _run_both(raw, tiny_dir, monkeypatch)
     assert alone.participation.outcome.eq("straggler").sum() > 0
     assert n_cohort < n_alone
     _assert_same_tables(cohort, alone)
+
+
+def test_random_losses_keep_each_device_alone(tiny_dir, monkeypatch):
+    """Each lossy device draws its own losses, so none shares a cohort; the others
+    still do, and the tables are those of every client alone."""
+    cohort, alone, n_cohort, n_alone = _run_both(_population(), tiny_dir, monkeypatch)
+    regular = _population(**{"network.loss_gaps": "regular"})
+    cohort_r, alone_r, n_cohort_r, _ = _run_both(regular, tiny_dir, monkeypatch)
+    assert n_cohort_r < n_cohort < n_alone
+    _assert_same_tables(cohort, alone)
+    _assert_same_tables(cohort_r, alone_r)
 
 
 def test_cohorts_with_dropout(tiny_dir, monkeypatch):
@@ -166,6 +178,28 @@ def test_a_links_key_keeps_segments_sent_only_under_random_loss():
             == link_key(net, _link_after_a_round(40, 0.0, segments=300), 5.0))
     assert (link_key(net, _link_after_a_round(40, 0.0, 100, loss_rate=0.001), 5.0)
             != link_key(net, _link_after_a_round(40, 0.0, 300, loss_rate=0.001), 5.0))
+
+
+def test_a_links_key_under_random_losses_is_its_own():
+    """Two links in the same state draw different losses: their keys differ, unless
+    losses fall every 1/p segments (no draws)."""
+    from ecofed_sim.seeding import LOSS, np_rng
+
+    def pair(draws: bool) -> list[DeviceLink]:
+        links = [_link_after_a_round(40, 0.0, 100, loss_rate=0.001) for _ in range(2)]
+        for i, link in enumerate(links):
+            if draws:
+                link.loss_rngs = {"up": np_rng(0, LOSS, i, 0), "down": np_rng(0, LOSS, i, 1)}
+        return links
+
+    net = _tcp_network()
+    plain, drawn = pair(False), pair(True)
+    assert link_key(net, plain[0], 5.0) == link_key(net, plain[1], 5.0)
+    assert link_key(net, drawn[0], 5.0) != link_key(net, drawn[1], 5.0)
+    regular = Network(simpy.Environment(), Capacity("in", 1e9), Capacity("out", 1e9),
+                      tcp=TcpParams(random_loss=False))
+    drawn = pair(True)
+    assert link_key(regular, drawn[0], 5.0) == link_key(regular, drawn[1], 5.0)
 
 
 def test_a_links_key_leaves_out_a_token_bucket_once_full_and_a_burst_queue_once_drained():

@@ -228,3 +228,95 @@ def test_the_first_loss_finds_the_window_of_its_slow_start_round():
     assert loss_s + 50 * SEG / epochs.rates_bps[0] > 0.55
     expected = loss_s + _through_epochs(epochs, 0, 8_364_848 - 100 * SEG)
     assert env.now == pytest.approx(expected, rel=1e-9)
+
+
+def _drawn_link(draws: list[float]) -> DeviceLink:
+    """The 100 Mbit/s, 0.1 s RTT link of 1% loss above, its losses where ``draws`` say
+    (segments between losses, the first loss's into the connection)."""
+    link = DeviceLink.from_mbps("a", 100, 100, 50)
+    link.loss_rate = 0.01
+    link.loss_rngs = {"up": _Scripted(draws)}
+    return link
+
+
+class _Scripted:
+    """Stands for a generator: its ``geometric`` gives the scripted gaps in turn."""
+
+    def __init__(self, gaps: list[float]) -> None:
+        self.gaps = iter(gaps)
+
+    def geometric(self, p: float) -> float:
+        return next(self.gaps)
+
+
+def _send_1mb(link: DeviceLink, tcp: TcpParams) -> float:
+    env = simpy.Environment()
+    net = Network(env, Capacity("in", 1e12), Capacity("out", 1e12), tcp=tcp)
+    env.run(until=env.process(net.transfer(link, "up", 1_000_000)))
+    return env.now
+
+
+def test_drawn_losses_at_every_1_over_p_are_the_regular_sawtooth():
+    """Oracle: random losses whose gaps all happen to be 1/p give the regular model's
+    time and epochs on the same 1 MB transfer, timeouts and all."""
+    tcp = TcpParams(sack=False)
+    drawn, regular = _drawn_link([100.0] * 1000), _drawn_link([])
+    regular.loss_rngs = None
+    assert _send_1mb(drawn, tcp) == pytest.approx(_send_1mb(regular, tcp), rel=1e-12)
+    assert drawn.connection.first_loss_segments["up"] == 100.0
+    epochs, got = (link.connection.loss_epochs["up"] for link in (regular, drawn))
+    for at in (0.0, 50.0, 150.0, 450.0):
+        assert got.at(at) == pytest.approx(epochs.at(at), rel=1e-12)
+
+
+def test_the_first_drawn_loss_decides_where_slow_start_ends():
+    """The same 1 MB with the first loss drawn at the 20th segment (in the second round,
+    whose window is 20) and after it every gap 1/p: the epochs start from a window of 20,
+    not 80, and the transfer takes longer than the regular run, whose first loss came
+    at the 100th."""
+    tcp = TcpParams(sack=False)
+    times = {}
+    for name, link in (("early", _drawn_link([20.0] + [100.0] * 1000)),
+                       ("regular", _drawn_link([100.0] * 1000))):
+        env = simpy.Environment()
+        net = Network(env, Capacity("in", 1e12), Capacity("out", 1e12), tcp=tcp)
+        env.run(until=env.process(net.transfer(link, "up", 1_000_000)))
+        times[name] = env.now
+        if name == "early":  # its first epoch: 100 segments from the window of 20
+            _, first_rate_bps, _ = link.connection.loss_epochs["up"].path.epoch(20.0, 100.0)
+            assert link.connection.loss_epochs["up"].at(0.0)[0] == first_rate_bps
+    assert times["early"] > times["regular"]
+
+
+def test_drawn_gaps_are_geometric_of_mean_1_over_p():
+    from ecofed_sim.seeding import LOSS, np_rng
+
+    link = DeviceLink.from_mbps("a", 10, 10, 50)
+    link.loss_rate = 0.01
+    link.loss_rngs = {"up": np_rng(3, LOSS, 0, 0)}
+    draw = link.loss_gap_draw(TcpParams(), "up")
+    gaps = [draw() for _ in range(20_000)]
+    assert min(gaps) >= 1 and all(g == int(g) for g in gaps)
+    assert sum(gaps) / len(gaps) == pytest.approx(100, rel=0.03)
+    assert link.loss_gap_draw(TcpParams(random_loss=False), "up") is None
+    assert link.loss_gap_draw(TcpParams(), "down") is None  # no generator: regular
+
+
+def test_time_messages_draws_losses_from_its_seed():
+    """One run per seed, the same for the same seed; the regular model ignores the seed;
+    the mean over seeds is slower than the regular run (time is convex in where the
+    first loss falls: an early one cuts slow start short for the whole transfer)."""
+    from ecofed_sim.network import time_messages
+
+    def run(seed, **kw):
+        return time_messages(100, 40, 2_000_000, "fresh", loss_rate=0.001, seed=seed, **kw)[0]
+
+    drawn = [run(seed) for seed in range(40)]
+    assert run(7) == drawn[7]
+    # 2 MB is 1,382 segments: about a quarter of the seeds lose none of them
+    lossless = time_messages(100, 40, 2_000_000, "fresh")[0]
+    assert all(t >= lossless for t in drawn)
+    assert 0 < drawn.count(lossless) < len(drawn) / 2
+    regular = TcpParams(random_loss=False)
+    assert run(0, tcp=regular) == run(1, tcp=regular)
+    assert sum(drawn) / len(drawn) > run(0, tcp=regular)

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from ecofed_sim.network.tcp import BITS_PER_BYTE, Connection
+from ecofed_sim.network.tcp import BITS_PER_BYTE, Connection, TcpParams
 
 MBPS = 1e6  # bits per second in one Mbit/s
 
@@ -79,6 +79,9 @@ class DeviceLink:
     _loss_caps: dict = field(default_factory=dict)  # (direction, rate) -> its cap
     cohort_key: int | None = None  # its state's key while idle (``ecofed_sim.cohorts``)
     cohort_state: Any = None  # the ``cohorts.LinkState`` it follows, until it next plays
+    # per direction, the generator of the gaps between random losses (keyed by the run's
+    # seed and the device; None: every gap is 1/p segments)
+    loss_rngs: dict[str, np.random.Generator] | None = None
 
     def side(self, direction: str) -> Capacity:
         return self.up if direction == "up" else self.down
@@ -92,6 +95,25 @@ class DeviceLink:
         if cap is None:
             cap = self._loss_caps[key] = Capacity(f"{self.side(direction).name}/loss", rate_bps)
         return cap
+
+    def loss_gap_draw(self, tcp: TcpParams, direction: str):
+        """What draws the next gap between random losses on one direction, in segments
+        (``network.loss_gaps: random``): geometric, of mean 1/p, a Bernoulli loss
+        process's; None when every gap is 1/p (``regular``)."""
+        rng = self.loss_rngs.get(direction) if self.loss_rngs and tcp.random_loss else None
+        if rng is None:
+            return None
+        return lambda: float(rng.geometric(self.loss_rate))
+
+    def first_loss_segments(self, tcp: TcpParams, direction: str) -> float:
+        """Segments into the connection where its first random loss falls: 1/p, or
+        drawn once (``loss_gap_draw``) and kept."""
+        got = self.connection.first_loss_segments.get(direction)
+        if got is None:
+            draw = self.loss_gap_draw(tcp, direction)
+            got = tcp.segments_before_loss(self.loss_rate) if draw is None else draw()
+            self.connection.first_loss_segments[direction] = got
+        return got
 
     @property
     def round_trip_s(self) -> float:

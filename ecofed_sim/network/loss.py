@@ -9,9 +9,13 @@ start reached, each loss keeps ``beta`` of the window, and the window grows back
 between, so it takes several losses to come down. On a fat path with little loss (100
 Mbit/s, 40 ms, 0.1%) that descent is most of a 10 MB transfer.
 
-The model is the deterministic sawtooth of Mathis, Semke, Mahdavi and Ott, "The
-macroscopic behavior of the TCP congestion avoidance algorithm" (CCR 1997): one loss every
-1/p segments. An epoch is the 1/p segments between two losses. It starts from ``beta``
+The model is the sawtooth of Mathis, Semke, Mahdavi and Ott, "The macroscopic behavior
+of the TCP congestion avoidance algorithm" (CCR 1997). An epoch is the segments between
+two losses: 1/p each in their deterministic sawtooth (``network.loss_gaps: regular``);
+by default (``random``) each gap, the first loss's included, is drawn from the
+geometric distribution of mean 1/p, as a Bernoulli loss process makes them
+(``DrawnLossEpochs``). Time is convex in where the first loss falls, so the regular
+sawtooth, which puts it at its mean, is faster than the mean over draws. It starts from ``beta``
 times the window the last loss found and grows ``alpha`` = 3 (1 - beta) / (1 + beta)
 segments per round trip, the additive increase that gives any ``beta`` Reno's rate
 (RFC 9438's Reno-friendly region; 1 for Reno's 0.5). A round trip carries the window,
@@ -21,7 +25,7 @@ carries more than 1/p segments in a round trip loses several in it, and TCP cuts
 for them (RFC 5681, RFC 6675): such an epoch is that one round trip. The loss that ends
 an epoch costs a retransmission timeout with ``TcpParams.timeout_chance``: ``p`` with
 selective acknowledgements (the retransmission is lost too), Padhye et al.'s
-``min(1, 3 / w)`` for a window of ``w`` segments without them. The epochs converge
+``min(1, 3 / w)`` for a window of ``w`` segments without them. Regular epochs converge
 geometrically; for Reno (``beta`` 0.5) without selective acknowledgements the limit is
 Padhye et al.'s rate, timeouts and all (Mathis et al.'s square-root law, sqrt(3 / 2p)
 segments per round trip, while no timeout is due).
@@ -29,14 +33,16 @@ segments per round trip, while no timeout is due).
 Held against ns-3 (``benchmarks/ns3_reference.py``, whose senders use selective
 acknowledgements, as Linux's do), ``3 / w`` charged a timeout to about one loss in five
 at 1% loss, where ns-3's senders timed out in 4 to 17 of about 600 loss episodes, and the
-model took up to 1.57x ns-3's Cubic time; with ``p``, 0.96x to 1.15x at 1%.
+model took up to 1.57x ns-3's Cubic time; with ``p``, 0.95x to 1.10x at 1% (drawn
+losses).
 """
 
 from __future__ import annotations
 
 import bisect
 import math
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ecofed_sim.network.tcp import TcpParams
@@ -91,33 +97,89 @@ class LossEpochs:
         return self.rates_bps[index], end
 
 
+@dataclass(frozen=True)
+class _Path:
+    """What every epoch of a connection's loss sawtooth is worked out against, in
+    segments and seconds."""
+
+    tcp: TcpParams
+    loss_rate: float
+    rtt_s: float
+    bdp_segments: float
+    cap_segments: float
+    increase: float
+    timeout_s: float
+
+    @classmethod
+    def of(cls, tcp: TcpParams, loss_rate: float, rtt_s: float, rate_bps: float,
+           cap_bits: float) -> _Path:
+        seg = tcp.segment_bits
+        return cls(tcp, loss_rate, rtt_s, rate_bps * rtt_s / seg, max(cap_bits / seg, 1.0),
+                   reno_friendly_increase(tcp.beta),
+                   tcp.rto_s(rtt_s) * (1 + 32 * loss_rate**2))
+
+    def epoch(self, window: float, segments: float) -> tuple[float, float, float]:
+        """(segments the epoch carries, its wire rate in bits per second, the window at its
+        end) for an epoch of ``segments`` after a loss that found ``window`` segments. A
+        window that carries more than that in a round trip loses several in it, but TCP
+        cuts its window once per round trip of losses (RFC 5681, RFC 6675): such an
+        epoch lasts one round trip."""
+        start = max(self.tcp.beta * window, 1.0)
+        rounds, end = epoch_round_trips(start, segments, self.bdp_segments,
+                                        self.cap_segments, self.increase)
+        if rounds < 1:
+            segments, rounds = min(start, self.bdp_segments), 1.0
+            end = min(start + self.increase, self.cap_segments)
+        waited_s = self.tcp.timeout_chance(end, self.loss_rate) * self.timeout_s
+        return segments, segments * self.tcp.segment_bits / (rounds * self.rtt_s + waited_s), end
+
+
 def loss_epochs(tcp: TcpParams, loss_rate: float, rtt_s: float, rate_bps: float,
                 cap_bits: float, window_at_loss_bits: float) -> LossEpochs:
-    """The epochs after a connection's first loss, which found ``window_at_loss_bits``.
-    ``rate_bps`` is the path's bottleneck, ``cap_bits`` the largest window (what the path
-    holds, or the receive window). A window that carries more than 1/p segments in a
-    round trip loses several in it, but TCP cuts its window once per round trip of
-    losses (RFC 5681, RFC 6675): such an epoch lasts one round trip."""
-    seg = tcp.segment_bits
+    """The epochs after a connection's first loss, which found ``window_at_loss_bits``,
+    one loss every 1/p segments (``network.loss_gaps: regular``). ``rate_bps`` is the
+    path's bottleneck, ``cap_bits`` the largest window (what the path holds, or the
+    receive window)."""
+    path = _Path.of(tcp, loss_rate, rtt_s, rate_bps, cap_bits)
     per_loss = tcp.segments_before_loss(loss_rate)  # one loss every 1/p segments
-    bdp, cap = rate_bps * rtt_s / seg, max(cap_bits / seg, 1.0)
-    increase = reno_friendly_increase(tcp.beta)
-    timeout_s = tcp.rto_s(rtt_s) * (1 + 32 * loss_rate**2)
-    window, sent, ends, rates = min(window_at_loss_bits / seg, cap), 0.0, [], []
+    window = min(window_at_loss_bits / tcp.segment_bits, path.cap_segments)
+    sent, ends, rates = 0.0, [], []
     for _ in range(_MAX_EPOCHS):
-        start = max(tcp.beta * window, 1.0)
-        segments = per_loss
-        rounds, end = epoch_round_trips(start, segments, bdp, cap, increase)
-        if rounds < 1:
-            segments, rounds, end = min(start, bdp), 1.0, min(start + increase, cap)
-        waited_s = tcp.timeout_chance(end, loss_rate) * timeout_s
+        segments, rate_bps, end = path.epoch(window, per_loss)
         sent += segments
         ends.append(sent)
-        rates.append(segments * seg / (rounds * rtt_s + waited_s))
+        rates.append(rate_bps)
         if abs(end - window) <= _CONVERGED * end:
             break
         window = end
     return LossEpochs(tuple(ends), tuple(rates))
+
+
+@dataclass(eq=False)
+class DrawnLossEpochs:
+    """The epochs after a connection's first loss when losses fall at random
+    (``network.loss_gaps: random``): each epoch's length in segments is drawn from the
+    geometric distribution of mean 1/p, the gaps of a Bernoulli loss process (each
+    segment lost with chance p, as on a lossy radio link or under ns-3's
+    ``RateErrorModel``). The sawtooth then never settles, so epochs are worked out as
+    the transfer reaches them. ``draw()`` gives the next gap; a connection's draws are
+    its own, keyed by the run's seed and its device."""
+
+    path: _Path
+    window: float  # segments, at the last loss
+    draw: Callable[[], float]
+    ends_segments: list[float] = field(default_factory=list)
+    rates_bps: list[float] = field(default_factory=list)
+
+    def at(self, segments: float) -> tuple[float, float]:
+        """(the rate, where the epoch ends) ``segments`` after the first loss."""
+        while not self.ends_segments or self.ends_segments[-1] <= segments:
+            carried, rate_bps, self.window = self.path.epoch(self.window, self.draw())
+            self.ends_segments.append((self.ends_segments[-1] if self.ends_segments
+                                       else 0.0) + carried)
+            self.rates_bps.append(rate_bps)
+        index = bisect.bisect_right(self.ends_segments, segments)
+        return self.rates_bps[index], self.ends_segments[index]
 
 
 @dataclass(eq=False)
@@ -135,7 +197,7 @@ def step_loss_cap(tcp: TcpParams, flow: Flow, slack_bits: float) -> None:
     """Give ``flow`` the cap of the loss epoch it is in, and the point where the next
     begins (``flow.loss_cap_at_bits``; none once the epochs have settled)."""
     plan, seg = flow.loss, tcp.segment_bits
-    first_loss = tcp.segments_before_loss(plan.link.loss_rate)  # into the connection
+    first_loss = plan.link.first_loss_segments(tcp, plan.direction)  # into the connection
     sent = plan.sent_before_segments + (
         flow.total_bits - flow.remaining_bits + slack_bits) / seg
     if sent < first_loss - 1e-9:
@@ -147,7 +209,7 @@ def step_loss_cap(tcp: TcpParams, flow: Flow, slack_bits: float) -> None:
     flow.loss_cap_at_bits = flow.total_bits - (next_at - plan.sent_before_segments) * seg
 
 
-def _epochs_of(tcp: TcpParams, flow: Flow) -> LossEpochs:
+def _epochs_of(tcp: TcpParams, flow: Flow) -> LossEpochs | DrawnLossEpochs:
     """The connection's loss epochs, worked out at its first loss from the window that
     loss found (the flow's, in the round trip it is in)."""
     plan = flow.loss
@@ -157,6 +219,14 @@ def _epochs_of(tcp: TcpParams, flow: Flow) -> LossEpochs:
         _, cap_bits = tcp.pipe_and_cap_bits(plan.path_rate_bps, link.round_trip_s,
                                             link.buffer_bytes)
         window = cap_bits if flow.window is None else min(flow.window.window_bits, cap_bits)
-        epochs = link.connection.loss_epochs[direction] = loss_epochs(
-            tcp, link.loss_rate, link.round_trip_s, plan.path_rate_bps, cap_bits, window)
+        draw = link.loss_gap_draw(tcp, direction)
+        if draw is None:
+            epochs = loss_epochs(tcp, link.loss_rate, link.round_trip_s, plan.path_rate_bps,
+                                 cap_bits, window)
+        else:
+            path = _Path.of(tcp, link.loss_rate, link.round_trip_s, plan.path_rate_bps,
+                            cap_bits)
+            epochs = DrawnLossEpochs(path, min(window / tcp.segment_bits,
+                                               path.cap_segments), draw)
+        link.connection.loss_epochs[direction] = epochs
     return epochs

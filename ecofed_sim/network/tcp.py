@@ -50,7 +50,10 @@ adds the window:
   (INFOCOM 2000): a connection slow-starts unhindered until its first loss, expected after
   1/p segments. From then on its rate is capped epoch by epoch (``network.loss``): the
   window comes down from what slow start reached, loss by loss, as Mathis et al.'s
-  sawtooth, to the steady-state throughput of Padhye, Firoiu, Towsley and Kurose,
+  sawtooth. By default the losses fall at random (``network.loss_gaps: random``): the
+  gaps between them, first loss included, are drawn per connection from the geometric
+  distribution of mean 1/p. With ``regular`` gaps of exactly 1/p the rate settles at
+  the steady-state throughput of Padhye, Firoiu, Towsley and Kurose,
   "Modeling TCP throughput: a simple model and its empirical validation" (SIGCOMM 1998):
   ``1 / (RTT sqrt(2bp/3) + RTO min(1, 3 sqrt(3bp/8)) p (1 + 32 p^2))`` segments per
   second, with ``b`` = 1 segment per ACK (Linux counts acknowledged segments). That is
@@ -66,7 +69,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ecofed_sim.network.loss import LossEpochs
+    from ecofed_sim.network.loss import DrawnLossEpochs, LossEpochs
 
 BITS_PER_BYTE = 8
 HYSTART_LOW_WINDOW = 16  # segments: HyStart acts from this window on (hystart_low_window)
@@ -93,6 +96,7 @@ class TcpParams:
     beta: float = 0.7  # window kept after a loss (Cubic: RFC 9438; Linux 717/1024)
     timer_tick_ms: float = 4.0  # one jiffy at CONFIG_HZ=250 (Debian's and Ubuntu's kernels)
     sack: bool = True  # selective acknowledgements (net.ipv4.tcp_sack=1, RFC 2018)
+    random_loss: bool = True  # random loss falls at random (False: every 1/p segments)
 
     @property
     def segment_bits(self) -> int:
@@ -279,8 +283,8 @@ def slow_start_s(wire_bits: float, rate_bps: float, rtt_s: float, window_bits: f
 @dataclass
 class Connection:
     """One device's TCP connection to the server: open or not, and per direction its
-    congestion window, when it last sent, and how much (random loss starts biting after
-    the first 1/p segments)."""
+    congestion window, when it last sent, and how much (random loss starts biting at its
+    first loss, ``first_loss_segments`` into it)."""
 
     open: bool = False
     window_bits: dict[str, float] = field(default_factory=dict)
@@ -289,7 +293,9 @@ class Connection:
     segments_sent: dict[str, float] = field(default_factory=dict)  # since it opened
     sending: dict[str, object] = field(default_factory=dict)  # the latest flow in flight
     srtt_s: dict[str, float] = field(default_factory=dict)  # with the queue its bursts made
-    loss_epochs: dict[str, LossEpochs] = field(default_factory=dict)  # ``network.loss``
+    loss_epochs: dict[str, LossEpochs | DrawnLossEpochs] = field(
+        default_factory=dict)  # ``network.loss``
+    first_loss_segments: dict[str, float] = field(default_factory=dict)  # into it
 
     def start(self, tcp: TcpParams, direction: str, now_s: float, rtt_s: float,
               rate_bps: float, buffer_bytes: float | None) -> tuple[float, float]:

@@ -12,6 +12,7 @@ import simpy
 from ecofed_sim.network.flows import Network
 from ecofed_sim.network.links import MBPS, Capacity, DeviceLink
 from ecofed_sim.network.tcp import TcpParams
+from ecofed_sim.seeding import LOSS, np_rng
 
 SERVER_MBPS = 1000.0  # the scenario default of the server's access link
 
@@ -19,7 +20,8 @@ SERVER_MBPS = 1000.0  # the scenario default of the server's access link
 def time_messages(rate_mbps: float, rtt_ms: float, payload_bytes: int,
                   pattern: Literal["fresh", "warm", "exchange"], *, gap_s: float = 0.0,
                   count: int = 20, transport: Literal["tcp", "flow"] = "tcp",
-                  tcp: TcpParams | None = None, loss_rate: float = 0.0) -> list[float]:
+                  tcp: TcpParams | None = None, loss_rate: float = 0.0,
+                  seed: int = 0) -> list[float]:
     """Seconds per message on one device link of ``rate_mbps`` both ways and ``rtt_ms``
     round trip (one-way latency half of it), the server link at its scenario default.
 
@@ -33,8 +35,10 @@ def time_messages(rate_mbps: float, rtt_ms: float, payload_bytes: int,
       (handshake not timed): ``payload_bytes`` device to server, the same back once all
       has arrived, then ``gap_s`` idle; each exchange's duration, first to last.
 
-    ``loss_rate`` (tcp only) is the link's random segment loss: it caps the rate at Mathis
-    et al.'s square-root law.
+    ``loss_rate`` (tcp only) is the link's random segment loss: from the connection's
+    first loss on, it caps the rate loss by loss (``ecofed_sim.network.loss``). Under
+    ``TcpParams.random_loss`` (the default) the losses fall where ``seed`` draws them:
+    one value is one run, and the mean over seeds is the expected time.
     """
     if loss_rate > 0 and transport != "tcp":
         raise ValueError("loss_rate is a tcp model: use transport='tcp'")
@@ -45,6 +49,8 @@ def time_messages(rate_mbps: float, rtt_ms: float, payload_bytes: int,
     link = DeviceLink.from_mbps("device", rate_mbps, rate_mbps, rtt_ms / 2)
     link.rtt_s = rtt_ms / 1e3
     link.loss_rate = loss_rate
+    if loss_rate > 0:
+        link.loss_rngs = {d: np_rng(seed, LOSS, 0, i) for i, d in enumerate(("up", "down"))}
     if params is not None and pattern != "fresh":  # connected beforehand, not timed
         link.connection.open = True
         pipe_bits, cap_bits = params.pipe_and_cap_bits(rate_mbps * MBPS, rtt_ms / 1e3, None)
