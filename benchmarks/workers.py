@@ -4,6 +4,8 @@ whether every table is identical.
 Each variant runs in its own fresh process, alternating, several times; medians are
 printed side by side with the speed-up. Peak RSS is the main process's plus its workers'
 (children's maximum). Goal on a 2-core machine: >= 1.7x with 2 workers, identical tables.
+The machine's own ceiling (N independent torch processes against one) is measured before
+each pair of runs and after the last: on a shared machine it moves from run to run.
 
     python benchmarks/workers.py [--workers 2] [--repeats 3] [--scenario FILE] [--set K=V]
 """
@@ -98,8 +100,10 @@ def main() -> None:
         print(json.dumps(one_variant(args.scenario, args.overrides, args.variant, args.out)))
         return
     runs: dict[int, list[dict]] = {1: [], args.workers: []}
+    ceilings = []
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.repeats):
+            ceilings.append(ceiling(args.workers))  # the machine as it is around this pair
             for workers in runs:
                 out = Path(tmp) / f"w{workers}-{i}"
                 cmd = [sys.executable, __file__, "--variant", str(workers), "--out", str(out),
@@ -118,11 +122,14 @@ def main() -> None:
         print(f"{workers:>7} {med[workers]:>8.2f} "
               f"{statistics.median(r['peak_rss_mib'] for r in rs):>13.0f} "
               f"{statistics.median(r['worker_peak_rss_mib'] for r in rs):>16.0f}")
-    print(f"speed-up with {args.workers} workers = {med[1] / med[args.workers]:.2f}x  "
-          "(goal >= 1.7x on 2 cores)")
+    speedup = med[1] / med[args.workers]
+    print(f"speed-up with {args.workers} workers = {speedup:.2f}x  (goal >= 1.7x on 2 cores)")
     print(f"identical tables: {identical}")
+    ceilings.append(ceiling(args.workers))
     print(f"this machine's ceiling: {args.workers} independent torch processes do "
-          f"{ceiling(args.workers):.2f}x the work of one in the same time")
+          f"{statistics.median(ceilings):.2f}x the work of one in the same time (median of "
+          f"{', '.join(f'{c:.2f}' for c in ceilings)}: before each pair of runs and after "
+          f"the last); the run reached {speedup / statistics.median(ceilings):.0%} of it")
 
 
 if __name__ == "__main__":

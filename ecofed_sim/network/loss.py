@@ -12,23 +12,23 @@ Mbit/s, 40 ms, 0.1%) that descent is most of a 10 MB transfer.
 The model is the sawtooth of Mathis, Semke, Mahdavi and Ott, "The macroscopic behavior
 of the TCP congestion avoidance algorithm" (CCR 1997). An epoch is the segments between
 two losses: 1/p each in their deterministic sawtooth (``network.loss_gaps: regular``);
-by default (``random``) each gap, the first loss's included, is drawn from the
-geometric distribution of mean 1/p, as a Bernoulli loss process makes them
-(``DrawnLossEpochs``). Time is convex in where the first loss falls, so the regular
-sawtooth, which puts it at its mean, is faster than the mean over draws. It starts from ``beta``
-times the window the last loss found and grows ``alpha`` = 3 (1 - beta) / (1 + beta)
-segments per round trip, the additive increase that gives any ``beta`` Reno's rate
-(RFC 9438's Reno-friendly region; 1 for Reno's 0.5). A round trip carries the window,
-but no more than the path's bandwidth-delay product (beyond it the bottleneck is the
-limit and the rest queues); the window never passes what the path holds. A window that
-carries more than 1/p segments in a round trip loses several in it, and TCP cuts it once
-for them (RFC 5681, RFC 6675): such an epoch is that one round trip. The loss that ends
-an epoch costs a retransmission timeout with ``TcpParams.timeout_chance``: ``p`` with
-selective acknowledgements (the retransmission is lost too), Padhye et al.'s
-``min(1, 3 / w)`` for a window of ``w`` segments without them. Regular epochs converge
-geometrically; for Reno (``beta`` 0.5) without selective acknowledgements the limit is
-Padhye et al.'s rate, timeouts and all (Mathis et al.'s square-root law, sqrt(3 / 2p)
-segments per round trip, while no timeout is due).
+by default (``random``) each gap, the first loss's included, is drawn from the geometric
+distribution of mean 1/p, as a Bernoulli loss process makes them (``DrawnLossEpochs``).
+Time is convex in where the first loss falls, so the regular sawtooth, which puts it at
+its mean, is faster than the mean over draws. An epoch starts from ``beta`` times the
+window the last loss found and grows ``alpha`` = 3 (1 - beta) / (1 + beta) segments per
+round trip, the additive increase that gives any ``beta`` Reno's rate (RFC 9438's
+Reno-friendly region; 1 for Reno's 0.5). A round trip carries the window, but no more
+than the path's bandwidth-delay product (beyond it the bottleneck is the limit and the
+rest queues); the window never passes what the path holds. A window that carries more
+than 1/p segments in a round trip loses several in it, and TCP cuts it once for them
+(RFC 5681, RFC 6675): such an epoch is that one round trip. The loss that ends an epoch
+costs a retransmission timeout with ``TcpParams.timeout_chance``: ``p`` with selective
+acknowledgements (the retransmission is lost too), Padhye et al.'s ``min(1, 3 / w)`` for
+a window of ``w`` segments without them. Regular epochs converge geometrically; for Reno
+(``beta`` 0.5) without selective acknowledgements the limit is Padhye et al.'s rate,
+timeouts and all (Mathis et al.'s square-root law, sqrt(3 / 2p) segments per round trip,
+while no timeout is due).
 
 Held against ns-3 (``benchmarks/ns3_reference.py``, whose senders use selective
 acknowledgements, as Linux's do), ``3 / w`` charged a timeout to about one loss in five
