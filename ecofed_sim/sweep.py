@@ -152,16 +152,30 @@ def _run_locked(path: Path, spec: SweepSpec, runs: list[RunSpec], out: Path, poo
                  str(path))
     tally = Tally(skipped=skipped)
     shown = bar(len(runs), spec.name, "run", progress, initial=skipped)
-    if isinstance(pool, InProcess) and stream:
-        streamed = StreamedResims()
-        try:
+    streamed = StreamedResims() if isinstance(pool, InProcess) and stream else None
+    try:
+        if streamed is not None:
             for group in [g for g in groups if len(g) > 1]:
                 _learn_streamed(group, jobs, streamed, out, tally, shown, log)
-        except BaseException:  # Ctrl-C, or a bug: the helper's queue is not waited for
+            streamed.stop()  # it exits while the rest runs and the tables are written
+            groups = [g for g in groups if len(g) == 1]
+        _run_pending(groups, jobs, pool, out, tally, shown, log)
+        shown.close()
+        _write_failures(out, tally)
+        write_summary(out, runs, list(spec.targets) + list(targets))
+    except BaseException:  # Ctrl-C, or a bug: the helper's queue is not waited for
+        if streamed is not None:
             streamed.close(stop_now=True)
-            raise
+        raise
+    if streamed is not None:
         streamed.close()
-        groups = [g for g in groups if len(g) == 1]
+    return tally
+
+
+def _run_pending(groups: list[list[RunSpec]], jobs: dict[str, Job], pool, out: Path,
+                 tally: Tally, shown, log: Callable[[str], None]) -> None:
+    """Learn each group's first run on the pool; a group's re-simulations fan out once
+    its trace exists."""
     pending = {pool.submit(learn, jobs[g[0].run_id]): (g, True) for g in groups}
     while pending:
         handle, value, err = pool.next_done()
@@ -176,10 +190,6 @@ def _run_locked(path: Path, spec: SweepSpec, runs: list[RunSpec], out: Path, poo
             shared = pool.share(trace)
             for r in group[1:]:
                 pending[pool.submit(resimulate_job, jobs[r.run_id], shared)] = ([r], False)
-    shown.close()
-    _write_failures(out, tally)
-    write_summary(out, runs, list(spec.targets) + list(targets))
-    return tally
 
 
 def _learn_streamed(group: list[RunSpec], jobs: dict[str, Job], streamed: StreamedResims,

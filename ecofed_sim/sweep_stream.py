@@ -307,17 +307,23 @@ class StreamedResims:
         """The learning run failed: drop the group's re-simulations."""
         self._send(("abandon",))
 
-    def close(self, stop_now: bool = False) -> None:
-        """Stop the helper once it has played what it was sent; ``stop_now`` (the sweep
-        was interrupted): at once, with its forked child, whatever it still had queued.
-        A run it was writing is left in a hidden folder, which the next sweep removes."""
-        if stop_now and self._process is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self._process.pid, signal.SIGTERM)
+    def stop(self) -> None:
+        """Tell the helper to stop once it has played what it was sent, without waiting
+        for it: it exits (a second or a tenth of one) while the sweep writes its tables."""
         if self._conn is not None:
             self._send(("stop",))
             self._conn.close()
             self._conn = None
+
+    def close(self, stop_now: bool = False) -> None:
+        """Stop the helper once it has played what it was sent, and wait for it to exit;
+        ``stop_now`` (the sweep was interrupted): at once, with its forked child,
+        whatever it still had queued. A run it was writing is left in a hidden folder,
+        which the next sweep removes."""
+        if stop_now and self._process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self._process.pid, signal.SIGTERM)
+        self.stop()
         if self._process is not None:
             try:
                 self._process.wait(timeout=30)
