@@ -184,13 +184,22 @@ def test_each_direction_keeps_its_own_epochs():
     assert ends["down"] == pytest.approx(0.05 + 836_960 / 4e6, rel=1e-12)
 
 
-def test_one_cap_object_per_direction_and_rate():
+def test_a_direction_keeps_its_latest_cap_and_memo_keys_never_collide():
+    """A cap is reused while its rate holds; a new rate gets a new one, and the old is
+    let go (drawn losses give every epoch its own rate). Memo keys name capacities by
+    serial: a new capacity never takes an old one's, as it may take its id()."""
     link = DeviceLink.from_mbps("phone", 10, 10, 50)
     cap = link.loss_cap("up", 1e6)
     assert cap.name == "phone/up/loss" and cap.rate_bps == 1e6
-    assert link.loss_cap("up", 1e6) is cap  # memoised rates stay keyed to live objects
-    assert link.loss_cap("up", 2e6) is not cap
+    assert link.loss_cap("up", 1e6) is cap
+    other = link.loss_cap("up", 2e6)
+    assert other is not cap and link.loss_cap("up", 2e6) is other
     assert link.loss_cap("down", 1e6).name == "phone/down/loss"
+    assert link._loss_caps == {"up": other, "down": link.loss_cap("down", 1e6)}
+    serials = {cap.serial, other.serial}
+    for rate in range(1000):  # freed and made again: ids recur, serials do not
+        serials.add(link.loss_cap("up", 3e6 + rate).serial)
+    assert len(serials) == 1002
 
 
 def test_a_flow_changes_its_loss_cap_exactly_at_its_threshold():
@@ -201,7 +210,7 @@ def test_a_flow_changes_its_loss_cap_exactly_at_its_threshold():
     flow.set_loss_cap(cap)
     assert flow.constraints == (side, cap)
     flow.set_loss_cap(other)  # the next epoch replaces the cap; the path stays
-    assert flow.constraints == (side, other) and flow.pattern == (id(side), id(other))
+    assert flow.constraints == (side, other) and flow.pattern == (side.serial, other.serial)
     cohort = Flow((side, cap), 1.0, None, weights=(1, 5))
     cohort.set_loss_cap(other)  # each member its own cap
     assert cohort.weights == (1, 5, 1)

@@ -58,7 +58,7 @@ class Flow:
     loss: LossPlan | None = None  # random loss on its connection (``network.loss``)
     loss_cap_at_bits: float = -math.inf  # ``remaining_bits`` where its loss cap next changes
     weights: tuple[int, ...] | None = None  # a cohort's flows per constraint (None: one)
-    pattern: tuple = ()  # ids of ``constraints`` (and weights): the flow's part of a memo key
+    pattern: tuple = ()  # serials of ``constraints`` (and weights): its part of a memo key
     burst_neck: Capacity | None = None  # where it queues as one burst (``network.burst``)
     burst_seq: int = 0  # its place in the order bursts arrive
     neck: Capacity | None = None  # its path's bottleneck, where its window's flights queue
@@ -68,7 +68,7 @@ class Flow:
         self._set_pattern()
 
     def _set_pattern(self) -> None:
-        self.pattern = tuple(id(c) for c in self.constraints)
+        self.pattern = tuple(c.serial for c in self.constraints)
         if self.weights is not None:
             self.pattern += self.weights
 

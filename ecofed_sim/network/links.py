@@ -3,6 +3,7 @@ buffer, and the TCP connection the device keeps to the server."""
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,6 +12,7 @@ import numpy as np
 from ecofed_sim.network.tcp import BITS_PER_BYTE, Connection, TcpParams
 
 MBPS = 1e6  # bits per second in one Mbit/s
+_SERIALS = itertools.count()  # a capacity's serial: unlike id(), never reused in a process
 
 
 @dataclass(eq=False)
@@ -33,6 +35,8 @@ class Capacity:
     tokens_bits: float = 0.0  # left in the bucket at ``idle_since_s``
     burst_queue_bits: float = 0.0  # what bursts left queued here, at ``burst_queue_at_s``
     burst_queue_at_s: float = 0.0
+    # names the capacity in memo keys (``Network._rates``), which outlive the objects
+    serial: int = field(default_factory=lambda: next(_SERIALS), repr=False)
 
     def burst_backlog_bits(self, now_s: float) -> float:
         """Bits of earlier bursts still queued here at ``now_s``, draining at the rate."""
@@ -76,7 +80,7 @@ class DeviceLink:
     loss_rate: float = 0.0  # chance a segment is lost (TCP transport: caps a flow's rate)
     buffer_bytes: float | None = None  # bottleneck drop-tail buffer (None: one BDP, >= 64 pkts)
     server: tuple[Capacity, Capacity] | None = None  # (in, out) of its edge; None: the cloud
-    _loss_caps: dict = field(default_factory=dict)  # (direction, rate) -> its cap
+    _loss_caps: dict = field(default_factory=dict)  # direction -> its latest loss cap
     cohort_key: int | None = None  # its state's key while idle (``ecofed_sim.cohorts``)
     cohort_state: Any = None  # the ``cohorts.LinkState`` it follows, until it next plays
     # per direction, the generator of the gaps between random losses (keyed by the run's
@@ -88,12 +92,13 @@ class DeviceLink:
 
     def loss_cap(self, direction: str, rate_bps: float) -> Capacity:
         """A random-loss rate cap on one direction (``network.loss``), as one more
-        constraint its flows cross. One object per direction and rate, kept for the run,
-        so memoised rates (keyed by the objects' identities) stay valid."""
-        key = (direction, rate_bps)
-        cap = self._loss_caps.get(key)
-        if cap is None:
-            cap = self._loss_caps[key] = Capacity(f"{self.side(direction).name}/loss", rate_bps)
+        constraint its flows cross: the direction's last one while its rate holds, else
+        a new one. Drawn losses give every epoch its own rate, so only the latest is
+        kept; memoised rates name capacities by serial, which no new one reuses."""
+        cap = self._loss_caps.get(direction)
+        if cap is None or cap.rate_bps != rate_bps:
+            cap = self._loss_caps[direction] = Capacity(f"{self.side(direction).name}/loss",
+                                                        rate_bps)
         return cap
 
     def loss_gap_draw(self, tcp: TcpParams, direction: str):
