@@ -9,7 +9,9 @@ RTT 0.1 s the bandwidth-delay product is 1e6 bits = 82.5627 segments, the buffer
 
 from __future__ import annotations
 
+import copy
 import math
+import pickle
 
 import pytest
 import simpy
@@ -200,6 +202,9 @@ def test_a_direction_keeps_its_latest_cap_and_memo_keys_never_collide():
     for rate in range(1000):  # freed and made again: ids recur, serials do not
         serials.add(link.loss_cap("up", 3e6 + rate).serial)
     assert len(serials) == 1002
+    copied = pickle.loads(pickle.dumps(other))  # as if from another process
+    assert copied.rate_bps == other.rate_bps and copied.serial not in serials
+    assert copy.deepcopy(other).serial not in serials | {copied.serial}
 
 
 def test_a_flow_changes_its_loss_cap_exactly_at_its_threshold():

@@ -38,6 +38,12 @@ class Capacity:
     # names the capacity in memo keys (``Network._rates``), which outlive the objects
     serial: int = field(default_factory=lambda: next(_SERIALS), repr=False)
 
+    def __setstate__(self, state: dict) -> None:
+        """A capacity unpickled (or deep-copied) takes a serial of this process's: one
+        from another process could name a capacity made here."""
+        self.__dict__.update(state)
+        self.serial = next(_SERIALS)
+
     def burst_backlog_bits(self, now_s: float) -> float:
         """Bits of earlier bursts still queued here at ``now_s``, draining at the rate."""
         drained = max(now_s - self.burst_queue_at_s, 0.0) * self.rate_bps
