@@ -93,7 +93,7 @@ def _direction_key(tcp: TcpParams, link: DeviceLink, conn: Connection, direction
             tcp.initial_window_bits, window)
     # under random loss a device's own draws decide: it shares a key with no other
     segments = ((conn.segments_sent.get(direction), conn.loss_epochs.get(direction),
-                 id(link) if link.loss_rngs and tcp.random_loss else None)
+                 id(link) if link.draws_losses(tcp) else None)
                 if link.loss_rate > 0 else None)
     return ((window, conn.ssthresh_bits.get(direction), segments,
              None if settled else (last_s, srtt_s)), settled)

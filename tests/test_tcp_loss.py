@@ -244,12 +244,13 @@ def test_the_first_loss_finds_the_window_of_its_slow_start_round():
     assert env.now == pytest.approx(expected, rel=1e-9)
 
 
-def _drawn_link(draws: list[float]) -> DeviceLink:
+def _drawn_link(draws: list[float] | None) -> DeviceLink:
     """The 100 Mbit/s, 0.1 s RTT link of 1% loss above, its losses where ``draws`` say
-    (segments between losses, the first loss's into the connection)."""
+    (segments between losses, the first loss's into the connection; None: every 1/p)."""
     link = DeviceLink.from_mbps("a", 100, 100, 50)
     link.loss_rate = 0.01
-    link.loss_rngs = {"up": _Scripted(draws)}
+    if draws is not None:
+        link.loss_rngs = {"up": _Scripted(draws)}
     return link
 
 
@@ -274,8 +275,7 @@ def test_drawn_losses_at_every_1_over_p_are_the_regular_sawtooth():
     """Oracle: random losses whose gaps all happen to be 1/p give the regular model's
     time and epochs on the same 1 MB transfer, timeouts and all."""
     tcp = TcpParams(sack=False)
-    drawn, regular = _drawn_link([100.0] * 1000), _drawn_link([])
-    regular.loss_rngs = None
+    drawn, regular = _drawn_link([100.0] * 1000), _drawn_link(None)
     assert _send_1mb(drawn, tcp) == pytest.approx(_send_1mb(regular, tcp), rel=1e-12)
     assert drawn.connection.first_loss_segments["up"] == 100.0
     epochs, got = (link.connection.loss_epochs["up"] for link in (regular, drawn))
@@ -292,10 +292,7 @@ def test_the_first_drawn_loss_decides_where_slow_start_ends():
     times = {}
     for name, link in (("early", _drawn_link([20.0] + [100.0] * 1000)),
                        ("regular", _drawn_link([100.0] * 1000))):
-        env = simpy.Environment()
-        net = Network(env, Capacity("in", 1e12), Capacity("out", 1e12), tcp=tcp)
-        env.run(until=env.process(net.transfer(link, "up", 1_000_000)))
-        times[name] = env.now
+        times[name] = _send_1mb(link, tcp)
         if name == "early":  # its first epoch: 100 segments from the window of 20
             _, first_rate_bps, _ = link.connection.loss_epochs["up"].path.epoch(20.0, 100.0)
             assert link.connection.loss_epochs["up"].at(0.0)[0] == first_rate_bps

@@ -107,11 +107,16 @@ class DeviceLink:
                                                         rate_bps)
         return cap
 
+    def draws_losses(self, tcp: TcpParams) -> bool:
+        """Whether this link's random losses fall where its own generators put them
+        (``network.loss_gaps: random``), rather than every 1/p segments."""
+        return bool(self.loss_rngs) and tcp.random_loss
+
     def loss_gap_draw(self, tcp: TcpParams, direction: str):
         """What draws the next gap between random losses on one direction, in segments
         (``network.loss_gaps: random``): geometric, of mean 1/p, a Bernoulli loss
         process's; None when every gap is 1/p (``regular``)."""
-        rng = self.loss_rngs.get(direction) if self.loss_rngs and tcp.random_loss else None
+        rng = self.loss_rngs.get(direction) if self.draws_losses(tcp) else None
         if rng is None:
             return None
         return lambda: float(rng.geometric(self.loss_rate))
