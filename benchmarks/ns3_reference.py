@@ -24,15 +24,19 @@ no idle periods), NewReno has no HyStart, and ns-3's recovery from a burst of lo
 slower than Linux's (no RACK or proportional rate reduction).
 
     python benchmarks/ns3_reference.py [--quick] [--cc cubic|newreno] [--seeds 30]
+        [--json FILE]
+    python benchmarks/ns3_reference.py --rescore FILE   # saved runs against the model now
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import statistics
 import sys
 import time
+from pathlib import Path
 from typing import NamedTuple
 
 HEADER_BYTES = 20 + 32 + 2  # IPv4, TCP with timestamps, PPP: the point-to-point frame
@@ -81,6 +85,15 @@ def load_ns3():
     if not hasattr(cppyy.gbl, "efs"):
         cppyy.cppdef(_CALLBACKS)
     return ns, cppyy.gbl.efs
+
+
+def ns3_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"ns3 {version('ns3')}"
+    except PackageNotFoundError:
+        return "ns3"
 
 
 def ns3_run(rate_mbps: float, rtt_ms: float, nbytes: int, loss_rate: float,
@@ -146,12 +159,12 @@ def model_runs(rate_mbps: float, rtt_ms: float, nbytes: int, loss_rate: float,
                cc: str = "cubic", seeds: int = 1, random_loss: bool = True) -> list[float]:
     """The ``tcp`` transport on the same path, one time per seed (0, 1, ...: where the
     losses fall), or one time without random loss; NewReno keeps half its window at a
-    loss."""
+    loss and grows it back a segment a round trip (``cubic_growth`` off)."""
     from ecofed_sim.network import TcpParams, time_messages
 
     params = TcpParams(header_bytes=HEADER_BYTES, slow_start_after_idle=False,
                        beta=0.5 if cc == "newreno" else TcpParams.beta,
-                       random_loss=random_loss)
+                       cubic_growth=cc != "newreno", random_loss=random_loss)
     runs = seeds if loss_rate > 0 and random_loss else 1
     return [time_messages(rate_mbps, rtt_ms, nbytes, "fresh", tcp=params,
                           loss_rate=loss_rate, seed=seed)[0] for seed in range(runs)]
@@ -172,31 +185,29 @@ def cases(quick: bool) -> list[tuple]:
     return clean + lossy
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help="fewer sizes and loss rates")
-    p.add_argument("--cc", choices=["cubic", "newreno"], default="newreno",
-                   help="ns-3's congestion control (NewReno: the law Mathis et al. derive)")
-    p.add_argument("--seeds", type=int, default=30, help="ns-3 runs per lossy case (mean)")
-    p.add_argument("--model-seeds", type=int, default=200,
-                   help="the model's runs per lossy case (mean)")
-    args = p.parse_args()
-    started = time.time()
-    try:
-        load_ns3()
-    except Unavailable as err:
-        sys.exit(f"skipped: {err}")
-    rows = []
-    for rate, rtt, nbytes, loss in cases(args.quick):
-        seeds = range(1, args.seeds + 1) if loss > 0 else [1]
-        got = [ns3_run(rate, rtt, nbytes, loss, args.cc, s) for s in seeds]
-        runs = [g.seconds for g in got]
+def measure(quick: bool, cc: str, seeds: int) -> list[dict]:
+    """ns-3's runs of every case: seconds per seed, timeouts and loss episodes."""
+    measured = []
+    for rate, rtt, nbytes, loss in cases(quick):
+        got = [ns3_run(rate, rtt, nbytes, loss, cc, s)
+               for s in (range(1, seeds + 1) if loss > 0 else [1])]
         timeouts = sum(g.timeouts for g in got)
-        episodes = timeouts + sum(g.recoveries for g in got)
+        measured.append({"rate_mbps": rate, "rtt_ms": rtt, "bytes": nbytes, "loss": loss,
+                         "ns3_s": [g.seconds for g in got], "timeouts": timeouts,
+                         "episodes": timeouts + sum(g.recoveries for g in got)})
+    return measured
+
+
+def report(measured: list[dict], cc: str, model_seeds: int) -> None:
+    """Hold the model against ns-3's runs, case by case, then the summary lines."""
+    rows = []
+    for case in measured:
+        rate, rtt, nbytes, loss = (case[k] for k in ("rate_mbps", "rtt_ms", "bytes", "loss"))
+        runs = case["ns3_s"]
         ref = statistics.mean(runs)
-        drawn = model_runs(rate, rtt, nbytes, loss, args.cc, args.model_seeds)
+        drawn = model_runs(rate, rtt, nbytes, loss, cc, model_seeds)
         sim = statistics.mean(drawn)
-        regular = model_runs(rate, rtt, nbytes, loss, args.cc, random_loss=False)[0]
+        regular = model_runs(rate, rtt, nbytes, loss, cc, random_loss=False)[0]
         medians = (statistics.median(runs), statistics.median(drawn))
         rows.append((rate, rtt, nbytes, loss, ref, sim, regular, *medians))
         print(f"{rate:>4g} Mb/s {rtt:>4g} ms {nbytes:>11,d} B loss {loss:<6g} ns-3 {ref:9.4f} s"
@@ -204,7 +215,7 @@ def main() -> None:
         if len(runs) > 1:
             print(f"    ns-3 {len(runs)} runs: {_spread(runs)}, standard error of the mean "
                   f"{statistics.stdev(runs) / math.sqrt(len(runs)) / ref:.0%}, timeouts "
-                  f"{timeouts}/{episodes} loss episodes\n"
+                  f"{case['timeouts']}/{case['episodes']} loss episodes\n"
                   f"    tcp {len(drawn)} runs: {_spread(drawn)} (median "
                   f"{medians[1] / medians[0]:.2f}x); a loss every 1/p segments "
                   f"(loss_gaps: regular): {regular:.4f} s ({regular / ref:.2f}x the mean, "
@@ -218,11 +229,49 @@ def main() -> None:
                                   lambda r: r[3] > 0, 6, 7),
                                  ("all, means", lambda r: True, 5, 4)):
         part = [r for r in rows if keep(r)]
+        if not part:
+            continue
         within = sum(abs(r[col] / r[of] - 1) <= 0.10 for r in part)
         worst = max(part, key=lambda r: abs(r[col] / r[of] - 1))
         print(f"{label}: {within}/{len(part)} within 10%; worst {worst[col] / worst[of]:.2f}x "
               f"({worst[0]:g} Mb/s, {worst[1]:g} ms, {worst[2]:,} B, loss {worst[3]:g})")
-    print(f"ns-3 {args.cc}, {len(rows)} cases in {time.time() - started:.0f} s")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="fewer sizes and loss rates")
+    p.add_argument("--cc", choices=["cubic", "newreno"], default="newreno",
+                   help="ns-3's congestion control (NewReno: the law Mathis et al. derive)")
+    p.add_argument("--seeds", type=int, default=30, help="ns-3 runs per lossy case (mean)")
+    p.add_argument("--model-seeds", type=int, default=200,
+                   help="the model's runs per lossy case (mean)")
+    p.add_argument("--json", metavar="FILE", help="also save ns-3's runs to FILE")
+    p.add_argument("--rescore", metavar="FILE",
+                   help="hold ns-3 runs saved with --json against the model as it is now "
+                        "(no ns-3 needed; --cc, --quick and --seeds come from the file)")
+    args = p.parse_args()
+    started = time.time()
+    if args.rescore:
+        try:
+            saved = json.loads(Path(args.rescore).read_text())
+            measured, cc = saved["cases"], saved["cc"]
+        except (OSError, ValueError, KeyError) as err:
+            print(f"error: {args.rescore}: not a file saved with --json ({err})",
+                  file=sys.stderr)
+            sys.exit(2)
+        print(f"ns-3 {cc}, runs saved {saved.get('date', '?')} ({saved.get('ns3', '?')})")
+    else:
+        try:
+            load_ns3()
+        except Unavailable as err:
+            sys.exit(f"skipped: {err}")
+        cc, measured = args.cc, measure(args.quick, args.cc, args.seeds)
+        if args.json:
+            Path(args.json).write_text(json.dumps(
+                {"cc": cc, "date": time.strftime("%Y-%m-%d"), "ns3": ns3_version(),
+                 "seeds": args.seeds, "cases": measured}, indent=1) + "\n")
+    report(measured, cc, args.model_seeds)
+    print(f"ns-3 {cc}, {len(measured)} cases in {time.time() - started:.0f} s")
 
 
 if __name__ == "__main__":

@@ -105,6 +105,10 @@ class NetworkSpec(StrictModel):
     RateErrorModel); regular: one loss every 1/p segments (Mathis et al.'s deterministic
     sawtooth). A transfer's time is convex in where its first loss falls, so the mean of
     random runs is slower than the regular run's"""
+    cubic_growth: bool = Field(True, json_schema_extra=TIMING)
+    """tcp: after a random loss the window grows back along Cubic's curve (RFC 9438),
+    or the Reno-friendly line where that is faster; false: the line alone (with
+    cubic_beta 0.5, Reno's one segment per round trip)"""
 
     def tcp_params(self):
         """The TCP model's parameters, or None under the flow transport."""
@@ -116,7 +120,7 @@ class NetworkSpec(StrictModel):
                          self.receive_window_bytes, self.slow_start_after_idle,
                          self.min_rto_ms, self.connections == "per_message", self.hystart,
                          self.burst_loss, self.cubic_beta, self.timer_tick_ms, self.sack,
-                         self.loss_gaps == "random")
+                         self.loss_gaps == "random", self.cubic_growth)
 
     message_overhead_bytes: int = Field(0, ge=0, le=10**9, json_schema_extra=TIMING)
     """bytes each message carries besides its payload, counted as traffic (kind

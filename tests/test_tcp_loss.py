@@ -53,15 +53,20 @@ def test_an_epoch_at_the_path_goes_at_its_rate():
     assert epoch_round_trips(50, 100, 40, 51, 1.0)[1] == 51
 
 
-@pytest.mark.parametrize("sack, first_rate_bps", [(False, 9.397e6), (True, 9.758e6)])
+@pytest.mark.parametrize("sack, first_rate_bps", [(False, 9.594e6), (True, 9.779e6)])
 def test_the_first_epochs_by_hand(sack, first_rate_bps):
     """1% loss at 10 Mbit/s, RTT 0.1 s; the first loss finds the full 165.1255 segments.
-    Epoch 1 starts at 0.7 of it, 115.5879, above the path's 82.5627: its 100 segments take
-    100 / 82.5627 = 1.2112 round trips and end it at 115.5879 + 1.2112 x 0.5294; a
-    timeout's chance at the loss is 3 / that window without selective acknowledgements,
-    p = 0.01 with them. Epoch 2 starts at 0.7 of the end, below the path:
-    100 = w t + 0.5294 t^2 / 2."""
-    tcp = TcpParams(sack=sack)
+    The loss 100 segments later falls among the 165 sent before the first was detected:
+    the same episode, no cut. The one at 200 cuts: epoch 1 sends 200 segments, 2 of them
+    the lost ones again, so the transfer moves 198. It starts at 0.7 of 165.1255,
+    115.5879, above the path's 82.5627: 200 segments take 200 / 82.5627 = 2.4224 round
+    trips and end it at 115.5879 + 2.4224 x 0.5294 = 116.87; a timeout's chance at the
+    loss is 3 / that window without selective acknowledgements, p = 0.01 with them. That
+    window holds more than 100 too, so epoch 2 sends 200 again, from 0.7 x 116.87 =
+    81.81, below the path: 1.4234 round trips to fill it (81.81 t + 0.5294 t^2 / 2 =
+    116.98 segments), then the other 83.02 at the path's 82.5627. (The Reno-friendly line
+    alone: ``cubic_growth`` off.)"""
+    tcp = TcpParams(sack=sack, cubic_growth=False)
     epochs = loss_epochs(tcp, 0.01, 0.1, 10e6, 2e6, 2e6)
     a = 0.9 / 1.7
 
@@ -69,53 +74,112 @@ def test_the_first_epochs_by_hand(sack, first_rate_bps):
         return 0.01 if sack else 3 / window
 
     start1 = 0.7 * 2e6 / SEG
-    rounds1 = 100 / BDP
+    rounds1 = 200 / BDP
     end1 = start1 + a * rounds1
-    rate1 = 100 * SEG / (rounds1 * 0.1 + chance(end1) * TIMEOUT_S)
+    rate1 = 198 * SEG / (rounds1 * 0.1 + chance(end1) * TIMEOUT_S)
     start2 = 0.7 * end1
-    rounds2 = (math.sqrt(start2**2 + 2 * a * 100) - start2) / a
+    to_path = (BDP - start2) / a
+    filling = start2 * to_path + a * to_path**2 / 2
+    rounds2 = to_path + (200 - filling) / BDP
     end2 = start2 + a * rounds2
-    rate2 = 100 * SEG / (rounds2 * 0.1 + chance(end2) * TIMEOUT_S)
-    assert epochs.ends_segments[:2] == (100.0, 200.0)
+    rate2 = 198 * SEG / (rounds2 * 0.1 + chance(end2) * TIMEOUT_S)
+    assert (end1, start2, to_path, end2) == pytest.approx((116.870, 81.809, 1.4234, 83.095),
+                                                          abs=1e-3)
+    assert epochs.ends_segments[:2] == (198.0, 396.0)
     assert epochs.rates_bps[:2] == pytest.approx((rate1, rate2), rel=1e-12)
     assert rate1 == pytest.approx(first_rate_bps, rel=1e-3)  # the link's rate but timeouts
-    assert epochs.at(150) == (epochs.rates_bps[1], 200.0)
+    assert epochs.ends_segments[2] == 495.0  # from 83.10: no loss joins the next episode
+    assert epochs.at(250) == (epochs.rates_bps[1], 396.0)
     assert epochs.at(1e9) == (epochs.rates_bps[-1], math.inf)  # the last holds for ever
+
+
+def test_cubic_epochs_by_hand():
+    """The same path and first loss under Cubic's curve (RFC 9438): C rtt^3 = 0.4 x
+    0.001 segments per round trip cubed, K = cbrt((165.1255 - 115.5879) / 4e-4) = 49.86
+    round trips. Epoch 1 (200 segments sent, 2 of them resent, as above) goes at the
+    path's rate, its start being above the path's 82.56, so it takes 200 / 82.5627 round
+    trips; the curve, 165.1255 - 4e-4 (K - 2.4224)^3 = 122.46, is above the line (116.87)
+    at its end. That window is below the last loss's 165.13, so fast convergence sets
+    W_max to 0.85 of it (104.10); epoch 2 (200 sent again: 122.46 > 100) starts at 0.7
+    of it (85.73), above the path again, and ends on its own curve at 89.21. Epoch 3
+    sends 100 segments (89.21 < 100), one of them resent, from 62.44, below the path."""
+    epochs = loss_epochs(TcpParams(), 0.01, 0.1, 10e6, 2e6, 2e6)
+    c, a, full = 4e-4, 0.9 / 1.7, 2e6 / SEG
+
+    def curve(w_max: float, start: float, tau: float) -> float:
+        k = ((w_max - start) / c) ** (1 / 3)
+        return c * (tau - k) ** 3 + w_max
+
+    rounds = 200 / BDP
+    end1 = curve(full, 0.7 * full, rounds)
+    assert end1 == pytest.approx(122.46, abs=0.01)
+    assert end1 > 0.7 * full + a * rounds
+    end2 = curve(0.85 * end1, 0.7 * end1, rounds)
+    rate2 = 198 * SEG / (rounds * 0.1 + 0.01 * TIMEOUT_S)
+    assert epochs.ends_segments[:3] == (198.0, 396.0, 495.0)
+    assert epochs.rates_bps[1] == pytest.approx(rate2, rel=1e-12)
+    assert end2 == pytest.approx(89.21, abs=0.01)
+    # the third epoch starts at 0.7 x 89.21 = 62.44, below the path: it grows on the curve
+    # of W_max 0.85 x 89.21 (fast convergence again) for its 100 segments
+    third = ((0.85 * end2 - 0.7 * end2) / c) ** (1 / 3)
+    assert 0.7 * end2 < BDP and third > 10  # the curve climbs for a while: concave here
+    carried = lambda tau: (c * ((tau - third) ** 4 - third**4) / 4  # noqa: E731
+                           + 0.85 * end2 * tau)
+    low, high = 0.0, 10.0
+    for _ in range(200):
+        low, high = ((low + high) / 2, high) if carried((low + high) / 2) < 100 else (
+            low, (low + high) / 2)
+    rate3 = 99 * SEG / (low * 0.1 + 0.01 * TIMEOUT_S)
+    assert epochs.rates_bps[2] == pytest.approx(rate3, rel=1e-9)
 
 
 @pytest.mark.parametrize("rtt_s, p", [(0.1, 0.01), (0.04, 0.001), (0.01, 0.02)])
 def test_reno_settles_at_padhye_et_al(rtt_s, p):
     """Oracle: with beta 0.5 the fixed point is Mathis et al.'s window, sqrt(2 / 3p)
     round trips an epoch and a window of sqrt(8 / 3p) at each loss: without selective
-    acknowledgements, Padhye et al.'s rate, timeouts and all. The path (1 Gbit/s) never
-    limits it."""
-    tcp = TcpParams(beta=0.5, sack=False)
+    acknowledgements, Padhye et al.'s rate, timeouts and all. Their rate counts every
+    segment sent; the transfer moves by those not lost, 1 - p of them. The path
+    (1 Gbit/s) never limits it."""
+    tcp = TcpParams(beta=0.5, cubic_growth=False, sack=False)
     epochs = loss_epochs(tcp, p, rtt_s, 1e9, 1e12, 1e9)
-    assert epochs.rates_bps[-1] == pytest.approx(tcp.loss_rate_cap_bps(rtt_s, p), rel=1e-3)
+    assert epochs.rates_bps[-1] == pytest.approx(
+        tcp.loss_rate_cap_bps(rtt_s, p) * (1 - p), rel=1e-3)
     assert 2 < len(epochs.rates_bps) < 60  # a descent, then the steady state
 
 
 @pytest.mark.parametrize("rtt_s, p", [(0.1, 0.01), (0.04, 0.001), (0.01, 0.02)])
 def test_reno_with_sack_times_out_only_on_a_lost_retransmission(rtt_s, p):
-    """The same fixed point, 1/p segments in sqrt(2 / 3p) round trips, with a timeout
-    (RTO x (1 + 32 p^2), as Padhye et al.'s backoff) after a loss with chance p."""
-    tcp = TcpParams(beta=0.5)
+    """The same fixed point, 1/p segments sent (one resent) in sqrt(2 / 3p) round trips,
+    with a timeout (RTO x (1 + 32 p^2), as Padhye et al.'s backoff) after a loss with
+    chance p."""
+    tcp = TcpParams(beta=0.5, cubic_growth=False)
     epochs = loss_epochs(tcp, p, rtt_s, 1e9, 1e12, 1e9)
     epoch_s = rtt_s * math.sqrt(2 / (3 * p)) + p * tcp.rto_s(rtt_s) * (1 + 32 * p**2)
-    assert epochs.rates_bps[-1] == pytest.approx(SEG / p / epoch_s, rel=1e-3)
-    assert epochs.rates_bps[-1] > TcpParams(beta=0.5, sack=False).loss_rate_cap_bps(rtt_s, p)
+    assert epochs.rates_bps[-1] == pytest.approx(SEG * (1 / p - 1) / epoch_s, rel=1e-3)
+    without = TcpParams(beta=0.5, cubic_growth=False, sack=False)
+    assert epochs.rates_bps[-1] > without.loss_rate_cap_bps(rtt_s, p)
 
 
 def test_a_window_of_many_losses_is_cut_once_a_round_trip():
     """A window of 1,000 segments at 1% loss loses about ten in a round trip; TCP halves
-    it once for them. So epochs last one round trip (carrying the window) until the window
-    holds no more than 1/p: 500, 250, 125, then 100 segments."""
-    tcp = TcpParams(beta=0.5, sack=False)
+    it once for them: the losses among the 1,000 segments sent after a lost one, before
+    it was detected, join its episode. So epoch 1 sends 1,000 segments (10 resent, 990
+    moved) from 500: 500 t + t^2 / 2 = 1,000, t = sqrt(252,000) - 500 = 1.996 round
+    trips, ending at 501.996; epoch 2 sends the 600 (6 resent) it takes to pass that
+    window, from 250.998; epoch 3, 300 (3 resent); later ones 100 each, once the window
+    holds fewer."""
+    tcp = TcpParams(beta=0.5, cubic_growth=False, sack=False)
     epochs = loss_epochs(tcp, 0.01, 0.1, 1e9, 1e12, 1000 * SEG)
-    assert epochs.ends_segments[:3] == (500.0, 500 + 250.5, 500 + 250.5 + 125.75)
-    assert epochs.rates_bps[0] == pytest.approx(500 * SEG / (0.1 + 3 / 501 * 0.3 * 1.0032),
-                                                rel=1e-12)
-    assert epochs.ends_segments[3] - epochs.ends_segments[2] == pytest.approx(100.0)
+    rounds1 = math.sqrt(252_000) - 500
+    end1 = 500 + rounds1
+    rounds2 = math.sqrt((end1 / 2) ** 2 + 2 * 600) - end1 / 2
+    assert epochs.ends_segments[:3] == (990.0, 990.0 + 594, 990.0 + 594 + 297)
+    assert epochs.rates_bps[:2] == pytest.approx(
+        (990 * SEG / (rounds1 * 0.1 + 3 / end1 * 0.3 * 1.0032),
+         594 * SEG / (rounds2 * 0.1 + 3 / (end1 / 2 + rounds2) * 0.3 * 1.0032)), rel=1e-12)
+    gaps = [b - a for a, b in zip(epochs.ends_segments, epochs.ends_segments[1:],
+                                  strict=False)]
+    assert gaps[-1] == pytest.approx(99.0)  # 100 sent, one resent
 
 
 def _lossy_warm_link() -> DeviceLink:
@@ -225,11 +289,13 @@ def test_the_first_loss_finds_the_window_of_its_slow_start_round():
     """1% loss, 100 Mbit/s, RTT 0.1 s, a new connection: handshake to 0.1, one way to
     0.15; rounds of 10, 20 and 40 segments end at 0.25, 0.35 and 0.45. The next window
     (80) sends 30 segments at the link's rate to reach the 100th, the expected first
-    loss, which finds that window of 80. The 50 left of the round, at the first epoch's
-    rate (about 6.28 Mbit/s), are not through when the round ends at 0.55: the window was
-    not the limit, so slow start is over, and the rest of 1 MB's 8,364,848 wire bits goes
-    through the epochs without a pause. (Reno's timeouts, without selective
-    acknowledgements: they keep the first epoch below the window's rate.)"""
+    loss. When it is detected, the 30 segments before it have grown that window to 110:
+    the initial 10 plus the 100 delivered, as Linux's. The 50 left of the round go at
+    the first epoch's rate (about 9.16 Mbit/s: Reno's timeouts, without selective
+    acknowledgements, keep it below the window's rate) and are through before the round
+    ends at 0.55, so the window holds the flow until then. The next window (160) is more
+    than the epochs let through in a round trip: from 0.55 the rest of 1 MB's 8,364,848
+    wire bits goes through the epochs without a pause."""
     env = simpy.Environment()
     tcp = TcpParams(sack=False)
     net = Network(env, Capacity("in", 1e12), Capacity("out", 1e12), tcp=tcp)
@@ -237,10 +303,13 @@ def test_the_first_loss_finds_the_window_of_its_slow_start_round():
     link.loss_rate = 0.01
     env.run(until=env.process(net.transfer(link, "up", 1_000_000)))
     epochs = link.connection.loss_epochs["up"]
-    assert epochs == loss_epochs(tcp, 0.01, 0.1, 1e8, 2e7, 80 * SEG)
+    expected_epochs = loss_epochs(tcp, 0.01, 0.1, 1e8, 2e7, 110 * SEG)
+    assert epochs.ends_segments == expected_epochs.ends_segments
+    assert epochs.rates_bps == pytest.approx(expected_epochs.rates_bps, rel=1e-12)
     loss_s = 0.45 + 30 * SEG / 1e8
-    assert loss_s + 50 * SEG / epochs.rates_bps[0] > 0.55
-    expected = loss_s + _through_epochs(epochs, 0, 8_364_848 - 100 * SEG)
+    assert loss_s + 50 * SEG / epochs.rates_bps[0] < 0.55
+    assert epochs.rates_bps[0] == pytest.approx(9.16e6, rel=1e-3)
+    expected = 0.55 + _through_epochs(epochs, 50, 8_364_848 - 150 * SEG)
     assert env.now == pytest.approx(expected, rel=1e-9)
 
 
@@ -284,18 +353,20 @@ def test_drawn_losses_at_every_1_over_p_are_the_regular_sawtooth():
 
 
 def test_the_first_drawn_loss_decides_where_slow_start_ends():
-    """The same 1 MB with the first loss drawn at the 20th segment (in the second round,
-    whose window is 20) and after it every gap 1/p: the epochs start from a window of 20,
-    not 80, and the transfer takes longer than the regular run, whose first loss came
-    at the 100th."""
+    """The same 1 MB with the first loss drawn at the 20th segment (10 into the second
+    round, whose window is 20) and after it every gap 1/p: the epochs start from a
+    window of 30 (the initial 10 plus the 20 delivered), not 110, and the transfer takes
+    longer than the regular run, whose first loss came at the 100th."""
     tcp = TcpParams(sack=False)
     times = {}
     for name, link in (("early", _drawn_link([20.0] + [100.0] * 1000)),
                        ("regular", _drawn_link([100.0] * 1000))):
         times[name] = _send_1mb(link, tcp)
-        if name == "early":  # its first epoch: 100 segments from the window of 20
-            _, first_rate_bps, _ = link.connection.loss_epochs["up"].path.epoch(20.0, 100.0)
-            assert link.connection.loss_epochs["up"].at(0.0)[0] == first_rate_bps
+        if name == "early":  # its first epoch: 100 segments from the window of 30
+            path = link.connection.loss_epochs["up"].path
+            first_rate_bps = path.epoch(30.0, 100.0, resent=1).rate_bps
+            assert link.connection.loss_epochs["up"].at(0.0)[0] == pytest.approx(
+                first_rate_bps, rel=1e-12)
     assert times["early"] > times["regular"]
 
 

@@ -45,21 +45,14 @@ adds the window:
   slow-start threshold become ``beta`` times the window (Cubic, RFC 9438);
 - each segment of ``mss_bytes`` payload carries ``header_bytes`` of headers on the wire
   (Ethernet 14 + IPv4 20 + TCP 20 + timestamps 12 = 66 for MSS 1448 at MTU 1500);
-- random loss on a link (``loss_rate``, the chance that a segment is lost) follows the
-  standard short-transfer model of Cardwell, Savage and Anderson, "Modeling TCP latency"
-  (INFOCOM 2000): a connection slow-starts unhindered until its first loss, expected after
-  1/p segments. From then on its rate is capped epoch by epoch (``network.loss``): the
-  window comes down from what slow start reached, loss by loss, as Mathis et al.'s
-  sawtooth. By default the losses fall at random (``network.loss_gaps: random``): the
-  gaps between them, first loss included, are drawn per connection from the geometric
-  distribution of mean 1/p. With ``regular`` gaps of exactly 1/p the rate settles at
-  the steady-state throughput of Padhye, Firoiu, Towsley and Kurose,
-  "Modeling TCP throughput: a simple model and its empirical validation" (SIGCOMM 1998):
-  ``1 / (RTT sqrt(2bp/3) + RTO min(1, 3 sqrt(3bp/8)) p (1 + 32 p^2))`` segments per
-  second, with ``b`` = 1 segment per ACK (Linux counts acknowledged segments). That is
-  Reno without selective acknowledgements (``network.sack: false``); with them (Linux's
-  default) a loss times out only if its retransmission is lost too, and ``p`` takes the
-  place of ``min(1, 3 sqrt(3bp/8))`` (``TcpParams.timeout_chance``).
+- random loss on a link (``loss_rate``, the chance that a segment is lost): a
+  connection slow-starts unhindered until its first loss (Cardwell, Savage and Anderson,
+  "Modeling TCP latency", INFOCOM 2000), then its rate is capped epoch by epoch as its
+  window comes down loss by loss and grows back between them (``network.loss``, where
+  the sources are); the losses fall at random by default (``network.loss_gaps``). A
+  loss times out only if its retransmission is lost too, with selective
+  acknowledgements; without them, with Padhye et al.'s chance ``min(1, 3 / w)``
+  (``TcpParams.timeout_chance``).
 """
 
 from __future__ import annotations
@@ -97,6 +90,7 @@ class TcpParams:
     timer_tick_ms: float = 4.0  # one jiffy at CONFIG_HZ=250 (Debian's and Ubuntu's kernels)
     sack: bool = True  # selective acknowledgements (net.ipv4.tcp_sack=1, RFC 2018)
     random_loss: bool = True  # random loss falls at random (False: every 1/p segments)
+    cubic_growth: bool = True  # after a random loss, Cubic's curve (False: Reno's line)
 
     @property
     def segment_bits(self) -> int:
@@ -390,6 +384,16 @@ class Window:
         """Whether that queue grew as the message went (one burst, or a round of slow
         start) rather than standing at an open window's excess."""
         return self.start_bits >= total_bits or not self.open
+
+    def at_loss_bits(self) -> float:
+        """The window a random loss finds when it is detected, a round trip after the lost
+        segment left: in slow start, grown by each segment acknowledged before it (the
+        round's window plus what the round had sent; Linux's: the initial window plus
+        every segment delivered), up to the threshold; past slow start, as it stands."""
+        if self.open:
+            return self.window_bits
+        sent_bits = self.window_bits - max(self.left_bits, 0.0)
+        return min(self.window_bits + sent_bits, max(self.ssthresh_bits, self.window_bits))
 
     @property
     def blocked(self) -> bool:
