@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from pathlib import Path
+from types import ModuleType
 
 import torch
 
@@ -10,6 +13,19 @@ import ecofed_sim
 from ecofed_sim.engine import Engine
 from ecofed_sim.prepare import prepare
 from ecofed_sim.scenario import scenario_from_dict
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def load_script(relative: str) -> ModuleType:
+    """A script of the repository (``benchmarks/...py``, ``analysis/...py``) as a module,
+    registered under its name (dataclasses look their module up)."""
+    path = ROOT / relative
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[path.stem] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def run_dict(raw: dict, base_dir: Path) -> ecofed_sim.Results:

@@ -7,7 +7,6 @@ exactly and accuracy agrees to float tolerance (``benchmarks/gpu_check.py`` also
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +15,7 @@ import pandas as pd
 import pytest
 import torch
 from conftest import tiny, write_scenario
-from helpers import run_dict
+from helpers import load_script, run_dict
 
 from ecofed_sim.cli import main
 from ecofed_sim.codec_spec import CodecSpec
@@ -116,9 +115,7 @@ def test_gpu_checks_comparison_sees_a_changed_clock_and_an_accuracy_gap(tiny_dir
     by a microsecond and an accuracy 0.25 lower."""
     from ecofed_sim.results import write_results
 
-    spec = importlib.util.spec_from_file_location("gpu_check", GPU_CHECK)
-    gpu_check = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(gpu_check)
+    gpu_check = load_script("benchmarks/gpu_check.py")
     results = run_dict(tiny(), tiny_dir)
     a, b = tiny_dir / "a", tiny_dir / "b"
     write_results(results, a)

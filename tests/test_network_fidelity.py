@@ -3,21 +3,17 @@ tbf-shaped veth link between two network namespaces (skipped where they cannot b
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 from pathlib import Path
 
 import pytest
-from helpers import namespaces_unavailable
+from helpers import load_script, namespaces_unavailable
 
 PATH = Path(__file__).resolve().parent.parent / "benchmarks" / "network_fidelity.py"
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("network_fidelity", PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/network_fidelity.py")
 
 
 def _can_make_namespaces() -> str | None:

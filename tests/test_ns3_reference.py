@@ -3,22 +3,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from helpers import load_script
 
 PATH = Path(__file__).resolve().parent.parent / "benchmarks" / "ns3_reference.py"
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("ns3_reference", PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/ns3_reference.py")
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:

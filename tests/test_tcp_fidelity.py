@@ -4,14 +4,12 @@ reason, where namespaces, TUN or a compiler are missing."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from helpers import namespaces_unavailable
+from helpers import load_script, namespaces_unavailable
 
 PATH = Path(__file__).resolve().parent.parent / "benchmarks" / "tcp_fidelity.py"
 
@@ -24,9 +22,7 @@ def _why_not() -> str | None:
 
 @pytest.mark.skipif(_why_not() is not None, reason=str(_why_not()))
 def test_tcp_model_is_nearer_real_tcp_than_the_flow_model_on_a_new_connection():
-    spec = importlib.util.spec_from_file_location("tcp_fidelity", PATH)
-    tf = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tf)
+    tf = load_script("benchmarks/tcp_fidelity.py")
     path = None
     try:
         path = tf.Path_(20, 40)
@@ -43,11 +39,7 @@ def test_tcp_model_is_nearer_real_tcp_than_the_flow_model_on_a_new_connection():
 
 
 def _load(name: str):
-    spec = importlib.util.spec_from_file_location(name, PATH.parent / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+    return load_script(f"benchmarks/{name}.py")
 
 
 def test_a_replayed_message_follows_the_last_delivery_before_it_was_issued():

@@ -3,17 +3,13 @@ arithmetic is checked on hand-made tables."""
 
 from __future__ import annotations
 
-import importlib.util
 import math
-from pathlib import Path
 
 import pandas as pd
 import pytest
+from helpers import load_script
 
-PATH = Path(__file__).resolve().parent.parent / "analysis" / "time_to_accuracy.py"
-spec = importlib.util.spec_from_file_location("time_to_accuracy", PATH)
-tta = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(tta)
+tta = load_script("analysis/time_to_accuracy.py")
 
 
 def curve(variant: str, accuracies: list[float]) -> pd.DataFrame:
