@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from ecofed_sim.network.cubic import CUBIC_C, CubicGrowth, fast_convergence_max
+from ecofed_sim.network.cubic import CUBIC_C, CubicGrowth, fast_convergence_max, queued_line
 from ecofed_sim.network.loss import epoch_round_trips, reno_friendly_increase
 
 A = reno_friendly_increase(0.7)
@@ -83,3 +83,16 @@ def test_the_window_never_passes_the_cap_and_never_falls():
     windows = [growth.window(t) for t in np.linspace(0, 400, 2001)]
     assert max(windows) == 120.0
     assert all(b >= a for a, b in zip(windows, windows[1:], strict=False))
+
+
+def test_the_line_slows_where_the_window_queues():
+    """Below the path the line grows ``increase`` a round trip; beyond it a round trip
+    lasts W / ceiling of the path's, so W^2 grows by 2 increase ceiling a round trip:
+    from 30 on a path of 40 at 1 a round trip, 40 after 10, then sqrt(40^2 + 2 x 40 x 5)
+    = sqrt(2,000) after 5 more (not 45)."""
+    assert queued_line(30.0, 1.0, 40.0, 4.0) == 34.0
+    assert queued_line(30.0, 1.0, 40.0, 10.0) == pytest.approx(40.0, rel=1e-12)
+    assert queued_line(30.0, 1.0, 40.0, 15.0) == pytest.approx(math.sqrt(2000), rel=1e-12)
+    assert queued_line(50.0, 1.0, 40.0, 5.0) == pytest.approx(math.sqrt(2900), rel=1e-12)
+    growth = CubicGrowth.after_loss(30.0, 31.0, 0.001, 1.0, 1e9, 40.0)  # the line leads
+    assert growth.window(15.0) == pytest.approx(math.sqrt(2000), rel=1e-12)

@@ -43,12 +43,16 @@ def test_an_epoch_below_the_path_grows_as_a_fluid():
 
 
 def test_an_epoch_at_the_path_goes_at_its_rate():
-    # a window of 50 on a path of 40: 100 segments take 2.5 round trips, 52.5 at the end
-    assert epoch_round_trips(50, 100, 40, 1e9, 1.0) == pytest.approx((2.5, 52.5), rel=1e-12)
-    # from 30: 10 round trips to fill the path (30 x 10 + 10^2 / 2 = 350 segments), then
-    # the other 150 of 500 at 40 a round trip: 13.75, the window 43.75
-    assert epoch_round_trips(30, 500, 40, 1e9, 1.0) == pytest.approx((13.75, 43.75),
-                                                                      rel=1e-12)
+    """A window of 50 on a path of 40: 100 segments take 2.5 of the path's round trips.
+    The window queues beyond the path, so a round trip lasts W / 40 of the path's and
+    the window grows dW / dt = 40 / W: W^2 = 50^2 + 2 x 40 x 2.5, sqrt(2,700) at the
+    end. From 30: 10 round trips to fill the path (30 x 10 + 10^2 / 2 = 350 segments),
+    then the other 150 of 500 at 40 a round trip: 13.75, the window sqrt(40^2 + 2 x 40
+    x 3.75) = sqrt(1,900)."""
+    assert epoch_round_trips(50, 100, 40, 1e9, 1.0) == pytest.approx(
+        (2.5, math.sqrt(2700)), rel=1e-12)
+    assert epoch_round_trips(30, 500, 40, 1e9, 1.0) == pytest.approx(
+        (13.75, math.sqrt(1900)), rel=1e-12)
     # the window stops at what the path holds
     assert epoch_round_trips(50, 100, 40, 51, 1.0)[1] == 51
 
@@ -60,12 +64,13 @@ def test_the_first_epochs_by_hand(sack, first_rate_bps):
     the same episode, no cut. The one at 200 cuts: epoch 1 sends 200 segments, 2 of them
     the lost ones again, so the transfer moves 198. It starts at 0.7 of 165.1255,
     115.5879, above the path's 82.5627: 200 segments take 200 / 82.5627 = 2.4224 round
-    trips and end it at 115.5879 + 2.4224 x 0.5294 = 116.87; a timeout's chance at the
-    loss is 3 / that window without selective acknowledgements, p = 0.01 with them. That
-    window holds more than 100 too, so epoch 2 sends 200 again, from 0.7 x 116.87 =
-    81.81, below the path: 1.4234 round trips to fill it (81.81 t + 0.5294 t^2 / 2 =
-    116.98 segments), then the other 83.02 at the path's 82.5627. (The Reno-friendly line
-    alone: ``cubic_growth`` off.)"""
+    trips, and the window, queued beyond the path, ends at sqrt(115.5879^2 + 2 x 0.5294
+    x 82.5627 x 2.4224) = 116.50; a timeout's chance at the loss is 3 / that window
+    without selective acknowledgements, p = 0.01 with them. That window holds more than
+    100 too, so epoch 2 sends 200 again, from 0.7 x 116.50 = 81.55, below the path:
+    1.9126 round trips to fill it (81.55 t + 0.5294 t^2 / 2 = 156.94 segments), then
+    the other 43.06 at the path's 82.5627, ending at sqrt(82.5627^2 + 2 x 82.5627 x
+    0.5294 x 0.5215) = 82.84. (The Reno-friendly line alone: ``cubic_growth`` off.)"""
     tcp = TcpParams(sack=sack, cubic_growth=False)
     epochs = loss_epochs(tcp, 0.01, 0.1, 10e6, 2e6, 2e6)
     a = 0.9 / 1.7
@@ -75,20 +80,20 @@ def test_the_first_epochs_by_hand(sack, first_rate_bps):
 
     start1 = 0.7 * 2e6 / SEG
     rounds1 = 200 / BDP
-    end1 = start1 + a * rounds1
+    end1 = math.sqrt(start1**2 + 2 * a * BDP * rounds1)
     rate1 = 198 * SEG / (rounds1 * 0.1 + chance(end1) * TIMEOUT_S)
     start2 = 0.7 * end1
     to_path = (BDP - start2) / a
     filling = start2 * to_path + a * to_path**2 / 2
     rounds2 = to_path + (200 - filling) / BDP
-    end2 = start2 + a * rounds2
+    end2 = math.sqrt(BDP**2 + 2 * BDP * a * (rounds2 - to_path))
     rate2 = 198 * SEG / (rounds2 * 0.1 + chance(end2) * TIMEOUT_S)
-    assert (end1, start2, to_path, end2) == pytest.approx((116.870, 81.809, 1.4234, 83.095),
+    assert (end1, start2, to_path, end2) == pytest.approx((116.500, 81.550, 1.9126, 82.838),
                                                           abs=1e-3)
     assert epochs.ends_segments[:2] == (198.0, 396.0)
     assert epochs.rates_bps[:2] == pytest.approx((rate1, rate2), rel=1e-12)
     assert rate1 == pytest.approx(first_rate_bps, rel=1e-3)  # the link's rate but timeouts
-    assert epochs.ends_segments[2] == 495.0  # from 83.10: no loss joins the next episode
+    assert epochs.ends_segments[2] == 495.0  # from 82.84: no loss joins the next episode
     assert epochs.at(250) == (epochs.rates_bps[1], 396.0)
     assert epochs.at(1e9) == (epochs.rates_bps[-1], math.inf)  # the last holds for ever
 
@@ -98,7 +103,7 @@ def test_cubic_epochs_by_hand():
     0.001 segments per round trip cubed, K = cbrt((165.1255 - 115.5879) / 4e-4) = 49.86
     round trips. Epoch 1 (200 segments sent, 2 of them resent, as above) goes at the
     path's rate, its start being above the path's 82.56, so it takes 200 / 82.5627 round
-    trips; the curve, 165.1255 - 4e-4 (K - 2.4224)^3 = 122.46, is above the line (116.87)
+    trips; the curve, 165.1255 - 4e-4 (K - 2.4224)^3 = 122.46, is above the line (116.50)
     at its end. That window is below the last loss's 165.13, so fast convergence sets
     W_max to 0.85 of it (104.10); epoch 2 (200 sent again: 122.46 > 100) starts at 0.7
     of it (85.73), above the path again, and ends on its own curve at 89.21. Epoch 3
@@ -350,6 +355,26 @@ def test_drawn_losses_at_every_1_over_p_are_the_regular_sawtooth():
     epochs, got = (link.connection.loss_epochs["up"] for link in (regular, drawn))
     for at in (0.0, 50.0, 150.0, 450.0):
         assert got.at(at) == pytest.approx(epochs.at(at), rel=1e-12)
+
+
+def test_drawn_epochs_worked_out_lazily_are_the_regular_epochs_everywhere():
+    """Oracle: drawn gaps of exactly 1/p, asked for in any order and far ahead, give the
+    regular epochs' rate and end at every point, merged episodes included (a first
+    window of 300 holds three gaps), until the regular ones settle."""
+    from ecofed_sim.network.loss import DrawnLossEpochs, _Path
+
+    tcp = TcpParams()
+    regular = loss_epochs(tcp, 0.01, 0.1, 1e8, 2e7, 300 * SEG)
+    path = _Path.of(tcp, 0.01, 0.1, 1e8, 2e7)
+    drawn = DrawnLossEpochs(path, 300.0, lambda: 100.0)
+    settled = regular.ends_segments[-2]  # the regular epochs hold for ever from here
+    assert settled > 2000
+    points = [settled - 1, 10.0, 297.0, 296.9, 1234.5, 0.0, settled - 700, 1500.0]
+    for at in points:
+        assert drawn.at(at) == pytest.approx(regular.at(at), rel=1e-12)
+    # beyond, the drawn epochs go on, each at the regular steady rate
+    assert drawn.at(3 * settled)[0] == pytest.approx(regular.rates_bps[-1], rel=1e-3)
+    assert regular.ends_segments[0] == 297.0  # 300 sent, 3 resent
 
 
 def test_the_first_drawn_loss_decides_where_slow_start_ends():

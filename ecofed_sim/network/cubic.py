@@ -14,7 +14,9 @@ last one's window sets ``W_max`` to ``W (1 + beta) / 2``, yielding to newer flow
 Time is counted in round trips ``tau``: ``W_cubic = C rtt^3 (tau - K')^3 + W_max`` with
 ``K'`` = ``K / rtt``. A round trip carries the window, but no more than ``ceiling``
 segments (the bandwidth-delay product, or the largest window if smaller: beyond the
-path the bottleneck is the limit). Both curves are polynomials, so the segments carried
+path the bottleneck is the limit, and the window queues, so its round trips last longer
+and the line, counted per round trip, grows slower: ``queued_line``). The curve runs in
+seconds, queue or not. Below the ceiling both are polynomials, so the segments carried
 by any time are exact: the solver splits time where the leader changes (the roots of
 their difference) and where the ceiling is reached, then solves the piece the epoch
 ends in.
@@ -34,6 +36,19 @@ def fast_convergence_max(window: float, last_max: float | None, beta: float) -> 
     if last_max is not None and window < last_max:
         return window * (1 + beta) / 2
     return window
+
+
+def queued_line(start: float, increase: float, ceiling: float, tau: float) -> float:
+    """A window that grows ``increase`` segments per round trip, ``tau`` of the path's
+    round trips after it was ``start``. Up to ``ceiling`` (the bandwidth-delay product)
+    a round trip is the path's; beyond it the window queues at the bottleneck and a
+    round trip lasts ``window / ceiling`` of the path's."""
+    line = start + increase * tau
+    if line <= ceiling:
+        return line
+    if start >= ceiling:
+        return math.sqrt(start * start + 2 * increase * ceiling * tau)
+    return math.sqrt(ceiling * ceiling + 2 * (line - ceiling) * ceiling)
 
 
 @dataclass(frozen=True)
@@ -64,7 +79,10 @@ class CubicGrowth:
         return self.c_per_round * (tau - self.k) ** 3 + self.w_max
 
     def reno(self, tau: float) -> float:
-        return self.start + self.increase * tau
+        """The Reno-friendly line: ``increase`` segments per round trip, and a round trip
+        of a window beyond the ceiling lasts ``window / ceiling`` of the path's (it
+        queues), so there ``dW/dtau = increase ceiling / W``: W^2 grows linearly."""
+        return queued_line(self.start, self.increase, self.ceiling, tau)
 
     def window(self, tau: float) -> float:
         return min(max(self.cubic(tau), self.reno(tau)), self.cap)
@@ -127,7 +145,7 @@ class CubicGrowth:
         if which == "full":
             return a + segments / self.ceiling
         if which == "reno":  # start t + increase t^2 / 2 from a: a quadratic in t
-            w = self.reno(a)
+            w = self.start + self.increase * a
             return a + (math.sqrt(w * w + 2 * self.increase * segments) - w) / self.increase
         low, high = a, b  # the curve's quartic: carried grows with time, so bisect
         for _ in range(100):

@@ -25,9 +25,11 @@ Reno's rate (RFC 9438's Reno-friendly region; 1 for Reno's 0.5), and the curve l
 long fat paths (``TcpParams.cubic_growth``; off, the line alone, as Reno). A round trip
 carries the window, but no more
 than the path's bandwidth-delay product (beyond it the bottleneck is the limit and the
-rest queues); the window never passes what the path holds. A window that carries more
-than 1/p segments in a round trip loses several in it, and TCP cuts it once for them
-(RFC 5681, RFC 6675): such an epoch is that one round trip. The loss that ends an epoch
+rest queues); the window never passes what the path holds. The segments sent after a
+lost one before it was detected, a window of them, carry any further losses into its
+episode, and TCP cuts the window once for them (RFC 5681, RFC 6675): an epoch runs to
+the first loss beyond that window, so it lasts at least a round trip, and the lost
+segments are sent again within it (``next_episode``). The loss that ends an epoch
 costs a retransmission timeout with ``TcpParams.timeout_chance``: ``p`` with selective
 acknowledgements (the retransmission is lost too), Padhye et al.'s ``min(1, 3 / w)`` for
 a window of ``w`` segments without them. Regular epochs converge geometrically; for Reno
@@ -52,7 +54,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NamedTuple
 
-from ecofed_sim.network.cubic import CubicGrowth, fast_convergence_max
+from ecofed_sim.network.cubic import CubicGrowth, fast_convergence_max, queued_line
 from ecofed_sim.network.tcp import TcpParams
 
 if TYPE_CHECKING:
@@ -74,7 +76,8 @@ def epoch_round_trips(start_segments: float, epoch_segments: float, bdp_segments
     """(round trips an epoch of ``epoch_segments`` takes, the window at its end), the
     window growing ``increase`` segments per round trip from ``start_segments`` (as a
     fluid: Mathis et al.'s model), each round trip carrying the window but no more than
-    the bandwidth-delay product, the window never beyond ``cap_segments``."""
+    the bandwidth-delay product (a window beyond it queues, and its round trips last
+    longer: ``queued_line``), the window never beyond ``cap_segments``."""
     window = min(start_segments, cap_segments)
     if window >= bdp_segments:
         rounds = epoch_segments / bdp_segments
@@ -85,7 +88,7 @@ def epoch_round_trips(start_segments: float, epoch_segments: float, bdp_segments
             rounds = (math.sqrt(window**2 + 2 * increase * epoch_segments) - window) / increase
         else:
             rounds = to_bdp + (epoch_segments - before_bdp) / bdp_segments
-    return rounds, min(window + increase * rounds, cap_segments)
+    return rounds, min(queued_line(window, increase, bdp_segments, rounds), cap_segments)
 
 
 class Epoch(NamedTuple):
@@ -186,12 +189,12 @@ def loss_epochs(tcp: TcpParams, loss_rate: float, rtt_s: float, rate_bps: float,
     path = _Path.of(tcp, loss_rate, rtt_s, rate_bps, cap_bits)
     per_loss = tcp.segments_before_loss(loss_rate)  # one loss every 1/p segments
     window = min(window_at_loss_bits / tcp.segment_bits, path.cap_segments)
-    sent, ends, rates, last_max = 0.0, [], [], None
+    progress, ends, rates, last_max = 0.0, [], [], None
     for _ in range(_MAX_EPOCHS):
-        segments, losses = next_episode(window, lambda: per_loss)
-        epoch = path.epoch(window, segments, last_max, resent=losses)
-        sent += epoch.segments
-        ends.append(sent)
+        episode_sent, losses = next_episode(window, lambda: per_loss)
+        epoch = path.epoch(window, episode_sent, last_max, resent=losses)
+        progress += epoch.segments
+        ends.append(progress)
         rates.append(epoch.rate_bps)
         if abs(epoch.end_window - window) <= _CONVERGED * epoch.end_window:
             break
@@ -219,8 +222,8 @@ class DrawnLossEpochs:
     def at(self, segments: float) -> tuple[float, float]:
         """(the rate, where the epoch ends) ``segments`` after the first loss."""
         while not self.ends_segments or self.ends_segments[-1] <= segments:
-            segments, losses = next_episode(self.window, self.draw)
-            epoch = self.path.epoch(self.window, segments, self.last_max, resent=losses)
+            sent, losses = next_episode(self.window, self.draw)
+            epoch = self.path.epoch(self.window, sent, self.last_max, resent=losses)
             self.window, self.last_max = epoch.end_window, epoch.w_max
             self.ends_segments.append((self.ends_segments[-1] if self.ends_segments
                                        else 0.0) + epoch.segments)
