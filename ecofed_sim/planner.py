@@ -30,7 +30,8 @@ from ecofed_sim.methods import REGISTRY
 from ecofed_sim.methods.base import Sketch
 from ecofed_sim.network import BITS_PER_BYTE, MBPS, wire_bytes
 from ecofed_sim.network.burst import burst_loss, probe_srtt_s, recovery_end_s
-from ecofed_sim.network.tcp import Connection, Window, slow_start_s
+from ecofed_sim.network.tcp import Connection
+from ecofed_sim.network.window import Window, slow_start_s
 from ecofed_sim.paths import scenario_path
 from ecofed_sim.population import class_counts, resolve_link
 from ecofed_sim.profiles import one_way_ms, round_trip_ms

@@ -162,7 +162,7 @@ def test_an_open_window_queues_what_exceeds_the_path():
     and open (the rate limits it): 1,453,440 - 1,000,000 = 453,440 bits wait at the
     bottleneck; a window still in slow start with 30,000 bits of its round unsent has
     sent 1,423,440 and queued half; a message the window held whole is all queued."""
-    from ecofed_sim.network.tcp import Window
+    from ecofed_sim.network.window import Window
 
     w = Window(0.1, 120 * SEG, 1e9, 30_000.0, 0.0, open=True, start_bits=10 * SEG)
     assert w.queue_at_end_bits(2e6, 1e6) == 120 * SEG - 1e6
@@ -218,13 +218,27 @@ def test_a_message_behind_one_in_flight_continues_its_window():
 
 def test_restart_counts_whole_rtos_exactly():
     """RTT 0.25 s with a 250 ms minimum: the RTO is exactly 0.5 s. Idle exactly one RTO:
-    no restart; exactly two: one halving; a little more: two."""
-    tcp = TcpParams(min_rto_ms=250.0)
+    no restart; exactly two: one halving; a little more: two (exact time, no tick)."""
+    tcp = TcpParams(min_rto_ms=250.0, timer_tick_ms=0.0)
     w = 64 * SEG
     assert tcp.rto_s(0.25) == 0.5
     assert tcp.restart_window_bits(w, 0.5, 0.25) == w
     assert tcp.restart_window_bits(w, 1.0, 0.25) == w / 2
     assert tcp.restart_window_bits(w, 1.0 + 1e-9, 0.25) == w / 4
+
+
+def test_restart_counts_idleness_in_the_nearest_whole_ticks():
+    """Linux stamps the last send in jiffies (4 ms here): an idle time of k + f ticks
+    counts k + 1 with chance f. The model takes the likelier count. The RTO is 0.5 s
+    (125 ticks): 1.9 ms more is still 125 ticks, no restart; 2.1 ms more is 126, one
+    halving; two RTOs and 1.9 ms, one halving; 2.1 ms more, two."""
+    tcp = TcpParams(min_rto_ms=250.0)
+    w = 64 * SEG
+    assert tcp.idle_ticks(0.5019) == pytest.approx(0.5, abs=1e-12)
+    assert tcp.restart_window_bits(w, 0.5019, 0.25) == w
+    assert tcp.restart_window_bits(w, 0.5021, 0.25) == w / 2
+    assert tcp.restart_window_bits(w, 1.0019, 0.25) == w / 2
+    assert tcp.restart_window_bits(w, 1.0021, 0.25) == w / 4
 
 
 def test_rate_memo_is_bounded_and_changes_no_time(monkeypatch):

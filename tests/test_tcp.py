@@ -18,7 +18,7 @@ from conftest import tiny
 from helpers import run_dict
 
 from ecofed_sim.network import Capacity, DeviceLink, Network, TcpParams, time_messages
-from ecofed_sim.network.tcp import Window, slow_start_s
+from ecofed_sim.network.window import Window, slow_start_s
 
 SEG = 12_112
 IW = 10 * SEG
@@ -208,7 +208,7 @@ def test_tcp_is_the_default_transport():
 def test_closed_form_slow_start_is_the_simulated_fresh_message(rate, rtt, size):
     """Oracle: one message alone on a new connection is the handshake, one way, and the
     closed form of slow start."""
-    from ecofed_sim.network.tcp import slow_start_s
+    from ecofed_sim.network.window import slow_start_s
 
     params = TcpParams()
     bits = params.wire_bytes(size) * 8

@@ -59,7 +59,7 @@ from ecofed_sim.network.tcp import TcpParams
 
 if TYPE_CHECKING:
     from ecofed_sim.network.links import Capacity, DeviceLink
-    from ecofed_sim.network.tcp import Window
+    from ecofed_sim.network.window import Window
 
 DUPTHRESH = 3  # Linux tp->reordering: segments acknowledged past a hole that mark it lost
 

@@ -28,7 +28,8 @@ from ecofed_sim.network.burst import first_burst_end_s, queue_flight, serve_in_a
 from ecofed_sim.network.fairshare import max_min_rates
 from ecofed_sim.network.links import MBPS, Capacity, DeviceLink, wire_bytes
 from ecofed_sim.network.loss import LossPlan, step_loss_cap
-from ecofed_sim.network.tcp import BITS_PER_BYTE, TcpParams, Window
+from ecofed_sim.network.tcp import BITS_PER_BYTE, TcpParams
+from ecofed_sim.network.window import Window
 from ecofed_sim.traces import segments
 
 _EPS_S = 1e-12  # completion slack for floating-point remainders

@@ -63,6 +63,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ecofed_sim.network.loss import DrawnLossEpochs, LossEpochs
+    from ecofed_sim.network.window import Window
 
 BITS_PER_BYTE = 8
 HYSTART_LOW_WINDOW = 16  # segments: HyStart acts from this window on (hystart_low_window)
@@ -206,6 +207,11 @@ class TcpParams:
         tick_s = self.timer_tick_ms / 1e3
         return math.ceil(rto_s / tick_s - 1e-9) * tick_s if tick_s > 0 else rto_s
 
+    def idle_ticks(self, idle_s: float) -> float:
+        """``idle_s`` as the kernel counts it: the nearest whole number of timer ticks."""
+        tick_s = self.timer_tick_ms / 1e3
+        return math.floor(idle_s / tick_s + 0.5) * tick_s if tick_s > 0 else idle_s
+
     def loss_rate_cap_bps(self, rtt_s: float, loss_rate: float) -> float:
         """Padhye et al.'s steady-state rate under random loss, in wire bits per second
         (``b`` = 1, the timeout the RTO of a steady path): where Reno's sawtooth settles
@@ -239,39 +245,19 @@ class TcpParams:
 
     def restart_window_bits(self, window_bits: float, idle_s: float, rtt_s: float) -> float:
         """Linux ``tcp_cwnd_restart``: halve once per RTO of idleness beyond the first,
-        never below the initial window (or the window itself, if smaller)."""
+        never below the initial window (or the window itself, if smaller). Linux counts
+        the idleness in whole timer ticks (``lsndtime`` is in jiffies), so an idle time
+        of ``k + f`` ticks counts ``k + 1`` with chance ``f``, ``k`` otherwise: the
+        model takes the likelier count, the nearer whole one (``idle_ticks``)."""
         rto = self.rto_s(rtt_s)
-        if not self.slow_start_after_idle or idle_s <= rto:
+        idle_s = self.idle_ticks(idle_s)
+        if not self.slow_start_after_idle or idle_s <= rto + 1e-12:
             return window_bits
         floor = min(self.initial_window_bits, window_bits)
         delta = idle_s
-        while (delta := delta - rto) > 0 and window_bits > floor:
+        while (delta := delta - rto) > 1e-12 and window_bits > floor:
             window_bits /= 2
         return max(window_bits, floor)
-
-
-def next_round_bits(window_bits: float, ssthresh_bits: float, segment_bits: float,
-                    cap_bits: float) -> float:
-    """The window of the next round trip: doubled below the slow-start threshold (up to
-    it), one segment more above it."""
-    if window_bits < ssthresh_bits:
-        return min(2 * window_bits, ssthresh_bits, cap_bits)
-    return min(window_bits + segment_bits, cap_bits)
-
-
-def slow_start_s(wire_bits: float, rate_bps: float, rtt_s: float, window_bits: float,
-                 cap_bits: float, ssthresh_bits: float = math.inf,
-                 segment_bits: float = 0.0) -> tuple[float, float, float]:
-    """(seconds from the first bit's arrival to the last's, window of the last round, bits
-    of the last round if the window limited it, else 0) for one message alone on a path of
-    constant ``rate_bps``: the flow model's slow start in closed form. Each round sends
-    the window; a round whose window takes the rate longer than the round trip to send is
-    open, and the rest goes at the rate."""
-    t_s, left, window = 0.0, wire_bits, window_bits
-    while left > window and window < rate_bps * rtt_s:
-        t_s, left = t_s + rtt_s, left - window
-        window = next_round_bits(window, ssthresh_bits, segment_bits, cap_bits)
-    return t_s + left / rate_bps, window, (left if window < rate_bps * rtt_s else 0.0)
 
 
 @dataclass
@@ -334,73 +320,3 @@ class Connection:
             ramp=window.queue_ramped(total_bits))
         self.last_send_end_s[direction] = arrived_s - latency_s - (
             0.0 if window.lost_segments else queue_bits / rate_bps)
-
-
-@dataclass(eq=False)
-class Window:
-    """A flow in slow start: what it may still send in this round trip, and when the
-    round trip ends (then the window doubles below the slow-start threshold, or grows a
-    segment above it, up to ``cap_bits``)."""
-
-    rtt_s: float
-    window_bits: float
-    cap_bits: float
-    left_bits: float
-    round_end_s: float
-    open: bool = False  # slow start over: the path's rate, not the window, is the limit
-    start_bits: float = 0.0  # the window the message started with
-    ssthresh_bits: float = math.inf  # the connection's slow-start threshold
-    segment_bits: float = 0.0  # one segment on the wire: the step above the threshold
-    lost_segments: int = 0  # lost from the message's first burst (``network.burst``)
-    sending_s: float = 0.0  # time it had segments to send (served, or queued behind others)
-
-    def served_rate_bps(self, sent_bits: float, path_rate_bps: float) -> float:
-        """The rate its segments got through the bottleneck: the path's, unless other
-        flows shared it (or queued ahead of it) while it had segments to send."""
-        if self.sending_s <= 0 or sent_bits <= 0:
-            return path_rate_bps
-        return min(path_rate_bps, sent_bits / self.sending_s)
-
-    def continuation(self) -> Window:
-        """The window of a message queued behind one still in flight on the same
-        connection: not idle, so no restart; it goes on where that one stands."""
-        return Window(self.rtt_s, self.window_bits, self.cap_bits, self.window_bits,
-                      self.round_end_s, self.open, self.window_bits, self.ssthresh_bits,
-                      self.segment_bits)
-
-    def queue_at_end_bits(self, total_bits: float, bdp_bits: float) -> float:
-        """The bottleneck's queue as the message's last segment joins it. Sent in one
-        burst (the window held it all), the whole message is queued; in a later round of
-        slow start each acknowledgement releases two segments while the bottleneck drains
-        one, so half the round is; an open window keeps what exceeds the path's
-        bandwidth-delay product queued."""
-        if self.start_bits >= total_bits:
-            return total_bits
-        if self.open:
-            return max(self.window_bits - bdp_bits, 0.0)
-        return max(self.window_bits - max(self.left_bits, 0.0), 0.0) / 2
-
-    def queue_ramped(self, total_bits: float) -> bool:
-        """Whether that queue grew as the message went (one burst, or a round of slow
-        start) rather than standing at an open window's excess."""
-        return self.start_bits >= total_bits or not self.open
-
-    def at_loss_bits(self) -> float:
-        """The window a random loss finds when it is detected, a round trip after the lost
-        segment left: in slow start, grown by each segment acknowledged before it (the
-        round's window plus what the round had sent; Linux's: the initial window plus
-        every segment delivered), up to the threshold; past slow start, as it stands."""
-        if self.open:
-            return self.window_bits
-        sent_bits = self.window_bits - max(self.left_bits, 0.0)
-        return min(self.window_bits + sent_bits, max(self.ssthresh_bits, self.window_bits))
-
-    @property
-    def blocked(self) -> bool:
-        return not self.open and self.left_bits <= 0
-
-    def next_round(self) -> None:
-        self.window_bits = next_round_bits(self.window_bits, self.ssthresh_bits,
-                                           self.segment_bits, self.cap_bits)
-        self.left_bits = self.window_bits
-        self.round_end_s += self.rtt_s
