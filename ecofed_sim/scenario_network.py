@@ -91,8 +91,9 @@ class NetworkSpec(StrictModel):
     cubic_beta: float = Field(0.7, gt=0, lt=1, json_schema_extra=TIMING)
     """tcp: the share of the window kept after a loss (Cubic, RFC 9438; Linux 717/1024)"""
     timer_tick_ms: float = Field(4.0, ge=0, le=100, json_schema_extra=TIMING)
-    """tcp: the kernel's timer tick, in which the RTO and RACK's timer are held (4 ms at
-    CONFIG_HZ=250, Debian's and Ubuntu's kernels; 0: exact)"""
+    """tcp: the kernel's timer tick, in which the RTO, RACK's timer and the idle time
+    before a restart are counted (4 ms at CONFIG_HZ=250, Debian's and Ubuntu's kernels;
+    0: exact)"""
     sack: bool = Field(True, json_schema_extra=TIMING)
     """tcp: selective acknowledgements (net.ipv4.tcp_sack=1, RFC 2018): under random loss
     (``link.loss_rate``) a loss ends in a retransmission timeout only if its
