@@ -7,7 +7,7 @@ beyond it. It never grows slower than the Reno-friendly line, ``beta W`` plus
 ``3 (1 - beta) / (1 + beta)`` segments per round trip (RFC 9438, section 4.3). On a
 short path the line leads; on a long fat one the curve does, by far: after an early
 loss at 100 segments on a 100 Mbit/s path of 100 ms, the line needs some 1,400 round
-trips to fill the path's 830 segments, the curve under 170. With fast convergence (RFC
+trips to fill the path's 826 segments, the curve 164. With fast convergence (RFC
 9438, section 4.7; Linux ``fast_convergence=1``, ns-3's default too), a loss below the
 last one's window sets ``W_max`` to ``W (1 + beta) / 2``, yielding to newer flows.
 
