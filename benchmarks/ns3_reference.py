@@ -187,10 +187,14 @@ def cases(quick: bool) -> list[tuple]:
 
 def measure(quick: bool, cc: str, seeds: int) -> list[dict]:
     """ns-3's runs of every case: seconds per seed, timeouts and loss episodes."""
-    measured = []
-    for rate, rtt, nbytes, loss in cases(quick):
+    measured, todo = [], cases(quick)
+    for done, (rate, rtt, nbytes, loss) in enumerate(todo, 1):
+        started = time.time()
         got = [ns3_run(rate, rtt, nbytes, loss, cc, s)
                for s in (range(1, seeds + 1) if loss > 0 else [1])]
+        print(f"ns-3 case {done}/{len(todo)}: {rate:g} Mb/s, {rtt:g} ms, {nbytes:,} B, loss "
+              f"{loss:g}: {len(got)} runs in {time.time() - started:.0f} s", file=sys.stderr,
+              flush=True)
         timeouts = sum(g.timeouts for g in got)
         measured.append({"rate_mbps": rate, "rtt_ms": rtt, "bytes": nbytes, "loss": loss,
                          "ns3_s": [g.seconds for g in got], "timeouts": timeouts,
