@@ -30,6 +30,11 @@ from dataclasses import dataclass
 CUBIC_C = 0.4  # segments per second cubed (RFC 9438 section 5.1; Linux bic_scale 41)
 
 
+def _cbrt(x: float) -> float:
+    """The real cube root, of either sign (``math.cbrt`` needs Python 3.11)."""
+    return math.copysign(abs(x) ** (1 / 3), x)
+
+
 def fast_convergence_max(window: float, last_max: float | None, beta: float) -> float:
     """``W_max`` after a loss that found ``window`` segments, the last loss having set
     ``last_max``: below it, ``window (1 + beta) / 2`` (RFC 9438 section 4.7)."""
@@ -102,9 +107,7 @@ class CubicGrowth:
         """Round trips until a round trip carries the ceiling."""
         if self.start >= self.ceiling:
             return 0.0
-        by_cubic = self.k + ((self.ceiling - self.w_max) / self.c_per_round) ** (1 / 3) if (
-            self.ceiling >= self.w_max) else self.k - (
-            (self.w_max - self.ceiling) / self.c_per_round) ** (1 / 3)
+        by_cubic = self.k + _cbrt((self.ceiling - self.w_max) / self.c_per_round)
         by_line = (self.ceiling - self.start) / self.increase
         return min(by_cubic, by_line)
 
