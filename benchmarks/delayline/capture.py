@@ -8,7 +8,11 @@ the message's start, every data segment the sender sent after the first burst an
 acknowledgement it received, with retransmissions marked, and the sender's TCP_INFO
 (cwnd, srtt, retransmissions) before and after.
 
-    python benchmarks/delayline/capture.py RATE_MBPS RTT_MS BYTES
+    python benchmarks/delayline/capture.py RATE_MBPS RTT_MS BYTES [--runs K]
+
+``--runs K`` traces K messages one after another on the same path, as the fidelity grid
+sends its repeats: with ``tcp_no_metrics_save=0`` each connection after the first starts
+from the metrics (RTT, slow-start threshold) the kernel cached from the one before.
 
 Needs root, iproute2, gcc and /dev/net/tun (as ``tcp_fidelity.py``).
 """
@@ -23,6 +27,9 @@ import sys
 from pathlib import Path
 
 from peer import WARMUP_BYTES, accept_one, now, recv_exact, tcp_socket
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tcp_fidelity import IP_SRV, NS_DEV, NS_SRV, Path_  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 PORT = 50091
@@ -104,29 +111,41 @@ def show(packets: list, start: float) -> None:
     print(f"first burst: {sum(1 for p in data if p[0] - start <= 0.002)} segments")
 
 
-def main() -> None:
-    sys.path.insert(0, str(HERE.parent))
-    from tcp_fidelity import IP_SRV, NS_DEV, NS_SRV, Path_
+def trace_one(rate: float, n: int) -> tuple[dict, float, list]:
+    """One warm message on the path set up, traced: the client's facts, the time its last
+    byte arrived, and the packets seen."""
+    warmup_s = WARMUP_BYTES * 8 / (rate * 1e6)  # the warm-up, then the message's 6 s
+    sniffer = in_ns(NS_DEV, "sniff", str(warmup_s + 6))
+    sniffer.stdout.readline()
+    srv = in_ns(NS_SRV, "server", IP_SRV, str(n))
+    srv.stdout.readline()
+    cli = in_ns(NS_DEV, "client", IP_SRV, str(n))
+    c = json.loads(cli.stdout.readline())
+    end = json.loads(srv.stdout.readline())["end"]
+    packets = json.loads(sniffer.stdout.readlines()[-1])
+    for p in (cli, srv, sniffer):
+        p.wait(timeout=30)
+    return c, end, packets
 
-    rate, rtt, n = float(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
+
+def main() -> None:
+    args = sys.argv[1:]
+    runs = 1
+    if "--runs" in args:
+        at = args.index("--runs")
+        runs = int(args[at + 1])
+        del args[at:at + 2]
+    rate, rtt, n = float(args[0]), float(args[1]), int(args[2])
     path = Path_(rate, rtt)
     try:
-        warmup_s = WARMUP_BYTES * 8 / (rate * 1e6)  # the warm-up, then the message's 6 s
-        sniffer = in_ns(NS_DEV, "sniff", str(warmup_s + 6))
-        sniffer.stdout.readline()
-        srv = in_ns(NS_SRV, "server", IP_SRV, str(n))
-        srv.stdout.readline()
-        cli = in_ns(NS_DEV, "client", IP_SRV, str(n))
-        c = json.loads(cli.stdout.readline())
-        end = json.loads(srv.stdout.readline())["end"]
-        packets = json.loads(sniffer.stdout.readlines()[-1])
-        for p in (cli, srv, sniffer):
-            p.wait(timeout=30)
+        traced = [trace_one(rate, n) for _ in range(runs)]
     finally:
         path.teardown()
-    print(f"{rate:g} Mbit/s, {rtt:g} ms, {n:,} B: last byte after {(end - c['start']) * 1e3:.1f} "
-          f"ms\nbefore {c['before']}\nafter  {c['after']}")
-    show(packets, c["start"])
+    for i, (c, end, packets) in enumerate(traced, 1):
+        print(f"{'' if runs == 1 else f'run {i}: '}{rate:g} Mbit/s, {rtt:g} ms, {n:,} B: "
+              f"last byte after {(end - c['start']) * 1e3:.1f} ms\nbefore {c['before']}\n"
+              f"after  {c['after']}")
+        show(packets, c["start"])
 
 
 if __name__ == "__main__":
