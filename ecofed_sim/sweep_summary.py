@@ -20,8 +20,8 @@ def to_accuracy(rounds: pd.DataFrame, target: float) -> tuple[float, float]:
 
 def run_metrics(rounds: pd.DataFrame, targets: list[float]) -> dict:
     last = rounds.iloc[-1]
-    evaluated = rounds.dropna(subset=["test_accuracy"])
-    row = {"final_accuracy": float(evaluated.test_accuracy.iloc[-1]) if len(evaluated)
+    evaluated = rounds.test_accuracy.dropna()
+    row = {"final_accuracy": float(evaluated.iloc[-1]) if len(evaluated)
            else math.nan, "total_sim_time_s": float(last.sim_time_s),
            "total_bytes": int(last.cum_bytes), "rounds": len(rounds)}
     for t in targets:
@@ -35,9 +35,20 @@ def _atomic_parquet(df: pd.DataFrame, path: Path) -> None:
     tmp.replace(path)
 
 
+def _with_labels(rounds: pd.DataFrame, labelled: list[tuple[dict, int]]) -> pd.DataFrame:
+    """The runs' rounds, one after another, with each run's labels on its rows (a label
+    named as a column of the rounds replaces it). Added once for all runs: column by
+    column per run, pandas rebuilds the column index each time (most of a 20-run
+    summary's time)."""
+    labels = pd.DataFrame([row for row, _ in labelled])
+    labels = labels.loc[labels.index.repeat([n for _, n in labelled])].reset_index(drop=True)
+    rest = rounds.drop(columns=[c for c in labels.columns if c in rounds.columns])
+    return pd.concat([rest, labels], axis=1)
+
+
 def write_summary(out: Path, runs, targets: list[float]) -> pd.DataFrame:
     """summary.parquet (run x round) and metrics.parquet/.csv (one row per run)."""
-    per_round, per_run = [], []
+    per_round, labelled, per_run = [], [], []
     for r in runs:
         path = out / "runs" / r.run_id / "rounds.parquet"
         if not path.exists():
@@ -45,12 +56,14 @@ def write_summary(out: Path, runs, targets: list[float]) -> pd.DataFrame:
         rounds = pd.read_parquet(path)
         params = {k: (v if isinstance(v, int | float | str | bool) else str(v))
                   for k, v in r.params.items()}
-        labels = {"method": r.scenario.method.name, **params}  # an axis label may rename it
-        per_round.append(rounds.assign(run_id=r.run_id, **labels))
-        per_run.append({"run_id": r.run_id, **labels, **run_metrics(rounds, targets)})
+        labels = {"run_id": r.run_id, "method": r.scenario.method.name,
+                  **params}  # an axis label may rename the method
+        per_round.append(rounds)
+        labelled.append((labels, len(rounds)))
+        per_run.append({**labels, **run_metrics(rounds, targets)})
     if not per_round:
         return pd.DataFrame()
-    summary = pd.concat(per_round, ignore_index=True)
+    summary = _with_labels(pd.concat(per_round, ignore_index=True), labelled)
     front = ["run_id", "round", "method", *[c for c in runs[0].params if c != "method"]]
     summary = summary[front + [c for c in summary.columns if c not in front]]
     _atomic_parquet(summary, out / "summary.parquet")

@@ -230,3 +230,41 @@ def test_plot_styles_keep_the_method_colour_and_tell_configurations_apart():
     assert plain["color"] == two["color"] == four["color"]
     assert two["label"].endswith("split=2") and four["label"].endswith("split=4")
     assert "linestyle" not in plain and two["linestyle"] != four["linestyle"]
+
+
+def test_summary_labels_each_runs_rounds_as_one_frame_per_run_would(tmp_path):
+    """The summary adds each run's labels to its rows all at once; it must equal the
+    plain construction, run by run (rounds of different lengths; an int, a float and a
+    string label; an axis label that renames the method; a run not yet written skipped)."""
+    from types import SimpleNamespace
+
+    from ecofed_sim.sweep_summary import write_summary
+
+    def run(run_id: str, name: str, **params):
+        return SimpleNamespace(run_id=run_id, params=params,
+                               scenario=SimpleNamespace(method=SimpleNamespace(name=name)))
+
+    runs = [run("a", "fedavg", method="avg", uplink_mbps=1, lr=0.1, codec="none"),
+            run("b", "splitfed", method="sfl-v1", uplink_mbps=2, lr=0.5, codec="int8"),
+            run("missing", "fedavg", method="avg", uplink_mbps=3, lr=0.2, codec="none"),
+            run("c", "ecofed", method="eco", uplink_mbps=4, lr=0.3, codec="int8")]
+    lengths = {"a": 3, "b": 1, "c": 2}
+    for r in runs:
+        if r.run_id in lengths:
+            n = lengths[r.run_id]
+            (tmp_path / "runs" / r.run_id).mkdir(parents=True)
+            pd.DataFrame({"round": range(n), "sim_time_s": [1.5 * (i + 1) for i in range(n)],
+                          "cum_bytes": [100 * (i + 1) for i in range(n)],
+                          "test_accuracy": [0.1 * (i + 1) for i in range(n)]}).to_parquet(
+                tmp_path / "runs" / r.run_id / "rounds.parquet", index=False)
+    summary = write_summary(tmp_path, runs, [0.15])
+    plain = pd.concat([pd.read_parquet(tmp_path / "runs" / r.run_id / "rounds.parquet")
+                       .assign(**{"run_id": r.run_id, "method": r.scenario.method.name,
+                                  **r.params})
+                       for r in runs if r.run_id in lengths], ignore_index=True)
+    front = ["run_id", "round", "method", "uplink_mbps", "lr", "codec"]
+    plain = plain[front + [c for c in plain.columns if c not in front]]
+    pd.testing.assert_frame_equal(summary, plain)
+    assert list(summary.method) == ["avg"] * 3 + ["sfl-v1", "eco", "eco"]
+    assert list(summary.uplink_mbps) == [1, 1, 1, 2, 4, 4]
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "summary.parquet"), plain)
