@@ -89,6 +89,19 @@ def test_the_summary_lists_what_the_tcp_model_misses():
     assert "beyond" not in tf.summary([near])
 
 
+def test_the_grid_can_be_cut_to_some_patterns():
+    """``--patterns``: the full grid on one path has 4 sizes x (fresh, warm and exchanges
+    after 0, 0.1 and 0.5 s), less the 10 MB exchanges below 20 Mbit/s; cut to fresh and
+    warm, only those, in the grid's order."""
+    tf = _load("tcp_fidelity")
+    full = tf.cases(False, [5], [10])
+    assert len(full) == 4 * 5 - 3
+    some = tf.cases(False, [5], [10], ("fresh", "warm"))
+    assert some == [c for c in full if c[3] in ("fresh", "warm")]
+    assert [c[3] for c in some] == ["fresh", "warm"] * 4
+    assert {c[3] for c in tf.cases(True, [5, 20], [10], ("exchange",))} == {"exchange"}
+
+
 def test_the_breakdown_groups_messages_by_flights_and_loss():
     rb = _load("round_breakdown")
     real = [dict(segments=44, cwnd=49, resent=0, duration_s=0.05),
