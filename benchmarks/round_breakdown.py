@@ -8,14 +8,16 @@ whether segments were resent (lost, in the model) while it went, and how long it
 from the sender's first byte to the receiver's last:
 
 - Linux: ``TCP_INFO`` read just before the message is written (``snd_cwnd``,
-  ``total_retrans``); a message resent segments if the sender's count grew by its next
-  message in the same direction (the last one of each direction is left out);
-- the model: the window ``Connection.start`` gives the message and the segments its
-  first burst lost (``Window.lost_segments``), read by wrapping the transport's
-  ``Connection`` for the simulation.
+  ``total_retrans``, ``srtt``); a message resent segments if the sender's count grew by
+  its next message in the same direction (the last one of each direction is left out);
+- the model: the window ``Connection.start`` gives the message, the connection's smoothed
+  RTT then, and the segments its first burst lost (``Window.lost_segments``), read by
+  wrapping the transport's ``Connection`` for the simulation.
 
 Messages are grouped by the flights their window needs (``ceil(segments / window)``: 1
-is the whole message in one burst) and by loss. ``--capture N`` also sniffs the devices'
+is the whole message in one burst) and by loss. Then the senders' smoothed RTTs as the
+messages started (median, 10th and 90th percentiles): it sets when the loss probe and
+the RTO fire, so whether a window restarts after idle. ``--capture N`` also sniffs the devices'
 namespace (``delayline/capture.py``) and prints, for the first N uploads that resent
 segments, when the device sent each segment, resent one, and got an acknowledgement.
 The sniffer is a Python process: it takes CPU from the replay, so its round times are
@@ -55,19 +57,20 @@ def model_messages(out: list[dict]) -> Iterator[None]:
     start, finish = transport.Connection.start, transport.Connection.finish
     open_at: dict[tuple[int, str], tuple[float, float]] = {}
 
-    def on_start(self, tcp, direction, now_s, *args):
-        window, cap = start(self, tcp, direction, now_s, *args)
-        open_at[id(self), direction] = (now_s, window / tcp.segment_bits)
+    def on_start(self, tcp, direction, now_s, rtt_s, *args):
+        window, cap = start(self, tcp, direction, now_s, rtt_s, *args)
+        open_at[id(self), direction] = (now_s, window / tcp.segment_bits,
+                                        self.srtt_s.get(direction, rtt_s))
         return window, cap
 
     def on_finish(self, tcp, direction, arrived_s, latency_s, rtt_s, rate_bps, buffer_bytes,
                   window, sent_bits, total_bits):
         finish(self, tcp, direction, arrived_s, latency_s, rtt_s, rate_bps, buffer_bytes,
                window, sent_bits, total_bits)
-        began_s, cwnd = open_at.pop((id(self), direction))
+        began_s, cwnd, srtt_s = open_at.pop((id(self), direction))
         out.append({"segments": math.ceil(total_bits / tcp.segment_bits - 1e-9),
                     "cwnd": cwnd, "resent": window.lost_segments,
-                    "duration_s": arrived_s - began_s})
+                    "duration_s": arrived_s - began_s, "srtt_s": srtt_s})
 
     transport.Connection.start, transport.Connection.finish = on_start, on_finish
     try:
@@ -86,7 +89,8 @@ def real_messages(rounds: list[dict]) -> list[dict]:
                 for m, after in zip(mine, mine[1:], strict=False):
                     rows.append({"segments": math.ceil(m.nbytes / 1448), "cwnd": m.tcp_info[0],
                                  "resent": after.tcp_info[2] - m.tcp_info[2],
-                                 "duration_s": m.real_end_s - m.sent_s, "message": m})
+                                 "duration_s": m.real_end_s - m.sent_s,
+                                 "srtt_s": m.tcp_info[3] / 1e6, "message": m})
     return rows
 
 
@@ -117,7 +121,17 @@ def table(real: list[dict], model: list[dict]) -> list[str]:
     for label, keep in groups:
         lines.append(f"{label:<24} {describe([r for r in real if keep(r)]):>25}   "
                      f"{describe([r for r in model if keep(r)]):>26}")
+    lines.append(f"{'smoothed RTT at start':<24} {spread(real):>25}   {spread(model):>26}")
     return lines
+
+
+def spread(rows: list[dict]) -> str:
+    """Median, 10th and 90th percentiles of the smoothed RTTs, ms."""
+    ms = sorted(r["srtt_s"] * 1e3 for r in rows)
+    if not ms:
+        return ""
+    low, high = (ms[min(int(q * len(ms)), len(ms) - 1)] for q in (0.1, 0.9))
+    return f"{statistics.median(ms):.1f} ({low:.1f}-{high:.1f})"
 
 
 def timeline(message, packets: list, mss: int = 1448) -> list[str]:

@@ -85,7 +85,8 @@ class Message:
     delay_s: float  # after that message's delivery (or the round's start)
     done: threading.Event = field(default_factory=threading.Event)
     real_end_s: float = 0.0
-    tcp_info: tuple[int, int, int] | None = None  # sender's (cwnd, ssthresh, retransmitted)
+    # the sender's (cwnd, ssthresh, segments retransmitted, smoothed RTT in microseconds)
+    tcp_info: tuple[int, int, int, int] | None = None
     sent_s: float = 0.0  # when its bytes went to the socket
     device_port: int = 0  # the device end of its connection (to find it in a capture)
 
@@ -186,11 +187,12 @@ class Connections:
         self.listener.close()
 
 
-def sender_state(s: socket.socket) -> tuple[int, int, int]:
+def sender_state(s: socket.socket) -> tuple[int, int, int, int]:
     """Linux ``TCP_INFO`` as a message starts: (congestion window and slow-start threshold
-    in segments, segments retransmitted so far on the connection)."""
+    in segments, segments retransmitted so far on the connection, smoothed RTT in
+    microseconds)."""
     raw = s.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
-    return tuple(struct.unpack_from("<I", raw, offset)[0] for offset in (80, 76, 100))
+    return tuple(struct.unpack_from("<I", raw, offset)[0] for offset in (80, 76, 100, 68))
 
 
 def print_windows(method: str, round_index: int, msgs: dict[int, list[Message]],
@@ -202,7 +204,7 @@ def print_windows(method: str, round_index: int, msgs: dict[int, list[Message]],
             mine = [m for m in cm if m.direction == direction and m.tcp_info is not None]
             cells, before = [], mine[0].tcp_info[2] if mine else 0
             for m in mine:
-                cwnd, ssthresh, resent = m.tcp_info
+                cwnd, ssthresh, resent, _ = m.tcp_info
                 cells.append(f"{cwnd}/{ssthresh if ssthresh < 1 << 30 else '-'}"
                              + (f"+{resent - before}" if resent > before else ""))
                 before = resent

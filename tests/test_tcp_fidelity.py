@@ -104,11 +104,12 @@ def test_the_grid_can_be_cut_to_some_patterns():
 
 def test_the_breakdown_groups_messages_by_flights_and_loss():
     rb = _load("round_breakdown")
-    real = [dict(segments=44, cwnd=49, resent=0, duration_s=0.05),
-            dict(segments=44, cwnd=22, resent=0, duration_s=0.09),
-            dict(segments=44, cwnd=20, resent=3, duration_s=0.25),
-            dict(segments=4, cwnd=10, resent=0, duration_s=0.02)]  # too small: left out
-    model = [dict(segments=44, cwnd=10, resent=2, duration_s=0.2)]
+    real = [dict(segments=44, cwnd=49, resent=0, duration_s=0.05, srtt_s=0.06),
+            dict(segments=44, cwnd=22, resent=0, duration_s=0.09, srtt_s=0.05),
+            dict(segments=44, cwnd=20, resent=3, duration_s=0.25, srtt_s=0.07),
+            dict(segments=4, cwnd=10, resent=0, duration_s=0.02,
+                 srtt_s=0.01)]  # too small: left out
+    model = [dict(segments=44, cwnd=10, resent=2, duration_s=0.2, srtt_s=0.04)]
     assert [rb.flights(r) for r in real] == [1, 2, 3, 1]
     lines = {line[:24].strip(): line[24:].split() for line in rb.table(real, model)[1:]}
     assert lines["window: one flight"] == ["1", "50.0", "50.0", "0"]
@@ -116,6 +117,8 @@ def test_the_breakdown_groups_messages_by_flights_and_loss():
     assert lines["four or more"] == ["0", "1", "200.0", "200.0"]
     assert lines["resent (model: lost)"] == ["1", "250.0", "250.0", "1", "200.0", "200.0"]
     assert lines["all"][:3] == ["3", "130.0", "90.0"]
+    # the smoothed RTTs of the messages kept: median (10th-90th percentile), ms
+    assert lines["smoothed RTT at start"] == ["60.0", "(50.0-70.0)", "40.0", "(40.0-40.0)"]
 
 
 def test_the_breakdown_timeline_marks_resent_segments():
