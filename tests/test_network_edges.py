@@ -234,7 +234,7 @@ def test_restart_counts_idleness_in_the_nearest_whole_ticks():
     halving; two RTOs and 1.9 ms, one halving; 2.1 ms more, two."""
     tcp = TcpParams(min_rto_ms=250.0)
     w = 64 * SEG
-    assert tcp.idle_ticks(0.5019) == pytest.approx(0.5, abs=1e-12)
+    assert tcp.idle_as_counted_s(0.5019) == pytest.approx(0.5, abs=1e-12)
     assert tcp.restart_window_bits(w, 0.5019, 0.25) == w
     assert tcp.restart_window_bits(w, 0.5021, 0.25) == w / 2
     assert tcp.restart_window_bits(w, 1.0019, 0.25) == w / 2

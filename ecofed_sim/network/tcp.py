@@ -207,7 +207,7 @@ class TcpParams:
         tick_s = self.timer_tick_ms / 1e3
         return math.ceil(rto_s / tick_s - 1e-9) * tick_s if tick_s > 0 else rto_s
 
-    def idle_ticks(self, idle_s: float) -> float:
+    def idle_as_counted_s(self, idle_s: float) -> float:
         """``idle_s`` as the kernel counts it: the nearest whole number of timer ticks."""
         tick_s = self.timer_tick_ms / 1e3
         return math.floor(idle_s / tick_s + 0.5) * tick_s if tick_s > 0 else idle_s
@@ -248,9 +248,9 @@ class TcpParams:
         never below the initial window (or the window itself, if smaller). Linux counts
         the idleness in whole timer ticks (``lsndtime`` is in jiffies), so an idle time
         of ``k + f`` ticks counts ``k + 1`` with chance ``f``, ``k`` otherwise: the
-        model takes the likelier count, the nearer whole one (``idle_ticks``)."""
+        model takes the likelier count, the nearer whole one (``idle_as_counted_s``)."""
         rto = self.rto_s(rtt_s)
-        idle_s = self.idle_ticks(idle_s)
+        idle_s = self.idle_as_counted_s(idle_s)
         if not self.slow_start_after_idle or idle_s <= rto + 1e-12:
             return window_bits
         floor = min(self.initial_window_bits, window_bits)
