@@ -95,8 +95,8 @@ def _direction_key(tcp: TcpParams, link: DeviceLink, conn: Connection, direction
     segments = ((conn.segments_sent.get(direction), conn.loss_epochs.get(direction),
                  id(link) if link.draws_losses(tcp) else None)
                 if link.loss_rate > 0 else None)
-    return ((window, conn.ssthresh_bits.get(direction), segments,
-             None if settled else (last_s, srtt_s)), settled)
+    return ((window, conn.ssthresh_bits.get(direction), conn.send_buffer_bits.get(direction),
+             segments, None if settled else (last_s, srtt_s)), settled)
 
 
 def _state_key(network: Network, link: DeviceLink, conn: Connection, up: Capacity,

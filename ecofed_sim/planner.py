@@ -170,7 +170,7 @@ class Timer:
             conn.window_bits[direction] = self.tcp.initial_window_bits
             conn.last_send_end_s[direction] = begin_s
         window, cap = conn.start(self.tcp, direction, begin_s, cls.rtt_s, path_bps,
-                                 cls.buffer_bytes)
+                                 cls.buffer_bytes, bits)
         ssthresh = conn.ssthresh(direction)
         flight_s, last_window, round_bits = slow_start_s(bits, rate, cls.rtt_s, window, cap,
                                                          ssthresh, self.tcp.segment_bits)

@@ -111,6 +111,14 @@ class NetworkSpec(StrictModel):
     or the Reno-friendly line where that is faster; false: the line alone (with
     cubic_beta 0.5, Reno's one segment per round trip)"""
 
+    send_buffer_segments: int = Field(60, ge=0, le=10**6, json_schema_extra=TIMING)
+    """tcp: full segments a message starting from idle may send before its first
+    acknowledgement until the connection's send buffer has grown: Linux sizes it as the
+    connection opens (2 x max(cwnd, 10) x 4,608 bytes of memory, tcp_sndbuf_expand;
+    about 60 segments queued) and grows it only once it held data back, so a message of
+    61-70 segments leaves a window the buffer cannot fill at once (0: no such limit,
+    as with a large SO_SNDBUF)"""
+
     def tcp_params(self):
         """The TCP model's parameters, or None under the flow transport."""
         from ecofed_sim.network import TcpParams
@@ -121,7 +129,8 @@ class NetworkSpec(StrictModel):
                          self.receive_window_bytes, self.slow_start_after_idle,
                          self.min_rto_ms, self.connections == "per_message", self.hystart,
                          self.burst_loss, self.cubic_beta, self.timer_tick_ms, self.sack,
-                         self.loss_gaps == "random", self.cubic_growth)
+                         self.loss_gaps == "random", self.cubic_growth,
+                         self.send_buffer_segments)
 
     message_overhead_bytes: int = Field(0, ge=0, le=10**9, json_schema_extra=TIMING)
     """bytes each message carries besides its payload, counted as traffic (kind

@@ -134,9 +134,7 @@ def two_messages_at_once(net, direction: str, payload_bytes: int, window_bits: f
     def send(name):
         link = DeviceLink.from_mbps(name, device_mbps, device_mbps, 5)
         link.rtt_s = 0.01
-        link.connection.open = True
-        link.connection.window_bits[direction] = window_bits
-        link.connection.last_send_end_s[direction] = 0.0
+        link.connection.warm(net.tcp, direction, window_bits)
         yield from net.transfer(link, direction, payload_bytes)
         ends[name] = net.env.now
 

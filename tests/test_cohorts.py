@@ -180,6 +180,15 @@ def test_a_links_key_keeps_segments_sent_only_under_random_loss():
             != link_key(net, _link_after_a_round(40, 0.0, 300, loss_rate=0.001), 5.0))
 
 
+def test_a_links_key_keeps_its_send_buffer():
+    """A grown send buffer lets a later message's first flight out whole: links that
+    differ only there play differently."""
+    net = _tcp_network()
+    grown = _link_after_a_round(80, 0.0)
+    grown.connection.grow_send_buffer(net.tcp, "up", 80 * SEG)
+    assert link_key(net, grown, 5.0) != link_key(net, _link_after_a_round(80, 0.0), 5.0)
+
+
 def test_a_links_key_under_random_losses_is_its_own():
     """Two links in the same state draw different losses: their keys differ, unless
     losses fall every 1/p segments (no draws)."""

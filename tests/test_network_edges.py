@@ -121,21 +121,24 @@ def _booked(rate_mbps: float, payload_bytes: int, buffer_bytes: float | None,
 def test_a_message_books_the_queue_its_last_segment_found():
     """The queue at the bottleneck as the last segment joins it sets the last send (the
     queue's wait and one way before the arrival) and the smoothed RTT: RTT plus that wait
-    less the estimator's lag of 14 segments (169,568 bits) where the queue ramped up, each
-    of the message's samples (one per two segments) weighing an eighth. At 10 Mbit/s:
+    less the estimator's lag where the queue ramped up, the waits of the last 14 segments
+    sent (169,568 bits in a burst, half that in slow start, where the queue grows by one
+    segment for every two sent), each of the message's samples (one per two segments)
+    weighing an eighth. At 10 Mbit/s:
 
     - one segment: sent in one burst, the message is the queue, 12,112 bits, below the
       lag: the smoothed RTT stays 0.1 s;
     - 100 KB (70 segments, 836,960 bits), buffer 1 GB: rounds of 10, 20, then a window
       of 40 segments that carries the last 473,600 bits; they leave two segments per
       acknowledgement while the bottleneck drains one, so half of them, 236,800 bits,
-      are queued. 35 samples: 0.1 (7/8)^35 + (0.1 + 67,232 / 1e7) (1 - (7/8)^35);
+      are queued, less a lag of 84,784 bits. 35 samples: 0.1 (7/8)^35 + (0.1 + 152,016 /
+      1e7) (1 - (7/8)^35);
     - the same with a 10,000-byte buffer (burst loss off: the initial window would not
       fit): the queue is the buffer, 80,000 bits, below the lag."""
     kept = (7 / 8) ** 35
     for payload, buffer, queue, srtt, tcp in [
             (1448, None, SEG, 0.1, None),
-            (100_000, 1e9, 236_800, 0.1 * kept + (0.1 + 67_232 / 1e7) * (1 - kept), None),
+            (100_000, 1e9, 236_800, 0.1 * kept + (0.1 + 152_016 / 1e7) * (1 - kept), None),
             (100_000, 10_000, 80_000, 0.1, TcpParams(burst_loss=False))]:
         arrived_s, srtt_s, last_send_s, _ = _booked(10, payload, buffer, tcp)
         assert srtt_s == pytest.approx(srtt, rel=1e-12), payload
@@ -147,13 +150,16 @@ def test_the_smoothed_rtt_follows_the_last_samples():
     10 Mbit/s (0.1 s) behind an RTT of 0.1 s, from a smoothed RTT of 0.5 s:
 
     - 10,000 segments (5,000 samples) forget 0.5 s: an open window's steady queue gives
-      0.2 s; a ramp lags by 14 segments' waits, 0.2 - 169,568 / 1e7 = 0.1830432 s;
+      0.2 s; a burst's ramp lags by 14 segments' waits, 0.2 - 169,568 / 1e7 =
+      0.1830432 s; slow start's by 7, 0.1915216 s;
     - two segments are one sample: 0.5 x 7/8 + 0.2 / 8 = 0.4625 s."""
     tcp = TcpParams()
-    assert tcp.smoothed_rtt_s(0.5, 0.1, 1e6, 1e7, 10_000, ramp=False) == pytest.approx(0.2)
-    assert tcp.smoothed_rtt_s(0.5, 0.1, 1e6, 1e7, 10_000, ramp=True) == pytest.approx(
+    assert tcp.smoothed_rtt_s(0.5, 0.1, 1e6, 1e7, 10_000, ramp=0.0) == pytest.approx(0.2)
+    assert tcp.smoothed_rtt_s(0.5, 0.1, 1e6, 1e7, 10_000, ramp=1.0) == pytest.approx(
         0.1830432, rel=1e-12)
-    assert tcp.smoothed_rtt_s(0.5, 0.1, 1e6, 1e7, 2, ramp=False) == pytest.approx(
+    assert tcp.smoothed_rtt_s(0.5, 0.1, 1e6, 1e7, 10_000, ramp=0.5) == pytest.approx(
+        0.1915216, rel=1e-12)
+    assert tcp.smoothed_rtt_s(0.5, 0.1, 1e6, 1e7, 2, ramp=0.0) == pytest.approx(
         0.4625, rel=1e-12)
 
 

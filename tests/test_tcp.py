@@ -47,9 +47,7 @@ def _two_messages(gap_s: float, warm: bool = False, buffer_bytes: float | None =
     link = DeviceLink.from_mbps("d", 10, 10, 50)
     link.buffer_bytes = buffer_bytes
     if warm:
-        link.connection.open = True
-        link.connection.window_bits["up"] = 3 * 2**20 * 8
-        link.connection.last_send_end_s["up"] = 0.0
+        link.connection.warm(net.tcp, "up", 3 * 2**20 * 8)
     out = []
 
     def play():
@@ -69,18 +67,24 @@ def test_idle_longer_than_the_rto_halves_the_window():
     # (968,960 bits; HyStart does not act: a round's 40 ACKs, 1.2112 ms apart, last less
     # than half the RTT, and no round's queue outlasts the RTT by 12.5 ms). Its last
     # round, the last 473,600 bits, left two segments per acknowledgement, so half of it,
-    # 236,800 bits, queued ahead of its last segment: the smoothed RTT is 0.1 + 236,800 /
-    # 20e6 = 0.11184, so RTO = 0.31184, 0.312 in whole 4 ms ticks, and the last segment
-    # was sent at 0.39736 - 0.05 - 0.02368 = 0.32368.
-    # Gap 0.5: idle 0.57368 > RTO: halved once (0.26168 > 0), to 40 segments.
+    # 236,800 bits, queued ahead of its last segment: the smoothed RTT is about 0.1 +
+    # (236,800 - 84,784) / 10e6 = 0.1152 (``test_a_message_books_the_queue...``), so
+    # RTO = 0.316 in whole 4 ms ticks, and the last segment was sent at 0.39736 - 0.05 -
+    # 0.02368 = 0.32368.
+    # Gap 0.5: idle 0.57368 > RTO: halved once (0.25768 > 0), to 40 segments.
     # Round 0 sends 484,480 bits, waits to 0.1; round 1: the last 352,480 bits take
     # 0.035248. Plus one way 0.05.
     assert _two_messages(0.5) == pytest.approx(0.05 + 0.1 + 0.035248, abs=1e-12)
     # Gap 0.2: idle 0.27368 < RTO: the window stays at 80 segments, more than the
-    # message: it goes at the rate, 836,960 bits in 0.083696 (the default buffer, one
-    # BDP, holds 82 segments: nothing is lost).
-    assert _two_messages(0.2) == pytest.approx(0.05 + 0.083696, abs=1e-12)
-    # Gap 1.0: idle 1.07368: halved three times (0.762, 0.450, 0.138 > 0), floored at IW.
+    # message. Without a send buffer's limit it goes at the rate, 836,960 bits in
+    # 0.083696 (the default buffer, one BDP, holds 82 segments: nothing is lost).
+    unlimited = TcpParams(send_buffer_segments=0)
+    assert _two_messages(0.2, tcp=unlimited) == pytest.approx(0.05 + 0.083696, abs=1e-12)
+    # With it (60 segments, not grown: the first message's flights were 10, 20 and 40),
+    # 726,720 bits go first (0.072672 s), the round ends at 0.1, the other 110,240 bits
+    # take 0.011024.
+    assert _two_messages(0.2) == pytest.approx(0.05 + 0.1 + 0.011024, abs=1e-12)
+    # Gap 1.0: idle 1.07368: halved three times (0.758, 0.442, 0.126 > 0), floored at IW.
     # Round 0: IW, to 0.1; round 1: 2 IW, to 0.2; round 2: the last 473,600 bits.
     assert _two_messages(1.0) == pytest.approx(0.05 + 0.2 + 0.04736, abs=1e-12)
 
@@ -106,7 +110,7 @@ def test_the_window_never_outgrows_what_the_path_and_its_buffer_hold():
 
 def test_without_restart_after_idle_the_window_survives_a_long_gap():
     env = simpy.Environment()
-    params = TcpParams(slow_start_after_idle=False)
+    params = TcpParams(slow_start_after_idle=False, send_buffer_segments=0)
     net = Network(env, Capacity("in", 1e9), Capacity("out", 1e9), tcp=params)
     link = DeviceLink.from_mbps("d", 10, 10, 50)
     out = []
@@ -120,6 +124,58 @@ def test_without_restart_after_idle_the_window_survives_a_long_gap():
 
     env.run(until=env.process(play()))
     assert out[0] == pytest.approx(0.05 + 0.083696, abs=1e-12)  # 80 segments survive
+
+
+def _messages_apart(gap_s: float, count: int, tcp: TcpParams | None = None) -> list[float]:
+    """``count`` messages of 100 KB up one new connection (10 Mbit/s, 50 ms one way),
+    ``gap_s`` apart: each one's duration."""
+    env = simpy.Environment()
+    net = Network(env, Capacity("in", 1e9), Capacity("out", 1e9), tcp=tcp or TcpParams())
+    link = DeviceLink.from_mbps("d", 10, 10, 50)
+    out = []
+
+    def play():
+        for _ in range(count):
+            t0 = env.now
+            yield from net.transfer(link, "up", 100_000)
+            out.append(env.now - t0)
+            yield env.timeout(gap_s)
+
+    env.run(until=env.process(play()))
+    return out
+
+
+def test_the_send_buffer_holds_back_one_first_flight_then_grows():
+    """Linux's send buffer holds about 60 segments until it first holds data back. The
+    first message (70 segments, flights of 10, 20 and 40) never fills it; the second
+    starts on an 80-segment window, sends 60 and the rest a round trip later (see
+    ``test_idle_longer_than_the_rto_halves_the_window``), and grows it; the third goes
+    at once, at the rate (836,960 bits in 0.083696 s), as the second would without the
+    limit."""
+    first, second, third = _messages_apart(0.2, 3)
+    assert first == pytest.approx(0.39736, abs=1e-12)  # handshake and slow start
+    assert second == pytest.approx(0.05 + 0.1 + 0.011024, abs=1e-12)
+    assert third == pytest.approx(0.05 + 0.083696, abs=1e-12)
+    unlimited = _messages_apart(0.2, 3, TcpParams(send_buffer_segments=0))
+    assert unlimited[:2] == [pytest.approx(first, abs=1e-12), pytest.approx(third, abs=1e-12)]
+
+
+def test_which_messages_grow_the_send_buffer():
+    """A message beyond the 60-segment buffer grows it if it runs the buffer dry before
+    the blocked application refills it (woken once a third is free): its first flight
+    above a third of it in slow start, above two thirds past slow start, or the message
+    over a third longer than the buffer."""
+    tcp = TcpParams()
+    cases = [  # (window, slow-start threshold, message), in segments: grows?
+        (10, math.inf, 70, False), (20, math.inf, 70, False), (21, math.inf, 70, True),
+        (40, 20, 70, False), (41, 20, 70, True), (10, math.inf, 80, False),
+        (10, math.inf, 81, True), (80, math.inf, 60, False), (80, math.inf, 61, True)]
+    for window, ssthresh, message, grows in cases:
+        conn = DeviceLink.from_mbps("d", 10, 10, 50).connection
+        conn.ssthresh_bits["up"] = ssthresh * SEG
+        flight = conn.first_flight_bits(tcp, "up", window * SEG, message * SEG)
+        assert flight == (min(window, 60) if message > 60 else window) * SEG
+        assert conn.buffer_grows.get("up", False) is grows, (window, ssthresh, message)
 
 
 def test_two_flows_in_slow_start_share_the_server_link():

@@ -192,9 +192,7 @@ def _lossy_warm_link() -> DeviceLink:
     path caps it at 2e6 bits) and nothing sent yet."""
     link = DeviceLink.from_mbps("d", 10, 10, 50)
     link.loss_rate = 0.01
-    link.connection.open = True
-    link.connection.window_bits["up"] = 3 * 2**20 * 8
-    link.connection.last_send_end_s["up"] = 0.0
+    link.connection.warm(TcpParams(), "up", 3 * 2**20 * 8)
     return link
 
 
@@ -236,10 +234,8 @@ def test_each_direction_keeps_its_own_epochs():
     net = Network(env, Capacity("in", 1e12), Capacity("out", 1e12), tcp=TcpParams())
     link = DeviceLink.from_mbps("a", 100, 100, 50)
     link.loss_rate = 0.01
-    link.connection.open = True
     for direction, rate in (("up", 2e6), ("down", 4e6)):
-        link.connection.window_bits[direction] = 3 * 2**20 * 8
-        link.connection.last_send_end_s[direction] = 0.0
+        link.connection.warm(net.tcp, direction, 3 * 2**20 * 8)
         link.connection.segments_sent[direction] = 1000
         link.connection.loss_epochs[direction] = LossEpochs((), (rate,))
     ends = {}

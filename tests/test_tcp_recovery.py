@@ -58,9 +58,7 @@ def _warm_message(payload_bytes: int):
     net = Network(env, Capacity("in", 1e9), Capacity("out", 1e9), tcp=tcp)
     link = DeviceLink.from_mbps("d", 20, 20, 5)
     link.rtt_s = 0.01
-    link.connection.open = True
-    link.connection.window_bits["up"] = 902_030.4
-    link.connection.last_send_end_s["up"] = 0.0
+    link.connection.warm(net.tcp, "up", 902_030.4)
     env.run(until=env.process(net.transfer(link, "up", payload_bytes)))
     return env.now, link.connection
 
@@ -262,9 +260,7 @@ def test_a_message_cut_while_resending_delivered_all_but_its_lost_segments():
     net = Network(env, Capacity("in", 1e9), Capacity("out", 1e9), tcp=TcpParams())
     link = DeviceLink.from_mbps("d", 20, 20, 5)
     link.rtt_s = 0.01
-    link.connection.open = True
-    link.connection.window_bits["up"] = 902_030.4
-    link.connection.last_send_end_s["up"] = 0.0
+    link.connection.warm(net.tcp, "up", 902_030.4)
     seen = cut_transfer(env, net, link, "up", 100_000, 0.06)
     assert seen == {"fraction": pytest.approx(1 - 5 * SEG / 836_960, rel=1e-12), "at": 0.06}
     assert link.connection.window_bits["up"] == pytest.approx(0.7 * 902_030.4, rel=1e-12)

@@ -104,7 +104,7 @@ def probe_srtt_s(tcp: TcpParams, before_s: float, rtt_s: float, rate_bps: float,
     if loss.accepted <= 0:
         return before_s
     queue_bits = ahead_bits + loss.accepted * tcp.segment_bits
-    return tcp.smoothed_rtt_s(before_s, rtt_s, queue_bits, rate_bps, loss.accepted, ramp=True)
+    return tcp.smoothed_rtt_s(before_s, rtt_s, queue_bits, rate_bps, loss.accepted, ramp=1.0)
 
 
 def recovery_end_s(tcp: TcpParams, loss: BurstLoss, rate_bps: float, rtt_s: float,

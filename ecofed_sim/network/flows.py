@@ -119,10 +119,12 @@ class Network:
         framed = wire_bytes(payload_bytes, self.framing_bytes, self.framing_fraction)
         return self.tcp.wire_bytes(framed) if self.tcp is not None else framed
 
-    def _open_window(self, link: DeviceLink, direction: str, delay_s: float) -> Generator:
+    def _open_window(self, link: DeviceLink, direction: str, delay_s: float,
+                     wire_bits: float) -> Generator:
         """Process fragment: the handshake if the connection is new, then the window this
-        message starts from (after any restart for idleness). Its first round trip starts
-        as the first byte arrives, ``delay_s`` from now."""
+        message starts from (after any restart for idleness; no more than the send
+        buffer holds). Its first round trip starts as the first byte arrives,
+        ``delay_s`` from now."""
         tcp, conn, rtt_s = self.tcp, link.connection, link.round_trip_s
         if not conn.open or tcp.per_message_connections:
             yield self.env.timeout(rtt_s)  # SYN, SYN-ACK; the data goes with the ACK
@@ -130,7 +132,8 @@ class Network:
             conn.window_bits[direction] = tcp.initial_window_bits
             conn.last_send_end_s[direction] = self.env.now
         start, cap = conn.start(tcp, direction, self.env.now, rtt_s,
-                                self._path_rate_bps(link, direction), link.buffer_bytes)
+                                self._path_rate_bps(link, direction), link.buffer_bytes,
+                                wire_bits)
         return Window(rtt_s, start, cap, start, self.env.now + delay_s + rtt_s,
                       start_bits=start, ssthresh_bits=conn.ssthresh(direction),
                       segment_bits=tcp.segment_bits)
@@ -150,7 +153,7 @@ class Network:
         window, recovered_s, neck = None, None, None
         try:
             if self.tcp is not None and payload_bytes > 0:
-                window = yield from self._open_window(link, direction, delay_s)
+                window = yield from self._open_window(link, direction, delay_s, wire_bits)
             if delay_s > 0:
                 yield self.env.timeout(delay_s)
         except simpy.Interrupt as cut:

@@ -43,6 +43,15 @@ adds the window:
   (``ecofed_sim.network.burst``): the connection then recovers the lost segments as Linux
   does (RACK, RFC 8985; proportional rate reduction, RFC 6937), and its window and
   slow-start threshold become ``beta`` times the window (Cubic, RFC 9438);
+- a message starting from idle sends at most what the send buffer holds before its
+  first acknowledgement: Linux sizes a connection's buffer (``SO_SNDBUF``, autotuned
+  while ``tcp_wmem`` is not overridden) as it opens at ``2 * max(cwnd, 10)`` times 4,608
+  bytes of memory (``tcp_sndbuf_expand``; read as 101,376 bytes on the delay line), about
+  60 full segments at the 1,700 bytes each one queued costs. It grows the buffer (to the
+  same with the window of the moment) only once the buffer, not the window, held data
+  back. A message of 61-70 segments leaves slow start with a window beyond the buffer
+  without ever sending such a flight, so the next one that starts from idle sends 60
+  segments and the rest a round trip later (``send_buffer_segments``);
 - each segment of ``mss_bytes`` payload carries ``header_bytes`` of headers on the wire
   (Ethernet 14 + IPv4 20 + TCP 20 + timestamps 12 = 66 for MSS 1448 at MTU 1500);
 - random loss on a link (``loss_rate``, the chance that a segment is lost): a
@@ -72,6 +81,8 @@ HYSTART_DELAY_MIN_S, HYSTART_DELAY_MAX_S = 0.004, 0.016  # clamp of the delay th
 HYSTART_MIN_SAMPLES = 8  # acknowledgements whose RTTs the delay detector takes
 SRTT_GAIN = 1 / 8  # weight of each new RTT sample in the smoothed RTT (RFC 6298 alpha)
 SEGMENTS_PER_ACK = 2  # delayed ACKs: one per two full-sized segments (RFC 5681 4.2)
+# tcp_sndbuf_expand: 2 * cwnd * 4,608 bytes of memory, about 1,700 bytes per segment queued
+SEND_BUFFER_GROWTH = 2 * 4608 / 1700  # segments of send buffer per segment of window
 
 
 @dataclass(frozen=True)
@@ -92,10 +103,18 @@ class TcpParams:
     sack: bool = True  # selective acknowledgements (net.ipv4.tcp_sack=1, RFC 2018)
     random_loss: bool = True  # random loss falls at random (False: every 1/p segments)
     cubic_growth: bool = True  # after a random loss, Cubic's curve (False: Reno's line)
+    send_buffer_segments: int = 60  # a first flight before the send buffer grows (0: any)
 
     @property
     def segment_bits(self) -> int:
         return (self.mss_bytes + self.header_bytes) * BITS_PER_BYTE
+
+    @property
+    def send_buffer_bits(self) -> float:
+        """The most a connection's first flights may hold until its send buffer grows."""
+        if self.send_buffer_segments <= 0:
+            return math.inf
+        return self.send_buffer_segments * self.segment_bits
 
     @property
     def initial_window_bits(self) -> int:
@@ -180,23 +199,24 @@ class TcpParams:
         return pipe_bits, min(self.receive_window_bytes * BITS_PER_BYTE, pipe_bits)
 
     def smoothed_rtt_s(self, before_s: float, rtt_s: float, queue_bits: float,
-                       rate_bps: float, segments: int, ramp: bool) -> float:
+                       rate_bps: float, segments: int, ramp: float) -> float:
         """The smoothed RTT after a message of ``segments`` whose last segment found
         ``queue_bits`` ahead of it at a bottleneck of ``rate_bps``. Linux's
         ``tcp_rtt_estimator`` moves it an eighth of the way to each acknowledgement's RTT
         sample, one per two segments: over a long message it forgets ``before_s`` and
-        follows the last samples. Where the queue grew as the message went (``ramp``: a
-        burst, or a round of slow start, one segment's wait per segment sent), it lags
-        the last sample by the mean age of its weights, 7 samples, 14 segments' waits:
-        100 KB in one burst at 100 Mbit/s (69 segments, the last waiting 8.4 ms) leaves
-        RTT + 6.7 ms; Linux reported RTT + 6.9-7.1 ms on the delay line
-        (``benchmarks/delayline/exchange_info.py``). An open window holds its queue
-        steady: the samples are RTT plus its wait."""
+        follows the last samples. Where the queue grew as the message went (``ramp``
+        segments' waits per segment sent: one in a burst, half in a round of slow
+        start), it lags the last sample by the mean age of its weights, 7 samples, 14
+        segments sent: 100 KB in one burst at 100 Mbit/s (69 segments, the last waiting
+        8.4 ms) leaves RTT + 6.7 ms; Linux reported RTT + 6.9-7.1 ms on the delay line
+        (``benchmarks/delayline/exchange_info.py``). 100 KB from the initial window at
+        5 Mbit/s and 100 ms (rounds of 10, 20 and 40 segments, the last round's last
+        segment behind 20) leaves RTT + 31.2 ms; Linux reported RTT + 38.5-38.7 ms. An
+        open window holds its queue steady (``ramp`` 0): the samples are RTT plus its
+        wait."""
         samples = max(segments / SEGMENTS_PER_ACK, 1.0)
         kept = (1 - SRTT_GAIN) ** samples
-        lag_bits = 0.0
-        if ramp:
-            lag_bits = (1 - SRTT_GAIN) / SRTT_GAIN * SEGMENTS_PER_ACK * self.segment_bits
+        lag_bits = ramp * (1 - SRTT_GAIN) / SRTT_GAIN * SEGMENTS_PER_ACK * self.segment_bits
         target_s = rtt_s + max(queue_bits - lag_bits, 0.0) / rate_bps
         return kept * before_s + (1 - kept) * target_s
 
@@ -276,21 +296,59 @@ class Connection:
     loss_epochs: dict[str, LossEpochs | DrawnLossEpochs] = field(
         default_factory=dict)  # ``network.loss``
     first_loss_segments: dict[str, float] = field(default_factory=dict)  # into it
+    send_buffer_bits: dict[str, float] = field(default_factory=dict)  # once it has grown
+    buffer_grows: dict[str, bool] = field(default_factory=dict)  # the message in flight grows it
+
+    def first_flight_bits(self, tcp: TcpParams, direction: str, window_bits: float,
+                          message_bits: float) -> float:
+        """What a message starting from idle sends before its first acknowledgement: its
+        window, or, if the message is longer than the send buffer, what the buffer holds
+        if that is less (a shorter message is all in the buffer). The buffer grows (to
+        ``SEND_BUFFER_GROWTH`` times the window) if the message finds it short: Linux
+        grows it when an acknowledgement leaves the window room while the buffer has no
+        unsent data left, and the application, blocked on a full buffer, is woken only
+        once a third of it is free (``sk_stream_min_wspace``, half of what is queued).
+        A message beyond the buffer runs it dry first if its first flight exceeds a third
+        of it (in slow start each acknowledgement sends two segments and frees one), two
+        thirds past slow start (one for one), or if it is more than a third longer than
+        the buffer (one refill does not take it all)."""
+        buffer_bits = self.send_buffer_bits.get(direction, tcp.send_buffer_bits)
+        if message_bits <= buffer_bits:
+            return window_bits
+        share = 1 / 3 if window_bits < self.ssthresh(direction) else 2 / 3
+        if window_bits > share * buffer_bits or message_bits > 4 / 3 * buffer_bits:
+            self.buffer_grows[direction] = True  # with the window it ends with
+        return min(window_bits, buffer_bits)
+
+    def warm(self, tcp: TcpParams, direction: str, window_bits: float,
+             last_send_s: float = 0.0) -> None:
+        """Open, with ``window_bits`` reached by a transfer whose last segment left at
+        ``last_send_s``: a transfer that long also grew the send buffer."""
+        self.open = True
+        self.window_bits[direction], self.last_send_end_s[direction] = window_bits, last_send_s
+        self.grow_send_buffer(tcp, direction, window_bits)
+
+    def grow_send_buffer(self, tcp: TcpParams, direction: str, window_bits: float) -> None:
+        """Linux's ``tcp_sndbuf_expand`` with a window of ``window_bits``: never smaller."""
+        self.send_buffer_bits[direction] = max(
+            self.send_buffer_bits.get(direction, tcp.send_buffer_bits),
+            SEND_BUFFER_GROWTH * window_bits)
 
     def start(self, tcp: TcpParams, direction: str, now_s: float, rtt_s: float,
-              rate_bps: float, buffer_bytes: float | None) -> tuple[float, float]:
-        """(window, cap) a message starts with: the connection's window after any
-        restart for idleness, capped by the receive window and by what the path holds
-        (bandwidth-delay product plus the bottleneck's buffer). A restart keeps at least
-        three quarters of the old window as the slow-start threshold (Linux
-        ``tcp_current_ssthresh``)."""
+              rate_bps: float, buffer_bytes: float | None,
+              message_bits: float = 0.0) -> tuple[float, float]:
+        """(first flight, cap) of a message of ``message_bits``: the connection's window
+        after any restart for idleness, capped by the receive window and by what the
+        path holds (bandwidth-delay product plus the bottleneck's buffer), and by the
+        send buffer (``first_flight_bits``). A restart keeps at least three quarters of
+        the old window as the slow-start threshold (Linux ``tcp_current_ssthresh``)."""
         before = self.window_bits.setdefault(direction, tcp.initial_window_bits)
         idle_s = now_s - self.last_send_end_s.get(direction, now_s)
         window = tcp.restart_window_bits(before, idle_s, self.srtt_s.get(direction, rtt_s))
         if window < before:
             self.ssthresh_bits[direction] = max(self.ssthresh(direction), 0.75 * before)
         _, cap = tcp.pipe_and_cap_bits(rate_bps, rtt_s, buffer_bytes)
-        return min(window, cap), cap
+        return self.first_flight_bits(tcp, direction, min(window, cap), message_bits), cap
 
     def ssthresh(self, direction: str) -> float:
         return self.ssthresh_bits.get(direction, math.inf)
@@ -312,11 +370,13 @@ class Connection:
                                             window.cap_bits,
                                             window.served_rate_bps(sent_bits, rate_bps), rtt_s)
         self.window_bits[direction], self.ssthresh_bits[direction] = grown, ssthresh
+        if self.buffer_grows.pop(direction, False):  # again as the window grew
+            self.grow_send_buffer(tcp, direction, max(grown, window.start_bits))
         self.segments_sent[direction] = self.segments_sent.get(direction, 0.0) + sent
         queue_bits = min(window.queue_at_end_bits(total_bits, rate_bps * rtt_s),
                          tcp.buffer_bits(rate_bps, rtt_s, buffer_bytes))
         self.srtt_s[direction] = tcp.smoothed_rtt_s(
             self.srtt_s.get(direction, rtt_s), rtt_s, queue_bits, rate_bps, sent,
-            ramp=window.queue_ramped(total_bits))
+            ramp=window.queue_ramp(total_bits))
         self.last_send_end_s[direction] = arrived_s - latency_s - (
             0.0 if window.lost_segments else queue_bits / rate_bps)

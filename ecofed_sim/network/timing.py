@@ -55,10 +55,11 @@ def time_messages(rate_mbps: float, rtt_ms: float, payload_bytes: int,
         link.connection.open = True
         pipe_bits, cap_bits = params.pipe_and_cap_bits(rate_mbps * MBPS, rtt_ms / 1e3, None)
         for d in ("up", "down"):
-            link.connection.window_bits[d] = (params.steady_window_bits(cap_bits, pipe_bits)
-                                              if pattern == "warm" else
-                                              params.initial_window_bits)
-            link.connection.last_send_end_s[d] = 0.0
+            if pattern == "warm":  # opened by a long transfer, which grew the send buffer
+                link.connection.warm(params, d, params.steady_window_bits(cap_bits, pipe_bits))
+            else:
+                link.connection.window_bits[d] = params.initial_window_bits
+                link.connection.last_send_end_s[d] = 0.0
     times: list[float] = []
 
     def one(direction: str) -> Generator:

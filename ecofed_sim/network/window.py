@@ -77,10 +77,14 @@ class Window:
             return max(self.window_bits - bdp_bits, 0.0)
         return max(self.window_bits - max(self.left_bits, 0.0), 0.0) / 2
 
-    def queue_ramped(self, total_bits: float) -> bool:
-        """Whether that queue grew as the message went (one burst, or a round of slow
-        start) rather than standing at an open window's excess."""
-        return self.start_bits >= total_bits or not self.open
+    def queue_ramp(self, total_bits: float) -> float:
+        """How fast that queue grew as the message went, in segments' waits per segment
+        sent: one in a burst; half in a round of slow start (each acknowledgement
+        releases two segments while the bottleneck drains one); none at an open window,
+        whose queue stands at its excess."""
+        if self.start_bits >= total_bits:
+            return 1.0
+        return 0.0 if self.open else 0.5
 
     def at_loss_bits(self) -> float:
         """The window a random loss finds when it is detected, a round trip after the lost
