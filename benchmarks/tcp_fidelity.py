@@ -16,13 +16,16 @@ simulated under ``tcp`` and ``flow``, the ratios; then the worst cases and the s
 
 Each row keeps every repeat's value (``measured_runs_s``): where real TCP itself has two
 outcomes (a lost tail, an RTO crossed or not), the median of an even number of repeats
-lies between them.
+lies between them. Exchange rows also keep every exchange of every repeat and the
+model's (``measured_exchanges_s``, ``tcp_exchanges_s``), scored each on its own after
+the summary: the first, the second, the later ones.
 """
 
 from __future__ import annotations
 
 import argparse
 import atexit
+import fcntl
 import json
 import shutil
 import statistics
@@ -36,6 +39,7 @@ HERE = Path(__file__).resolve().parent
 NS_DEV, NS_SRV = "efs_tcp_dev", "efs_tcp_srv"
 IP_DEV, IP_SRV, PORT = "10.78.0.1", "10.78.0.2", 50078
 PEER = HERE / "delayline" / "peer.py"
+LOCK = Path(tempfile.gettempdir()) / "ecofed_sim_delayline.lock"  # one path at a time
 
 
 class Unavailable(RuntimeError):
@@ -57,11 +61,27 @@ def build_delayline() -> Path:
 
 
 class Path_:
-    """Both namespaces and the delay line between them, at one rate and RTT."""
+    """Both namespaces and the delay line between them, at one rate and RTT. Their
+    names are fixed, so one process at a time holds them (``LOCK``): a second benchmark
+    would tear down the first one's path mid-measurement."""
 
     def __init__(self, rate_mbps: float, rtt_ms: float) -> None:
-        self.teardown()
+        self.lock = LOCK.open("w")
+        try:
+            fcntl.flock(self.lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.lock.close()
+            raise Unavailable(f"another delay-line benchmark is running ({LOCK} is "
+                              "locked)") from None
         atexit.register(self.teardown)
+        try:
+            self._build(rate_mbps, rtt_ms)
+        except BaseException:
+            self.teardown()  # and let the next one have the lock
+            raise
+
+    def _build(self, rate_mbps: float, rtt_ms: float) -> None:
+        self.clean()
         try:
             for ns in (NS_DEV, NS_SRV):
                 sh("ip", "netns", "add", ns)
@@ -82,10 +102,16 @@ class Path_:
             sh("ip", "-n", ns, "link", "set", "dl0", "txqueuelen", "100000", "up")
 
     @staticmethod
-    def teardown() -> None:
+    def clean() -> None:
+        """Remove the namespaces and stop the delay line (a crashed run's too)."""
         subprocess.run(["pkill", "-f", "ecofed_sim_delayline"], capture_output=True)
         for ns in (NS_DEV, NS_SRV):
             sh("ip", "netns", "del", ns, check=False)
+
+    def teardown(self) -> None:
+        if not self.lock.closed:
+            self.clean()
+            self.lock.close()  # releases the lock
 
     def measure(self, pattern: str, nbytes: int, gap_s: float, count: int) -> list[float]:
         srv = subprocess.Popen(["ip", "netns", "exec", NS_SRV, sys.executable, str(PEER),
@@ -137,20 +163,25 @@ def cases(quick: bool, rates, rtts, only=PATTERNS) -> list[tuple]:
 def run_case(path: Path_, rate, rtt, nbytes, pattern, gap_s, repeats: int, count: int):
     """Median over repeats of each value (a fresh or warm message, or the exchanges
     after the first), with the spread that flags a disturbed case."""
-    runs = []
+    runs, exchanges = [], []
     for _ in range(repeats):
         values = path.measure(pattern, nbytes, gap_s, count)
         runs.append(statistics.median(values[1:]) if pattern == "exchange" else values[0])
+        exchanges.append(values)
     tcp, flow = simulated(rate, rtt, nbytes, pattern, gap_s, count)
     sim_tcp = statistics.median(tcp[1:]) if pattern == "exchange" else tcp[0]
     sim_flow = statistics.median(flow[1:]) if pattern == "exchange" else flow[0]
     measured = statistics.median(runs)
-    return {"rate_mbps": rate, "rtt_ms": rtt, "bytes": nbytes, "pattern": pattern,
-            "gap_s": gap_s, "measured_runs_s": runs, "measured_min_s": min(runs),
-            "measured_s": measured,
-            "tcp_s": sim_tcp, "flow_s": sim_flow, "tcp_ratio": sim_tcp / measured,
-            "flow_ratio": sim_flow / measured,
-            "disturbed": (measured - min(runs)) / min(runs) > 0.10}
+    row = {"rate_mbps": rate, "rtt_ms": rtt, "bytes": nbytes, "pattern": pattern,
+           "gap_s": gap_s, "measured_runs_s": runs, "measured_min_s": min(runs),
+           "measured_s": measured,
+           "tcp_s": sim_tcp, "flow_s": sim_flow, "tcp_ratio": sim_tcp / measured,
+           "flow_ratio": sim_flow / measured,
+           "disturbed": (measured - min(runs)) / min(runs) > 0.10}
+    if pattern == "exchange":
+        row.update(count=count, measured_exchanges_s=exchanges, tcp_exchanges_s=tcp,
+                   flow_exchanges_s=flow)
+    return row
 
 
 def report(rates, rtts, quick: bool = True, repeats: int = 3, count: int = 6,
@@ -206,18 +237,47 @@ def summary(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def by_exchange(rows: list[dict]) -> str:
+    """Each exchange on its own, where rows keep them (``measured_exchanges_s``): the
+    median over repeats of the first, the second and each later exchange of a case
+    against the model's. The grid's figure, the median of the exchanges after the
+    first, does not see the second exchange, where a connection's first message with
+    a window beyond its send buffer is (``network.send_buffer_segments``)."""
+    kept = [r for r in rows if r.get("measured_exchanges_s")]
+    if not kept:
+        return ""
+    scores: dict[str, dict[str, list[bool]]] = {}
+    for r in kept:
+        for i, runs in enumerate(zip(*r["measured_exchanges_s"], strict=True)):
+            label = ("first", "second")[i] if i < 2 else "later"
+            measured = statistics.median(runs)
+            for model in ("tcp", "flow"):
+                ratio = r[f"{model}_exchanges_s"][i] / measured
+                scores.setdefault(label, {}).setdefault(model, []).append(
+                    abs(ratio - 1) <= 0.10)
+    lines = [f"{'exchange, alone':<18} {'tcp within 10%':>15} {'flow within 10%':>16}"]
+    for label, by_model in scores.items():
+        tcp, flow = by_model["tcp"], by_model["flow"]
+        lines.append(f"{label:<18} {sum(tcp):>9}/{len(tcp):<5} {sum(flow):>10}/{len(flow):<5}")
+    return "\n".join(lines)
+
+
 def rescore(rows: list[dict], count: int) -> list[dict]:
-    """Stored measurements against the current model (the measured values stand)."""
+    """Stored measurements against the current model (the measured values stand). A
+    row that recorded its exchanges per case (``count``) is simulated with as many."""
     out = []
     for r in rows:
         tcp, flow = simulated(r["rate_mbps"], r["rtt_ms"], r["bytes"], r["pattern"],
-                              r["gap_s"], count)
+                              r["gap_s"], r.get("count", count))
         pick = (lambda v: statistics.median(v[1:])) if r["pattern"] == "exchange" else (
             lambda v: v[0])
         sim_tcp, sim_flow = pick(tcp), pick(flow)
-        out.append({**r, "tcp_s": sim_tcp, "flow_s": sim_flow,
-                    "tcp_ratio": sim_tcp / r["measured_s"],
-                    "flow_ratio": sim_flow / r["measured_s"]})
+        row = {**r, "tcp_s": sim_tcp, "flow_s": sim_flow,
+               "tcp_ratio": sim_tcp / r["measured_s"],
+               "flow_ratio": sim_flow / r["measured_s"]}
+        if "measured_exchanges_s" in r:
+            row.update(tcp_exchanges_s=tcp, flow_exchanges_s=flow)
+        out.append(row)
     return out
 
 
@@ -231,12 +291,16 @@ def main() -> None:
     p.add_argument("--patterns", nargs="+", choices=PATTERNS, default=list(PATTERNS),
                    help="only these patterns")
     p.add_argument("--count", type=int, default=6, help="exchanges per case")
-    p.add_argument("--json", type=Path, help="also write the rows here")
+    p.add_argument("--json", type=Path,
+                   help="also write the rows here (with --rescore: the rescored rows)")
     p.add_argument("--rescore", type=Path, metavar="JSON",
                    help="no measuring: hold rows written by --json against the current model")
     args = p.parse_args()
     if args.rescore:
-        print(summary(rescore(json.loads(args.rescore.read_text()), args.count)))
+        rows = rescore(json.loads(args.rescore.read_text()), args.count)
+        print("\n".join(filter(None, [summary(rows), by_exchange(rows)])))
+        if args.json:
+            args.json.write_text(json.dumps(rows, indent=1))
         return
     started = time.time()
     try:
@@ -244,7 +308,7 @@ def main() -> None:
                       patterns=args.patterns)
     except Unavailable as err:
         sys.exit(f"skipped: {err}")
-    print(summary(rows))
+    print("\n".join(filter(None, [summary(rows), by_exchange(rows)])))
     print(f"{len(rows)} cases in {time.time() - started:.0f} s")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))

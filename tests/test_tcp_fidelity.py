@@ -133,3 +133,60 @@ def test_the_breakdown_timeline_marks_resent_segments():
                 (10.2, 4, 5000, 80, seq0 + 1448, 0, 1448)]  # the second resent
     assert [line.split()[2:] for line in rb.timeline(Sent, packets)] == [
         ["sent", "0-2"], ["acked", "up", "to", "1.0"], ["resent", "1"]]
+
+
+def test_a_second_delay_line_benchmark_is_refused_while_one_runs():
+    """The namespaces' names are fixed: a second path would tear down the first's."""
+    import fcntl
+
+    tf = _load("tcp_fidelity")
+    with tf.LOCK.open("w") as held:
+        try:
+            fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pytest.skip("a delay-line benchmark is running here")
+        with pytest.raises(tf.Unavailable, match="another delay-line benchmark is running"):
+            tf.Path_(20, 40)
+
+
+def test_each_exchange_is_scored_on_its_own():
+    tf = _load("tcp_fidelity")
+    row = dict(rate_mbps=20, rtt_ms=40, bytes=100_000, pattern="exchange", gap_s=0.0,
+               measured_exchanges_s=[[1.0, 2.0, 1.0], [1.0, 2.2, 1.0], [1.0, 1.8, 1.0]],
+               tcp_exchanges_s=[1.05, 1.0, 1.0], flow_exchanges_s=[0.5, 2.0, 1.08])
+    lines = tf.by_exchange([row, dict(row, pattern="warm", measured_exchanges_s=None)])
+    table = {line.split()[0]: line.split()[1:] for line in lines.splitlines()[1:]}
+    assert table == {"first": ["1/1", "0/1"], "second": ["0/1", "1/1"],
+                     "later": ["1/1", "1/1"]}
+    assert tf.by_exchange([dict(row, measured_exchanges_s=None)]) == ""
+
+
+def test_a_rescored_exchange_row_is_simulated_with_its_own_count():
+    from ecofed_sim.network import time_messages
+
+    tf = _load("tcp_fidelity")
+    base = dict(rate_mbps=20, rtt_ms=10, bytes=10_000, pattern="exchange", gap_s=0.0,
+                measured_s=0.01)
+    kept, old = tf.rescore([dict(base, count=4, measured_exchanges_s=[[0.01] * 4]),
+                            base], count=3)
+    assert kept["tcp_exchanges_s"] == time_messages(20, 10, 10_000, "exchange", count=4)
+    assert len(kept["flow_exchanges_s"]) == 4 and "tcp_exchanges_s" not in old
+
+
+def test_the_flights_of_each_reply_are_read_from_the_trace():
+    import sys
+
+    sys.path.insert(0, str(PATH.parent / "delayline"))
+    ei = load_script("benchmarks/delayline/exchange_info.py")
+    n, mss = 100_000, 1448
+
+    def data(t: float, seq: int) -> tuple:  # (time, outgoing, sport, dport, seq, ack, size)
+        return (t, 4, ei.PORT, 40000, 7 + seq, 0, mss)
+
+    packets = [data(i * 1e-4, i * mss) for i in range(10)]  # reply 1: one flight of 10
+    packets += [(0.5, 0, 40000, ei.PORT, 1, 7, 0)]  # an acknowledgement: not a send
+    packets += [data(1.0 + i * 1e-5, n + i * mss) for i in range(59)]
+    packets += [data(1.1 + i * 1e-5, n + (59 + i) * mss) for i in range(11)]
+    packets += [data(1.3, n + 3 * mss)]  # a segment of reply 2 sent again
+    assert ei.flights(packets, n, 3) == ["10", "59+11+1r", ""]
+    assert ei.flights([], n, 2) == ["?", "?"]

@@ -5,10 +5,19 @@ in them. The client sends BYTES, the server echoes BYTES once all has arrived, C
 times on one connection (``time_messages``' ``exchange`` pattern), idle GAP_S seconds
 between exchanges (default 0). After each exchange it prints the duration and, from
 ``TCP_INFO``, the client's (uploads) and the server's (downloads) congestion window and
-slow-start threshold in segments, smoothed RTT and retransmissions so far. The server
-reads its own after the next message has arrived (its reply is then acknowledged).
+slow-start threshold in segments, retransmissions so far, smoothed RTT, RTT variance and
+RTO, the peer's receive window (``snd_wnd``) and the socket's send buffer
+(``SO_SNDBUF``, bytes of memory). The server reads its own after the next message has
+arrived (its reply is then acknowledged), just before it sends the next reply: the state
+that reply starts from.
+
+``--flights`` also traces the server's packets (``capture.py``'s sniffer) and prints the
+flights each reply left in: segments sent less than 1 ms apart, a round trip or more
+between flights. A reply whose window exceeds the send buffer leaves as what the buffer
+holds (about 60 segments until it first grows) and the rest a round trip later.
 
     python benchmarks/delayline/exchange_info.py RATE_MBPS RTT_MS BYTES [COUNT [GAP_S]]
+                                                 [--flights]
 
 Needs root, iproute2, gcc and /dev/net/tun (as ``tcp_fidelity.py``).
 """
@@ -30,10 +39,14 @@ PORT = 50093
 
 
 def tcp_info(s: socket.socket) -> dict:
-    raw = s.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
-    fields = {"srtt_us": 68, "ssthresh": 76, "cwnd": 80, "retrans": 100}
+    raw = s.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 232)
+    fields = {"rto_us": 8, "srtt_us": 68, "rttvar_us": 72, "ssthresh": 76, "cwnd": 80,
+              "retrans": 100, "rcv_ssthresh": 64, "snd_wnd": 228}
     info = {k: struct.unpack_from("<I", raw, off)[0] for k, off in fields.items()}
-    info["srtt_ms"] = info.pop("srtt_us") / 1e3
+    info["rwnd_limited_ms"] = struct.unpack_from("<Q", raw, 176)[0] / 1e3
+    info["sndbuf"] = s.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+    for key in ("rto", "srtt", "rttvar"):
+        info[f"{key}_ms"] = info.pop(f"{key}_us") / 1e3
     return info
 
 
@@ -69,15 +82,47 @@ def in_ns(ns: str, *args: str) -> subprocess.Popen:
                             stdout=subprocess.PIPE, text=True)
 
 
+def flights(packets: list, n: int, count: int) -> list[str]:
+    """Per reply, the sizes of the flights it left the server in (``+`` between them), a
+    resent segment marked ``r``: from the sniffer's packets, data sent from ``PORT``."""
+    sent = [(t, seq) for t, kind, sport, _, seq, _, size in packets
+            if kind == 4 and sport == PORT and size > 0]
+    if not sent:
+        return ["?"] * count
+    first, seen = sent[0][1], set()
+    replies: list[list[list]] = [[] for _ in range(count)]
+    last_t = -1.0
+    for t, seq in sent:
+        i = min(((seq - first) % 2**32) // n, count - 1)
+        resent = seq in seen
+        seen.add(seq)
+        if replies[i] and t - last_t < 0.001:
+            replies[i][-1][0] += 1
+            replies[i][-1][1] += resent
+        else:
+            replies[i].append([1, int(resent)])
+        last_t = t
+    return ["+".join(f"{k}{'r' * bool(r)}" for k, r in reply) for reply in replies]
+
+
 def main() -> None:
     sys.path.insert(0, str(HERE.parent))
     from tcp_fidelity import IP_SRV, NS_DEV, NS_SRV, Path_
 
-    rate, rtt, n = float(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
-    count = int(sys.argv[4]) if len(sys.argv) > 4 else 6
-    gap_s = float(sys.argv[5]) if len(sys.argv) > 5 else 0.0
+    args = [a for a in sys.argv[1:] if a != "--flights"]
+    traced = "--flights" in sys.argv
+    rate, rtt, n = float(args[0]), float(args[1]), int(args[2])
+    count = int(args[3]) if len(args) > 3 else 6
+    gap_s = float(args[4]) if len(args) > 4 else 0.0
     path = Path_(rate, rtt)
     try:
+        sniffer = None
+        if traced:  # long enough for every exchange at a fifth of the rate, and the gaps
+            seconds = count * (gap_s + 2 * rtt / 1e3 + 40 * n * 8 / (rate * 1e6)) + 2
+            sniffer = subprocess.Popen(["ip", "netns", "exec", NS_SRV, sys.executable,
+                                        str(HERE / "capture.py"), "sniff", f"{seconds:.1f}"],
+                                       stdout=subprocess.PIPE, text=True)
+            sniffer.stdout.readline()  # ready
         srv = in_ns(NS_SRV, "server", IP_SRV, str(n), str(count))
         srv.stdout.readline()  # listening
         cli = in_ns(NS_DEV, "client", IP_SRV, str(n), str(count), str(gap_s))
@@ -85,11 +130,15 @@ def main() -> None:
         downs = json.loads(srv.stdout.readline())
         for p in (cli, srv):
             p.wait(timeout=30)
+        shown = (flights(json.loads(sniffer.stdout.readlines()[-1]), n, count) if traced
+                 else None)
     finally:
         path.teardown()
     print(f"{rate:g} Mbit/s, {rtt:g} ms, {n:,} B exchanges, {gap_s:g} s apart")
     for i, ((ms, up), down) in enumerate(zip(rows, downs, strict=True)):
         print(f"{i + 1:3d} {ms:8.1f} ms  up {up}  down {down}")
+        if shown:
+            print(f"    reply {i + 1} left the server in flights of {shown[i]} segments")
 
 
 if __name__ == "__main__":
