@@ -42,8 +42,11 @@ def tcp_info(s: socket.socket) -> dict:
     raw = s.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 232)
     fields = {"rto_us": 8, "srtt_us": 68, "rttvar_us": 72, "ssthresh": 76, "cwnd": 80,
               "retrans": 100, "rcv_ssthresh": 64, "snd_wnd": 228}
-    info = {k: struct.unpack_from("<I", raw, off)[0] for k, off in fields.items()}
-    info["rwnd_limited_ms"] = struct.unpack_from("<Q", raw, 176)[0] / 1e3
+    # an older kernel's tcp_info is shorter: what it lacks is left out
+    info = {k: struct.unpack_from("<I", raw, off)[0] for k, off in fields.items()
+            if off + 4 <= len(raw)}
+    if len(raw) >= 184:
+        info["rwnd_limited_ms"] = struct.unpack_from("<Q", raw, 176)[0] / 1e3
     info["sndbuf"] = s.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
     for key in ("rto", "srtt", "rttvar"):
         info[f"{key}_ms"] = info.pop(f"{key}_us") / 1e3
