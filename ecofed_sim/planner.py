@@ -176,7 +176,8 @@ class Timer:
                                                          ssthresh, self.tcp.segment_bits)
         arrived_s = begin_s + cls.latency_s + flight_s
         loss = burst_loss(self.tcp, window, bits,
-                          self.tcp.buffer_bits(path_bps, cls.rtt_s, cls.buffer_bytes))
+                          self.tcp.buffer_bits(path_bps, cls.rtt_s, cls.buffer_bytes),
+                          rate_bps=path_bps)
         if loss is not None:  # the message ends when its last lost segment arrives, resent
             srtt_s = probe_srtt_s(self.tcp, conn.srtt_s.get(direction, cls.rtt_s), cls.rtt_s,
                                   path_bps, loss)

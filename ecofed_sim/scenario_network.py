@@ -119,6 +119,13 @@ class NetworkSpec(StrictModel):
     61-70 segments leaves a window the buffer cannot fill at once (0: no such limit,
     as with a large SO_SNDBUF)"""
 
+    line_rate_mbps: float = Field(10_000.0, gt=0, le=10**7, json_schema_extra=TIMING)
+    """tcp: the line rate at which a window sent at once reaches the bottleneck's buffer
+    (the hop before it), Mbit/s; the bottleneck drains while it comes, so a slower hop
+    lets more of the burst in. 10,000: a 10 Gbit/s line (on the delay line, 275 of a
+    612-segment burst into a 330-packet buffer at 100 Mbit/s were lost: the drain let in
+    6 more)"""
+
     def tcp_params(self):
         """The TCP model's parameters, or None under the flow transport."""
         from ecofed_sim.network import TcpParams
@@ -130,7 +137,7 @@ class NetworkSpec(StrictModel):
                          self.min_rto_ms, self.connections == "per_message", self.hystart,
                          self.burst_loss, self.cubic_beta, self.timer_tick_ms, self.sack,
                          self.loss_gaps == "random", self.cubic_growth,
-                         self.send_buffer_segments)
+                         self.send_buffer_segments, self.line_rate_mbps)
 
     message_overhead_bytes: int = Field(0, ge=0, le=10**9, json_schema_extra=TIMING)
     """bytes each message carries besides its payload, counted as traffic (kind

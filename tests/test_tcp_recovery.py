@@ -78,6 +78,18 @@ def test_what_a_burst_loses_in_segments():
     tcp = TcpParams()
     # 70 segments, window 74, buffer 64: 5 full lost, the short last one comes after
     assert burst_loss(tcp, 74 * SEG, 836_960, 775_168) == BurstLoss(64, 5, 1)
+    # at 20 Mbit/s, 836,960 bits from a 10 Gbit/s line drain 1,673.92 bits as they
+    # come: less than a segment, the same loss
+    assert burst_loss(tcp, 74 * SEG, 836_960, 775_168, rate_bps=20e6) == BurstLoss(64, 5, 1)
+    # 612 full segments into 330.25 packets' room at 100 Mbit/s: 7,412,544 bits take
+    # 741.25 us at 10 Gbit/s, in which 74,125.44 bits drain: room for 336 (330 + 6.12)
+    assert burst_loss(tcp, 612 * SEG, 1e6 * 1514 / 1448 * 8, 4e6,
+                      rate_bps=100e6) == BurstLoss(336, 276, 79, 79)
+    assert burst_loss(tcp, 612 * SEG, 1e6 * 1514 / 1448 * 8, 4e6) == BurstLoss(330, 282, 79, 79)
+    # a slower hop before the bottleneck lets in more: at 1 Gbit/s, 61.2 segments drain
+    slow_hop = TcpParams(line_rate_mbps=1000)
+    assert burst_loss(slow_hop, 612 * SEG, 1e6 * 1514 / 1448 * 8, 4e6,
+                      rate_bps=100e6) == BurstLoss(391, 221, 79, 79)
     # exactly 70 full segments: the last is lost too, and nothing follows the hole
     assert burst_loss(tcp, 74 * SEG, 70 * SEG, 775_168) == BurstLoss(64, 6, 0)
     # a window of 50 below the message: 10 lost past a 40-packet buffer, then 20 more

@@ -104,6 +104,7 @@ class TcpParams:
     random_loss: bool = True  # random loss falls at random (False: every 1/p segments)
     cubic_growth: bool = True  # after a random loss, Cubic's curve (False: Reno's line)
     send_buffer_segments: int = 60  # a first flight before the send buffer grows (0: any)
+    line_rate_mbps: float = 10_000.0  # a burst reaches the bottleneck's buffer this fast
 
     @property
     def segment_bits(self) -> int:
@@ -115,6 +116,10 @@ class TcpParams:
         if self.send_buffer_segments <= 0:
             return math.inf
         return self.send_buffer_segments * self.segment_bits
+
+    @property
+    def line_rate_bps(self) -> float:
+        return self.line_rate_mbps * 1e6
 
     @property
     def initial_window_bits(self) -> int:
