@@ -14,7 +14,12 @@ from the sender's first byte to the receiver's last:
   RTT then, and the segments its first burst lost (``Window.lost_segments``), read by
   wrapping the transport's ``Connection`` for the simulation.
 
-Messages are grouped by the flights their window needs (``ceil(segments / window)``: 1
+Then each kind of message (direction and size) as distributions, real against the
+model: the 10th percentile, median and 90th percentile of its durations. A round at a
+shared bottleneck is chaotic (one loss more or less reorders who meets whom), so these,
+not a message set against its own simulated self, are what the model should match.
+
+Messages are also grouped by the flights their window needs (``ceil(segments / window)``: 1
 is the whole message in one burst) and by loss. Then the senders' smoothed RTTs as the
 messages started (median, 10th and 90th percentiles): it sets when the loss probe and
 the RTO fire, so whether a window restarts after idle. ``--capture N`` also sniffs the devices'
@@ -134,6 +139,37 @@ def spread(rows: list[dict]) -> str:
     return f"{statistics.median(ms):.1f} ({low:.1f}-{high:.1f})"
 
 
+def quantiles_ms(values_s: list[float]) -> str:
+    """10th percentile, median and 90th percentile, ms."""
+    ms = sorted(v * 1e3 for v in values_s)
+    low, high = (ms[min(int(q * len(ms)), len(ms) - 1)] for q in (0.1, 0.9))
+    return f"{low:7.1f} {statistics.median(ms):7.1f} {high:7.1f}"
+
+
+def by_kind(rounds: list[dict]) -> list[str]:
+    """Each kind of message (direction and size, of ``MIN_SEGMENTS`` segments or more),
+    real against the model, as distributions: n, then the 10th percentile, median and
+    90th percentile of the durations, ms (real: the sender's first byte to the
+    receiver's last; the model: the message's start to its end in the simulation).
+    Which message meets which others at the bottleneck differs between the two (a round
+    at a shared bottleneck is chaotic), so the same message is not compared with
+    itself: the kinds' distributions are what the model should reproduce."""
+    kinds: dict[tuple[str, int], list] = {}
+    for msgs in rounds:
+        for client_msgs in msgs.values():
+            for m in client_msgs:
+                if math.ceil(m.nbytes / 1448) >= MIN_SEGMENTS:
+                    kinds.setdefault((m.direction, m.nbytes), []).append(m)
+    lines = [f"{'kind':<18} {'n':>4}   {'real: p10':>9} {'median':>7} {'p90':>7}   "
+             f"{'model: p10':>10} {'median':>7} {'p90':>7}"]
+    for (direction, nbytes), msgs in sorted(kinds.items()):
+        real = [m.real_end_s - m.sent_s for m in msgs]
+        model = [m.sim_end_s - m.sim_start_s for m in msgs]
+        lines.append(f"{direction + f' {nbytes:,} B':<18} {len(msgs):>4}   "
+                     f"{quantiles_ms(real):>25}   {quantiles_ms(model):>26}")
+    return lines
+
+
 def timeline(message, packets: list, mss: int = 1448) -> list[str]:
     """One upload's packets seen on the device: runs of segments sent (and resent) and
     the acknowledgements that moved, in milliseconds from its first byte."""
@@ -198,6 +234,8 @@ def main() -> None:
     print(f"{args.method}, {args.rounds} rounds, messages of {MIN_SEGMENTS} segments or more; "
           "one replay against the model (tcp)")
     print("\n".join(table(real, model)))
+    print("each kind of message, real against the model (durations in ms):")
+    print("\n".join(by_kind(replayed)))
     lossy = [r for r in real if r["resent"] > 0 and r["message"].direction == "up"]
     for r in lossy[:args.capture]:
         m = r["message"]

@@ -4,6 +4,7 @@ it can change simulated time, never what is learned."""
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 from pydantic import Field, model_validator
@@ -119,12 +120,14 @@ class NetworkSpec(StrictModel):
     61-70 segments leaves a window the buffer cannot fill at once (0: no such limit,
     as with a large SO_SNDBUF)"""
 
-    line_rate_mbps: float = Field(10_000.0, gt=0, le=10**7, json_schema_extra=TIMING)
+    line_rate_mbps: float | None = Field(None, gt=0, le=10**7, json_schema_extra=TIMING)
     """tcp: the line rate at which a window sent at once reaches the bottleneck's buffer
     (the hop before it), Mbit/s; the bottleneck drains while it comes, so a slower hop
-    lets more of the burst in. 10,000: a 10 Gbit/s line (on the delay line, 275 of a
-    612-segment burst into a 330-packet buffer at 100 Mbit/s were lost: the drain let in
-    6 more)"""
+    lets more of the burst in (from a 100 Mbit/s LAN into a 20 Mbit/s bottleneck, a
+    fifth of it). Unset: the burst arrives at once. On the delay line (about 10,000)
+    the drain let 6 more of a 612-segment burst into a 330-packet buffer at 100 Mbit/s,
+    but at a shared bottleneck the model's bursts then lose too little: it has no
+    standing queue to take that room"""
 
     def tcp_params(self):
         """The TCP model's parameters, or None under the flow transport."""
@@ -137,7 +140,8 @@ class NetworkSpec(StrictModel):
                          self.min_rto_ms, self.connections == "per_message", self.hystart,
                          self.burst_loss, self.cubic_beta, self.timer_tick_ms, self.sack,
                          self.loss_gaps == "random", self.cubic_growth,
-                         self.send_buffer_segments, self.line_rate_mbps)
+                         self.send_buffer_segments,
+                         math.inf if self.line_rate_mbps is None else self.line_rate_mbps)
 
     message_overhead_bytes: int = Field(0, ge=0, le=10**9, json_schema_extra=TIMING)
     """bytes each message carries besides its payload, counted as traffic (kind

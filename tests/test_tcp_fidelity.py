@@ -121,6 +121,27 @@ def test_the_breakdown_groups_messages_by_flights_and_loss():
     assert lines["smoothed RTT at start"] == ["60.0", "(50.0-70.0)", "40.0", "(40.0-40.0)"]
 
 
+def test_the_breakdown_sets_each_kind_of_message_real_against_the_model():
+    rb = _load("round_breakdown")
+
+    class Msg:
+        def __init__(self, direction, nbytes, real_s, sim_s):
+            self.direction, self.nbytes = direction, nbytes
+            self.sent_s, self.real_end_s = 100.0, 100.0 + real_s
+            self.sim_start_s, self.sim_end_s = 5.0, 5.0 + sim_s
+
+    ups = [Msg("up", 62_880, 0.01 * (i + 1), 0.02 * (i + 1)) for i in range(10)]
+    rounds = [{0: ups[:5] + [Msg("down", 62_720, 0.08, 0.07)],
+               1: ups[5:] + [Msg("up", 5_184, 0.02, 0.02)]}]  # 4 segments: left out
+    lines = rb.by_kind(rounds)
+    assert len(lines) == 3 and "model" in lines[0]
+    assert lines[1].split() == ["down", "62,720", "B", "1", "80.0", "80.0", "80.0",
+                                "70.0", "70.0", "70.0"]
+    # ten uploads of 10-100 ms real, 20-200 ms modelled: p10 the second, p90 the last
+    assert lines[2].split() == ["up", "62,880", "B", "10", "20.0", "55.0", "100.0",
+                                "40.0", "110.0", "200.0"]
+
+
 def test_the_breakdown_timeline_marks_resent_segments():
     rb = _load("round_breakdown")
 

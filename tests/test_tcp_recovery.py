@@ -78,17 +78,19 @@ def test_what_a_burst_loses_in_segments():
     tcp = TcpParams()
     # 70 segments, window 74, buffer 64: 5 full lost, the short last one comes after
     assert burst_loss(tcp, 74 * SEG, 836_960, 775_168) == BurstLoss(64, 5, 1)
-    # at 20 Mbit/s, 836,960 bits from a 10 Gbit/s line drain 1,673.92 bits as they
-    # come: less than a segment, the same loss
-    assert burst_loss(tcp, 74 * SEG, 836_960, 775_168, rate_bps=20e6) == BurstLoss(64, 5, 1)
+    # by default the burst arrives at once: nothing drains while it comes
+    one_mb = 1e6 * 1514 / 1448 * 8
+    assert burst_loss(tcp, 612 * SEG, one_mb, 4e6, rate_bps=100e6) == BurstLoss(330, 282, 79, 79)
+    # from a 10 Gbit/s line, at 20 Mbit/s, 836,960 bits drain 1,673.92 bits as they come:
+    # less than a segment, the same loss
+    line = TcpParams(line_rate_mbps=10_000)
+    assert burst_loss(line, 74 * SEG, 836_960, 775_168, rate_bps=20e6) == BurstLoss(64, 5, 1)
     # 612 full segments into 330.25 packets' room at 100 Mbit/s: 7,412,544 bits take
     # 741.25 us at 10 Gbit/s, in which 74,125.44 bits drain: room for 336 (330 + 6.12)
-    assert burst_loss(tcp, 612 * SEG, 1e6 * 1514 / 1448 * 8, 4e6,
-                      rate_bps=100e6) == BurstLoss(336, 276, 79, 79)
-    assert burst_loss(tcp, 612 * SEG, 1e6 * 1514 / 1448 * 8, 4e6) == BurstLoss(330, 282, 79, 79)
+    assert burst_loss(line, 612 * SEG, one_mb, 4e6, rate_bps=100e6) == BurstLoss(336, 276, 79, 79)
     # a slower hop before the bottleneck lets in more: at 1 Gbit/s, 61.2 segments drain
     slow_hop = TcpParams(line_rate_mbps=1000)
-    assert burst_loss(slow_hop, 612 * SEG, 1e6 * 1514 / 1448 * 8, 4e6,
+    assert burst_loss(slow_hop, 612 * SEG, one_mb, 4e6,
                       rate_bps=100e6) == BurstLoss(391, 221, 79, 79)
     # exactly 70 full segments: the last is lost too, and nothing follows the hole
     assert burst_loss(tcp, 74 * SEG, 70 * SEG, 775_168) == BurstLoss(64, 6, 0)
@@ -300,6 +302,26 @@ def test_the_probe_reads_the_rtts_of_the_segments_taken():
     assert probe_srtt_s(tcp, before, 0.01, 20e6, BurstLoss(22, 20, 0), 502_176) == \
         pytest.approx(kept * before + (1 - kept) * target, rel=1e-12)
     assert probe_srtt_s(tcp, before, 0.01, 20e6, BurstLoss(0, 42, 0), 502_176) == before
+
+
+def test_the_line_rate_is_a_scenario_field():
+    from ecofed_sim.scenario_network import NetworkSpec
+
+    assert math.isinf(NetworkSpec().tcp_params().line_rate_mbps)  # unset: at once
+    assert NetworkSpec(line_rate_mbps=100).tcp_params().line_rate_bps == 100e6
+    with pytest.raises(ValueError):
+        NetworkSpec(line_rate_mbps=0)
+
+
+def test_a_slower_hop_before_the_bottleneck_loses_less_of_a_burst():
+    """A warm 100 KB message at 20 Mbit/s and 10 ms (70 segments, 836,960 bits): at once
+    into a 64-packet buffer it loses 5 and ends after 86.8 ms (derived above). From a
+    100 Mbit/s hop, a fifth of it (167,392 bits, 13.8 segments) drains as it comes: room
+    for 77, nothing lost, and it ends after the one-way 5 ms and its time at the rate."""
+    assert time_messages(20, 10, 100_000, "warm")[0] > 0.08
+    slow_hop = TcpParams(line_rate_mbps=100)
+    assert time_messages(20, 10, 100_000, "warm", tcp=slow_hop)[0] == pytest.approx(
+        0.005 + 836_960 / 20e6, abs=1e-12)
 
 
 def test_a_short_last_segment_behind_other_bursts_is_lost_too():

@@ -104,7 +104,7 @@ class TcpParams:
     random_loss: bool = True  # random loss falls at random (False: every 1/p segments)
     cubic_growth: bool = True  # after a random loss, Cubic's curve (False: Reno's line)
     send_buffer_segments: int = 60  # a first flight before the send buffer grows (0: any)
-    line_rate_mbps: float = 10_000.0  # a burst reaches the bottleneck's buffer this fast
+    line_rate_mbps: float = math.inf  # a burst reaches the bottleneck's buffer this fast
 
     @property
     def segment_bits(self) -> int:
