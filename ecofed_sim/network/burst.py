@@ -80,17 +80,19 @@ def burst_loss(tcp: TcpParams, window_bits: float, wire_bits: float,
     """The loss of a message whose first ``min(window, message)`` leaves at once into a
     bottleneck of ``rate_bps`` with ``buffer_bits`` of room; None if it all fits (or the
     model is off). The burst reaches the buffer at the line rate of the hop before it
-    (``TcpParams.line_rate_mbps``) and the bottleneck drains meanwhile, so the room grows
-    by the burst's time on that line at ``rate_bps``: on the delay line a window of 612
-    segments into 330 packets' room at 100 Mbit/s lost 275, and this gives 276 (282
-    without the drain). A short last segment fits in what full segments leave of a
-    byte-counted buffer (``tail_fits``): the application writes it last, and the
-    bottleneck has drained a segment's worth by then. On the delay line, a 154-byte last
-    segment of 70 into a 64-packet buffer was kept at 20 Mbit/s and in 5 of 6 warm
-    messages at 5 Mbit/s; in lock-step exchanges at 5 Mbit/s and 100 ms it was lost in
-    one series of runs and kept in another. Behind other bursts queued there, it is
-    lost: their segments take that room (a 616-byte last segment of an upload that met
-    the others' bursts was lost and resent by the loss probe)."""
+    (``TcpParams.line_rate_mbps``; by default at once), and the bottleneck drains
+    meanwhile, so the room grows by the burst's time on that line at ``rate_bps``. On the
+    delay line (about 10 Gbit/s) a window of 612 segments into 330 packets' room at
+    100 Mbit/s lost 275: 276 with a 10,000 Mbit/s line, 282 at once.
+
+    A short last segment fits in what full segments leave of a byte-counted buffer
+    (``tail_fits``): the application writes it last, and the bottleneck has drained a
+    segment's worth by then. On the delay line, a 154-byte last segment of 70 into a
+    64-packet buffer was kept at 20 Mbit/s; at 5 Mbit/s it was kept in some series of
+    runs and lost in others (warm messages and lock-step exchanges alike). Behind other
+    bursts queued there, it is lost: their segments take that room (a 616-byte last
+    segment of an upload that met the others' bursts was lost and resent by the loss
+    probe)."""
     if not tcp.burst_loss or wire_bits <= 0:
         return None
     seg = tcp.segment_bits
