@@ -48,11 +48,12 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import round_replay as rr  # noqa: E402
+from round_replay import by_kind, quantiles_ms  # noqa: E402, F401
 from tcp_fidelity import Path_, Unavailable  # noqa: E402
 
 from ecofed_sim.network import tcp as transport  # noqa: E402
 
-MIN_SEGMENTS = 10  # smaller messages (model weights, labels) fit any window
+MIN_SEGMENTS = rr.MIN_SEGMENTS
 
 
 @contextlib.contextmanager
@@ -137,37 +138,6 @@ def spread(rows: list[dict]) -> str:
         return ""
     low, high = (ms[min(int(q * len(ms)), len(ms) - 1)] for q in (0.1, 0.9))
     return f"{statistics.median(ms):.1f} ({low:.1f}-{high:.1f})"
-
-
-def quantiles_ms(values_s: list[float]) -> str:
-    """10th percentile, median and 90th percentile, ms."""
-    ms = sorted(v * 1e3 for v in values_s)
-    low, high = (ms[min(int(q * len(ms)), len(ms) - 1)] for q in (0.1, 0.9))
-    return f"{low:7.1f} {statistics.median(ms):7.1f} {high:7.1f}"
-
-
-def by_kind(rounds: list[dict]) -> list[str]:
-    """Each kind of message (direction and size, of ``MIN_SEGMENTS`` segments or more),
-    real against the model, as distributions: n, then the 10th percentile, median and
-    90th percentile of the durations, ms (real: the sender's first byte to the
-    receiver's last; the model: the message's start to its end in the simulation).
-    Which message meets which others at the bottleneck differs between the two (a round
-    at a shared bottleneck is chaotic), so the same message is not compared with
-    itself: the kinds' distributions are what the model should reproduce."""
-    kinds: dict[tuple[str, int], list] = {}
-    for msgs in rounds:
-        for client_msgs in msgs.values():
-            for m in client_msgs:
-                if math.ceil(m.nbytes / 1448) >= MIN_SEGMENTS:
-                    kinds.setdefault((m.direction, m.nbytes), []).append(m)
-    lines = [f"{'kind':<18} {'n':>4}   {'real: p10':>9} {'median':>7} {'p90':>7}   "
-             f"{'model: p10':>10} {'median':>7} {'p90':>7}"]
-    for (direction, nbytes), msgs in sorted(kinds.items()):
-        real = [m.real_end_s - m.sent_s for m in msgs]
-        model = [m.sim_end_s - m.sim_start_s for m in msgs]
-        lines.append(f"{direction + f' {nbytes:,} B':<18} {len(msgs):>4}   "
-                     f"{quantiles_ms(real):>25}   {quantiles_ms(model):>26}")
-    return lines
 
 
 def timeline(message, packets: list, mss: int = 1448) -> list[str]:

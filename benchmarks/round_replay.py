@@ -18,7 +18,11 @@ simulation (device or server compute, queueing); a client's first message of a r
 follows the round's start by its simulated offset, and a round starts when the real
 previous one ended, plus the simulated aggregation. Compute is slept, not run, so only
 the network can make the real round differ. Printed per method and round: the real round
-time, the simulated one under ``tcp`` and under ``flow``, and their ratios.
+time, the simulated one under ``tcp`` and under ``flow``, and their ratios. Then, per
+method, each kind of message (direction and size) over all the replays, real against
+the model: the 10th percentile, median and 90th percentile of its durations
+(``by_kind``). A round at a shared bottleneck ends with its slowest client and is
+chaotic, so the kinds' distributions say more about the transport than one round does.
 
     python benchmarks/round_replay.py [--methods fedavg splitfed ecofed] [--rounds 2]
                                       [--repeats 3] [--tcp-info]
@@ -34,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import math
 import os
 import socket
 import statistics
@@ -54,6 +59,7 @@ from ecofed_sim.scenario import scenario_from_dict  # noqa: E402
 from ecofed_sim.shipped import shipped  # noqa: E402
 
 RATE_MBPS, RTT_MS, CLIENTS, PORT = 20.0, 40.0, 5, 50079
+MIN_SEGMENTS = 10  # smaller messages (model weights, labels) fit any window
 CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -309,6 +315,37 @@ def replay(method: str, rounds: int, out=print, windows: bool = False,
     return rows
 
 
+def quantiles_ms(values_s: list[float]) -> str:
+    """10th percentile, median and 90th percentile, ms."""
+    ms = sorted(v * 1e3 for v in values_s)
+    low, high = (ms[min(int(q * len(ms)), len(ms) - 1)] for q in (0.1, 0.9))
+    return f"{low:7.1f} {statistics.median(ms):7.1f} {high:7.1f}"
+
+
+def by_kind(rounds: list[dict]) -> list[str]:
+    """Each kind of message (direction and size, of ``MIN_SEGMENTS`` segments or more),
+    real against the model, as distributions: n, then the 10th percentile, median and
+    90th percentile of the durations, ms (real: the sender's first byte to the
+    receiver's last; the model: the message's start to its end in the simulation).
+    Which message meets which others at the bottleneck differs between the two (a round
+    at a shared bottleneck is chaotic), so the same message is not compared with
+    itself: the kinds' distributions are what the model should reproduce."""
+    kinds: dict[tuple[str, int], list] = {}
+    for msgs in rounds:
+        for client_msgs in msgs.values():
+            for m in client_msgs:
+                if math.ceil(m.nbytes / 1448) >= MIN_SEGMENTS:
+                    kinds.setdefault((m.direction, m.nbytes), []).append(m)
+    lines = [f"{'kind':<18} {'n':>4}   {'real: p10':>9} {'median':>7} {'p90':>7}   "
+             f"{'model: p10':>10} {'median':>7} {'p90':>7}"]
+    for (direction, nbytes), msgs in sorted(kinds.items()):
+        real = [m.real_end_s - m.sent_s for m in msgs]
+        model = [m.sim_end_s - m.sim_start_s for m in msgs]
+        lines.append(f"{direction + f' {nbytes:,} B':<18} {len(msgs):>4}   "
+                     f"{quantiles_ms(real):>25}   {quantiles_ms(model):>26}")
+    return lines
+
+
 def median_row(repeats: list[dict]) -> dict:
     """One round over its repeats: the median real time, its spread, the ratios to it."""
     real = [r["real_s"] for r in repeats]
@@ -329,19 +366,21 @@ def main() -> None:
                    "median round time is compared")
     args = p.parse_args()
     started = time.time()
-    rows = []
+    rows, kinds = [], {}
     for method in args.methods:
-        runs = []
+        runs, replayed = [], []
         for _ in range(args.repeats):
             try:
                 path = Path_(RATE_MBPS, RTT_MS)
             except Unavailable as err:
                 sys.exit(f"skipped: {err}")
             try:
-                runs.append(replay(method, args.rounds, windows=args.tcp_info))
+                runs.append(replay(method, args.rounds, windows=args.tcp_info,
+                                   replayed=replayed))
             finally:
                 path.teardown()
         rows += [median_row([run[i] for run in runs]) for i in range(len(runs[0]))]
+        kinds[method] = by_kind(replayed)
     print("median of the repeats:")
     for r in rows:
         print(f"{r['method']:<9} round {r['round']}: real {r['real_s']:8.3f} s (spread "
@@ -352,6 +391,11 @@ def main() -> None:
         within = sum(abs(r[f"{model}_ratio"] - 1) <= 0.05 for r in rows)
         print(f"{model:>4}: {within}/{len(rows)} rounds within 5%; worst "
               f"{worst[f'{model}_ratio']:.2f}x ({worst['method']} round {worst['round']})")
+    print(f"each kind of message over the {args.repeats} replays, real against the model "
+          "(durations in ms):")
+    for method, lines in kinds.items():
+        if len(lines) > 1:
+            print(f"{method}:\n" + "\n".join(lines))
     print(f"{len(rows)} rounds in {time.time() - started:.0f} s")
 
 
