@@ -48,7 +48,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import round_replay as rr  # noqa: E402
-from round_replay import by_kind, quantiles_ms  # noqa: E402, F401
+from round_replay import by_kind, percentiles_ms  # noqa: E402
 from tcp_fidelity import Path_, Unavailable  # noqa: E402
 
 from ecofed_sim.network import tcp as transport  # noqa: E402
@@ -133,11 +133,10 @@ def table(real: list[dict], model: list[dict]) -> list[str]:
 
 def spread(rows: list[dict]) -> str:
     """Median, 10th and 90th percentiles of the smoothed RTTs, ms."""
-    ms = sorted(r["srtt_s"] * 1e3 for r in rows)
-    if not ms:
+    if not rows:
         return ""
-    low, high = (ms[min(int(q * len(ms)), len(ms) - 1)] for q in (0.1, 0.9))
-    return f"{statistics.median(ms):.1f} ({low:.1f}-{high:.1f})"
+    low, median, high = percentiles_ms([r["srtt_s"] for r in rows])
+    return f"{median:.1f} ({low:.1f}-{high:.1f})"
 
 
 def timeline(message, packets: list, mss: int = 1448) -> list[str]:

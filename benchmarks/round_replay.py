@@ -315,11 +315,15 @@ def replay(method: str, rounds: int, out=print, windows: bool = False,
     return rows
 
 
-def quantiles_ms(values_s: list[float]) -> str:
-    """10th percentile, median and 90th percentile, ms."""
+def percentiles_ms(values_s: list[float]) -> tuple[float, float, float]:
+    """10th percentile, median and 90th percentile, ms (of at least one value)."""
     ms = sorted(v * 1e3 for v in values_s)
     low, high = (ms[min(int(q * len(ms)), len(ms) - 1)] for q in (0.1, 0.9))
-    return f"{low:7.1f} {statistics.median(ms):7.1f} {high:7.1f}"
+    return low, statistics.median(ms), high
+
+
+def quantiles_ms(values_s: list[float]) -> str:
+    return "{:7.1f} {:7.1f} {:7.1f}".format(*percentiles_ms(values_s))
 
 
 def by_kind(rounds: list[dict]) -> list[str]:

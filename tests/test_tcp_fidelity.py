@@ -122,7 +122,7 @@ def test_the_breakdown_groups_messages_by_flights_and_loss():
 
 
 def test_the_breakdown_sets_each_kind_of_message_real_against_the_model():
-    rb = _load("round_breakdown")
+    rr = _load("round_replay")
 
     class Msg:
         def __init__(self, direction, nbytes, real_s, sim_s):
@@ -133,7 +133,7 @@ def test_the_breakdown_sets_each_kind_of_message_real_against_the_model():
     ups = [Msg("up", 62_880, 0.01 * (i + 1), 0.02 * (i + 1)) for i in range(10)]
     rounds = [{0: ups[:5] + [Msg("down", 62_720, 0.08, 0.07)],
                1: ups[5:] + [Msg("up", 5_184, 0.02, 0.02)]}]  # 4 segments: left out
-    lines = rb.by_kind(rounds)
+    lines = rr.by_kind(rounds)
     assert len(lines) == 3 and "model" in lines[0]
     assert lines[1].split() == ["down", "62,720", "B", "1", "80.0", "80.0", "80.0",
                                 "70.0", "70.0", "70.0"]
