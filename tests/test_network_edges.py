@@ -178,6 +178,42 @@ def test_an_open_window_queues_what_exceeds_the_path():
     assert w.queue_at_end_bits(2e6, 1e6) == 2e6
 
 
+def test_a_shared_bottleneck_queues_the_other_flows_share_too():
+    """At 10 Mbit/s and RTT 0.1 s, a message served at half the rate (5e6 bits in its
+    second of sending) shared the bottleneck with as much again: its own queue, at its
+    share of the bandwidth-delay product (500,000 bits), counts twice. Open window of 120
+    segments: (1,453,440 - 500,000) x 2; in slow start with 30,000 bits of the round
+    unsent: half the round sent, x 2; a message the window held whole: all of it, x 2.
+    Served at the full rate (alone), it is ``queue_at_end_bits`` exactly."""
+    from ecofed_sim.network.window import Window
+
+    w = Window(0.1, 120 * SEG, 1e9, 30_000.0, 0.0, open=True, start_bits=10 * SEG)
+    w.sending_s = 1.0
+    assert w.shared_queue_bits(2e6, 5e6, 1e7, 0.1) == (120 * SEG - 500_000) * 2
+    assert w.shared_queue_bits(2e6, 1e7, 1e7, 0.1) == w.queue_at_end_bits(2e6, 1e6)
+    w.open = False
+    assert w.shared_queue_bits(2e6, 5e6, 1e7, 0.1) == (120 * SEG - 30_000) / 2 * 2
+    w.start_bits = 2e6
+    assert w.shared_queue_bits(2e6, 5e6, 1e7, 0.1) == 2e6 * 2
+
+
+def test_messages_sharing_the_server_link_raise_each_others_smoothed_rtt():
+    """Two 300 KB uploads at once through a 10 Mbit/s server link (devices 100 Mbit/s,
+    RTT 0.1 s, connections open, buffers of a bandwidth-delay product) each get half
+    of it; each connection's smoothed RTT then counts the other's queue as well as its
+    own, and ends above that of the same upload alone."""
+    def srtt_after(uploads: int) -> list[float]:
+        env, net = _tcp_net(server_in_bps=1e7)
+        links = [_open_link(f"d{i}", 100, 100, 50) for i in range(uploads)]
+        _send(env, net, [(0.0, link, "up", 300_000) for link in links])
+        return [link.connection.srtt_s["up"] for link in links]
+
+    (alone,) = srtt_after(1)
+    shared = srtt_after(2)
+    assert shared[0] == pytest.approx(shared[1], rel=1e-9)
+    assert shared[0] > alone + 0.01
+
+
 def test_whole_segments_are_counted_exactly_and_add_up():
     """14,480 bytes are exactly 10 segments: 10 acknowledged, the window grows from 10 to
     20 segments. A second message of 70 segments brings the count to 80."""

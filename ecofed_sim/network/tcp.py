@@ -378,7 +378,7 @@ class Connection:
         if self.buffer_grows.pop(direction, False):  # again as the window grew
             self.grow_send_buffer(tcp, direction, max(grown, window.start_bits))
         self.segments_sent[direction] = self.segments_sent.get(direction, 0.0) + sent
-        queue_bits = min(window.queue_at_end_bits(total_bits, rate_bps * rtt_s),
+        queue_bits = min(window.shared_queue_bits(total_bits, sent_bits, rate_bps, rtt_s),
                          tcp.buffer_bits(rate_bps, rtt_s, buffer_bytes))
         self.srtt_s[direction] = tcp.smoothed_rtt_s(
             self.srtt_s.get(direction, rtt_s), rtt_s, queue_bits, rate_bps, sent,
