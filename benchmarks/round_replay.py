@@ -351,11 +351,17 @@ def by_kind(rounds: list[dict]) -> list[str]:
 
 
 def median_row(repeats: list[dict]) -> dict:
-    """One round over its repeats: the median real time, its spread, the ratios to it."""
+    """One round over its repeats: the median real time, its spread, the ratios to it,
+    and whether each model's round lies within the replays' range (``tcp_inside``,
+    ``flow_inside``): a round at a shared bottleneck is chaotic, and its real time moves
+    from one replay to the next by more than 5%."""
     real = [r["real_s"] for r in repeats]
     median = statistics.median(real)
-    row = {**repeats[0], "real_s": median, "spread": (max(real) - min(real)) / median}
-    row["tcp_ratio"], row["flow_ratio"] = row["tcp_s"] / median, row["flow_s"] / median
+    row = {**repeats[0], "real_s": median, "spread": (max(real) - min(real)) / median,
+           "real_min_s": min(real), "real_max_s": max(real)}
+    for model in ("tcp", "flow"):
+        row[f"{model}_ratio"] = row[f"{model}_s"] / median
+        row[f"{model}_inside"] = min(real) <= row[f"{model}_s"] <= max(real)
     return row
 
 
@@ -388,13 +394,16 @@ def main() -> None:
     print("median of the repeats:")
     for r in rows:
         print(f"{r['method']:<9} round {r['round']}: real {r['real_s']:8.3f} s (spread "
-              f"{r['spread']:.0%})  tcp {r['tcp_s']:8.3f} s ({r['tcp_ratio']:5.2f}x)  flow "
+              f"{r['spread']:.0%}: {r['real_min_s']:.3f}-{r['real_max_s']:.3f})  tcp "
+              f"{r['tcp_s']:8.3f} s ({r['tcp_ratio']:5.2f}x)  flow "
               f"{r['flow_s']:8.3f} s ({r['flow_ratio']:5.2f}x)")
     for model in ("tcp", "flow"):
         worst = max(rows, key=lambda r: abs(r[f"{model}_ratio"] - 1))
         within = sum(abs(r[f"{model}_ratio"] - 1) <= 0.05 for r in rows)
+        inside = sum(r[f"{model}_inside"] for r in rows)
         print(f"{model:>4}: {within}/{len(rows)} rounds within 5%; worst "
-              f"{worst[f'{model}_ratio']:.2f}x ({worst['method']} round {worst['round']})")
+              f"{worst[f'{model}_ratio']:.2f}x ({worst['method']} round {worst['round']}); "
+              f"{inside}/{len(rows)} within the replays' range")
     print(f"each kind of message over the {args.repeats} replays, real against the model "
           "(durations in ms):")
     for method, lines in kinds.items():

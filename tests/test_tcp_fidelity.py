@@ -142,6 +142,17 @@ def test_the_breakdown_sets_each_kind_of_message_real_against_the_model():
                                 "40.0", "110.0", "200.0"]
 
 
+def test_a_replayed_round_is_held_against_the_median_and_the_range_of_its_repeats():
+    rr = _load("round_replay")
+    repeats = [{"method": "splitfed", "round": 1, "real_s": s, "tcp_s": 2.8, "flow_s": 2.2}
+               for s in (2.5, 2.6, 3.1)]
+    row = rr.median_row(repeats)
+    assert row["real_s"] == 2.6 and row["spread"] == pytest.approx(0.6 / 2.6)
+    assert (row["real_min_s"], row["real_max_s"]) == (2.5, 3.1)
+    assert row["tcp_ratio"] == pytest.approx(2.8 / 2.6)
+    assert row["tcp_inside"] and not row["flow_inside"]
+
+
 def test_the_breakdown_timeline_marks_resent_segments():
     rb = _load("round_breakdown")
 
