@@ -131,11 +131,12 @@ def test_a_message_books_the_queue_its_last_segment_found():
     - 100 KB (70 segments, 836,960 bits), buffer 1 GB: rounds of 10, 20, then a window
       of 40 segments that carries the last 473,600 bits; they leave two segments per
       acknowledgement while the bottleneck drains one, so half of them, 236,800 bits,
-      are queued, less a lag of 84,784 bits. 35 samples: 0.1 (7/8)^35 + (0.1 + 152,016 /
-      1e7) (1 - (7/8)^35);
+      are queued, less a lag of 84,784 bits. The first flight's 10 segments (5 samples)
+      queued 121,120 bits, below a burst's lag: they leave 0.1 s. The 60 segments after
+      it, 30 samples: 0.1 (7/8)^30 + (0.1 + 152,016 / 1e7) (1 - (7/8)^30);
     - the same with a 10,000-byte buffer (burst loss off: the initial window would not
       fit): the queue is the buffer, 80,000 bits, below the lag."""
-    kept = (7 / 8) ** 35
+    kept = (7 / 8) ** 30
     for payload, buffer, queue, srtt, tcp in [
             (1448, None, SEG, 0.1, None),
             (100_000, 1e9, 236_800, 0.1 * kept + (0.1 + 152_016 / 1e7) * (1 - kept), None),
@@ -143,6 +144,28 @@ def test_a_message_books_the_queue_its_last_segment_found():
         arrived_s, srtt_s, last_send_s, _ = _booked(10, payload, buffer, tcp)
         assert srtt_s == pytest.approx(srtt, rel=1e-12), payload
         assert last_send_s == pytest.approx(arrived_s - 0.05 - queue / 1e7, rel=1e-12)
+
+
+def test_a_first_flight_leaves_its_samples_in_the_smoothed_rtt():
+    """100 KB (70 segments) up an open connection whose window is 55 segments, at
+    20 Mbit/s and RTT 0.1 s (HyStart and the send buffer off, buffer 1 GB): the first
+    flight goes at once, its queue ramping to 55 segments, 666,160 bits; its 27.5 samples
+    move the smoothed RTT to 0.1 + (666,160 - 14 x 12,112) / 2e7 less (7/8)^27.5 of the
+    way. The last 15 segments (170,800 bits) go a round trip later, half of them queued,
+    85,400 bits, below slow start's lag of 7 x 12,112: their 7.5 samples pull it towards
+    0.1 + 616 / 2e7. 108.9 ms; Linux reported 113.7 ms after 55 and 15 segments at
+    20 Mbit/s and 100 ms; counting the last flight alone gave 100.0 ms."""
+    env, net = _tcp_net(tcp=TcpParams(hystart=False, send_buffer_segments=0))
+    link = _open_link("a", 20, 40, 50)
+    link.buffer_bytes = 1e9
+    link.connection.window_bits["up"] = 55 * SEG
+    _send(env, net, [(0.0, link, "up", 100_000)])
+    kept = (7 / 8) ** 27.5
+    first_s = 0.1 * kept + (0.1 + (55 * SEG - 14 * SEG) / 2e7) * (1 - kept)
+    kept = (7 / 8) ** 7.5
+    expected_s = first_s * kept + (0.1 + (85_400 - 7 * SEG) / 2e7) * (1 - kept)
+    assert link.connection.srtt_s["up"] == pytest.approx(expected_s, rel=1e-12)
+    assert link.connection.srtt_s["up"] == pytest.approx(0.1089, abs=1e-4)
 
 
 def test_the_smoothed_rtt_follows_the_last_samples():

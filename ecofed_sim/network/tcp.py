@@ -363,9 +363,13 @@ class Connection:
                sent_bits: float, total_bits: float) -> None:
         """Book a message's end: the window it grew (or, after a loss, ``beta`` times
         the window it started with), the segments sent, and, from the queue its last
-        segment found at the bottleneck (``Window.queue_at_end_bits``), the smoothed RTT
-        (``TcpParams.smoothed_rtt_s``) and the time of its last send (that wait and one
-        one-way delay before it arrived; after a loss, the last resent segment's)."""
+        segment found at the bottleneck with the flows sharing it
+        (``Window.shared_queue_bits``), the smoothed RTT (``TcpParams.smoothed_rtt_s``)
+        and the time of its last send (that wait and one one-way delay before it
+        arrived; after a loss, the last resent segment's). A message of several flights
+        moves the smoothed RTT with its first flight's samples, a burst's queue ramping
+        up to that flight, then with the rest's: after a short last flight, Linux's
+        estimator still holds much of the first."""
         seg = tcp.segment_bits  # acknowledged segments, a partial last one counting 1
         sent = math.ceil(sent_bits / seg - 1e-9)
         if window.lost_segments:
@@ -378,10 +382,17 @@ class Connection:
         if self.buffer_grows.pop(direction, False):  # again as the window grew
             self.grow_send_buffer(tcp, direction, max(grown, window.start_bits))
         self.segments_sent[direction] = self.segments_sent.get(direction, 0.0) + sent
+        buffer_bits = tcp.buffer_bits(rate_bps, rtt_s, buffer_bytes)
         queue_bits = min(window.shared_queue_bits(total_bits, sent_bits, rate_bps, rtt_s),
-                         tcp.buffer_bits(rate_bps, rtt_s, buffer_bytes))
+                         buffer_bits)
+        before_s, later = self.srtt_s.get(direction, rtt_s), sent
+        first = math.floor(window.start_bits / seg + 1e-9)
+        if 0 < first < sent and not window.lost_segments:  # the first flight's samples
+            first_bits = window.shared_queue_bits(first * seg, sent_bits, rate_bps, rtt_s)
+            before_s = tcp.smoothed_rtt_s(before_s, rtt_s, min(first_bits, buffer_bits),
+                                          rate_bps, first, ramp=1.0)
+            later = sent - first
         self.srtt_s[direction] = tcp.smoothed_rtt_s(
-            self.srtt_s.get(direction, rtt_s), rtt_s, queue_bits, rate_bps, sent,
-            ramp=window.queue_ramp(total_bits))
+            before_s, rtt_s, queue_bits, rate_bps, later, ramp=window.queue_ramp(total_bits))
         self.last_send_end_s[direction] = arrived_s - latency_s - (
             0.0 if window.lost_segments else queue_bits / rate_bps)
