@@ -20,7 +20,8 @@ shared bottleneck is chaotic (one loss more or less reorders who meets whom), so
 not a message set against its own simulated self, are what the model should match.
 
 Messages are also grouped by the flights their window needs (``ceil(segments / window)``: 1
-is the whole message in one burst) and by loss. Then the senders' smoothed RTTs as the
+is the whole message in one burst) and by loss, and each direction's losses are counted
+(messages, segments, the largest). Then the senders' smoothed RTTs as the
 messages started (median, 10th and 90th percentiles): it sets when the loss probe and
 the RTO fire, so whether a window restarts after idle. ``--capture N`` also sniffs the devices'
 namespace (``delayline/capture.py``) and prints, for the first N uploads that resent
@@ -76,7 +77,8 @@ def model_messages(out: list[dict]) -> Iterator[None]:
         began_s, cwnd, srtt_s = open_at.pop((id(self), direction))
         out.append({"segments": math.ceil(total_bits / tcp.segment_bits - 1e-9),
                     "cwnd": cwnd, "resent": window.lost_segments,
-                    "duration_s": arrived_s - began_s, "srtt_s": srtt_s})
+                    "duration_s": arrived_s - began_s, "srtt_s": srtt_s,
+                    "direction": direction})
 
     transport.Connection.start, transport.Connection.finish = on_start, on_finish
     try:
@@ -96,7 +98,8 @@ def real_messages(rounds: list[dict]) -> list[dict]:
                     rows.append({"segments": math.ceil(m.nbytes / 1448), "cwnd": m.tcp_info[0],
                                  "resent": after.tcp_info[2] - m.tcp_info[2],
                                  "duration_s": m.real_end_s - m.sent_s,
-                                 "srtt_s": m.tcp_info[3] / 1e6, "message": m})
+                                 "srtt_s": m.tcp_info[3] / 1e6, "message": m,
+                                 "direction": direction})
     return rows
 
 
@@ -128,6 +131,26 @@ def table(real: list[dict], model: list[dict]) -> list[str]:
         lines.append(f"{label:<24} {describe([r for r in real if keep(r)]):>25}   "
                      f"{describe([r for r in model if keep(r)]):>26}")
     lines.append(f"{'smoothed RTT at start':<24} {spread(real):>25}   {spread(model):>26}")
+    return lines
+
+
+def losses(real: list[dict], model: list[dict], largest: int = 4) -> list[str]:
+    """Per direction, messages of ten segments or more: how many lost segments (Linux:
+    resent them), how many segments in all, and the largest losses as (window at the
+    start, segments). Where several connections' bursts meet in one buffer, who loses
+    how much decides which client a round waits for."""
+    lines = []
+    for direction in ("up", "down"):
+        for side, rows in (("real", real), ("model", model)):
+            lossy = sorted(((r["cwnd"], r["resent"]) for r in rows
+                            if r["direction"] == direction and r["segments"] >= MIN_SEGMENTS
+                            and r["resent"] > 0), key=lambda pair: (-pair[1], pair[0]))
+            kept = sum(1 for r in rows
+                       if r["direction"] == direction and r["segments"] >= MIN_SEGMENTS)
+            top = ", ".join(f"{round(w)}:{lost}" for w, lost in lossy[:largest])
+            lines.append(f"{direction:<5} {side:<6} {len(lossy):>3} of {kept:>3} messages lost "
+                         f"{sum(lost for _, lost in lossy):>4} segments; largest "
+                         f"(window:lost) {top}")
     return lines
 
 
@@ -203,6 +226,8 @@ def main() -> None:
     print(f"{args.method}, {args.rounds} rounds, messages of {MIN_SEGMENTS} segments or more; "
           "one replay against the model (tcp)")
     print("\n".join(table(real, model)))
+    print("losses (Linux: segments resent before the connection's next message):")
+    print("\n".join(losses(real, model)))
     print("each kind of message, real against the model (durations in ms):")
     print("\n".join(by_kind(replayed)))
     lossy = [r for r in real if r["resent"] > 0 and r["message"].direction == "up"]

@@ -121,6 +121,24 @@ def test_the_breakdown_groups_messages_by_flights_and_loss():
     assert lines["smoothed RTT at start"] == ["60.0", "(50.0-70.0)", "40.0", "(40.0-40.0)"]
 
 
+def test_the_breakdown_counts_each_directions_losses():
+    rb = _load("round_breakdown")
+    real = [dict(segments=44, cwnd=49, resent=31, direction="up"),
+            dict(segments=44, cwnd=22, resent=17, direction="up"),
+            dict(segments=44, cwnd=30, resent=0, direction="up"),
+            dict(segments=4, cwnd=10, resent=2, direction="up"),  # too small: left out
+            dict(segments=44, cwnd=40, resent=4, direction="down")]
+    model = [dict(segments=44, cwnd=34.4, resent=34, direction="up"),
+             dict(segments=44, cwnd=48, resent=0, direction="down")]
+    lines = [line.split() for line in rb.losses(real, model)]
+    assert lines[0][:10] == ["up", "real", "2", "of", "3", "messages", "lost", "48",
+                             "segments;", "largest"]
+    assert lines[0][-2:] == ["49:31,", "22:17"]
+    assert lines[1][2:8] == ["1", "of", "1", "messages", "lost", "34"] and lines[1][-1] == "34:34"
+    assert lines[2][2:8] == ["1", "of", "1", "messages", "lost", "4"]
+    assert lines[3][2:8] == ["0", "of", "1", "messages", "lost", "0"]
+
+
 def test_the_breakdown_sets_each_kind_of_message_real_against_the_model():
     rr = _load("round_replay")
 
