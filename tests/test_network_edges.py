@@ -202,8 +202,8 @@ def test_an_open_window_queues_what_exceeds_the_path():
 
 
 def test_a_shared_bottleneck_queues_the_other_flows_share_too():
-    """At 10 Mbit/s and RTT 0.1 s, a message served at half the rate (5e6 bits in its
-    second of sending) shared the bottleneck with as much again: its own queue, at its
+    """At 10 Mbit/s and RTT 0.1 s, a message served at half the rate (5e6 bit/s)
+    shared the bottleneck with as much again: its own queue, at its
     share of the bandwidth-delay product (500,000 bits), counts twice. Open window of 120
     segments: (1,453,440 - 500,000) x 2; in slow start with 30,000 bits of the round
     unsent: half the round sent, x 2; a message the window held whole: all of it, x 2.
@@ -211,7 +211,6 @@ def test_a_shared_bottleneck_queues_the_other_flows_share_too():
     from ecofed_sim.network.window import Window
 
     w = Window(0.1, 120 * SEG, 1e9, 30_000.0, 0.0, open=True, start_bits=10 * SEG)
-    w.sending_s = 1.0
     assert w.shared_queue_bits(2e6, 5e6, 1e7, 0.1) == (120 * SEG - 500_000) * 2
     assert w.shared_queue_bits(2e6, 1e7, 1e7, 0.1) == w.queue_at_end_bits(2e6, 1e6)
     w.open = False

@@ -372,23 +372,23 @@ class Connection:
         estimator still holds much of the first."""
         seg = tcp.segment_bits  # acknowledged segments, a partial last one counting 1
         sent = math.ceil(sent_bits / seg - 1e-9)
+        served_bps = window.served_rate_bps(sent_bits, rate_bps)
         if window.lost_segments:
             grown = ssthresh = max(tcp.beta * window.start_bits, 2 * seg)
         else:
             grown, ssthresh = tcp.grow_bits(window.start_bits, sent * seg, window.ssthresh_bits,
-                                            window.cap_bits,
-                                            window.served_rate_bps(sent_bits, rate_bps), rtt_s)
+                                            window.cap_bits, served_bps, rtt_s)
         self.window_bits[direction], self.ssthresh_bits[direction] = grown, ssthresh
         if self.buffer_grows.pop(direction, False):  # again as the window grew
             self.grow_send_buffer(tcp, direction, max(grown, window.start_bits))
         self.segments_sent[direction] = self.segments_sent.get(direction, 0.0) + sent
         buffer_bits = tcp.buffer_bits(rate_bps, rtt_s, buffer_bytes)
-        queue_bits = min(window.shared_queue_bits(total_bits, sent_bits, rate_bps, rtt_s),
+        queue_bits = min(window.shared_queue_bits(total_bits, served_bps, rate_bps, rtt_s),
                          buffer_bits)
         before_s, later = self.srtt_s.get(direction, rtt_s), sent
         first = math.floor(window.start_bits / seg + 1e-9)
         if 0 < first < sent and not window.lost_segments:  # the first flight's samples
-            first_bits = window.shared_queue_bits(first * seg, sent_bits, rate_bps, rtt_s)
+            first_bits = window.shared_queue_bits(first * seg, served_bps, rate_bps, rtt_s)
             before_s = tcp.smoothed_rtt_s(before_s, rtt_s, min(first_bits, buffer_bits),
                                           rate_bps, first, ramp=1.0)
             later = sent - first

@@ -77,16 +77,16 @@ class Window:
             return max(self.window_bits - bdp_bits, 0.0)
         return max(self.window_bits - max(self.left_bits, 0.0), 0.0) / 2
 
-    def shared_queue_bits(self, total_bits: float, sent_bits: float, path_rate_bps: float,
+    def shared_queue_bits(self, total_bits: float, served_bps: float, path_rate_bps: float,
                           rtt_s: float) -> float:
         """The bottleneck's queue as the message's last segment joins it, with the flows
-        it shared the bottleneck with: its own queue at the rate it was served (its
-        share of the path's bandwidth-delay product), times the path's rate over that
-        rate, as each flow of a drop-tail queue keeps about as much queued per unit of
-        its rate. Alone, it is ``queue_at_end_bits``. Five FedAvg downloads of 81.5 KB
-        at 20 Mbit/s and 40 ms left Linux's smoothed RTT at 60-78 ms on the delay line
-        (``benchmarks/round_replay.py``); the message's own queue alone left 40 ms."""
-        served_bps = self.served_rate_bps(sent_bits, path_rate_bps)
+        it shared the bottleneck with: its own queue at the rate it was served
+        (``served_rate_bps``; its share of the path's bandwidth-delay product), times the
+        path's rate over that rate, as each flow of a drop-tail queue keeps about as much
+        queued per unit of its rate. Alone, it is ``queue_at_end_bits``. Five FedAvg
+        downloads of 81.5 KB at 20 Mbit/s and 40 ms left Linux's smoothed RTT at 60-78 ms
+        on the delay line (``benchmarks/round_replay.py``); the message's own queue alone
+        left 40 ms."""
         if served_bps <= 0:
             return self.queue_at_end_bits(total_bits, path_rate_bps * rtt_s)
         own_bits = self.queue_at_end_bits(total_bits, served_bps * rtt_s)
