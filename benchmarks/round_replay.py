@@ -23,6 +23,10 @@ method, each kind of message (direction and size) over all the replays, real aga
 the model: the 10th percentile, median and 90th percentile of its durations
 (``by_kind``). A round at a shared bottleneck ends with its slowest client and is
 chaotic, so the kinds' distributions say more about the transport than one round does.
+For the same reason the median of a few replays moves between invocations by more than
+5%: with 6 repeats or more, each round's real median gets a distribution-free 95%
+confidence interval (order statistics), and each model's round is called within 5% of
+it, outside, or undecided (``median_interval``, ``verdict``).
 
     python benchmarks/round_replay.py [--methods fedavg splitfed ecofed] [--rounds 2]
                                       [--repeats 3] [--tcp-info]
@@ -350,18 +354,56 @@ def by_kind(rounds: list[dict]) -> list[str]:
     return lines
 
 
+def median_interval(values: list[float], confidence: float = 0.95) -> tuple[float, float] | None:
+    """A distribution-free confidence interval for the median of what ``values`` were
+    drawn from: the k-th smallest and k-th largest value, for the largest k whose
+    binomial tail, P(Binomial(n, 1/2) < k), is at most half of ``1 - confidence`` (each
+    value falls below the median with probability 1/2). None when n is too small for
+    any (fewer than 6 values at 95%). 15 values give the 4th and 12th: 96.5%."""
+    n, tail, k = len(values), (1 - confidence) / 2, 0
+    below = 0.0  # P(Binomial(n, 1/2) < k + 1)
+    while k < n // 2:
+        below += math.comb(n, k) / 2 ** n
+        if below > tail:
+            break
+        k += 1
+    if k == 0:
+        return None
+    ordered = sorted(values)
+    return ordered[k - 1], ordered[n - k]
+
+
+def verdict(model_s: float, interval: tuple[float, float] | None, goal: float = 0.05) -> str:
+    """Whether a model's round is within ``goal`` of the real median, given the median's
+    confidence interval: ``within`` if it is for every median the interval admits,
+    ``outside`` if for none, else ``undecided`` (the replays cannot tell)."""
+    if interval is None:
+        return "undecided"
+    low, high = interval  # ratio model / median within 1 +- goal: median in [lo, hi]
+    lo, hi = model_s / (1 + goal), model_s / (1 - goal)
+    if lo <= low and high <= hi:
+        return "within"
+    if high < lo or low > hi:
+        return "outside"
+    return "undecided"
+
+
 def median_row(repeats: list[dict]) -> dict:
     """One round over its repeats: the median real time, its spread, the ratios to it,
-    and whether each model's round lies within the replays' range (``tcp_inside``,
-    ``flow_inside``): a round at a shared bottleneck is chaotic, and its real time moves
-    from one replay to the next by more than 5%."""
+    whether each model's round lies within the replays' range (``tcp_inside``,
+    ``flow_inside``), and whether it is within 5% of the real median with 95% confidence
+    (``tcp_verdict``, ``flow_verdict``): a round at a shared bottleneck is chaotic, and
+    its real time moves from one replay to the next by more than 5%, so the median of a
+    few replays moves too."""
     real = [r["real_s"] for r in repeats]
     median = statistics.median(real)
+    interval = median_interval(real)
     row = {**repeats[0], "real_s": median, "spread": (max(real) - min(real)) / median,
-           "real_min_s": min(real), "real_max_s": max(real)}
+           "real_min_s": min(real), "real_max_s": max(real), "median_interval_s": interval}
     for model in ("tcp", "flow"):
         row[f"{model}_ratio"] = row[f"{model}_s"] / median
         row[f"{model}_inside"] = min(real) <= row[f"{model}_s"] <= max(real)
+        row[f"{model}_verdict"] = verdict(row[f"{model}_s"], interval)
     return row
 
 
@@ -373,7 +415,8 @@ def main() -> None:
                    "congestion window and slow-start threshold as each message started, "
                    "and the segments it resent (Linux TCP_INFO)")
     p.add_argument("--repeats", type=int, default=3, help="real replays per method; the "
-                   "median round time is compared")
+                   "median round time is compared (6 or more also give the median a "
+                   "95%% confidence interval; 15 take about 4 minutes)")
     args = p.parse_args()
     started = time.time()
     rows, kinds = [], {}
@@ -397,6 +440,10 @@ def main() -> None:
               f"{r['spread']:.0%}: {r['real_min_s']:.3f}-{r['real_max_s']:.3f})  tcp "
               f"{r['tcp_s']:8.3f} s ({r['tcp_ratio']:5.2f}x)  flow "
               f"{r['flow_s']:8.3f} s ({r['flow_ratio']:5.2f}x)")
+        if r["median_interval_s"] is not None:
+            print(f"{'':<18}the real median lies in {r['median_interval_s'][0]:.3f}-"
+                  f"{r['median_interval_s'][1]:.3f} s (95% confidence): tcp "
+                  f"{r['tcp_verdict']}, flow {r['flow_verdict']} 5% of it")
     for model in ("tcp", "flow"):
         worst = max(rows, key=lambda r: abs(r[f"{model}_ratio"] - 1))
         within = sum(abs(r[f"{model}_ratio"] - 1) <= 0.05 for r in rows)
@@ -404,6 +451,10 @@ def main() -> None:
         print(f"{model:>4}: {within}/{len(rows)} rounds within 5%; worst "
               f"{worst[f'{model}_ratio']:.2f}x ({worst['method']} round {worst['round']}); "
               f"{inside}/{len(rows)} within the replays' range")
+        verdicts = [r[f"{model}_verdict"] for r in rows]
+        print(f"{'':>6}with 95% confidence in the real medians: "
+              + ", ".join(f"{verdicts.count(v)} {v}" for v in ("within", "outside", "undecided"))
+              + ("" if args.repeats >= 6 else " (6 repeats or more can decide)"))
     print(f"each kind of message over the {args.repeats} replays, real against the model "
           "(durations in ms):")
     for method, lines in kinds.items():

@@ -240,3 +240,28 @@ def test_the_flights_of_each_reply_are_read_from_the_trace():
     packets += [data(1.3, n + 3 * mss)]  # a segment of reply 2 sent again
     assert ei.flights(packets, n, 3) == ["10", "59+11+1r", ""]
     assert ei.flights([], n, 2) == ["?", "?"]
+
+
+def test_the_real_medians_interval_comes_from_order_statistics():
+    rr = _load("round_replay")
+    values = [float(v) for v in range(15, 0, -1)]  # 15 replays, in any order
+    # P(Binomial(15, 1/2) <= 3) = 576/32768 <= 2.5% < P(<= 4): the 4th and 12th smallest
+    assert rr.median_interval(values) == (4.0, 12.0)
+    assert rr.median_interval(values[:6]) == (10.0, 15.0)  # 6: the extremes, 96.9%
+    assert rr.median_interval(values[:5]) is None  # 5: 1/32 > 2.5% in each tail
+    # 50%: P(<= 5) = 4944/32768 <= 25% < P(<= 6) = 9949/32768: the 6th and 10th
+    assert rr.median_interval(values, confidence=0.5) == (6.0, 10.0)
+
+
+def test_a_model_round_is_called_within_outside_or_undecided_against_that_interval():
+    rr = _load("round_replay")
+    assert rr.verdict(1.0, (0.96, 1.04)) == "within"  # 1.0 / 0.96 = 1.042, / 1.04 = 0.96
+    assert rr.verdict(1.0, (0.90, 1.04)) == "undecided"  # 1.0 / 0.90 = 1.11
+    assert rr.verdict(0.85, (0.90, 1.04)) == "outside"  # 0.85 / 0.90 = 0.944
+    assert rr.verdict(1.0, None) == "undecided"
+    repeats = [{"method": "splitfed", "round": 1, "real_s": s, "tcp_s": 2.39, "flow_s": 2.7}
+               for s in (2.40, 2.51, 2.53, 2.60, 2.62, 2.64, 2.65, 2.66, 2.68, 2.70, 2.74,
+                         2.77, 2.80, 3.00, 3.20)]
+    row = rr.median_row(repeats)
+    assert row["median_interval_s"] == (2.60, 2.77)
+    assert row["tcp_verdict"] == "outside" and row["flow_verdict"] == "within"
