@@ -29,7 +29,12 @@ segments, when the device sent each segment, resent one, and got an acknowledgem
 The sniffer is a Python process: it takes CPU from the replay, so its round times are
 not the ones to quote.
 
+``--queues`` logs the delay line's queue (``delayline/queue_log.py``): the wait packets
+found ahead of them in each direction over the replay, and in the ``--capture``
+timelines the wait each run of an upload's segments found, and its acknowledgements'.
+
     python benchmarks/round_breakdown.py [--method splitfed] [--rounds 2] [--capture N]
+                                         [--queues]
 
 Needs root, iproute2, gcc and /dev/net/tun (as ``tcp_fidelity.py``).
 """
@@ -43,6 +48,7 @@ import math
 import statistics
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -51,6 +57,9 @@ sys.path.insert(0, str(HERE))
 import round_replay as rr  # noqa: E402
 from round_replay import by_kind, percentiles_ms  # noqa: E402
 from tcp_fidelity import Path_, Unavailable  # noqa: E402
+
+sys.path.insert(0, str(HERE / "delayline"))
+import queue_log  # noqa: E402
 
 from ecofed_sim.network import tcp as transport  # noqa: E402
 
@@ -162,9 +171,13 @@ def spread(rows: list[dict]) -> str:
     return f"{median:.1f} ({low:.1f}-{high:.1f})"
 
 
-def timeline(message, packets: list, mss: int = 1448) -> list[str]:
+def timeline(message, packets: list, mss: int = 1448, queues: dict | None = None,
+             one_way_s: float = 0.0) -> list[str]:
     """One upload's packets seen on the device: runs of segments sent (and resent) and
-    the acknowledgements that moved, in milliseconds from its first byte."""
+    the acknowledgements that moved, in milliseconds from its first byte. With the delay
+    line's ``queues`` (``delayline/queue_log.py``), each run of segments also shows the
+    wait it found in the upload direction, and the wait its acknowledgements found in the
+    download direction (``one_way_s`` and that first wait later)."""
     port, t0, t1 = message.device_port, message.sent_s, message.real_end_s
     mine = [p for p in packets if t0 - 1e-3 <= p[0] <= t1 + 1e-3
             and ((p[1] == 4 and p[2] == port and p[6] > 0) or (p[1] == 0 and p[3] == port))]
@@ -189,7 +202,13 @@ def timeline(message, packets: list, mss: int = 1448) -> list[str]:
     out = []
     for at_ms, what, a, b in events:
         span = f"{a:.1f}" if b is None else (f"{a}" if a == b else f"{a}-{b}")
-        out.append(f"  {at_ms:8.1f} ms  {what} {span}")
+        line = f"  {at_ms:8.1f} ms  {what} {span}"
+        if queues is not None and b is not None:
+            at_s = t0 + at_ms / 1e3
+            up_s = queue_log.wait_at_s(queues["up"], at_s)
+            back_s = queue_log.wait_at_s(queues["down"], at_s + up_s + one_way_s)
+            line = f"{line:<34} queued behind: {up_s * 1e3:5.1f} ms, its ACK {back_s * 1e3:5.1f} ms"
+        out.append(line)
     return out
 
 
@@ -199,12 +218,16 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--capture", type=int, default=0, metavar="N",
                    help="print the packet timelines of the first N uploads that resent")
+    p.add_argument("--queues", action="store_true", help="log the delay line's queue: "
+                   "print the wait packets found in each direction, and with --capture "
+                   "the waits of each upload's segments and their acknowledgements")
     args = p.parse_args()
+    log = Path(tempfile.mkdtemp()) / "queue.bin" if args.queues else None
     model: list[dict] = []
     with model_messages(model):
         rr.simulate(args.method, args.rounds, "tcp")
     try:
-        path = Path_(rr.RATE_MBPS, rr.RTT_MS)
+        path = Path_(rr.RATE_MBPS, rr.RTT_MS, queue_log=log)
     except Unavailable as err:
         sys.exit(f"skipped: {err}")
     replayed: list[dict] = []  # each round's messages, client by client
@@ -222,6 +245,7 @@ def main() -> None:
         if sniffer is not None:
             sniffer.kill()
         path.teardown()
+    queues = queue_log.read(log, rr.RATE_MBPS * 1e6) if log else None
     real = real_messages(replayed)
     print(f"{args.method}, {args.rounds} rounds, messages of {MIN_SEGMENTS} segments or more; "
           "one replay against the model (tcp)")
@@ -230,13 +254,16 @@ def main() -> None:
     print("\n".join(losses(real, model)))
     print("each kind of message, real against the model (durations in ms):")
     print("\n".join(by_kind(replayed)))
+    if queues is not None:
+        print("the delay line's queue over the replay (20 Mbit/s each way, one BDP of buffer):")
+        print("\n".join(queue_log.summary(queues)))
     lossy = [r for r in real if r["resent"] > 0 and r["message"].direction == "up"]
     for r in lossy[:args.capture]:
         m = r["message"]
         print(f"upload of {m.nbytes:,} B, window {r['cwnd']}, resent {r['resent']}: "
               f"{r['duration_s'] * 1e3:.0f} ms (model, in its own round: "
               f"{(m.sim_end_s - m.sim_start_s) * 1e3:.0f} ms)")
-        print("\n".join(timeline(m, packets)))
+        print("\n".join(timeline(m, packets, queues=queues, one_way_s=rr.RTT_MS / 2e3)))
 
 
 if __name__ == "__main__":

@@ -65,7 +65,10 @@ class Path_:
     names are fixed, so one process at a time holds them (``LOCK``): a second benchmark
     would tear down the first one's path mid-measurement."""
 
-    def __init__(self, rate_mbps: float, rtt_ms: float) -> None:
+    def __init__(self, rate_mbps: float, rtt_ms: float, queue_log: Path | None = None) -> None:
+        """``queue_log``: the delay line logs every packet it reads there, with the bytes
+        queued ahead of it (``delayline/queue_log.py`` reads it once ``teardown`` is done)."""
+        self.line = None
         self.lock = LOCK.open("w")
         try:
             fcntl.flock(self.lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -75,12 +78,12 @@ class Path_:
                               "locked)") from None
         atexit.register(self.teardown)
         try:
-            self._build(rate_mbps, rtt_ms)
+            self._build(rate_mbps, rtt_ms, queue_log)
         except BaseException:
             self.teardown()  # and let the next one have the lock
             raise
 
-    def _build(self, rate_mbps: float, rtt_ms: float) -> None:
+    def _build(self, rate_mbps: float, rtt_ms: float, queue_log: Path | None) -> None:
         self.clean()
         try:
             for ns in (NS_DEV, NS_SRV):
@@ -91,7 +94,8 @@ class Path_:
         bdp = int(rate_mbps * 1e6 * rtt_ms / 1e3 / 8)
         self.line = subprocess.Popen([str(build_delayline()), NS_DEV, NS_SRV,
                                       str(rate_mbps * 1e6), str(int(rtt_ms * 500)),
-                                      str(max(bdp, 64 * 1514))],
+                                      str(max(bdp, 64 * 1514)),
+                                      *([str(queue_log)] if queue_log else [])],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         if self.line.stdout.readline().strip() != "ready":
             raise Unavailable(f"delay line did not start: {self.line.stderr.read().strip()}")
@@ -110,6 +114,12 @@ class Path_:
 
     def teardown(self) -> None:
         if not self.lock.closed:
+            if self.line is not None and self.line.poll() is None:
+                self.line.terminate()  # it writes out its queue log, then exits
+                try:
+                    self.line.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    self.line.kill()
             self.clean()
             self.lock.close()  # releases the lock
 

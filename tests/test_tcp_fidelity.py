@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -265,3 +266,46 @@ def test_a_model_round_is_called_within_outside_or_undecided_against_that_interv
     row = rr.median_row(repeats)
     assert row["median_interval_s"] == (2.60, 2.77)
     assert row["tcp_verdict"] == "outside" and row["flow_verdict"] == "within"
+
+
+def test_the_delay_lines_queue_log_gives_each_packets_wait(tmp_path):
+    ql = load_script("benchmarks/delayline/queue_log.py")
+    log = tmp_path / "queue.bin"
+    records = [(1_000_000_000, 0, 1500, 0, 0),  # up, at 1 s, empty queue
+               (1_000_100_000, 25_000, 1500, 0, 0),  # 25,000 B ahead: 10 ms at 20 Mbit/s
+               (1_000_200_000, 124_000, 1500, 0, 1),  # dropped
+               (1_002_000_000, 5_000, 52, 1, 0)]  # down: 2 ms
+    log.write_bytes(b"".join(ql.RECORD.pack(*r) for r in records) + b"\0" * 7)  # cut short
+    queues = ql.read(log, 20e6)
+    up, down = queues["up"], queues["down"]
+    assert up.times_s == [1.0, 1.0001, 1.0002] and up.dropped == [False, False, True]
+    assert up.waits_s[1] == pytest.approx(0.010) and down.waits_s == [pytest.approx(0.002)]
+    assert ql.wait_at_s(up, 0.5) == 0.0  # before the first packet
+    assert ql.wait_at_s(up, 1.0003) == pytest.approx(0.0496 - 0.0001)  # drained since
+    assert ql.wait_at_s(down, 1.01) == 0.0  # drained away
+    lines = ql.summary(queues)
+    assert lines[0].split()[:4] == ["up", "3", "packets,", "1"]
+    assert lines[1].split()[:4] == ["down", "1", "packets,", "0"]
+    assert ql.summary(queues, start_s=1.001) == [lines[1]]  # only what arrived in the window
+
+
+@pytest.mark.skipif(_why_not() is not None, reason=str(_why_not()))
+def test_the_delay_line_writes_its_queue_log_when_torn_down(tmp_path):
+    tf, ql = _load("tcp_fidelity"), load_script("benchmarks/delayline/queue_log.py")
+    path, log = None, tmp_path / "queue.bin"
+    try:
+        path = tf.Path_(20, 40, queue_log=log)
+        before = time.monotonic()
+        path.measure("warm", 100_000, 0.0, 1)
+        after = time.monotonic()
+    except tf.Unavailable as err:
+        pytest.skip(f"delay line unavailable: {err}")
+    finally:
+        if path is not None:
+            path.teardown()
+    queues = ql.read(log, 20e6)
+    up, down = queues["up"], queues["down"]  # the message goes device to server
+    assert sum(1 for t in up.times_s if before <= t <= after) >= 70  # 100 KB of segments
+    assert down.times_s  # its acknowledgements
+    assert max(up.waits_s) > 0.010  # sent as a burst into 20 Mbit/s: a queue built up
+    assert max(up.waits_s) <= 100_000 * 8 / 20e6  # no more than one BDP of buffer

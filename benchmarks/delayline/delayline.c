@@ -4,9 +4,12 @@
  * serialised at RATE bit/s behind the packets before it (drop-tail when more than
  * BUFFER bytes wait), held for the one-way DELAY, then written to the other.
  *
- *   delayline NS_A NS_B RATE_BPS DELAY_US BUFFER_BYTES
+ *   delayline NS_A NS_B RATE_BPS DELAY_US BUFFER_BYTES [QUEUE_LOG]
  *
- * Prints "ready" once both devices exist; runs until killed. Packets carry no extra
+ * Prints "ready" once both devices exist; runs until killed (SIGTERM: it writes out its
+ * log first). QUEUE_LOG: a file that gets one 16-byte record per packet read (native
+ * byte order): int64 CLOCK_MONOTONIC ns, int32 bytes queued for the serialiser ahead of
+ * it, int16 its length, int8 direction (0: NS_A to NS_B), int8 1 if dropped. Packets carry no extra
  * header (IFF_NO_PI); the rate counts IP bytes plus 14 bytes of Ethernet framing, as a
  * shaped Ethernet link would.
  */
@@ -17,6 +20,7 @@
 #include <linux/if_tun.h>
 #include <poll.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,6 +42,13 @@ typedef struct {
     int64_t dropped;
 } dir_t;
 
+typedef struct {
+    int64_t t_ns; int32_t backlog_bytes; int16_t len; int8_t dir, dropped;
+} record_t;
+
+static volatile sig_atomic_t stop;
+static void on_term(int sig) { (void)sig; stop = 1; }
+
 static int64_t now_ns(void) {
     struct timespec ts; clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
@@ -58,7 +69,14 @@ static int open_tun_in(const char *ns, const char *name) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 6) { fprintf(stderr, "usage: %s NS_A NS_B RATE_BPS DELAY_US BUFFER_BYTES\n", argv[0]); return 2; }
+    if (argc != 6 && argc != 7) {
+        fprintf(stderr, "usage: %s NS_A NS_B RATE_BPS DELAY_US BUFFER_BYTES [QUEUE_LOG]\n", argv[0]);
+        return 2;
+    }
+    FILE *log = NULL;
+    if (argc == 7 && !(log = fopen(argv[6], "wb"))) { perror(argv[6]); return 2; }
+    struct sigaction sa; memset(&sa, 0, sizeof sa); sa.sa_handler = on_term;
+    sigaction(SIGTERM, &sa, NULL);
     double rate = atof(argv[3]);
     int64_t delay_ns = atoll(argv[4]) * 1000LL, buffer = atoll(argv[5]);
     int a = open_tun_in(argv[1], "dl0"), b = open_tun_in(argv[2], "dl0");
@@ -66,7 +84,7 @@ int main(int argc, char **argv) {
     for (int i = 0; i < 2; i++) d[i].q = calloc(QLEN, sizeof(pkt_t));
     printf("ready\n"); fflush(stdout);
     unsigned char buf[MAXPKT];
-    for (;;) {
+    while (!stop) {
         int64_t t = now_ns(), next = -1;
         for (int i = 0; i < 2; i++) {          /* deliver what is due */
             dir_t *x = &d[i];
@@ -97,9 +115,12 @@ int main(int argc, char **argv) {
                 /* queueing (bytes waiting for the serialiser) beyond the buffer: drop */
                 int64_t backlog = x->busy_until_ns > arrive ?
                     (int64_t)((x->busy_until_ns - arrive) * rate / 8e9) : 0;
-                if (backlog + n > buffer || n > 1600 || (x->tail + 1) % QLEN == x->head) {
-                    x->dropped++; continue;
+                int drop = backlog + n > buffer || n > 1600 || (x->tail + 1) % QLEN == x->head;
+                if (log) {
+                    record_t r = {arrive, (int32_t)backlog, (int16_t)n, (int8_t)i, (int8_t)drop};
+                    fwrite(&r, sizeof r, 1, log);
                 }
+                if (drop) { x->dropped++; continue; }
                 int64_t start = x->busy_until_ns > arrive ? x->busy_until_ns : arrive;
                 x->busy_until_ns = start + (int64_t)((n + ETH_FRAMING) * 8e9 / rate);
                 pkt_t *p = &x->q[x->tail];
@@ -108,4 +129,6 @@ int main(int argc, char **argv) {
             }
         }
     }
+    if (log) fclose(log);
+    return 0;
 }
