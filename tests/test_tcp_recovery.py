@@ -354,3 +354,59 @@ def test_a_burst_behind_another_loses_its_tail_and_waits_for_the_probe():
     assert ends == {"a": pytest.approx(0.005 + ahead / 20e6, abs=1e-12),
                     "b": pytest.approx(detect_s + 4 * (0.01 + S20) + 0.005 + 4 * S20,
                                        abs=1e-12)}
+
+
+def test_a_later_flight_waits_for_its_acknowledgements_behind_the_reverse_links_bursts():
+    """The acknowledgements of an upload's flight cross the server's egress, where a
+    download's burst may be queued: the flight's round trip ends once that has drained.
+    Server ingress 1 Gbit/s, egress 20 Mbit/s; devices at 100 Mbit/s, RTT 10 ms.
+
+    - Device ``b`` downloads 60 segments at time 0 on a warm window of 60: its burst
+      (726,720 bits) queues at the egress, 300,000 bits drained by 15 ms.
+    - Device ``a`` uploads 35 segments at time 0 on a warm window of 10: its first
+      round ends at 15 ms (5 ms one way, then a round trip); its second flight of 20 then
+      leaves, and its acknowledgements wait behind the 426,720 bits still queued at the
+      egress (21.336 ms): that round ends at 15 + 10 + 21.336 ms, and the last 5
+      segments arrive 5 segments at 100 Mbit/s later. Without the download, at 25 ms
+      and those 5 segments."""
+
+    def upload_end_s(with_download: bool) -> float:
+        net = Network(simpy.Environment(), Capacity("in", 1e9), Capacity("out", 20e6),
+                      tcp=TcpParams())
+        ends = {}
+
+        def send(name, direction, payload_bytes, window_segments):
+            link = DeviceLink.from_mbps(name, 100, 100, 5)
+            link.rtt_s = 0.01
+            link.connection.warm(net.tcp, direction, window_segments * SEG)
+            yield from net.transfer(link, direction, payload_bytes)
+            ends[name] = net.env.now
+
+        net.env.process(send("a", "up", 35 * 1448, 10))
+        if with_download:
+            net.env.process(send("b", "down", 60 * 1448, 60))
+        net.env.run()
+        return ends["a"]
+
+    last_s = 5 * SEG / 100e6
+    assert upload_end_s(False) == pytest.approx(0.025 + last_s, abs=1e-12)
+    backlog_s = (60 * SEG - 0.015 * 20e6) / 20e6
+    assert backlog_s == pytest.approx(0.021336)
+    assert upload_end_s(True) == pytest.approx(0.025 + backlog_s + last_s, abs=1e-12)
+
+
+def test_queue_flight_adds_both_directions_queues_to_the_round_trip():
+    from ecofed_sim.network.burst import queue_flight
+    from ecofed_sim.network.window import Window
+
+    forward, reverse = Capacity("fwd", 20e6), Capacity("rev", 10e6)
+    forward.queue_burst(0.0, 100 * SEG)
+    reverse.queue_burst(0.0, 50 * SEG)
+    window = Window(0.04, 20 * SEG, math.inf, 20 * SEG, 0.05)
+    queue_flight(forward, window, 30 * SEG, 0.01, reverse)
+    assert window.round_end_s == pytest.approx(
+        0.05 + (100 * SEG - 0.01 * 20e6) / 20e6 + (50 * SEG - 0.01 * 10e6) / 10e6)
+    assert forward.burst_backlog_bits(0.01) == pytest.approx(100 * SEG - 0.01 * 20e6 + 20 * SEG)
+    alone = Window(0.04, 20 * SEG, math.inf, 20 * SEG, 0.05)
+    queue_flight(Capacity("idle", 20e6), alone, 30 * SEG, 0.01)
+    assert alone.round_end_s == 0.05  # nothing queued either way

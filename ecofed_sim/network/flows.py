@@ -63,6 +63,7 @@ class Flow:
     burst_neck: Capacity | None = None  # where it queues as one burst (``network.burst``)
     burst_seq: int = 0  # its place in the order bursts arrive
     neck: Capacity | None = None  # its path's bottleneck, where its window's flights queue
+    ack_neck: Capacity | None = None  # the reverse path's, where its acknowledgements queue
 
     def __post_init__(self) -> None:
         self.path = self.constraints  # without a loss cap
@@ -161,9 +162,10 @@ class Network:
             raise
         if payload_bytes <= 0:
             return
-        window_neck = None  # where the window's flights queue
+        window_neck = ack_neck = None  # where the window's flights and their ACKs queue
         if window is not None:
             window_neck = self.bottleneck(link, direction)
+            ack_neck = self.bottleneck(link, "down" if direction == "up" else "up")
             busy = link.connection.sending.get(direction)
             if busy is not None:  # the connection is not idle: no restart, no new rounds
                 window = busy.window.continuation()
@@ -185,7 +187,7 @@ class Network:
                 flow = Flow(path, bits, self.env.event(), window=window, total_bits=bits,
                             weights=weights, burst_neck=neck,
                             burst_seq=next(self._bursts) if neck is not None else 0,
-                            neck=window_neck)
+                            neck=window_neck, ack_neck=ack_neck)
                 self._arm_loss_cap(link, direction, flow)
                 if neck is not None:
                     self._count_burst(neck, 1)
@@ -379,6 +381,6 @@ class Network:
         if w.round_end_s - self.env.now <= slack_s:
             if w.blocked:
                 w.next_round()
-                queue_flight(flow.neck, w, flow.remaining_bits, self.env.now)
+                queue_flight(flow.neck, w, flow.remaining_bits, self.env.now, flow.ack_neck)
             else:  # the pipe, not the window, was the limit for a whole round trip
                 w.open = True
