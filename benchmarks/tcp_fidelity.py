@@ -272,6 +272,32 @@ def by_exchange(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def by_total(rows: list[dict]) -> str:
+    """The exchanges of a case together, where rows keep them: the median over repeats of
+    their total time (what a training run of that many lock-step exchanges pays) against
+    the model's total. Where Linux has several outcomes for one exchange (a lost last
+    segment or not, the send buffer grown a round trip earlier or later), the grid's
+    median of the exchanges after the first can flip between them; the total weighs
+    each exchange by its time."""
+    kept = [r for r in rows if r.get("measured_exchanges_s")]
+    if not kept:
+        return ""
+    ratios: dict[str, list[tuple[float, dict]]] = {"tcp": [], "flow": []}
+    for r in kept:
+        measured = statistics.median(sum(runs) for runs in r["measured_exchanges_s"])
+        for model in ratios:
+            ratios[model].append((sum(r[f"{model}_exchanges_s"]) / measured, r))
+    lines = [f"{'exchanges, total':<18} {'tcp within 10%':>15} {'flow within 10%':>16} "
+             f"{'worst tcp':>10}"]
+    within = {m: sum(abs(x - 1) <= 0.10 for x, _ in v) for m, v in ratios.items()}
+    worst, r = max(ratios["tcp"], key=lambda xr: abs(xr[0] - 1))
+    beyond = sum(abs(x - 1) > 0.25 for x, _ in ratios["tcp"])
+    lines.append(f"{'all':<18} {within['tcp']:>9}/{len(kept):<5} {within['flow']:>10}/"
+                 f"{len(kept):<5} {worst:>9.2f}x ({r['rate_mbps']:g} Mb/s, {r['rtt_ms']:g} "
+                 f"ms, {r['bytes']:,} B, gap {r['gap_s']:g}); beyond 25%: {beyond}")
+    return "\n".join(lines)
+
+
 def rescore(rows: list[dict], count: int) -> list[dict]:
     """Stored measurements against the current model (the measured values stand). A
     row that recorded its exchanges per case (``count``) is simulated with as many."""
@@ -308,7 +334,7 @@ def main() -> None:
     args = p.parse_args()
     if args.rescore:
         rows = rescore(json.loads(args.rescore.read_text()), args.count)
-        print("\n".join(filter(None, [summary(rows), by_exchange(rows)])))
+        print("\n".join(filter(None, [summary(rows), by_exchange(rows), by_total(rows)])))
         if args.json:
             args.json.write_text(json.dumps(rows, indent=1))
         return
@@ -318,7 +344,7 @@ def main() -> None:
                       patterns=args.patterns)
     except Unavailable as err:
         sys.exit(f"skipped: {err}")
-    print("\n".join(filter(None, [summary(rows), by_exchange(rows)])))
+    print("\n".join(filter(None, [summary(rows), by_exchange(rows), by_total(rows)])))
     print(f"{len(rows)} cases in {time.time() - started:.0f} s")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))

@@ -309,3 +309,19 @@ def test_the_delay_line_writes_its_queue_log_when_torn_down(tmp_path):
     assert down.times_s  # its acknowledgements
     assert max(up.waits_s) > 0.010  # sent as a burst into 20 Mbit/s: a queue built up
     assert max(up.waits_s) <= 100_000 * 8 / 20e6  # no more than one BDP of buffer
+
+
+def test_the_exchanges_are_also_scored_by_their_total():
+    tf = _load("tcp_fidelity")
+    # Linux's later exchanges flip between outcomes: the median of exchanges 2-4 is 0.23,
+    # 0.136 and 0.225 in the three repeats, the total 0.834 in each
+    row = dict(rate_mbps=20, rtt_ms=40, bytes=100_000, pattern="exchange", gap_s=0.0,
+               measured_exchanges_s=[[0.25, 0.23, 0.232, 0.122], [0.25, 0.136, 0.322, 0.126],
+                                     [0.25, 0.225, 0.232, 0.127]],
+               tcp_exchanges_s=[0.247, 0.131, 0.321, 0.141],  # total 0.840: 1.01x
+               flow_exchanges_s=[0.2, 0.1, 0.1, 0.1])  # total 0.5: 0.60x
+    far = dict(row, rate_mbps=5, tcp_exchanges_s=[0.1, 0.1, 0.1, 0.1])  # 0.4: 0.48x
+    lines = tf.by_total([row, dict(row, measured_exchanges_s=None), far]).splitlines()
+    assert lines[1].split()[:7] == ["all", "1/2", "0/2", "0.48x", "(5", "Mb/s,", "40"]
+    assert lines[1].endswith("beyond 25%: 1")
+    assert tf.by_total([dict(row, measured_exchanges_s=None)]) == ""
