@@ -202,8 +202,8 @@ def queue_flight(neck: Capacity, window: Window, remaining_bits: float, now_s: f
     of downloads queued ahead of them in the server-to-device direction, which the
     uploads' acknowledgements cross. Counting that wait for a later flight took the
     model's uploads from a median of 79.5 ms to 85.7 ms (Linux 93.7 over 15 replays).
-    Counted for a first flight too, it moved SplitFed's first round from 2.944 s to
-    2.59-2.64 s, away from the replays' 2.92 s: it is not."""
+    A message's first flight does not count it: counted there too, it moved SplitFed's
+    first round from 2.944 s to 2.59-2.64 s, away from the replays' 2.92 s."""
     ahead_bits = neck.burst_backlog_bits(now_s)
     window.round_end_s += ahead_bits / neck.rate_bps
     if ack_neck is not None:
