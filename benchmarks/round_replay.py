@@ -30,6 +30,14 @@ it, outside, or undecided (``median_interval``, ``verdict``).
 
     python benchmarks/round_replay.py [--methods fedavg splitfed ecofed] [--rounds 2]
                                       [--repeats 3] [--tcp-info]
+                                      [--model-draws K] [--jitter-ms 0.5]
+
+A round at a shared bottleneck is chaotic in the model too: a tenth of a millisecond of
+latency more or less reorders who meets whom, and one run of the model is one draw, as
+one replay is. ``--model-draws K`` runs the model K times more (timing only), each
+message's latency jittered by up to ``--jitter-ms`` (0.5 ms by default, seeds 0 to K-1),
+and holds the median of those draws against the real median and its interval, and each
+kind of message over the draws against the replays'.
 
 ``--tcp-info`` prints, per client and direction, the sender's congestion window and
 slow-start threshold (in segments) as each message started, and the segments resent
@@ -68,10 +76,15 @@ CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
-def scenario(method: str, rounds: int, transport: str) -> dict:
-    """The quickstart's model and data on 5 clients behind one 20 Mbit/s server link."""
+def scenario(method: str, rounds: int, transport: str, jitter_ms: float = 0.0,
+             seed: int | None = None) -> dict:
+    """The quickstart's model and data on 5 clients behind one 20 Mbit/s server link;
+    with ``jitter_ms``, each message's latency gets up to that much more (a draw per
+    message from a generator seeded by ``seed`` and the device), and nothing trains."""
     raw = yaml.safe_load(shipped()["quickstart"].read_text())
     raw.update(rounds=rounds, name=f"replay-{method}")
+    if seed is not None:
+        raw["seed"] = seed
     raw["method"] = {"name": method, "split": 4}
     if method == "fedavg":
         raw["method"] = {"name": "fedavg"}
@@ -81,6 +94,9 @@ def scenario(method: str, rounds: int, transport: str) -> dict:
          "link": {"uplink_mbps": 10_000, "downlink_mbps": 10_000, "rtt_ms": RTT_MS}}]}
     raw["server"]["link"] = {"ingress_mbps": RATE_MBPS, "egress_mbps": RATE_MBPS}
     raw["network"] = {"transport": transport}
+    if jitter_ms > 0:
+        raw["population"]["devices"][0]["link"]["latency_jitter_ms"] = jitter_ms
+        raw["learning"] = "none"  # the clocks are those of the trained run
     return raw
 
 
@@ -268,10 +284,43 @@ def replay_round(conns: Connections, msgs: dict[int, list[Message]], not_before:
     return start[0], max(m.real_end_s for cm in msgs.values() for m in cm)
 
 
-def simulate(method: str, rounds: int, transport: str):
-    raw = scenario(method, rounds, transport)
+def simulate(method: str, rounds: int, transport: str, jitter_ms: float = 0.0,
+             seed: int | None = None):
+    raw = scenario(method, rounds, transport, jitter_ms, seed)
     return ecofed_sim.run(scenario_from_dict(raw, f"{raw['name']}.yaml"),
                           source=f"{raw['name']}.yaml", base_dir=None)
+
+
+def network_times_s(results) -> list[float]:
+    """Each round's time from its start to its last message's arrival: what a replay
+    times (the aggregation after it is the same in both)."""
+    out = []
+    for r, rnd in results.rounds.iterrows():
+        sent = results.transfers[results.transfers["round"] == r]
+        if len(sent):
+            out.append(sent.t_end_s.max() - (rnd.sim_time_s - rnd.round_time_s))
+    return out
+
+
+def model_draws(method: str, rounds: int, draws: int, jitter_ms: float) -> dict:
+    """The model's rounds and messages over ``draws`` runs whose latencies differ by a
+    jitter of up to ``jitter_ms``, seeds 0 to ``draws - 1``: at a shared bottleneck a
+    round is chaotic, so one run of the model is one draw, as one replay is. Returns
+    each round's network times (``network_times_s``) and the durations of each kind of
+    message of ``MIN_SEGMENTS`` or more, as ``by_kind`` groups them."""
+    rounds_s: list[list[float]] = []
+    kinds: dict[tuple[str, int], list[float]] = {}
+    for seed in range(draws):
+        res = simulate(method, rounds, "tcp", jitter_ms, seed)
+        rounds_s.append(network_times_s(res))
+        per_message = res.transfers.groupby("message_id").agg(
+            direction=("direction", "first"), nbytes=("payload_bytes", "sum"),
+            start=("t_start_s", "first"), end=("t_end_s", "first"))
+        for row in per_message.itertuples():
+            if math.ceil(row.nbytes / 1448) >= MIN_SEGMENTS:
+                kinds.setdefault((row.direction, int(row.nbytes)), []).append(
+                    row.end - row.start)
+    return {"rounds_s": [list(r) for r in zip(*rounds_s, strict=True)], "kinds": kinds}
 
 
 def replay(method: str, rounds: int, out=print, windows: bool = False,
@@ -388,6 +437,15 @@ def verdict(model_s: float, interval: tuple[float, float] | None, goal: float = 
     return "undecided"
 
 
+def with_draws(row: dict, draws_s: list[float]) -> dict:
+    """``row`` (``median_row``) with the model's median over its jittered draws, its
+    range, its ratio to the real median and its verdict against the median's interval."""
+    median = statistics.median(draws_s)
+    return {**row, "draws_s": median, "draws_min_s": min(draws_s),
+            "draws_max_s": max(draws_s), "draws_ratio": median / row["real_s"],
+            "draws_verdict": verdict(median, row["median_interval_s"])}
+
+
 def median_row(repeats: list[dict]) -> dict:
     """One round over its repeats: the median real time, its spread, the ratios to it,
     whether each model's round lies within the replays' range (``tcp_inside``,
@@ -414,6 +472,11 @@ def main() -> None:
     p.add_argument("--tcp-info", action="store_true", help="also print each sender's "
                    "congestion window and slow-start threshold as each message started, "
                    "and the segments it resent (Linux TCP_INFO)")
+    p.add_argument("--model-draws", type=int, default=0, metavar="K",
+                   help="also run the model K times with latencies jittered by up to "
+                   "--jitter-ms (seeds 0 to K-1, timing only) and hold the median of its "
+                   "rounds against the real median")
+    p.add_argument("--jitter-ms", type=float, default=0.5)
     p.add_argument("--repeats", type=int, default=3, help="real replays per method; the "
                    "median round time is compared (6 or more also give the median a "
                    "95%% confidence interval; 15 take about 4 minutes)")
@@ -432,8 +495,16 @@ def main() -> None:
                                    replayed=replayed))
             finally:
                 path.teardown()
-        rows += [median_row([run[i] for run in runs]) for i in range(len(runs[0]))]
+        method_rows = [median_row([run[i] for run in runs]) for i in range(len(runs[0]))]
         kinds[method] = by_kind(replayed)
+        if args.model_draws:
+            drawn = model_draws(method, args.rounds, args.model_draws, args.jitter_ms)
+            method_rows = [with_draws(row, draws_s) for row, draws_s
+                           in zip(method_rows, drawn["rounds_s"], strict=True)]
+            kinds[method] += [f"the model over {args.model_draws} draws:"] + [
+                f"{d + f' {n:,} B':<18} {len(v):>4}   {'':>25}   {quantiles_ms(v):>26}"
+                for (d, n), v in sorted(drawn["kinds"].items())]
+        rows += method_rows
     print("median of the repeats:")
     for r in rows:
         print(f"{r['method']:<9} round {r['round']}: real {r['real_s']:8.3f} s (spread "
@@ -444,6 +515,10 @@ def main() -> None:
             print(f"{'':<18}the real median lies in {r['median_interval_s'][0]:.3f}-"
                   f"{r['median_interval_s'][1]:.3f} s (95% confidence): tcp "
                   f"{r['tcp_verdict']}, flow {r['flow_verdict']} 5% of it")
+        if "draws_s" in r:
+            print(f"{'':<18}tcp over {args.model_draws} draws ({args.jitter_ms:g} ms jitter): "
+                  f"median {r['draws_s']:.3f} s ({r['draws_min_s']:.3f}-"
+                  f"{r['draws_max_s']:.3f}), {r['draws_ratio']:.2f}x: {r['draws_verdict']}")
     for model in ("tcp", "flow"):
         worst = max(rows, key=lambda r: abs(r[f"{model}_ratio"] - 1))
         within = sum(abs(r[f"{model}_ratio"] - 1) <= 0.05 for r in rows)
@@ -455,6 +530,12 @@ def main() -> None:
         print(f"{'':>6}with 95% confidence in the real medians: "
               + ", ".join(f"{verdicts.count(v)} {v}" for v in ("within", "outside", "undecided"))
               + ("" if args.repeats >= 6 else " (6 repeats or more can decide)"))
+    if args.model_draws:
+        within = sum(abs(r["draws_ratio"] - 1) <= 0.05 for r in rows)
+        verdicts = [r["draws_verdict"] for r in rows]
+        print(f"tcp, median of {args.model_draws} draws: {within}/{len(rows)} rounds within 5% "
+              "of the real median; with 95% confidence: " + ", ".join(
+                  f"{verdicts.count(v)} {v}" for v in ("within", "outside", "undecided")))
     print(f"each kind of message over the {args.repeats} replays, real against the model "
           "(durations in ms):")
     for method, lines in kinds.items():
