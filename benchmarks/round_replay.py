@@ -117,14 +117,19 @@ class Message:
     device_port: int = 0  # the device end of its connection (to find it in a capture)
 
 
-def client_messages(transfers, round_start_s: float) -> dict[int, list[Message]]:
-    """Each client's messages in issue order, each tied to its causal predecessor."""
-    out: dict[int, list[Message]] = {}
-    per_message = transfers.groupby("message_id").agg(
+def per_message(transfers):
+    """The transfers table with one row per message (a message may be sent in parts):
+    its client, direction, bytes, start and end, in issue order."""
+    return transfers.groupby("message_id").agg(
         client=("client", "first"), direction=("direction", "first"),
         nbytes=("payload_bytes", "sum"), start=("t_start_s", "first"),
         end=("t_end_s", "first")).sort_values(["start", "message_id"])
-    for client, rows in per_message.groupby("client", sort=True):
+
+
+def client_messages(transfers, round_start_s: float) -> dict[int, list[Message]]:
+    """Each client's messages in issue order, each tied to its causal predecessor."""
+    out: dict[int, list[Message]] = {}
+    for client, rows in per_message(transfers).groupby("client", sort=True):
         msgs: list[Message] = []
         for i, row in enumerate(rows.itertuples()):
             done = [m for m in msgs if m.sim_end_s <= row.start]
@@ -291,14 +296,15 @@ def simulate(method: str, rounds: int, transport: str, jitter_ms: float = 0.0,
                           source=f"{raw['name']}.yaml", base_dir=None)
 
 
-def network_times_s(results) -> list[float]:
-    """Each round's time from its start to its last message's arrival: what a replay
-    times (the aggregation after it is the same in both)."""
-    out = []
+def network_times_s(results) -> dict[int, float]:
+    """Each round's time from its start to its last message's arrival, by round: what a
+    replay times (the aggregation after it is the same in both). Rounds in which nothing
+    crossed the network are left out."""
+    out = {}
     for r, rnd in results.rounds.iterrows():
         sent = results.transfers[results.transfers["round"] == r]
         if len(sent):
-            out.append(sent.t_end_s.max() - (rnd.sim_time_s - rnd.round_time_s))
+            out[int(r)] = float(sent.t_end_s.max() - (rnd.sim_time_s - rnd.round_time_s))
     return out
 
 
@@ -306,21 +312,20 @@ def model_draws(method: str, rounds: int, draws: int, jitter_ms: float) -> dict:
     """The model's rounds and messages over ``draws`` runs whose latencies differ by a
     jitter of up to ``jitter_ms``, seeds 0 to ``draws - 1``: at a shared bottleneck a
     round is chaotic, so one run of the model is one draw, as one replay is. Returns
-    each round's network times (``network_times_s``) and the durations of each kind of
-    message of ``MIN_SEGMENTS`` or more, as ``by_kind`` groups them."""
-    rounds_s: list[list[float]] = []
+    each round's network times over the draws, by round (``network_times_s``), and the
+    durations of each kind of message of ``MIN_SEGMENTS`` or more, as ``by_kind``
+    groups them."""
+    rounds_s: dict[int, list[float]] = {}
     kinds: dict[tuple[str, int], list[float]] = {}
     for seed in range(draws):
         res = simulate(method, rounds, "tcp", jitter_ms, seed)
-        rounds_s.append(network_times_s(res))
-        per_message = res.transfers.groupby("message_id").agg(
-            direction=("direction", "first"), nbytes=("payload_bytes", "sum"),
-            start=("t_start_s", "first"), end=("t_end_s", "first"))
-        for row in per_message.itertuples():
+        for r, seconds in network_times_s(res).items():
+            rounds_s.setdefault(r, []).append(seconds)
+        for row in per_message(res.transfers).itertuples():
             if math.ceil(row.nbytes / 1448) >= MIN_SEGMENTS:
                 kinds.setdefault((row.direction, int(row.nbytes)), []).append(
                     row.end - row.start)
-    return {"rounds_s": [list(r) for r in zip(*rounds_s, strict=True)], "kinds": kinds}
+    return {"rounds_s": rounds_s, "kinds": kinds}
 
 
 def replay(method: str, rounds: int, out=print, windows: bool = False,
@@ -329,6 +334,7 @@ def replay(method: str, rounds: int, out=print, windows: bool = False,
     line; with ``windows``, also print the senders' TCP windows (``print_windows``).
     ``replayed``, if given, receives each replayed round's messages, client by client."""
     tcp, flow = simulate(method, rounds, "tcp"), simulate(method, rounds, "flow")
+    tcp_s, flow_s = network_times_s(tcp), network_times_s(flow)
     plans = []  # worked out before anything is sent: no pandas between real rounds
     for r, rnd in tcp.rounds.iterrows():
         start_s = rnd.sim_time_s - rnd.round_time_s
@@ -350,10 +356,7 @@ def replay(method: str, rounds: int, out=print, windows: bool = False,
             if replayed is not None:
                 replayed.append(msgs)
             last_sim_end = sim_end_s
-            real_s, sim_tcp_s = real_end - t0, last_sim_end - start_s
-            f = flow.rounds.iloc[r]
-            f_end = flow.transfers[flow.transfers["round"] == r].t_end_s.max()
-            sim_flow_s = f_end - (f.sim_time_s - f.round_time_s)
+            real_s, sim_tcp_s, sim_flow_s = real_end - t0, tcp_s[r], flow_s[r]
             rows.append({"method": method, "round": r, "real_s": real_s, "tcp_s": sim_tcp_s,
                          "flow_s": sim_flow_s, "tcp_ratio": sim_tcp_s / real_s,
                          "flow_ratio": sim_flow_s / real_s,
@@ -499,8 +502,8 @@ def main() -> None:
         kinds[method] = by_kind(replayed)
         if args.model_draws:
             drawn = model_draws(method, args.rounds, args.model_draws, args.jitter_ms)
-            method_rows = [with_draws(row, draws_s) for row, draws_s
-                           in zip(method_rows, drawn["rounds_s"], strict=True)]
+            method_rows = [with_draws(row, drawn["rounds_s"][row["round"]])
+                           for row in method_rows]
             kinds[method] += [f"the model over {args.model_draws} draws:"] + [
                 f"{d + f' {n:,} B':<18} {len(v):>4}   {'':>25}   {quantiles_ms(v):>26}"
                 for (d, n), v in sorted(drawn["kinds"].items())]

@@ -268,6 +268,45 @@ def test_a_model_round_is_called_within_outside_or_undecided_against_that_interv
     assert row["tcp_verdict"] == "outside" and row["flow_verdict"] == "within"
 
 
+def test_a_rounds_network_time_runs_from_its_start_to_its_last_arrival():
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    rr = _load("round_replay")
+    rounds = pd.DataFrame({"sim_time_s": [3.0, 5.0, 9.0], "round_time_s": [3.0, 2.0, 4.0]})
+    transfers = pd.DataFrame({"round": [0, 0, 2], "t_end_s": [1.5, 2.25, 7.5]})
+    times = rr.network_times_s(SimpleNamespace(rounds=rounds, transfers=transfers))
+    assert times == {0: 2.25, 2: 2.5}  # round 1 sent nothing; round 2 started at 5 s
+
+
+def test_the_models_draws_are_held_against_the_real_median():
+    rr = _load("round_replay")
+    repeats = [{"method": "splitfed", "round": 0, "real_s": s, "tcp_s": 2.0, "flow_s": 2.0}
+               for s in (2.40, 2.51, 2.53, 2.60, 2.62, 2.64, 2.65, 2.66, 2.68, 2.70, 2.74,
+                         2.77, 2.80, 3.00, 3.20)]  # median 2.66, interval 2.60-2.77
+    row = rr.with_draws(rr.median_row(repeats), [2.9, 2.5, 2.7, 2.6, 2.8])
+    assert (row["draws_s"], row["draws_min_s"], row["draws_max_s"]) == (2.7, 2.5, 2.9)
+    assert row["draws_ratio"] == pytest.approx(2.7 / 2.66)
+    assert row["draws_verdict"] == "within"  # 2.7 / 1.05 = 2.571 <= 2.60, 2.77 <= 2.842
+    assert row["tcp_verdict"] == "outside"  # the single draw's 2.0 is kept beside it
+    low = rr.with_draws(rr.median_row(repeats), [2.3, 2.4])
+    assert low["draws_verdict"] == "outside"  # 2.35 / 0.95 = 2.474 < 2.60
+
+
+def test_each_draw_of_the_model_is_a_timing_only_run_with_its_own_seed():
+    rr = _load("round_replay")
+    drawn = rr.model_draws("fedavg", 1, 2, 0.5)
+    runs = [rr.simulate("fedavg", 1, "tcp", 0.5, seed) for seed in (0, 1)]
+    assert drawn["rounds_s"] == {0: [rr.network_times_s(r)[0] for r in runs]}
+    messages = [m for r in runs for m in rr.per_message(r.transfers).itertuples()]
+    assert sorted(drawn["kinds"]) == sorted({(m.direction, int(m.nbytes)) for m in messages})
+    for kind, durations in drawn["kinds"].items():
+        assert sorted(durations) == sorted(m.end - m.start for m in messages
+                                           if (m.direction, int(m.nbytes)) == kind)
+    assert len(drawn["kinds"][("down", messages[0].nbytes)]) == 2 * rr.CLIENTS
+
+
 def test_the_delay_lines_queue_log_gives_each_packets_wait(tmp_path):
     ql = load_script("benchmarks/delayline/queue_log.py")
     log = tmp_path / "queue.bin"

@@ -395,6 +395,43 @@ def test_a_later_flight_waits_for_its_acknowledgements_behind_the_reverse_links_
     assert upload_end_s(True) == pytest.approx(0.025 + backlog_s + last_s, abs=1e-12)
 
 
+def test_a_first_flight_waits_for_its_acknowledgements_behind_the_reverse_links_burst():
+    """A message's first flight counts the same wait. Same paths as above.
+
+    - Device ``b`` downloads 60 segments at time 0 on a warm window of 60: its burst
+      (726,720 bits) queues at the egress at once.
+    - Device ``a`` uploads 15 segments from 1 ms on a warm window of 10. Its first
+      flight reaches the server at 6 ms, when 726,720 - 6 ms x 20 Mbit/s = 606,720 bits
+      are still queued at the egress (30.336 ms): its acknowledgements wait for them, so
+      its first round ends at 1 + 5 + 10 + 30.336 ms instead of 16 ms. The last 5
+      segments arrive 5 segments at 100 Mbit/s after that."""
+
+    def upload_end_s(with_download: bool) -> float:
+        net = Network(simpy.Environment(), Capacity("in", 1e9), Capacity("out", 20e6),
+                      tcp=TcpParams())
+        ends = {}
+
+        def send(name, direction, payload_bytes, window_segments, start_s):
+            link = DeviceLink.from_mbps(name, 100, 100, 5)
+            link.rtt_s = 0.01
+            link.connection.warm(net.tcp, direction, window_segments * SEG)
+            yield net.env.timeout(start_s)
+            yield from net.transfer(link, direction, payload_bytes)
+            ends[name] = net.env.now
+
+        net.env.process(send("a", "up", 15 * 1448, 10, 0.001))
+        if with_download:
+            net.env.process(send("b", "down", 60 * 1448, 60, 0.0))
+        net.env.run()
+        return ends["a"]
+
+    last_s = 5 * SEG / 100e6
+    assert upload_end_s(False) == pytest.approx(0.016 + last_s, abs=1e-12)
+    backlog_s = (60 * SEG - 0.006 * 20e6) / 20e6
+    assert backlog_s == pytest.approx(0.030336)
+    assert upload_end_s(True) == pytest.approx(0.016 + backlog_s + last_s, abs=1e-12)
+
+
 def test_queue_flight_adds_both_directions_queues_to_the_round_trip():
     from ecofed_sim.network.burst import queue_flight
     from ecofed_sim.network.window import Window

@@ -188,6 +188,21 @@ def first_burst_end_s(tcp: TcpParams, neck: Capacity, window: Window, wire_bits:
     return sent_s + recovery_end_s(tcp, loss, neck.rate_bps, rtt_s, delay_s, ahead_bits, srtt_s)
 
 
+def ack_wait_s(ack_neck: Capacity | None, now_s: float) -> float:
+    """How long a flight's acknowledgements wait behind the bursts queued at the reverse
+    path's bottleneck when the flight leaves at ``now_s``: they cross it after those
+    bursts' bits have drained. No reverse bottleneck (a flow without a window), no wait.
+
+    Counted for first flights as well as later ones, it took the median of SplitFed's
+    rounds over 40 jittered runs of the model (``benchmarks/round_replay.py
+    --model-draws 40``) from 2.651 / 2.470 s to 2.725 / 2.571 s, nearer the replays'
+    2.85-2.98 / 2.64-2.90 s; one unjittered run had seemed to say the opposite (2.944 s
+    to 2.59-2.64 s for the first round), but one run is one draw of a chaotic round."""
+    if ack_neck is None:
+        return 0.0
+    return ack_neck.burst_backlog_bits(now_s) / ack_neck.rate_bps
+
+
 def queue_flight(neck: Capacity, window: Window, remaining_bits: float, now_s: float,
                  ack_neck: Capacity | None = None) -> None:
     """A window's next flight joins its bottleneck's queue as one burst, as its first
@@ -202,12 +217,9 @@ def queue_flight(neck: Capacity, window: Window, remaining_bits: float, now_s: f
     of downloads queued ahead of them in the server-to-device direction, which the
     uploads' acknowledgements cross. Counting that wait for a later flight took the
     model's uploads from a median of 79.5 ms to 85.7 ms (Linux 93.7 over 15 replays).
-    A message's first flight does not count it: counted there too, it moved SplitFed's
-    first round from 2.944 s to 2.59-2.64 s, away from the replays' 2.92 s."""
+    A message's first flight counts it too (``Network.transfer``, ``ack_wait_s``)."""
     ahead_bits = neck.burst_backlog_bits(now_s)
-    window.round_end_s += ahead_bits / neck.rate_bps
-    if ack_neck is not None:
-        window.round_end_s += ack_neck.burst_backlog_bits(now_s) / ack_neck.rate_bps
+    window.round_end_s += ahead_bits / neck.rate_bps + ack_wait_s(ack_neck, now_s)
     neck.queue_burst(now_s, min(window.window_bits, max(remaining_bits, 0.0)))
 
 

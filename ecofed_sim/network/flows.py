@@ -24,7 +24,12 @@ from dataclasses import dataclass, field
 
 import simpy
 
-from ecofed_sim.network.burst import first_burst_end_s, queue_flight, serve_in_arrival_order
+from ecofed_sim.network.burst import (
+    ack_wait_s,
+    first_burst_end_s,
+    queue_flight,
+    serve_in_arrival_order,
+)
 from ecofed_sim.network.fairshare import max_min_rates
 from ecofed_sim.network.links import MBPS, Capacity, DeviceLink, wire_bytes
 from ecofed_sim.network.loss import LossPlan, step_loss_cap
@@ -175,6 +180,8 @@ class Network:
                     delay_s, link, direction)
                 if self.tcp.burst_loss and count == 1 and window.start_bits >= wire_bits:
                     neck = window_neck  # it queues there as one block
+                # its acknowledgements cross the reverse bottleneck behind the bursts queued there
+                window.round_end_s += ack_wait_s(ack_neck, self.env.now)
         server_in, server_out = link.server or (self.server_in, self.server_out)
         path = (link.up, server_in) if direction == "up" else (server_out, link.down)
         device_side = link.up if direction == "up" else link.down
