@@ -36,9 +36,22 @@ def one_variant(scenario: str, overrides: list[str], workers: int, out: str) -> 
     wall_s = time.perf_counter() - start
     write_results(results, Path(out))
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    _stop_fork_server()
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     return {"workers": workers, "wall_s": wall_s, "peak_rss_mib": own,
             "worker_peak_rss_mib": children}
+
+
+def _stop_fork_server() -> None:
+    """On Linux the workers are the children of a fork server (``parallel.worker_context``),
+    not of this process: their peak RSS counts in this process's children's once that
+    server, which reaps them, has ended and been reaped (``_stop``: the standard
+    library's own tests stop it so)."""
+    from multiprocessing import forkserver
+
+    stop = getattr(forkserver._forkserver, "_stop", None)
+    if stop is not None:
+        stop()
 
 
 def _steps(count: int) -> float:

@@ -192,6 +192,17 @@ def test_two_workers_give_the_serial_runs_tables(tiny_dir):
     assert serial.rounds.test_accuracy.notna().any()
 
 
+def test_workers_fork_from_a_server_on_linux_and_are_spawned_elsewhere(monkeypatch):
+    """Linux: forked from a server that imported the package once (fast to start and to
+    end); elsewhere forking after system frameworks load is unsafe, so spawned."""
+    from ecofed_sim import parallel
+
+    monkeypatch.setattr(sys, "platform", "linux")
+    assert parallel.worker_context().get_start_method() == "forkserver"
+    monkeypatch.setattr(sys, "platform", "darwin")
+    assert parallel.worker_context().get_start_method() == "spawn"
+
+
 def test_workers_started_before_inputs_that_fail_to_prepare_are_stopped(tiny_dir):
     """The workers start while the inputs are prepared; if preparing fails, the run's
     one-line error comes out and no worker is left waiting for inputs (nor the run
