@@ -356,80 +356,58 @@ def test_a_burst_behind_another_loses_its_tail_and_waits_for_the_probe():
                                        abs=1e-12)}
 
 
-def test_a_later_flight_waits_for_its_acknowledgements_behind_the_reverse_links_bursts():
+def _upload_end_s(upload_segments: int, upload_start_s: float, with_download: bool) -> float:
+    """When device ``a``'s upload ends: ``upload_segments`` on a warm window of 10 from
+    ``upload_start_s``, and with ``with_download`` device ``b``'s download of 60 segments
+    on a warm window of 60 from time 0. Server ingress 1 Gbit/s, egress 20 Mbit/s;
+    devices at 100 Mbit/s, RTT 10 ms. ``a`` is set going first: at the same instant its
+    steps come before ``b``'s."""
+    net = Network(simpy.Environment(), Capacity("in", 1e9), Capacity("out", 20e6),
+                  tcp=TcpParams())
+    ends = {}
+
+    def send(name, direction, segments, window_segments, start_s):
+        link = DeviceLink.from_mbps(name, 100, 100, 5)
+        link.rtt_s = 0.01
+        link.connection.warm(net.tcp, direction, window_segments * SEG)
+        if start_s > 0:
+            yield net.env.timeout(start_s)
+        yield from net.transfer(link, direction, segments * 1448)
+        ends[name] = net.env.now
+
+    net.env.process(send("a", "up", upload_segments, 10, upload_start_s))
+    if with_download:
+        net.env.process(send("b", "down", 60, 60, 0.0))
+    net.env.run()
+    return ends["a"]
+
+
+@pytest.mark.parametrize("segments, start_s, round_end_s, waits_at_s, backlog_s", [
+    (35, 0.0, 0.025, 0.015, 0.021336), (15, 0.001, 0.016, 0.006, 0.030336)],
+    ids=["later flight", "first flight"])
+def test_a_flight_waits_for_its_acknowledgements_behind_the_reverse_links_burst(
+        segments, start_s, round_end_s, waits_at_s, backlog_s):
     """The acknowledgements of an upload's flight cross the server's egress, where a
     download's burst may be queued: the flight's round trip ends once that has drained.
-    Server ingress 1 Gbit/s, egress 20 Mbit/s; devices at 100 Mbit/s, RTT 10 ms.
+    Device ``b`` downloads 60 segments at time 0: its burst (726,720 bits) queues at the
+    egress at once and drains at 20 Mbit/s. Device ``a``'s upload, on a warm window of
+    10, ends 5 segments at 100 Mbit/s after the round trip that sends its last flight.
 
-    - Device ``b`` downloads 60 segments at time 0 on a warm window of 60: its burst
-      (726,720 bits) queues at the egress, 300,000 bits drained by 15 ms.
-    - Device ``a`` uploads 35 segments at time 0 on a warm window of 10: its first
-      round ends at 15 ms (5 ms one way, then a round trip); its second flight of 20 then
-      leaves, and its acknowledgements wait behind the 426,720 bits still queued at the
-      egress (21.336 ms): that round ends at 15 + 10 + 21.336 ms, and the last 5
-      segments arrive 5 segments at 100 Mbit/s later. Without the download, at 25 ms
-      and those 5 segments."""
-
-    def upload_end_s(with_download: bool) -> float:
-        net = Network(simpy.Environment(), Capacity("in", 1e9), Capacity("out", 20e6),
-                      tcp=TcpParams())
-        ends = {}
-
-        def send(name, direction, payload_bytes, window_segments):
-            link = DeviceLink.from_mbps(name, 100, 100, 5)
-            link.rtt_s = 0.01
-            link.connection.warm(net.tcp, direction, window_segments * SEG)
-            yield from net.transfer(link, direction, payload_bytes)
-            ends[name] = net.env.now
-
-        net.env.process(send("a", "up", 35 * 1448, 10))
-        if with_download:
-            net.env.process(send("b", "down", 60 * 1448, 60))
-        net.env.run()
-        return ends["a"]
-
+    - Later flight: 35 segments from time 0. The first flight reaches the server at 5 ms,
+      in the same instant as ``b``'s burst leaves but before it (``a`` goes first), so
+      it finds the egress empty and its round ends at 15 ms (5 ms one way, then a round
+      trip). The second flight of 20 then leaves, and its acknowledgements wait behind
+      the 726,720 - 15 ms x 20 Mbit/s = 426,720 bits still queued (21.336 ms): the last
+      round ends at 25 ms plus that.
+    - First flight: 15 segments from 1 ms. The first flight reaches the server at 6 ms,
+      when 606,720 bits are still queued (30.336 ms): its round ends at 1 + 5 + 10 ms
+      plus that."""
     last_s = 5 * SEG / 100e6
-    assert upload_end_s(False) == pytest.approx(0.025 + last_s, abs=1e-12)
-    backlog_s = (60 * SEG - 0.015 * 20e6) / 20e6
-    assert backlog_s == pytest.approx(0.021336)
-    assert upload_end_s(True) == pytest.approx(0.025 + backlog_s + last_s, abs=1e-12)
-
-
-def test_a_first_flight_waits_for_its_acknowledgements_behind_the_reverse_links_burst():
-    """A message's first flight counts the same wait. Same paths as above.
-
-    - Device ``b`` downloads 60 segments at time 0 on a warm window of 60: its burst
-      (726,720 bits) queues at the egress at once.
-    - Device ``a`` uploads 15 segments from 1 ms on a warm window of 10. Its first
-      flight reaches the server at 6 ms, when 726,720 - 6 ms x 20 Mbit/s = 606,720 bits
-      are still queued at the egress (30.336 ms): its acknowledgements wait for them, so
-      its first round ends at 1 + 5 + 10 + 30.336 ms instead of 16 ms. The last 5
-      segments arrive 5 segments at 100 Mbit/s after that."""
-
-    def upload_end_s(with_download: bool) -> float:
-        net = Network(simpy.Environment(), Capacity("in", 1e9), Capacity("out", 20e6),
-                      tcp=TcpParams())
-        ends = {}
-
-        def send(name, direction, payload_bytes, window_segments, start_s):
-            link = DeviceLink.from_mbps(name, 100, 100, 5)
-            link.rtt_s = 0.01
-            link.connection.warm(net.tcp, direction, window_segments * SEG)
-            yield net.env.timeout(start_s)
-            yield from net.transfer(link, direction, payload_bytes)
-            ends[name] = net.env.now
-
-        net.env.process(send("a", "up", 15 * 1448, 10, 0.001))
-        if with_download:
-            net.env.process(send("b", "down", 60 * 1448, 60, 0.0))
-        net.env.run()
-        return ends["a"]
-
-    last_s = 5 * SEG / 100e6
-    assert upload_end_s(False) == pytest.approx(0.016 + last_s, abs=1e-12)
-    backlog_s = (60 * SEG - 0.006 * 20e6) / 20e6
-    assert backlog_s == pytest.approx(0.030336)
-    assert upload_end_s(True) == pytest.approx(0.016 + backlog_s + last_s, abs=1e-12)
+    assert (60 * SEG - waits_at_s * 20e6) / 20e6 == pytest.approx(backlog_s)
+    alone_s = _upload_end_s(segments, start_s, with_download=False)
+    assert alone_s == pytest.approx(round_end_s + last_s, abs=1e-12)
+    shared_s = _upload_end_s(segments, start_s, with_download=True)
+    assert shared_s == pytest.approx(round_end_s + backlog_s + last_s, abs=1e-12)
 
 
 def test_queue_flight_adds_both_directions_queues_to_the_round_trip():
