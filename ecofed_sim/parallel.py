@@ -88,7 +88,7 @@ def _boot(inputs, threads: int) -> None:
 def worker_context() -> BaseContext:
     """How worker processes start. On Linux, forked from a server process that imported
     this module (and so PyTorch) once (``forkserver``): a worker then starts without
-    importing them again and exits without tearing an interpreter down. On this 2-core
+    importing them again and exits without tearing an interpreter down. On a 2-core
     machine a 2-worker run's first round took 2.7-2.9 s instead of 3.4-3.8 s and closing
     the pool 0.04 s instead of 1.2 s (VGG-5 FedAvg, 10 clients a round; scratch timing,
     2026-12-04). The server only imports: it has started none of PyTorch's thread pools
