@@ -47,7 +47,7 @@ Member = tuple[Device, int]  # (device, client)
 
 _CONNECTION_STATE = [f.name for f in fields(Connection) if f.name not in ("open", "sending")]
 _CAPACITY_STATE = ("active", "idle_since_s", "tokens_bits", "burst_queue_bits",
-                   "burst_queue_at_s")
+                   "burst_queue_at_s", "instant_bits")
 
 
 @dataclass(eq=False)
@@ -75,7 +75,8 @@ def _capacity_key(c: Capacity, now_s: float) -> tuple[tuple, bool]:
     drained = c.burst_queue_at_s <= now_s and c.burst_backlog_bits(now_s) == 0.0
     return ((c.rate_bps, c.burst_bits, c.active,
              None if full else (c.tokens_bits, c.idle_since_s),
-             None if drained else (c.burst_queue_bits, c.burst_queue_at_s)), full and drained)
+             None if drained else (c.burst_queue_bits, c.burst_queue_at_s, c.instant_bits)),
+            full and drained)
 
 
 def _direction_key(tcp: TcpParams, link: DeviceLink, conn: Connection, direction: str,

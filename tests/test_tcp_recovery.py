@@ -425,3 +425,39 @@ def test_queue_flight_adds_both_directions_queues_to_the_round_trip():
     alone = Window(0.04, 20 * SEG, math.inf, 20 * SEG, 0.05)
     queue_flight(Capacity("idle", 20e6), alone, 30 * SEG, 0.01)
     assert alone.round_end_s == 0.05  # nothing queued either way
+
+
+def test_a_capacitys_standing_queue_leaves_out_the_bursts_of_the_same_instant():
+    """What bursts from before an instant left queued: a burst of 100 segments at 0 s, then
+    at 1 ms one of 50: the backlog is 100 segments less 1 ms at 20 Mbit/s, plus the 50;
+    the standing part leaves the 50 out in that instant, and counts them after it."""
+    c = Capacity("in", 20e6)
+    c.queue_burst(0.0, 100 * SEG)
+    assert c.standing_bits(0.0) == 0.0  # only that instant's own burst
+    c.queue_burst(0.001, 50 * SEG)
+    assert c.burst_backlog_bits(0.001) == pytest.approx(150 * SEG - 20_000)
+    assert c.standing_bits(0.001) == pytest.approx(100 * SEG - 20_000)
+    assert c.standing_bits(0.002) == pytest.approx(150 * SEG - 40_000)
+    c.queue_burst(0.002, 10 * SEG)  # a new instant: only its own burst is left out
+    assert c.standing_bits(0.002) == pytest.approx(150 * SEG - 40_000)
+
+
+def test_each_later_round_of_resends_waits_behind_the_standing_queue():
+    """20 segments lost, 3 arriving after the hole: resent 3, then 6, then the last 11,
+    so two rounds follow the first, and each waits behind the standing queue (here 25
+    segments, 15.14 ms at 20 Mbit/s). The first resend, sent as the loss is detected,
+    does not: its wait is in the detection's (``ahead_bits``)."""
+    from ecofed_sim.network.burst import recovery_end_s
+
+    tcp = TcpParams()
+    loss = BurstLoss(accepted=10, lost=20, after=3, unsent=3)
+    ahead_bits = standing_bits = 25 * SEG
+    base_s = recovery_end_s(tcp, loss, 20e6, 0.04, 0.02, ahead_bits)
+    waited_s = recovery_end_s(tcp, loss, 20e6, 0.04, 0.02, ahead_bits,
+                              standing_bits=standing_bits)
+    assert standing_bits / 20e6 == pytest.approx(0.01514)
+    assert waited_s - base_s == pytest.approx(2 * 0.01514, abs=1e-12)
+    single = BurstLoss(accepted=10, lost=3, after=3, unsent=3)  # resent in one round
+    assert recovery_end_s(tcp, single, 20e6, 0.04, 0.02, ahead_bits,
+                          standing_bits=standing_bits) == recovery_end_s(
+        tcp, single, 20e6, 0.04, 0.02, ahead_bits)

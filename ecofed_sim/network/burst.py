@@ -122,12 +122,25 @@ def probe_srtt_s(tcp: TcpParams, before_s: float, rtt_s: float, rate_bps: float,
 
 def recovery_end_s(tcp: TcpParams, loss: BurstLoss, rate_bps: float, rtt_s: float,
                    latency_s: float, ahead_bits: float = 0.0,
-                   srtt_s: float | None = None) -> float:
+                   srtt_s: float | None = None, standing_bits: float = 0.0) -> float:
     """Seconds from the burst's first bit leaving the sender to the last resent segment's
     arrival, on a path of ``rate_bps`` at its bottleneck, whose queue held ``ahead_bits``
     of other bursts when this one came (see the module docstring). The tail loss probe
     fires two smoothed RTTs (``srtt_s``, default the path's RTT; ``probe_srtt_s``) after
-    the last acknowledgement, as Linux's ``tcp_schedule_loss_probe``."""
+    the last acknowledgement, as Linux's ``tcp_schedule_loss_probe``.
+
+    Each later round of resends also waits behind ``standing_bits``: the part of that
+    queue left by bursts from before this one's instant. Connections that were already
+    sending keep refilling what drains (their acknowledgements release more), so their
+    queue stands while the recovery goes on; bursts that left in the same instant (one
+    host's sends at once, such as a server's model downloads) are the message's peers,
+    whose segments leave the queue with its own. On the delay line a SplitFed upload's
+    resent segments waited behind 0-27 ms of other devices' segments
+    (``benchmarks/round_breakdown.py --queues``). Counting the standing queue took
+    SplitFed's rounds over 40 jittered draws of the model from 2.725 / 2.571 s to 2.884 /
+    2.729 s (real medians 2.87-2.88 / 2.83-2.85 s, ``benchmarks/round_replay.py
+    --model-draws 40``); counting all of ``ahead_bits`` instead took FedAvg's second
+    round from 0.701 to 0.908 s (0.68-0.69 s real)."""
     srtt_s = rtt_s if srtt_s is None else srtt_s
     seg_s = tcp.segment_bits / rate_bps
     back_s = rtt_s - latency_s
@@ -157,7 +170,8 @@ def recovery_end_s(tcp: TcpParams, loss: BurstLoss, rate_bps: float, rtt_s: floa
         detect_s = sack_s + wait_s
     send_s, size = detect_s, after
     while lost > size:
-        lost, send_s, size = lost - size, send_s + rtt_s + seg_s, 2 * size
+        round_s = rtt_s + standing_bits / rate_bps + seg_s
+        lost, send_s, size = lost - size, send_s + round_s, 2 * size
     return send_s + latency_s + lost * seg_s
 
 
@@ -172,6 +186,7 @@ def first_burst_end_s(tcp: TcpParams, neck: Capacity, window: Window, wire_bits:
     this."""
     rtt_s = link.round_trip_s
     ahead_bits = neck.burst_backlog_bits(sent_s)
+    standing_bits = neck.standing_bits(sent_s)
     room_bits = max(tcp.buffer_bits(neck.rate_bps, rtt_s, link.buffer_bytes) - ahead_bits, 0.0)
     neck.queue_burst(sent_s, min(window.window_bits, wire_bits, room_bits))
     # Behind other bursts, a short last segment is lost with the full ones before it. If
@@ -185,7 +200,8 @@ def first_burst_end_s(tcp: TcpParams, neck: Capacity, window: Window, wire_bits:
     window.lost_segments = loss.lost
     srtt_s = probe_srtt_s(tcp, link.connection.srtt_s.get(direction, rtt_s), rtt_s,
                           neck.rate_bps, loss, ahead_bits)
-    return sent_s + recovery_end_s(tcp, loss, neck.rate_bps, rtt_s, delay_s, ahead_bits, srtt_s)
+    return sent_s + recovery_end_s(tcp, loss, neck.rate_bps, rtt_s, delay_s, ahead_bits, srtt_s,
+                                   standing_bits)
 
 
 def ack_wait_s(ack_neck: Capacity | None, now_s: float) -> float:

@@ -35,6 +35,7 @@ class Capacity:
     tokens_bits: float = 0.0  # left in the bucket at ``idle_since_s``
     burst_queue_bits: float = 0.0  # what bursts left queued here, at ``burst_queue_at_s``
     burst_queue_at_s: float = 0.0
+    instant_bits: float = 0.0  # of that, queued in the instant ``burst_queue_at_s``
     # names the capacity in memo keys (``Network._rates``), which outlive the objects
     serial: int = field(default_factory=lambda: next(_SERIALS), repr=False)
 
@@ -51,8 +52,19 @@ class Capacity:
 
     def queue_burst(self, now_s: float, bits: float) -> None:
         """A burst joins the queue (what the buffer took of it)."""
+        if now_s > self.burst_queue_at_s:
+            self.instant_bits = 0.0
+        self.instant_bits += bits
         self.burst_queue_bits = self.burst_backlog_bits(now_s) + bits
         self.burst_queue_at_s = max(now_s, self.burst_queue_at_s)
+
+    def standing_bits(self, now_s: float) -> float:
+        """Bits still queued at ``now_s`` by bursts that left before that instant: the
+        backlog less what bursts of the same instant added (``burst.recovery_end_s``)."""
+        backlog = self.burst_backlog_bits(now_s)
+        if now_s == self.burst_queue_at_s:
+            return max(backlog - self.instant_bits, 0.0)
+        return backlog
 
     def tokens_at(self, now_s: float) -> float:
         """Bits the bucket holds at ``now_s`` if the direction stays idle until then."""
