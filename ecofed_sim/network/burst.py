@@ -138,9 +138,10 @@ def recovery_end_s(tcp: TcpParams, loss: BurstLoss, rate_bps: float, rtt_s: floa
     resent segments waited behind 0-27 ms of other devices' segments
     (``benchmarks/round_breakdown.py --queues``). Counting the standing queue took
     SplitFed's rounds over 40 jittered draws of the model from 2.725 / 2.571 s to 2.884 /
-    2.729 s (real medians 2.87-2.88 / 2.83-2.85 s, ``benchmarks/round_replay.py
-    --model-draws 40``); counting all of ``ahead_bits`` instead took FedAvg's second
-    round from 0.701 to 0.908 s (0.68-0.69 s real)."""
+    2.697 s (real medians 2.87-2.90 / 2.79-2.85 s in three runs of
+    ``benchmarks/round_replay.py --repeats 15 --model-draws 40``); counting all of
+    ``ahead_bits`` instead took FedAvg's second round from 0.701 to 0.908 s (0.68-0.70 s
+    real)."""
     srtt_s = rtt_s if srtt_s is None else srtt_s
     seg_s = tcp.segment_bits / rate_bps
     back_s = rtt_s - latency_s
