@@ -440,6 +440,8 @@ def test_a_capacitys_standing_queue_leaves_out_the_bursts_of_the_same_instant():
     assert c.standing_bits(0.002) == pytest.approx(150 * SEG - 40_000)
     c.queue_burst(0.002, 10 * SEG)  # a new instant: only its own burst is left out
     assert c.standing_bits(0.002) == pytest.approx(150 * SEG - 40_000)
+    c.queue_burst(0.0015, 5 * SEG)  # sent earlier, over a longer delay: not of 2 ms
+    assert c.standing_bits(0.002) == pytest.approx(155 * SEG - 40_000)
 
 
 def test_each_later_round_of_resends_waits_behind_the_standing_queue():

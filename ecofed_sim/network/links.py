@@ -53,8 +53,10 @@ class Capacity:
     def queue_burst(self, now_s: float, bits: float) -> None:
         """A burst joins the queue (what the buffer took of it)."""
         if now_s > self.burst_queue_at_s:
-            self.instant_bits = 0.0
-        self.instant_bits += bits
+            self.instant_bits = bits
+        elif now_s == self.burst_queue_at_s:
+            self.instant_bits += bits
+        # (a burst sent before the latest instant, over a longer delay, is not of it)
         self.burst_queue_bits = self.burst_backlog_bits(now_s) + bits
         self.burst_queue_at_s = max(now_s, self.burst_queue_at_s)
 
