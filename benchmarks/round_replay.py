@@ -72,6 +72,12 @@ from ecofed_sim.shipped import shipped  # noqa: E402
 
 RATE_MBPS, RTT_MS, CLIENTS, PORT = 20.0, 40.0, 5, 50079
 MIN_SEGMENTS = 10  # smaller messages (model weights, labels) fit any window
+MSS_BYTES = 1448
+
+
+def is_kind(nbytes: int) -> bool:
+    """Whether a message is long enough to be set among the kinds (``by_kind``)."""
+    return math.ceil(nbytes / MSS_BYTES) >= MIN_SEGMENTS
 CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -322,7 +328,7 @@ def model_draws(method: str, rounds: int, draws: int, jitter_ms: float) -> dict:
         for r, seconds in network_times_s(res).items():
             rounds_s.setdefault(r, []).append(seconds)
         for row in per_message(res.transfers).itertuples():
-            if math.ceil(row.nbytes / 1448) >= MIN_SEGMENTS:
+            if is_kind(row.nbytes):
                 kinds.setdefault((row.direction, int(row.nbytes)), []).append(
                     row.end - row.start)
     return {"rounds_s": rounds_s, "kinds": kinds}
@@ -394,7 +400,7 @@ def by_kind(rounds: list[dict]) -> list[str]:
     for msgs in rounds:
         for client_msgs in msgs.values():
             for m in client_msgs:
-                if math.ceil(m.nbytes / 1448) >= MIN_SEGMENTS:
+                if is_kind(m.nbytes):
                     kinds.setdefault((m.direction, m.nbytes), []).append(m)
     lines = [f"{'kind':<18} {'n':>4}   {'real: p10':>9} {'median':>7} {'p90':>7}   "
              f"{'model: p10':>10} {'median':>7} {'p90':>7}"]
@@ -438,6 +444,11 @@ def verdict(model_s: float, interval: tuple[float, float] | None, goal: float = 
     if high < lo or low > hi:
         return "outside"
     return "undecided"
+
+
+def tally(verdicts: list[str]) -> str:
+    """How many rounds got each verdict (``verdict``), e.g. '3 within, 0 outside, ...'."""
+    return ", ".join(f"{verdicts.count(v)} {v}" for v in ("within", "outside", "undecided"))
 
 
 def with_draws(row: dict, draws_s: list[float]) -> dict:
@@ -530,15 +541,13 @@ def main() -> None:
               f"{worst[f'{model}_ratio']:.2f}x ({worst['method']} round {worst['round']}); "
               f"{inside}/{len(rows)} within the replays' range")
         verdicts = [r[f"{model}_verdict"] for r in rows]
-        print(f"{'':>6}with 95% confidence in the real medians: "
-              + ", ".join(f"{verdicts.count(v)} {v}" for v in ("within", "outside", "undecided"))
+        print(f"{'':>6}with 95% confidence in the real medians: {tally(verdicts)}"
               + ("" if args.repeats >= 6 else " (6 repeats or more can decide)"))
     if args.model_draws:
         within = sum(abs(r["draws_ratio"] - 1) <= 0.05 for r in rows)
         verdicts = [r["draws_verdict"] for r in rows]
         print(f"tcp, median of {args.model_draws} draws: {within}/{len(rows)} rounds within 5% "
-              "of the real median; with 95% confidence: " + ", ".join(
-                  f"{verdicts.count(v)} {v}" for v in ("within", "outside", "undecided")))
+              f"of the real median; with 95% confidence: {tally(verdicts)}")
     print(f"each kind of message over the {args.repeats} replays, real against the model "
           "(durations in ms):")
     for method, lines in kinds.items():
