@@ -13,6 +13,11 @@ simulated under ``tcp`` and ``flow``, the ratios; then the worst cases and the s
 
     python benchmarks/tcp_fidelity.py [--quick] [--rates 5 20 100] [--rtts 10 40 100]
                                       [--patterns fresh warm exchange] [--repeats 3]
+                                      [--sizes BYTES ...] [--line-rate-mbps 1000]
+
+``--line-rate-mbps`` puts a first hop of that rate before the bottleneck's buffer on the
+delay line, as a sender's network card serialises its bursts (the TUN device hands them
+over within microseconds), and gives the model the same (``network.line_rate_mbps``).
 
 Each row keeps every repeat's value (``measured_runs_s``): where real TCP itself has two
 outcomes (a lost tail, an RTO crossed or not), the median of an even number of repeats
@@ -27,6 +32,7 @@ import argparse
 import atexit
 import fcntl
 import json
+import math
 import shutil
 import statistics
 import subprocess
@@ -65,9 +71,12 @@ class Path_:
     names are fixed, so one process at a time holds them (``LOCK``): a second benchmark
     would tear down the first one's path mid-measurement."""
 
-    def __init__(self, rate_mbps: float, rtt_ms: float, queue_log: Path | None = None) -> None:
+    def __init__(self, rate_mbps: float, rtt_ms: float, queue_log: Path | None = None,
+                 line_rate_mbps: float | None = None) -> None:
         """``queue_log``: the delay line logs every packet it reads there, with the bytes
-        queued ahead of it (``delayline/queue_log.py`` reads it once ``teardown`` is done)."""
+        queued ahead of it (``delayline/queue_log.py`` reads it once ``teardown`` is done).
+        ``line_rate_mbps``: a first hop of that rate before the bottleneck's buffer, as a
+        sender's network card (None: a burst reaches the buffer at once)."""
         self.line = None
         self.lock = LOCK.open("w")
         try:
@@ -78,12 +87,13 @@ class Path_:
                               "locked)") from None
         atexit.register(self.teardown)
         try:
-            self._build(rate_mbps, rtt_ms, queue_log)
+            self._build(rate_mbps, rtt_ms, queue_log, line_rate_mbps)
         except BaseException:
             self.teardown()  # and let the next one have the lock
             raise
 
-    def _build(self, rate_mbps: float, rtt_ms: float, queue_log: Path | None) -> None:
+    def _build(self, rate_mbps: float, rtt_ms: float, queue_log: Path | None,
+               line_rate_mbps: float | None) -> None:
         self.clean()
         try:
             for ns in (NS_DEV, NS_SRV):
@@ -94,8 +104,8 @@ class Path_:
         bdp = int(rate_mbps * 1e6 * rtt_ms / 1e3 / 8)
         self.line = subprocess.Popen([str(build_delayline()), NS_DEV, NS_SRV,
                                       str(rate_mbps * 1e6), str(int(rtt_ms * 500)),
-                                      str(max(bdp, 64 * 1514)),
-                                      *([str(queue_log)] if queue_log else [])],
+                                      str(max(bdp, 64 * 1514)), str(queue_log or "-"),
+                                      str((line_rate_mbps or 0) * 1e6)],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         if self.line.stdout.readline().strip() != "ready":
             raise Unavailable(f"delay line did not start: {self.line.stderr.read().strip()}")
@@ -150,19 +160,24 @@ def kernel_facts() -> dict:
 
 
 def simulated(rate: float, rtt: float, nbytes: int, pattern: str, gap_s: float,
-              count: int) -> tuple[list[float], list[float]]:
-    from ecofed_sim.network import time_messages
+              count: int, line_rate_mbps: float | None = None
+              ) -> tuple[list[float], list[float]]:
+    """The model's times under ``tcp`` and ``flow``; ``line_rate_mbps`` is the path's
+    first hop (``network.line_rate_mbps``), as the delay line was given it."""
+    from ecofed_sim.network import TcpParams, time_messages
 
     args = dict(gap_s=gap_s, count=count)
-    return (time_messages(rate, rtt, nbytes, pattern, transport="tcp", **args),
+    tcp = TcpParams(line_rate_mbps=line_rate_mbps or math.inf)
+    return (time_messages(rate, rtt, nbytes, pattern, transport="tcp", tcp=tcp, **args),
             time_messages(rate, rtt, nbytes, pattern, transport="flow", **args))
 
 
 PATTERNS = ("fresh", "warm", "exchange")
 
 
-def cases(quick: bool, rates, rtts, only=PATTERNS) -> list[tuple]:
-    sizes = [100_000, 1_000_000] if quick else [10_000, 100_000, 1_000_000, 10_000_000]
+def cases(quick: bool, rates, rtts, only=PATTERNS, sizes=None) -> list[tuple]:
+    sizes = sizes or ([100_000, 1_000_000] if quick else
+                      [10_000, 100_000, 1_000_000, 10_000_000])
     patterns = [("fresh", 0.0), ("warm", 0.0), ("exchange", 0.0), ("exchange", 0.5)]
     if not quick:
         patterns.insert(3, ("exchange", 0.1))
@@ -170,7 +185,8 @@ def cases(quick: bool, rates, rtts, only=PATTERNS) -> list[tuple]:
             if p in only and not (n >= 10_000_000 and r < 20 and p == "exchange")]
 
 
-def run_case(path: Path_, rate, rtt, nbytes, pattern, gap_s, repeats: int, count: int):
+def run_case(path: Path_, rate, rtt, nbytes, pattern, gap_s, repeats: int, count: int,
+             line_rate_mbps: float | None = None):
     """Median over repeats of each value (a fresh or warm message, or the exchanges
     after the first), with the spread that flags a disturbed case."""
     runs, exchanges = [], []
@@ -178,7 +194,7 @@ def run_case(path: Path_, rate, rtt, nbytes, pattern, gap_s, repeats: int, count
         values = path.measure(pattern, nbytes, gap_s, count)
         runs.append(statistics.median(values[1:]) if pattern == "exchange" else values[0])
         exchanges.append(values)
-    tcp, flow = simulated(rate, rtt, nbytes, pattern, gap_s, count)
+    tcp, flow = simulated(rate, rtt, nbytes, pattern, gap_s, count, line_rate_mbps)
     sim_tcp = statistics.median(tcp[1:]) if pattern == "exchange" else tcp[0]
     sim_flow = statistics.median(flow[1:]) if pattern == "exchange" else flow[0]
     measured = statistics.median(runs)
@@ -188,6 +204,8 @@ def run_case(path: Path_, rate, rtt, nbytes, pattern, gap_s, repeats: int, count
            "tcp_s": sim_tcp, "flow_s": sim_flow, "tcp_ratio": sim_tcp / measured,
            "flow_ratio": sim_flow / measured,
            "disturbed": (measured - min(runs)) / min(runs) > 0.10}
+    if line_rate_mbps:
+        row["line_rate_mbps"] = line_rate_mbps
     if pattern == "exchange":
         row.update(count=count, measured_exchanges_s=exchanges, tcp_exchanges_s=tcp,
                    flow_exchanges_s=flow)
@@ -195,16 +213,18 @@ def run_case(path: Path_, rate, rtt, nbytes, pattern, gap_s, repeats: int, count
 
 
 def report(rates, rtts, quick: bool = True, repeats: int = 3, count: int = 6,
-           out=print, patterns=PATTERNS) -> list[dict]:
+           out=print, patterns=PATTERNS, sizes=None,
+           line_rate_mbps: float | None = None) -> list[dict]:
     rows = []
     for rate in rates:
         for rtt in rtts:
-            path = Path_(rate, rtt)
+            path = Path_(rate, rtt, line_rate_mbps=line_rate_mbps)
             try:
                 if not rows:
                     out(f"kernel: {json.dumps(kernel_facts())}")
-                for case in cases(quick, [rate], [rtt], patterns):
-                    row = run_case(path, *case[:5], repeats=repeats, count=count)
+                for case in cases(quick, [rate], [rtt], patterns, sizes):
+                    row = run_case(path, *case[:5], repeats=repeats, count=count,
+                                   line_rate_mbps=line_rate_mbps)
                     rows.append(row)
                     out(f"{row['rate_mbps']:>4g} Mb/s {row['rtt_ms']:>4g} ms "
                         f"{row['bytes']:>9,d} B {row['pattern']:<8} gap {row['gap_s']:<4g}"
@@ -304,7 +324,7 @@ def rescore(rows: list[dict], count: int) -> list[dict]:
     out = []
     for r in rows:
         tcp, flow = simulated(r["rate_mbps"], r["rtt_ms"], r["bytes"], r["pattern"],
-                              r["gap_s"], r.get("count", count))
+                              r["gap_s"], r.get("count", count), r.get("line_rate_mbps"))
         pick = (lambda v: statistics.median(v[1:])) if r["pattern"] == "exchange" else (
             lambda v: v[0])
         sim_tcp, sim_flow = pick(tcp), pick(flow)
@@ -327,6 +347,10 @@ def main() -> None:
     p.add_argument("--patterns", nargs="+", choices=PATTERNS, default=list(PATTERNS),
                    help="only these patterns")
     p.add_argument("--count", type=int, default=6, help="exchanges per case")
+    p.add_argument("--sizes", type=int, nargs="+", help="only these payloads, bytes")
+    p.add_argument("--line-rate-mbps", type=float,
+                   help="a first hop of this rate before the bottleneck, on the delay line "
+                        "and in the model (default: a burst reaches the buffer at once)")
     p.add_argument("--json", type=Path,
                    help="also write the rows here (with --rescore: the rescored rows)")
     p.add_argument("--rescore", type=Path, metavar="JSON",
@@ -341,7 +365,8 @@ def main() -> None:
     started = time.time()
     try:
         rows = report(args.rates, args.rtts, args.quick, args.repeats, args.count,
-                      patterns=args.patterns)
+                      patterns=args.patterns, sizes=args.sizes,
+                      line_rate_mbps=args.line_rate_mbps)
     except Unavailable as err:
         sys.exit(f"skipped: {err}")
     print("\n".join(filter(None, [summary(rows), by_exchange(rows), by_total(rows)])))

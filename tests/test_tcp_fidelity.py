@@ -350,6 +350,29 @@ def test_the_delay_line_writes_its_queue_log_when_torn_down(tmp_path):
     assert max(up.waits_s) <= 100_000 * 8 / 20e6  # no more than one BDP of buffer
 
 
+
+@pytest.mark.skipif(_why_not() is not None, reason=str(_why_not()))
+def test_a_first_hop_spaces_the_packets_before_the_bottleneck_buffer(tmp_path):
+    """A first hop of 50 Mbit/s (a sender's network card) hands the 20 Mbit/s bottleneck
+    each frame (bytes + 14) * 8 / 50e6 s after the one before it at the earliest, where
+    the TUN device hands a burst over within microseconds."""
+    tf, ql = _load("tcp_fidelity"), load_script("benchmarks/delayline/queue_log.py")
+    path, log = None, tmp_path / "queue.bin"
+    try:
+        path = tf.Path_(20, 40, queue_log=log, line_rate_mbps=50.0)
+        path.measure("fresh", 100_000, 0.0, 1)
+    except tf.Unavailable as err:
+        pytest.skip(f"delay line unavailable: {err}")
+    finally:
+        if path is not None:
+            path.teardown()
+    data = log.read_bytes()
+    up = [r for r in ql.RECORD.iter_unpack(data[:len(data) - len(data) % ql.RECORD.size])
+          if r[3] == 0]  # device to server: the message's segments
+    assert sum(1 for r in up if r[2] > 1000) >= 69
+    gaps_ns = [b[0] - a[0] - (b[2] + 14) * 8e9 / 50e6 for a, b in zip(up, up[1:], strict=False)]
+    assert min(gaps_ns) >= -1  # each waited for the first hop (ns rounding)
+
 def test_the_exchanges_are_also_scored_by_their_total():
     tf = _load("tcp_fidelity")
     # Linux's later exchanges flip between outcomes: the median of exchanges 2-4 is 0.23,

@@ -4,8 +4,14 @@
  * serialised at RATE bit/s behind the packets before it (drop-tail when more than
  * BUFFER bytes wait), held for the one-way DELAY, then written to the other.
  *
- *   delayline NS_A NS_B RATE_BPS DELAY_US BUFFER_BYTES [QUEUE_LOG]
+ *   delayline NS_A NS_B RATE_BPS DELAY_US BUFFER_BYTES [QUEUE_LOG] [LINE_BPS]
  *
+ * LINE_BPS (0 or absent: at once): a first hop before the buffer. A sender's TUN device
+ * hands the delay line a whole burst within microseconds, where a real sender's network
+ * card serialises it (1 Gbit/s Ethernet: 12 us a full frame), so the bottleneck drains
+ * while the burst is still arriving. Each packet then reaches the buffer once the first
+ * hop has serialised it behind the packets before it, and is judged against the buffer
+ * at that time. QUEUE_LOG may be "-" for none.
  * Prints "ready" once both devices exist; runs until killed (SIGTERM: it writes out its
  * log first). QUEUE_LOG: a file that gets one 16-byte record per packet read (native
  * byte order): int64 CLOCK_MONOTONIC ns, int32 bytes queued for the serialiser ahead of
@@ -38,6 +44,7 @@ typedef struct {
     int in_fd, out_fd;
     pkt_t *q; int head, tail;       /* ring of packets in flight */
     int64_t busy_until_ns;          /* when the serialiser frees up */
+    int64_t line_until_ns;          /* when the first hop frees up */
     int64_t queued_bytes;
     int64_t dropped;
 } dir_t;
@@ -69,12 +76,16 @@ static int open_tun_in(const char *ns, const char *name) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 6 && argc != 7) {
-        fprintf(stderr, "usage: %s NS_A NS_B RATE_BPS DELAY_US BUFFER_BYTES [QUEUE_LOG]\n", argv[0]);
+    if (argc < 6 || argc > 8) {
+        fprintf(stderr, "usage: %s NS_A NS_B RATE_BPS DELAY_US BUFFER_BYTES [QUEUE_LOG] "
+                "[LINE_BPS]\n", argv[0]);
         return 2;
     }
     FILE *log = NULL;
-    if (argc == 7 && !(log = fopen(argv[6], "wb"))) { perror(argv[6]); return 2; }
+    if (argc >= 7 && strcmp(argv[6], "-") && !(log = fopen(argv[6], "wb"))) {
+        perror(argv[6]); return 2;
+    }
+    double line_rate = argc == 8 ? atof(argv[7]) : 0.0;
     struct sigaction sa; memset(&sa, 0, sizeof sa); sa.sa_handler = on_term;
     sigaction(SIGTERM, &sa, NULL);
     double rate = atof(argv[3]);
@@ -112,6 +123,10 @@ int main(int argc, char **argv) {
                 int n = read(x->in_fd, buf, sizeof buf);
                 if (n <= 0) break;
                 int64_t arrive = now_ns();
+                if (line_rate > 0) {  /* through the first hop, behind what it still holds */
+                    int64_t start = x->line_until_ns > arrive ? x->line_until_ns : arrive;
+                    arrive = x->line_until_ns = start + (int64_t)((n + ETH_FRAMING) * 8e9 / line_rate);
+                }
                 /* queueing (bytes waiting for the serialiser) beyond the buffer: drop */
                 int64_t backlog = x->busy_until_ns > arrive ?
                     (int64_t)((x->busy_until_ns - arrive) * rate / 8e9) : 0;

@@ -17,7 +17,10 @@ between flights. A reply whose window exceeds the send buffer leaves as what the
 holds (about 60 segments until it first grows) and the rest a round trip later.
 
     python benchmarks/delayline/exchange_info.py RATE_MBPS RTT_MS BYTES [COUNT [GAP_S]]
-                                                 [--flights]
+                                                 [--flights] [--line-rate-mbps R]
+
+``--line-rate-mbps R``: a first hop of R Mbit/s before the bottleneck's buffer, as
+``tcp_fidelity.py --line-rate-mbps`` puts one.
 
 Needs root, iproute2, gcc and /dev/net/tun (as ``tcp_fidelity.py``).
 """
@@ -114,10 +117,15 @@ def main() -> None:
 
     args = [a for a in sys.argv[1:] if a != "--flights"]
     traced = "--flights" in sys.argv
+    line_rate_mbps = None
+    if "--line-rate-mbps" in args:
+        at = args.index("--line-rate-mbps")
+        line_rate_mbps = float(args[at + 1])
+        del args[at:at + 2]
     rate, rtt, n = float(args[0]), float(args[1]), int(args[2])
     count = int(args[3]) if len(args) > 3 else 6
     gap_s = float(args[4]) if len(args) > 4 else 0.0
-    path = Path_(rate, rtt)
+    path = Path_(rate, rtt, line_rate_mbps=line_rate_mbps)
     try:
         sniffer = None
         if traced:  # long enough for every exchange at a fifth of the rate, and the gaps
