@@ -89,6 +89,28 @@ def test_idle_longer_than_the_rto_halves_the_window():
     assert _two_messages(1.0) == pytest.approx(0.05 + 0.2 + 0.04736, abs=1e-12)
 
 
+
+def test_a_restart_halves_a_whole_number_of_segments():
+    # RTT 0.1: RTO 0.3 (75 ticks). Idle 0.8 s: halved twice (0.5 and 0.2 > 0). Linux's
+    # window is whole segments and halves by a shift: 93.1 segments become 93 >> 2 = 23,
+    # not 23.275; 13 become 6, then the initial window's 10 as a floor.
+    tcp = TcpParams()
+    seg = tcp.segment_bits
+    assert tcp.restart_window_bits(93.1 * seg, 0.8, 0.1) == 23 * seg
+    assert tcp.restart_window_bits(13 * seg, 0.8, 0.1) == 10 * seg
+    assert tcp.restart_window_bits(93.1 * seg, 0.2, 0.1) == 93.1 * seg  # not idle an RTO
+
+
+def test_lock_step_exchanges_after_long_gaps_keep_taking_three_round_trips():
+    """100 KB (70 segments, the last short) at 100 Mbit/s and 100 ms, 0.5 s apart: each
+    side's window grows 80, 90, 92, 93, 93 segments and is halved twice by every gap, so
+    each exchange starts from 23 at most and needs a third round trip (23 + 46 < 70),
+    as Linux on the delay line: 504-513 ms for each of five exchanges
+    (``benchmarks/delayline/exchange_info.py 100 100 100000 5 0.5``). Halving the
+    fractional 93.1 left 23.3, enough for two round trips from the fourth exchange on."""
+    times_s = time_messages(100, 100, 100_000, "exchange", gap_s=0.5, count=5)
+    assert min(times_s) > 0.49
+
 def test_the_window_never_outgrows_what_the_path_and_its_buffer_hold():
     # A 12,500-byte buffer (100,000 bits) on a path holding 1,000,000: the window is capped
     # at 1,100,000 bits. (The burst that buffer cannot hold would lose segments: that is
@@ -96,12 +118,13 @@ def test_the_window_never_outgrows_what_the_path_and_its_buffer_hold():
     # rate and ends at 0.133696; it left in one burst, which waited at most the buffer,
     # so the smoothed RTT is 0.1 + 100,000 / 20e6 = 0.105 (RTO 0.305, 0.308 in 4 ms
     # ticks) and its last segment left at 0.133696 - 0.05 - 0.01 = 0.073696. Idle 0.56:
-    # halved once (0.252 > 0), to 550,000 bits. Round 0 sends those (0.055 s) and waits
-    # to 0.1; round 1 (1,100,000, capped) sends the other 286,960 bits in 0.028696. Plus
-    # one way 0.05.
+    # halved once (0.252 > 0), as Linux halves its whole-segment window: 90 segments
+    # (1,100,000 bits is 90.8) to 45, 545,040 bits. Round 0 sends those (0.054504 s) and
+    # waits to 0.1; round 1 (1,100,000, capped) sends the other 291,920 bits in 0.029192.
+    # Plus one way 0.05.
     assert _two_messages(0.5, warm=True, buffer_bytes=12_500,
                          tcp=TcpParams(burst_loss=False)) == pytest.approx(
-        0.05 + 0.1 + 0.028696, abs=1e-12)
+        0.05 + 0.1 + 0.029192, abs=1e-12)
     # The default buffer, one BDP: a 2,000,000-bit cap, RTO 0.1 + 0.041848 + 0.2 (0.344
     # in ticks), last send at 0; idle 0.633696 halves once to 1,000,000 bits, which
     # covers the message
