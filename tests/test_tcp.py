@@ -99,6 +99,7 @@ def test_a_restart_halves_a_whole_number_of_segments():
     assert tcp.restart_window_bits(93.1 * seg, 0.8, 0.1) == 23 * seg
     assert tcp.restart_window_bits(13 * seg, 0.8, 0.1) == 10 * seg
     assert tcp.restart_window_bits(93.1 * seg, 0.2, 0.1) == 93.1 * seg  # not idle an RTO
+    assert tcp.restart_window_bits(0.5 * seg, 0.8, 0.1) == seg  # never below one segment
 
 
 def test_lock_step_exchanges_after_long_gaps_keep_taking_three_round_trips():

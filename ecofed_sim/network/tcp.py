@@ -283,7 +283,7 @@ class TcpParams:
         if not self.slow_start_after_idle or idle_s <= rto + 1e-12:
             return window_bits
         seg = self.segment_bits
-        segments = math.floor(window_bits / seg + 1e-9)
+        segments = max(math.floor(window_bits / seg + 1e-9), 1)  # Linux keeps one at least
         floor = min(self.initial_window_segments, segments)
         delta = idle_s
         while (delta := delta - rto) > 1e-12 and segments > floor:
