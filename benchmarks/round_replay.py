@@ -31,6 +31,7 @@ it, outside, or undecided (``median_interval``, ``verdict``).
     python benchmarks/round_replay.py [--methods fedavg splitfed ecofed] [--rounds 2]
                                       [--repeats 3] [--tcp-info]
                                       [--model-draws K] [--jitter-ms 0.5]
+                                      [--line-rate-mbps 1000]
 
 A round at a shared bottleneck is chaotic in the model too: a tenth of a millisecond of
 latency more or less reorders who meets whom, and one run of the model is one draw, as
@@ -38,6 +39,9 @@ one replay is. ``--model-draws K`` runs the model K times more (timing only), ea
 message's latency jittered by up to ``--jitter-ms`` (0.5 ms by default, seeds 0 to K-1),
 and holds the median of those draws against the real median and its interval, and each
 kind of message over the draws against the replays'.
+
+``--line-rate-mbps R`` puts a first hop of R Mbit/s before the bottleneck on the delay
+line (``tcp_fidelity.py``) and gives the model the same (``network.line_rate_mbps``).
 
 ``--tcp-info`` prints, per client and direction, the sender's congestion window and
 slow-start threshold (in segments) as each message started, and the segments resent
@@ -83,10 +87,11 @@ _libc = ctypes.CDLL(None, use_errno=True)
 
 
 def scenario(method: str, rounds: int, transport: str, jitter_ms: float = 0.0,
-             seed: int | None = None) -> dict:
+             seed: int | None = None, line_rate_mbps: float | None = None) -> dict:
     """The quickstart's model and data on 5 clients behind one 20 Mbit/s server link;
     with ``jitter_ms``, each message's latency gets up to that much more (a draw per
-    message from a generator seeded by ``seed`` and the device), and nothing trains."""
+    message from a generator seeded by ``seed`` and the device), and nothing trains.
+    ``line_rate_mbps``: the hop before the bottleneck (``network.line_rate_mbps``)."""
     raw = yaml.safe_load(shipped()["quickstart"].read_text())
     raw.update(rounds=rounds, name=f"replay-{method}")
     if seed is not None:
@@ -100,6 +105,8 @@ def scenario(method: str, rounds: int, transport: str, jitter_ms: float = 0.0,
          "link": {"uplink_mbps": 10_000, "downlink_mbps": 10_000, "rtt_ms": RTT_MS}}]}
     raw["server"]["link"] = {"ingress_mbps": RATE_MBPS, "egress_mbps": RATE_MBPS}
     raw["network"] = {"transport": transport}
+    if line_rate_mbps and transport == "tcp":
+        raw["network"]["line_rate_mbps"] = line_rate_mbps
     if jitter_ms > 0:
         raw["population"]["devices"][0]["link"]["latency_jitter_ms"] = jitter_ms
         raw["learning"] = "none"  # the clocks are those of the trained run
@@ -296,8 +303,8 @@ def replay_round(conns: Connections, msgs: dict[int, list[Message]], not_before:
 
 
 def simulate(method: str, rounds: int, transport: str, jitter_ms: float = 0.0,
-             seed: int | None = None):
-    raw = scenario(method, rounds, transport, jitter_ms, seed)
+             seed: int | None = None, line_rate_mbps: float | None = None):
+    raw = scenario(method, rounds, transport, jitter_ms, seed, line_rate_mbps)
     return ecofed_sim.run(scenario_from_dict(raw, f"{raw['name']}.yaml"),
                           source=f"{raw['name']}.yaml", base_dir=None)
 
@@ -314,7 +321,8 @@ def network_times_s(results) -> dict[int, float]:
     return out
 
 
-def model_draws(method: str, rounds: int, draws: int, jitter_ms: float) -> dict:
+def model_draws(method: str, rounds: int, draws: int, jitter_ms: float,
+                line_rate_mbps: float | None = None) -> dict:
     """The model's rounds and messages over ``draws`` runs whose latencies differ by a
     jitter of up to ``jitter_ms``, seeds 0 to ``draws - 1``: at a shared bottleneck a
     round is chaotic, so one run of the model is one draw, as one replay is. Returns
@@ -324,7 +332,7 @@ def model_draws(method: str, rounds: int, draws: int, jitter_ms: float) -> dict:
     rounds_s: dict[int, list[float]] = {}
     kinds: dict[tuple[str, int], list[float]] = {}
     for seed in range(draws):
-        res = simulate(method, rounds, "tcp", jitter_ms, seed)
+        res = simulate(method, rounds, "tcp", jitter_ms, seed, line_rate_mbps)
         for r, seconds in network_times_s(res).items():
             rounds_s.setdefault(r, []).append(seconds)
         for row in per_message(res.transfers).itertuples():
@@ -335,11 +343,13 @@ def model_draws(method: str, rounds: int, draws: int, jitter_ms: float) -> dict:
 
 
 def replay(method: str, rounds: int, out=print, windows: bool = False,
-           replayed: list | None = None) -> list[dict]:
+           replayed: list | None = None, line_rate_mbps: float | None = None) -> list[dict]:
     """Simulate ``rounds`` of ``method`` and send each round's messages over the delay
     line; with ``windows``, also print the senders' TCP windows (``print_windows``).
-    ``replayed``, if given, receives each replayed round's messages, client by client."""
-    tcp, flow = simulate(method, rounds, "tcp"), simulate(method, rounds, "flow")
+    ``replayed``, if given, receives each replayed round's messages, client by client.
+    ``line_rate_mbps``: the first hop the delay line was given, given to the model too."""
+    tcp = simulate(method, rounds, "tcp", line_rate_mbps=line_rate_mbps)
+    flow = simulate(method, rounds, "flow")
     tcp_s, flow_s = network_times_s(tcp), network_times_s(flow)
     plans = []  # worked out before anything is sent: no pandas between real rounds
     for r, rnd in tcp.rounds.iterrows():
@@ -491,6 +501,8 @@ def main() -> None:
                    "--jitter-ms (seeds 0 to K-1, timing only) and hold the median of its "
                    "rounds against the real median")
     p.add_argument("--jitter-ms", type=float, default=0.5)
+    p.add_argument("--line-rate-mbps", type=float, help="a first hop of this rate before "
+                   "the bottleneck, on the delay line and in the model (default: none)")
     p.add_argument("--repeats", type=int, default=3, help="real replays per method; the "
                    "median round time is compared (6 or more also give the median a "
                    "95%% confidence interval; 15 take about 4 minutes)")
@@ -501,18 +513,19 @@ def main() -> None:
         runs, replayed = [], []
         for _ in range(args.repeats):
             try:
-                path = Path_(RATE_MBPS, RTT_MS)
+                path = Path_(RATE_MBPS, RTT_MS, line_rate_mbps=args.line_rate_mbps)
             except Unavailable as err:
                 sys.exit(f"skipped: {err}")
             try:
                 runs.append(replay(method, args.rounds, windows=args.tcp_info,
-                                   replayed=replayed))
+                                   replayed=replayed, line_rate_mbps=args.line_rate_mbps))
             finally:
                 path.teardown()
         method_rows = [median_row([run[i] for run in runs]) for i in range(len(runs[0]))]
         kinds[method] = by_kind(replayed)
         if args.model_draws:
-            drawn = model_draws(method, args.rounds, args.model_draws, args.jitter_ms)
+            drawn = model_draws(method, args.rounds, args.model_draws, args.jitter_ms,
+                                args.line_rate_mbps)
             method_rows = [with_draws(row, drawn["rounds_s"][row["round"]])
                            for row in method_rows]
             kinds[method] += [f"the model over {args.model_draws} draws:"] + [
