@@ -78,6 +78,7 @@ class Path_:
         ``line_rate_mbps``: a first hop of that rate before the bottleneck's buffer, as a
         sender's network card (None: a burst reaches the buffer at once)."""
         self.line = None
+        self.line_rate_mbps = line_rate_mbps
         self.lock = LOCK.open("w")
         try:
             fcntl.flock(self.lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -87,13 +88,12 @@ class Path_:
                               "locked)") from None
         atexit.register(self.teardown)
         try:
-            self._build(rate_mbps, rtt_ms, queue_log, line_rate_mbps)
+            self._build(rate_mbps, rtt_ms, queue_log)
         except BaseException:
             self.teardown()  # and let the next one have the lock
             raise
 
-    def _build(self, rate_mbps: float, rtt_ms: float, queue_log: Path | None,
-               line_rate_mbps: float | None) -> None:
+    def _build(self, rate_mbps: float, rtt_ms: float, queue_log: Path | None) -> None:
         self.clean()
         try:
             for ns in (NS_DEV, NS_SRV):
@@ -105,7 +105,7 @@ class Path_:
         self.line = subprocess.Popen([str(build_delayline()), NS_DEV, NS_SRV,
                                       str(rate_mbps * 1e6), str(int(rtt_ms * 500)),
                                       str(max(bdp, 64 * 1514)), str(queue_log or "-"),
-                                      str((line_rate_mbps or 0) * 1e6)],
+                                      str((self.line_rate_mbps or 0) * 1e6)],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         if self.line.stdout.readline().strip() != "ready":
             raise Unavailable(f"delay line did not start: {self.line.stderr.read().strip()}")
@@ -185,8 +185,7 @@ def cases(quick: bool, rates, rtts, only=PATTERNS, sizes=None) -> list[tuple]:
             if p in only and not (n >= 10_000_000 and r < 20 and p == "exchange")]
 
 
-def run_case(path: Path_, rate, rtt, nbytes, pattern, gap_s, repeats: int, count: int,
-             line_rate_mbps: float | None = None):
+def run_case(path: Path_, rate, rtt, nbytes, pattern, gap_s, repeats: int, count: int):
     """Median over repeats of each value (a fresh or warm message, or the exchanges
     after the first), with the spread that flags a disturbed case."""
     runs, exchanges = [], []
@@ -194,7 +193,7 @@ def run_case(path: Path_, rate, rtt, nbytes, pattern, gap_s, repeats: int, count
         values = path.measure(pattern, nbytes, gap_s, count)
         runs.append(statistics.median(values[1:]) if pattern == "exchange" else values[0])
         exchanges.append(values)
-    tcp, flow = simulated(rate, rtt, nbytes, pattern, gap_s, count, line_rate_mbps)
+    tcp, flow = simulated(rate, rtt, nbytes, pattern, gap_s, count, path.line_rate_mbps)
     sim_tcp = statistics.median(tcp[1:]) if pattern == "exchange" else tcp[0]
     sim_flow = statistics.median(flow[1:]) if pattern == "exchange" else flow[0]
     measured = statistics.median(runs)
@@ -204,8 +203,8 @@ def run_case(path: Path_, rate, rtt, nbytes, pattern, gap_s, repeats: int, count
            "tcp_s": sim_tcp, "flow_s": sim_flow, "tcp_ratio": sim_tcp / measured,
            "flow_ratio": sim_flow / measured,
            "disturbed": (measured - min(runs)) / min(runs) > 0.10}
-    if line_rate_mbps:
-        row["line_rate_mbps"] = line_rate_mbps
+    if path.line_rate_mbps:
+        row["line_rate_mbps"] = path.line_rate_mbps
     if pattern == "exchange":
         row.update(count=count, measured_exchanges_s=exchanges, tcp_exchanges_s=tcp,
                    flow_exchanges_s=flow)
@@ -223,8 +222,7 @@ def report(rates, rtts, quick: bool = True, repeats: int = 3, count: int = 6,
                 if not rows:
                     out(f"kernel: {json.dumps(kernel_facts())}")
                 for case in cases(quick, [rate], [rtt], patterns, sizes):
-                    row = run_case(path, *case[:5], repeats=repeats, count=count,
-                                   line_rate_mbps=line_rate_mbps)
+                    row = run_case(path, *case[:5], repeats=repeats, count=count)
                     rows.append(row)
                     out(f"{row['rate_mbps']:>4g} Mb/s {row['rtt_ms']:>4g} ms "
                         f"{row['bytes']:>9,d} B {row['pattern']:<8} gap {row['gap_s']:<4g}"
