@@ -12,6 +12,7 @@ them in a fraction of the memory, and the tables are the chunks concatenated in 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -73,6 +74,14 @@ def _frame(name: str, cols: list[list]) -> pd.DataFrame:
                          for c, values in zip(COLUMNS[name], cols, strict=True)}, copy=False)
 
 
+@functools.cache
+def _empty_table(name: str) -> pd.DataFrame:
+    """A table with no rows, its columns typed as a filled one's seconds and joules (the
+    rest as pandas makes them). Built once: ``astype`` on a frame takes milliseconds, and
+    a sweep's runs end together."""
+    return pd.DataFrame([], columns=COLUMNS[name]).astype(FLOATS[name])
+
+
 def _empty(name: str) -> list[list]:
     return [[] for _ in COLUMNS[name]]
 
@@ -114,6 +123,15 @@ class Ledger:
         """The same message from each (device, client) of a cohort, in that order: each
         its own ``message_id``."""
         cols, mid = self._open["transfers"], self._message_id
+        if len(who) == 1 and len(parts) == 1:  # the common case, row by row: less to build
+            (device, client), ((kind, size),) = who[0], parts.items()
+            _append(cols, (round_index, mid, t_start_s, t_end_s, client, device, direction,
+                           kind, int(size)))
+            self._message_id = mid + 1
+            _append(self._open["timeline"], (round_index, device, client,
+                                             "upload" if direction == "up" else "download",
+                                             kind, t_start_s, t_end_s))
+            return
         n = len(who) * len(parts)  # rows: each member's parts, member by member
         kinds, sizes = list(parts), [int(b) for b in parts.values()]
         for col, values in zip(cols, (
@@ -135,6 +153,11 @@ class Ledger:
                  t_start_s: float, t_end_s: float) -> None:
         """The same span on each (device, client) of a cohort."""
         n = len(who)
+        if n == 1:
+            device, client = who[0]
+            _append(self._open["timeline"],
+                    (round_index, device, client, state, what, t_start_s, t_end_s))
+            return
         for col, values in zip(self._open["timeline"], (
                 [round_index] * n, [d for d, _ in who], [c for _, c in who], [state] * n,
                 [what] * n, [t_start_s] * n, [t_end_s] * n), strict=True):
@@ -250,10 +273,10 @@ class Ledger:
 
     def _table(self, name: str) -> pd.DataFrame:
         """The sealed chunks and any rows still open, in order, as one table."""
-        columns, cols = COLUMNS[name], self._open[name]
+        cols = self._open[name]
         chunks = [*self._chunks.get(name, [])]
         if cols[0]:
             chunks.append(_frame(name, cols))
         if not chunks:
-            return pd.DataFrame([], columns=columns).astype(FLOATS[name])
+            return _empty_table(name).copy()
         return chunks[0] if len(chunks) == 1 else pd.concat(chunks, ignore_index=True)

@@ -31,6 +31,8 @@ def max_min_rates(paths: Sequence[Sequence[Capacity]],
     """Max-min fair rate of each path (the capacities one flow crosses), bits per second.
     ``weights[i][j]``: how many identical flows path ``i`` stands for on its ``j``-th
     capacity (None, or a None entry: one on each)."""
+    if weights is None:
+        return _one_flow_per_path(paths)
     left: dict[int, float] = {}
     unfixed: dict[int, int] = {}
     users: dict[int, list[int]] = {}
@@ -59,6 +61,41 @@ def max_min_rates(paths: Sequence[Sequence[Capacity]],
                 other, n = id(c), 1 if counts is None else counts[j]
                 left[other] -= share * n
                 unfixed[other] -= n
+                if other != key and unfixed[other] > 0:
+                    heapq.heappush(heap, (left[other] / unfixed[other], order[other], other))
+    return rates  # type: ignore[return-value]  (every path crosses some capacity)
+
+
+def _one_flow_per_path(paths: Sequence[Sequence[Capacity]]) -> list[float]:
+    """``max_min_rates`` without weights: the same filling, the same arithmetic (a
+    weight of one subtracts the share itself), without looking weights up (this runs at
+    most rate changes of a split-learning round)."""
+    left: dict[int, float] = {}
+    unfixed: dict[int, int] = {}
+    users: dict[int, list[int]] = {}
+    keys = [[id(c) for c in path] for path in paths]
+    for i, path in enumerate(paths):
+        for c, key in zip(path, keys[i], strict=True):
+            if key in users:
+                unfixed[key] += 1
+                users[key].append(i)
+            else:
+                left[key], unfixed[key], users[key] = c.rate_bps, 1, [i]
+    order = {key: n for n, key in enumerate(left)}  # ties: first seen first, as the scan
+    heap = [(left[k] / unfixed[k], order[k], k) for k in left]
+    heapq.heapify(heap)
+    rates: list[float | None] = [None] * len(paths)
+    while heap:
+        share, _, key = heapq.heappop(heap)
+        if unfixed[key] == 0 or share != left[key] / unfixed[key]:
+            continue  # already filled, or an entry from before its last change
+        for i in users[key]:
+            if rates[i] is not None:
+                continue
+            rates[i] = share
+            for other in keys[i]:
+                left[other] -= share
+                unfixed[other] -= 1
                 if other != key and unfixed[other] > 0:
                     heapq.heappush(heap, (left[other] / unfixed[other], order[other], other))
     return rates  # type: ignore[return-value]  (every path crosses some capacity)

@@ -273,16 +273,19 @@ class Network:
 
     def _advance(self) -> None:
         """Drain bits sent since the last rate change (nothing to do twice in an instant)."""
-        elapsed = self.env.now - self._last_update_s
+        now_s = self.env.now
+        elapsed = now_s - self._last_update_s
         if elapsed == 0:
             return
         for f in self.flows:
-            f.remaining_bits -= f.rate_bps * elapsed
-            if f.window is not None:
-                if f.sending:  # not waiting for its round trip's acknowledgements
-                    f.window.sending_s += elapsed
-                f.window.left_bits -= f.rate_bps * elapsed
-        self._last_update_s = self.env.now
+            sent_bits = f.rate_bps * elapsed
+            f.remaining_bits -= sent_bits
+            w = f.window
+            if w is not None:
+                if w.open or w.left_bits > 0:  # not waiting for its round trip's ACKs
+                    w.sending_s += elapsed
+                w.left_bits -= sent_bits
+        self._last_update_s = now_s
 
     def drive(self, capacity: Capacity, trace, loop: bool, offset_s: float) -> None:
         """Start a process that sets ``capacity`` from a bandwidth trace; a transfer that
@@ -339,24 +342,46 @@ class Network:
         self._advance()
         if not self.flows:
             return
-        sending = [f for f in self.flows if f.sending]
+        sending = []
         for f in self.flows:
             f.rate_bps = 0.0  # a window-blocked flow takes no capacity
+            w = f.window
+            if w is None or w.open or w.left_bits > 0:
+                sending.append(f)
         for f, rate in zip(sending, self._rates(sending), strict=True):
             f.rate_bps = rate
         if self._shared_necks:
             serve_in_arrival_order(sending)  # a burst waits for those queued before it
-            sending = [f for f in sending if f.rate_bps > 0]
-        waits = [max(f.remaining_bits, 0.0) / f.rate_bps for f in sending]
-        waits += [max(f.remaining_bits - f.loss_cap_at_bits, 0.0) / f.rate_bps
-                  for f in sending if f.loss is not None and f.loss_cap_at_bits > -math.inf]
-        for f in self.flows:
-            if f.window is not None and not f.window.open:
-                waits.append(max(f.window.round_end_s - self.env.now, 0.0))
-                if f.rate_bps > 0:
-                    waits.append(max(f.window.left_bits, 0.0) / f.rate_bps)
         self._current = generation = next(self._generation)
-        self.env.timeout(min(waits)).callbacks.append(lambda _event: self._wake(generation))
+        self.env.timeout(self._next_event_s(sending)).callbacks.append(
+            lambda _event: self._wake(generation))
+
+    def _next_event_s(self, sending: list[Flow]) -> float:
+        """Time to the next thing that changes rates: a flow's last bit, a loss cap's
+        step, a window used up or a round trip's end."""
+        # Plain comparisons, not min() and max(): this runs at every rate change.
+        now_s, wait_s = self.env.now, math.inf
+        for f in sending:
+            rate_bps = f.rate_bps
+            if rate_bps > 0:
+                left_s = f.remaining_bits / rate_bps
+                if left_s < wait_s:
+                    wait_s = left_s if left_s > 0.0 else 0.0
+                if f.loss is not None and f.loss_cap_at_bits > -math.inf:
+                    left_s = (f.remaining_bits - f.loss_cap_at_bits) / rate_bps
+                    if left_s < wait_s:
+                        wait_s = left_s if left_s > 0.0 else 0.0
+        for f in self.flows:
+            w = f.window
+            if w is not None and not w.open:
+                left_s = w.round_end_s - now_s
+                if left_s < wait_s:
+                    wait_s = left_s if left_s > 0.0 else 0.0
+                if f.rate_bps > 0:
+                    left_s = w.left_bits / f.rate_bps
+                    if left_s < wait_s:
+                        wait_s = left_s if left_s > 0.0 else 0.0
+        return wait_s
 
     def _wake(self, generation: int) -> None:
         if generation != self._current:
@@ -371,7 +396,7 @@ class Network:
         for f in finished:
             f.done.succeed()
         for f in self.flows:
-            if f.window is not None:
+            if f.window is not None and not f.window.open:
                 self._step_window(f, slack_s)
             if f.loss is not None and f.rate_bps > 0 and f.loss_cap_due(f.rate_bps * slack_s):
                 step_loss_cap(self.tcp, f, f.rate_bps * slack_s)

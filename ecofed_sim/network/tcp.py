@@ -68,6 +68,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -106,22 +107,22 @@ class TcpParams:
     send_buffer_segments: int = 60  # a first flight before the send buffer grows (0: any)
     line_rate_mbps: float = math.inf  # a burst reaches the bottleneck's buffer this fast
 
-    @property
+    @cached_property  # a frozen dataclass: computed once, on the hot path
     def segment_bits(self) -> int:
         return (self.mss_bytes + self.header_bytes) * BITS_PER_BYTE
 
-    @property
+    @cached_property
     def send_buffer_bits(self) -> float:
         """The most a connection's first flights may hold until its send buffer grows."""
         if self.send_buffer_segments <= 0:
             return math.inf
         return self.send_buffer_segments * self.segment_bits
 
-    @property
+    @cached_property
     def line_rate_bps(self) -> float:
         return self.line_rate_mbps * 1e6
 
-    @property
+    @cached_property
     def initial_window_bits(self) -> int:
         return self.initial_window_segments * self.segment_bits
 
@@ -131,7 +132,7 @@ class TcpParams:
             return 0.0
         return payload_bytes + math.ceil(payload_bytes / self.mss_bytes) * self.header_bytes
 
-    @property
+    @cached_property
     def min_buffer_bits(self) -> int:
         return 64 * self.segment_bits
 
