@@ -6,14 +6,19 @@ helper process re-plays them round by round while the learning run trains on one
 thread (``ecofed_sim.sweep_stream``). Prints the wall-clock of one run, of the sweep with
 reuse and of the sweep without, their ratios (goal: the reused sweep costs at most 1.1x
 one run), and the peak RSS of each process and of its largest child (the helper), all
-measured in one invocation; also the sweep that re-simulates after its learning run
-(``stream=False``), for comparison.
+measured in one invocation. It also splits the reused sweep's time: its learning run's
+own wall-clock (from that run's manifest) against one run's, the CPU seconds of the
+helper working beside it, and the rest (setup, the last round's re-plays, the summary).
+Also the sweep that re-simulates after its learning run (``stream=False``), for
+comparison.
 
     python benchmarks/sweep_reuse.py [--points 20] [--method splitfed] [--repeats 3]
     python benchmarks/sweep_reuse.py --resim-only 7   # re-simulation alone, per point
 
 ``--repeats K`` runs one run and the reused sweep K times each, alternating, and takes each
-one's median: on a shared machine one pair of wall-clocks can be 20% apart by chance.
+one's median: on a shared machine one pair of wall-clocks can be 20% apart by chance. It
+also prints each sweep's ratio to the run just before it, and their median: the machine's
+speed drifts over minutes, and a pair measured back to back shares most of the drift.
 ``--resim-only N`` trains the first point once (recording its trace), then times the
 re-simulation of the next N points, best of three passes, against that learning run: the
 per-point cost a sweep pays, without the noise of whole-sweep wall-clocks.
@@ -61,14 +66,21 @@ def child(kind: str, sweep: Path, out: Path) -> dict:
         from ecofed_sim.sweep_spec import expand, load_sweep
 
         first = expand(sweep, load_sweep(sweep))[0]
-        ecofed_sim.run(first.scenario, base_dir=ROOT / "scenarios")
+        learn_s = ecofed_sim.run(first.scenario,
+                                 base_dir=ROOT / "scenarios").manifest["wall_clock_s"]
     else:
         tally = run_sweep(sweep, out, reuse=kind != "no_reuse", progress=False,
                           log=lambda m: None, stream=kind == "reuse")
         assert tally.failed == 0
-    return {"wall_s": time.perf_counter() - start,
+        learned = [m for m in (json.loads(f.read_text())
+                               for f in (out / "runs").glob("*/manifest.json"))
+                   if not m["resimulated"]]
+        learn_s = min(m["wall_clock_s"] for m in learned)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {"wall_s": time.perf_counter() - start, "learn_s": learn_s,
+            "helper_cpu_s": children.ru_utime + children.ru_stime,
             "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "helper_rss_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
+            "helper_rss_mib": children.ru_maxrss / 1024}
 
 
 def resim_only(sweep: Path, points: int) -> None:
@@ -149,6 +161,17 @@ def main() -> None:
               f"{res[kind]['peak_rss_mib']:>13.0f} {res[kind]['helper_rss_mib']:>20.0f}")
     one = res["one"]["wall_s"]
     print(f"sweep with reuse / one run    = {res['reuse']['wall_s'] / one:.2f}  (goal <= 1.1)")
+    reuse, alone_s = res["reuse"], res["one"]["learn_s"]
+    print(f"  where it goes: its learning run took {reuse['learn_s']:.2f} s "
+          f"({reuse['learn_s'] / alone_s:.2f}x one run's {alone_s:.2f} s"
+          f", with the helper's {reuse['helper_cpu_s']:.2f} s of CPU beside it); "
+          f"{reuse['wall_s'] - reuse['learn_s']:.2f} s besides, against "
+          f"{one - alone_s:.2f} s for one run")
+    if args.repeats > 1:  # each sweep against the run just before it: drift cancels
+        pairs = [r["wall_s"] / o["wall_s"] for o, r in zip(runs["one"], runs["reuse"],
+                                                           strict=True)]
+        print(f"  pair by pair: {', '.join(f'{p:.2f}' for p in pairs)}; "
+              f"median {statistics.median(pairs):.2f}")
     print(f"  re-simulating after the learning run instead of beside it: "
           f"{res['reuse_after']['wall_s'] / one:.2f}")
     if same is not None:
