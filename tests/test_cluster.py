@@ -137,6 +137,9 @@ def test_the_cluster_example_runs_as_written_on_its_local_stand_in(tiny_dir):
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         assert "dashboard" in proc.stdout.readline()  # up, file written
+        # Keep reading what it and its workers print: a full pipe would block a worker
+        # mid-write, and then its shutdown would wait on that worker.
+        threading.Thread(target=proc.stdout.read, daemon=True).start()
         path = _sweep(tiny_dir, seeds=[0])
         done = subprocess.run([sys.executable, "-m", "ecofed_sim.cli", "sweep", str(path),
                                "--out", str(tiny_dir / "out"), "--executor", "dask",
@@ -146,7 +149,7 @@ def test_the_cluster_example_runs_as_written_on_its_local_stand_in(tiny_dir):
         assert "done 4, skipped 0, failed 0" in done.stdout
     finally:
         proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=60)
+        proc.wait(timeout=120)  # under 1 s alone; a busy machine stretches Dask's teardown
 
 
 @pytest.mark.parametrize("method", [{"name": "fedavg"}, {"name": "splitfed", "split": 2}])
