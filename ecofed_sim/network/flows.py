@@ -400,7 +400,10 @@ class Network:
                 self._step_window(f, slack_s)
             if f.loss is not None and f.rate_bps > 0 and f.loss_cap_due(f.rate_bps * slack_s):
                 step_loss_cap(self.tcp, f, f.rate_bps * slack_s)
-        self._reschedule()
+        if finished or self._pending:
+            self._reschedule()  # their processes go on at this instant: solve after them
+        else:  # only windows moved, and nothing waits to start: solve now, one event less
+            self._solve()
 
     def _step_window(self, flow: Flow, slack_s: float) -> None:
         """A slow-start flow that used its window waits for the round trip's end, then
