@@ -67,9 +67,9 @@ def max_min_rates(paths: Sequence[Sequence[Capacity]],
 
 
 def _one_flow_per_path(paths: Sequence[Sequence[Capacity]]) -> list[float]:
-    """``max_min_rates`` without weights: the same filling, the same arithmetic (a
-    weight of one subtracts the share itself), without looking weights up (this runs at
-    most rate changes of a split-learning round)."""
+    """``max_min_rates`` without weights: the same filling and the same arithmetic (a
+    weight of one subtracts the share itself), without looking weights up. It runs at
+    every rate change of a split-learning round that the network's memo has not seen."""
     left: dict[int, float] = {}
     unfixed: dict[int, int] = {}
     users: dict[int, list[int]] = {}

@@ -91,10 +91,6 @@ class Flow:
         """Whether the flow has reached the point where its loss cap changes."""
         return self.remaining_bits <= self.loss_cap_at_bits + slack_bits
 
-    @property
-    def sending(self) -> bool:
-        return self.window is None or not self.window.blocked
-
 
 @dataclass(eq=False)
 class Network:
@@ -346,7 +342,7 @@ class Network:
         for f in self.flows:
             f.rate_bps = 0.0  # a window-blocked flow takes no capacity
             w = f.window
-            if w is None or w.open or w.left_bits > 0:
+            if w is None or w.open or w.left_bits > 0:  # not waiting for its round's ACKs
                 sending.append(f)
         for f, rate in zip(sending, self._rates(sending), strict=True):
             f.rate_bps = rate
