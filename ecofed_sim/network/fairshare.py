@@ -30,57 +30,22 @@ def max_min_rates(paths: Sequence[Sequence[Capacity]],
                   weights: Sequence[Sequence[int] | None] | None = None) -> list[float]:
     """Max-min fair rate of each path (the capacities one flow crosses), bits per second.
     ``weights[i][j]``: how many identical flows path ``i`` stands for on its ``j``-th
-    capacity (None, or a None entry: one on each)."""
-    if weights is None:
-        return _one_flow_per_path(paths)
+    capacity (None, or a None entry: one on each). Each path's (capacity, count) pairs
+    are looked up once, before the filling: this runs at every rate change of a
+    split-learning round that the network's memo has not seen."""
+    crossings = [[(id(c), 1) for c in path] if weights is None or weights[i] is None
+                 else [(id(c), n) for c, n in zip(path, weights[i], strict=True)]
+                 for i, path in enumerate(paths)]
     left: dict[int, float] = {}
     unfixed: dict[int, int] = {}
     users: dict[int, list[int]] = {}
     for i, path in enumerate(paths):
-        counts = weights[i] if weights is not None else None
-        for j, c in enumerate(path):
-            key = id(c)
-            if key not in left:
-                left[key], unfixed[key], users[key] = c.rate_bps, 0, []
-            unfixed[key] += 1 if counts is None else counts[j]
-            users[key].append(i)
-    order = {key: n for n, key in enumerate(left)}  # ties: first seen first, as the scan
-    heap = [(left[k] / unfixed[k], order[k], k) for k in left]
-    heapq.heapify(heap)
-    rates: list[float | None] = [None] * len(paths)
-    while heap:
-        share, _, key = heapq.heappop(heap)
-        if unfixed[key] == 0 or share != left[key] / unfixed[key]:
-            continue  # already filled, or an entry from before its last change
-        for i in users[key]:
-            if rates[i] is not None:
-                continue
-            rates[i] = share
-            counts = weights[i] if weights is not None else None
-            for j, c in enumerate(paths[i]):
-                other, n = id(c), 1 if counts is None else counts[j]
-                left[other] -= share * n
-                unfixed[other] -= n
-                if other != key and unfixed[other] > 0:
-                    heapq.heappush(heap, (left[other] / unfixed[other], order[other], other))
-    return rates  # type: ignore[return-value]  (every path crosses some capacity)
-
-
-def _one_flow_per_path(paths: Sequence[Sequence[Capacity]]) -> list[float]:
-    """``max_min_rates`` without weights: the same filling and the same arithmetic (a
-    weight of one subtracts the share itself), without looking weights up. It runs at
-    every rate change of a split-learning round that the network's memo has not seen."""
-    left: dict[int, float] = {}
-    unfixed: dict[int, int] = {}
-    users: dict[int, list[int]] = {}
-    keys = [[id(c) for c in path] for path in paths]
-    for i, path in enumerate(paths):
-        for c, key in zip(path, keys[i], strict=True):
+        for c, (key, n) in zip(path, crossings[i], strict=True):
             if key in users:
-                unfixed[key] += 1
+                unfixed[key] += n
                 users[key].append(i)
             else:
-                left[key], unfixed[key], users[key] = c.rate_bps, 1, [i]
+                left[key], unfixed[key], users[key] = c.rate_bps, n, [i]
     order = {key: n for n, key in enumerate(left)}  # ties: first seen first, as the scan
     heap = [(left[k] / unfixed[k], order[k], k) for k in left]
     heapq.heapify(heap)
@@ -93,9 +58,9 @@ def _one_flow_per_path(paths: Sequence[Sequence[Capacity]]) -> list[float]:
             if rates[i] is not None:
                 continue
             rates[i] = share
-            for other in keys[i]:
-                left[other] -= share
-                unfixed[other] -= 1
+            for other, n in crossings[i]:
+                left[other] -= share * n  # exact for n = 1
+                unfixed[other] -= n
                 if other != key and unfixed[other] > 0:
                     heapq.heappush(heap, (left[other] / unfixed[other], order[other], other))
     return rates  # type: ignore[return-value]  (every path crosses some capacity)
