@@ -5,13 +5,15 @@ dask-jobqueue, or, with --local, a stand-in on this machine that works the same 
     ecofed-sim sweep my_sweep.yaml --executor dask --scheduler-file scheduler.json
 
 It writes the scheduler file, prints the dashboard link and keeps the cluster up until
-interrupted. Each Slurm job is one single-threaded worker process; a run's torch threads
-come from its scenario (training.threads), so give jobs that many cores.
+interrupted (Ctrl-C, SIGINT or SIGTERM). Each Slurm job is one single-threaded worker
+process; a run's torch threads come from its scenario (training.threads), so give jobs
+that many cores.
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
 import time
 
 
@@ -50,6 +52,10 @@ def main() -> None:
     client.write_scheduler_file(args.scheduler_file)
     print(f"scheduler file {args.scheduler_file}; dashboard {client.dashboard_link}",
           flush=True)
+    # Stop cleanly on Ctrl-C, and on SIGTERM (what Slurm and `kill` send). Started in the
+    # background of a script, a process inherits SIGINT ignored: take it back.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         while True:
             time.sleep(3600)
