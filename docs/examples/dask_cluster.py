@@ -50,12 +50,12 @@ def main() -> None:
     cluster = local_cluster(args) if args.local else slurm_cluster(args)
     client = Client(cluster)
     client.write_scheduler_file(args.scheduler_file)
-    print(f"scheduler file {args.scheduler_file}; dashboard {client.dashboard_link}",
-          flush=True)
     # Stop cleanly on Ctrl-C, and on SIGTERM (what Slurm and `kill` send). Started in the
     # background of a script, a process inherits SIGINT ignored: take it back.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
+    print(f"scheduler file {args.scheduler_file}; dashboard {client.dashboard_link}",
+          flush=True)
     try:
         while True:
             time.sleep(3600)
