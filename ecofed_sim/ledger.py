@@ -128,9 +128,8 @@ class Ledger:
             _append(cols, (round_index, mid, t_start_s, t_end_s, client, device, direction,
                            kind, int(size)))
             self._message_id = mid + 1
-            _append(self._open["timeline"], (round_index, device, client,
-                                             "upload" if direction == "up" else "download",
-                                             kind, t_start_s, t_end_s))
+            self.spans_of(round_index, who, "upload" if direction == "up" else "download",
+                          kind, t_start_s, t_end_s)
             return
         n = len(who) * len(parts)  # rows: each member's parts, member by member
         kinds, sizes = list(parts), [int(b) for b in parts.values()]
