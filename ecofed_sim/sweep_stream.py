@@ -8,8 +8,9 @@ each round's trace arrives (``Resimulation``); when the learning run ends, they 
 round from done. That round ends every run at once, on two idle cores: the helper forks,
 and each process plays and writes half of them. A sweep of more points than the helper
 keeps up with still has rounds queued when the learning run ends; those are split the
-same way. The tables are those of re-simulating
-from the finished trace: the same ``Replayer`` plays the same rounds in the same order.
+same way. On Linux the helper itself is forked from the sweep (``ecofed_sim.forked``).
+The tables are those of re-simulating from the finished trace: the same ``Replayer``
+plays the same rounds in the same order.
 """
 
 from __future__ import annotations
@@ -22,16 +23,18 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from ecofed_sim.forked import Finished, ForkedProcess, fork, forks_here
 from ecofed_sim.trace import RoundTrace
 
 
-class _SweepGone(Exception):
-    """The sweep closed its end (it was killed, or it stopped waiting): nothing to report."""
+class _SweepGone(Finished):
+    """The sweep closed its end (it was killed, or it stopped waiting): nothing to report
+    (a forked child that meets it exits with status 0)."""
 
 
 def _next(conn: Connection) -> tuple:
@@ -54,9 +57,7 @@ class _Reporter:
             self.lock = multiprocessing.Lock()
         except (ImportError, OSError):  # no POSIX semaphores here: never fork
             self.lock = None
-        # Only on Linux: elsewhere forking a process that has loaded system frameworks
-        # is not safe (Python spawns there for that reason).
-        self.can_fork = self.lock is not None and sys.platform.startswith("linux")
+        self.can_fork = self.lock is not None and forks_here()
 
     def __call__(self, run_id: str, results: Any, err: BaseException | None) -> None:
         if results is not None and run_id in self.write_to:
@@ -98,23 +99,6 @@ def _play_rounds(sims: dict[str, Any], rounds: list[RoundTrace], report: _Report
         _play(sims, list(sims), recorded, report)
 
 
-def _fork(work: Callable[[], None]) -> int:
-    """Run ``work`` in a forked child, which inherits the runs' state as it stands (the
-    tables are those one process would make) and exits without any teardown: status 0,
-    or 1 if ``work`` failed (a sweep gone is not a failure). Returns its pid."""
-    child = os.fork()
-    if child == 0:
-        status = 1
-        try:
-            work()
-            status = 0
-        except _SweepGone:
-            status = 0
-        finally:
-            os._exit(status)
-    return child
-
-
 def _forkable_half(sims: dict[str, Any], report: _Reporter) -> list[str]:
     """The runs a forked child should play this round: half of those it ends, when two
     or more end. A round that ends runs is the learning run's last, so it is played
@@ -132,7 +116,7 @@ def _play_round(sims: dict[str, Any], recorded: RoundTrace, report: _Reporter) -
     child dies, this process still holds its runs as they were, and plays them."""
     theirs = _forkable_half(sims, report)
     if theirs:
-        child = _fork(lambda: _play(sims, theirs, recorded, report))
+        child = fork(lambda: _play(sims, theirs, recorded, report))
     _play(sims, [run_id for run_id in sims if run_id not in theirs], recorded, report)
     if theirs:
         _, status = os.waitpid(child, 0)
@@ -173,7 +157,7 @@ def _split_backlog(sims: dict[str, Any], rounds: list[RoundTrace],
         _play_rounds(mine, rounds, report)
         _report_unfinished(mine, report)
 
-    child = _fork(in_child)
+    child = fork(in_child)
     ours = {run_id: sims[run_id] for run_id in ids if run_id not in theirs}
     _play_rounds(ours, rounds, report)
     _, status = os.waitpid(child, 0)
@@ -236,29 +220,29 @@ def _serve(conn: Connection) -> None:
 
 
 class StreamedResims:
-    """One helper process re-playing the runs of a learning group while it learns. The
-    helper is a fresh interpreter (``python -m ecofed_sim.sweep_stream``), not a
-    multiprocessing child, so a user's script needs no ``__main__`` guard. If the helper
-    cannot start or dies, ``broken`` is set and the caller re-simulates from the finished
-    trace itself."""
+    """One helper process re-playing the runs of a learning group while it learns. On
+    Linux the helper is forked from this process when the first group begins: it starts
+    with the package, torch and pandas already imported, where a fresh interpreter would
+    spend some two seconds of CPU importing them on the core the learning run needs.
+    Elsewhere it is a fresh interpreter (``python -m ecofed_sim.sweep_stream``). Neither
+    is a multiprocessing child, so a user's script needs no ``__main__`` guard. If the
+    helper cannot start or dies, ``broken`` is set and the caller re-simulates from the
+    finished trace itself."""
 
     def __init__(self) -> None:
         self._conn: Connection | None = None
-        self._process: subprocess.Popen | None = None
+        self._process: subprocess.Popen | ForkedProcess | None = None
         self.broken = False
         self._group, self._expected = 0, 0
 
     def _start(self) -> Connection:
         if self._conn is None:
             ours, theirs = socket.socketpair()
-            package_root = str(Path(__file__).resolve().parent.parent)
-            env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-                [package_root, *filter(None, [os.environ.get("PYTHONPATH")])])}
-            self._process = subprocess.Popen(  # its own group: Ctrl-C is the sweep's
-                [sys.executable, "-m", "ecofed_sim.sweep_stream", str(theirs.fileno())],
-                pass_fds=(theirs.fileno(),), env=env, stdin=subprocess.DEVNULL,
-                start_new_session=True)
-            theirs.close()
+            try:  # its own process group either way: Ctrl-C is the sweep's
+                self._process = (_fork_helper(ours, theirs) if forks_here()
+                                 else _spawn_helper(theirs))
+            finally:
+                theirs.close()
             self._conn = Connection(ours.detach())
         return self._conn
 
@@ -327,19 +311,41 @@ class StreamedResims:
         if self._process is not None:
             try:
                 self._process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
+            except (subprocess.TimeoutExpired, TimeoutError):
                 self._process.kill()
                 self._process.wait()
             self._process = None
 
 
-if __name__ == "__main__":
+def _helper_main(conn: Connection) -> None:
     import torch
 
     # Re-playing needs no parallel kernels, and a process whose OpenMP pool has started
     # cannot safely use it again in a forked child (``_play_round``).
     torch.set_num_threads(1)
-    _serve(Connection(int(sys.argv[1])))
+    _serve(conn)
+
+
+def _fork_helper(ours: socket.socket, theirs: socket.socket) -> ForkedProcess:
+    def in_child() -> None:
+        ours.close()  # the sweep's end: its closing must reach the helper as EOF
+        _helper_main(Connection(theirs.detach()))
+
+    return ForkedProcess(fork(in_child, new_group=True, print_errors=True))
+
+
+def _spawn_helper(theirs: socket.socket) -> subprocess.Popen:
+    package_root = str(Path(__file__).resolve().parent.parent)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [package_root, *filter(None, [os.environ.get("PYTHONPATH")])])}
+    return subprocess.Popen(
+        [sys.executable, "-m", "ecofed_sim.sweep_stream", str(theirs.fileno())],
+        pass_fds=(theirs.fileno(),), env=env, stdin=subprocess.DEVNULL,
+        start_new_session=True)
+
+
+if __name__ == "__main__":
+    _helper_main(Connection(int(sys.argv[1])))
     # Everything is sent and its folders are gone: skip the interpreter's teardown, which
     # with torch loaded takes a second or two the sweep would wait for in ``close``.
     sys.stdout.flush()
