@@ -19,6 +19,7 @@ import yaml
 from conftest import tiny, write_scenario
 
 import ecofed_sim
+from ecofed_sim.forked import ForkedProcess
 from ecofed_sim.resimulate import resimulate
 from ecofed_sim.scenario import Scenario
 from ecofed_sim.sweep import Job, run_sweep
@@ -273,3 +274,30 @@ def test_a_backlog_played_in_two_processes_makes_the_same_tables(tiny_dir):
         expected = resimulate(Scenario.model_validate(job.scenario), trace, base_dir=tiny_dir)
         for t in TABLES:
             pd.testing.assert_frame_equal(getattr(results, t), getattr(expected, t))
+
+
+@pytest.mark.parametrize("forks", [True, False])
+def test_the_helper_is_forked_where_it_can_be_else_a_fresh_interpreter(tiny_dir, monkeypatch,
+                                                                       forks):
+    """On Linux the helper is forked from the sweep; elsewhere (here: told it cannot
+    fork) it is ``python -m ecofed_sim.sweep_stream``. Either plays the same."""
+    if forks and not sys.platform.startswith("linux"):
+        pytest.skip("forks on Linux only")
+    monkeypatch.setattr("ecofed_sim.sweep_stream.forks_here", lambda: forks)
+    trace, jobs = _recorded_and_jobs(tiny_dir, (2.0, 3.0))
+    helper = StreamedResims()
+    try:
+        helper.begin(jobs, trace.learning_key)
+        kind = type(helper._process)
+        for r in trace.rounds:
+            helper.round(r)
+        got = {run_id: (results, err) for run_id, results, err in helper.results()}
+    finally:
+        helper.close()
+    assert kind is (ForkedProcess if forks else subprocess.Popen)
+    assert not helper.broken and sorted(got) == ["r2.0", "r3.0"]
+    for job in jobs:
+        results, err = got[job.run_id]
+        assert err is None
+        expected = resimulate(Scenario.model_validate(job.scenario), trace, base_dir=tiny_dir)
+        pd.testing.assert_frame_equal(results.rounds, expected.rounds)
