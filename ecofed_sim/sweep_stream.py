@@ -241,6 +241,9 @@ class StreamedResims:
             try:  # its own process group either way: Ctrl-C is the sweep's
                 self._process = (_fork_helper(ours, theirs) if forks_here()
                                  else _spawn_helper(theirs))
+            except BaseException:
+                ours.close()
+                raise
             finally:
                 theirs.close()
             self._conn = Connection(ours.detach())
