@@ -80,7 +80,7 @@ def test_the_handle_times_out_and_kills_as_popen_does():
 def test_output_buffered_before_the_fork_is_written_once(tmp_path):
     """``fork`` flushes first, and the child exits without flushing its copy."""
     out = tmp_path / "stdout"
-    code = ("import sys; from ecofed_sim.forked import ForkedProcess, fork\n"
+    code = ("from ecofed_sim.forked import ForkedProcess, fork\n"
             "print('before', end='')\n"
             "ForkedProcess(fork(lambda: None)).wait(timeout=30)\n")
     with out.open("w") as f:
