@@ -123,13 +123,13 @@ class Ledger:
         """The same message from each (device, client) of a cohort, in that order: each
         its own ``message_id``."""
         cols, mid = self._open["transfers"], self._message_id
+        state = "upload" if direction == "up" else "download"
         if len(who) == 1 and len(parts) == 1:  # the common case, row by row: less to build
             (device, client), ((kind, size),) = who[0], parts.items()
             _append(cols, (round_index, mid, t_start_s, t_end_s, client, device, direction,
                            kind, int(size)))
             self._message_id = mid + 1
-            self.spans_of(round_index, who, "upload" if direction == "up" else "download",
-                          kind, t_start_s, t_end_s)
+            self.spans_of(round_index, who, state, kind, t_start_s, t_end_s)
             return
         n = len(who) * len(parts)  # rows: each member's parts, member by member
         kinds, sizes = list(parts), [int(b) for b in parts.values()]
@@ -140,8 +140,7 @@ class Ledger:
                 sizes * len(who)), strict=True):
             col.extend(values)
         self._message_id = mid + len(who)
-        self.spans_of(round_index, who, "upload" if direction == "up" else "download",
-                      "+".join(parts), t_start_s, t_end_s)
+        self.spans_of(round_index, who, state, "+".join(parts), t_start_s, t_end_s)
 
     def span(self, round_index: int, device: str, client: int, state: str, what: str,
              t_start_s: float, t_end_s: float) -> None:

@@ -403,10 +403,9 @@ class Network:
 
     def _step_window(self, flow: Flow, slack_s: float) -> None:
         """A slow-start flow that used its window waits for the round trip's end, then
-        doubles it; one that could not use it all in a round is open: rate-limited only."""
+        doubles it; one that could not use it all in a round is open: rate-limited only.
+        Called for flows whose window is not open yet."""
         w = flow.window
-        if w.open:
-            return
         if flow.rate_bps > 0 and w.left_bits <= flow.rate_bps * slack_s:
             w.left_bits = 0.0  # window used: blocked until the round trip ends
         if w.round_end_s - self.env.now <= slack_s:
