@@ -7,15 +7,16 @@ the machine's other cores idle. So one helper process re-plays the group's other
 each round's trace arrives (``Resimulation``); when the learning run ends, they are one
 round from done. That round ends every run at once, on two idle cores: the helper forks,
 and each process plays and writes half of them. A sweep of more points than the helper
-keeps up with still has rounds queued when the learning run ends; those are split the
-same way. On Linux the helper itself is forked from the sweep (``ecofed_sim.forked``).
-The tables are those of re-simulating from the finished trace: the same ``Replayer``
-plays the same rounds in the same order.
+keeps up with still has rounds to play when the learning run ends, often partway through
+a round: the helper reads the sweep's news between any two rounds it plays, and once the
+learning run is over it splits whatever is left the same way, by rounds to play. On
+Linux the helper itself is forked from the sweep (``ecofed_sim.forked``). The tables are
+those of re-simulating from the finished trace: the same ``Replayer`` plays the same
+rounds in the same order.
 """
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import multiprocessing
 import os
@@ -75,144 +76,156 @@ class _Reporter:
             raise _SweepGone from gone
 
 
-def _play(sims: dict[str, Any], run_ids: list[str], recorded: RoundTrace,
-          report: _Reporter) -> None:
-    """Play one round in each of ``run_ids``; report (and drop) each run it ends or fails."""
-    for run_id in run_ids:
-        sim = sims[run_id]
-        try:
-            sim.play(recorded)
-            done = sim.rounds_played == sim.scenario.rounds
-            if done:
-                report(run_id, sim.results(), None)
-        except _SweepGone:
-            raise
-        except Exception as err:  # noqa: BLE001 (reported as the run's outcome)
-            report(run_id, None, err)
-            done = True
+class _Group:
+    """A learning group's re-simulations in the helper: the runs not yet ended, and every
+    round of the trace received so far, which each run plays in order as far as it has
+    got. ``ended``: the sweep sent ``end``, so no more rounds will come."""
+
+    def __init__(self) -> None:
+        self.sims: dict[str, Any] = {}
+        self.received: list[RoundTrace] = []
+        self.ended = False
+
+    def to_play(self, run_id: str) -> int:
+        """Rounds received that ``run_id`` has yet to play."""
+        sim = self.sims[run_id]
+        return min(len(self.received), sim.scenario.rounds) - sim.rounds_played
+
+    def behind(self) -> list[str]:
+        return [run_id for run_id in self.sims if self.to_play(run_id) > 0]
+
+    def learning_over(self) -> bool:
+        """No more rounds will come: the learning run has ended (or has sent every round
+        its runs need), and left its core to this process's forked child."""
+        return self.ended or all(len(self.received) >= sim.scenario.rounds
+                                 for sim in self.sims.values())
+
+
+def _play_next(group: _Group, run_id: str, report: _Reporter) -> None:
+    """Play ``run_id``'s next round; report (and drop) it if that ends or fails it."""
+    sim = group.sims[run_id]
+    try:
+        sim.play(group.received[sim.rounds_played])
+        done = sim.rounds_played == sim.scenario.rounds
         if done:
-            del sims[run_id]
+            report(run_id, sim.results(), None)
+    except _SweepGone:
+        raise
+    except Exception as err:  # noqa: BLE001 (reported as the run's outcome)
+        report(run_id, None, err)
+        done = True
+    if done:
+        del group.sims[run_id]
 
 
-def _play_rounds(sims: dict[str, Any], rounds: list[RoundTrace], report: _Reporter) -> None:
-    for recorded in rounds:
-        _play(sims, list(sims), recorded, report)
+def _play_all(group: _Group, run_ids: list[str], report: _Reporter) -> None:
+    """Play each of ``run_ids`` through every round received."""
+    for run_id in run_ids:
+        while run_id in group.sims and group.to_play(run_id) > 0:
+            _play_next(group, run_id, report)
 
 
-def _forkable_half(sims: dict[str, Any], report: _Reporter) -> list[str]:
-    """The runs a forked child should play this round: half of those it ends, when two
-    or more end. A round that ends runs is the learning run's last, so it is played
-    after the learning run has finished and left its core idle: two processes halve
-    the wait."""
-    if not report.can_fork:
-        return []
-    ending = [run_id for run_id, sim in sims.items()
-              if sim.rounds_played + 1 == sim.scenario.rounds]
-    return ending[len(ending) // 2:] if len(ending) >= 2 else []
+def _halves(group: _Group, run_ids: list[str]) -> tuple[list[str], list[str]]:
+    """``run_ids`` in two parts of about equal work (rounds left to play, plus one for
+    writing each), the longest placed first; order within each part kept."""
+    loads, parts = [0, 0], [set(), set()]
+    for run_id in sorted(run_ids, key=group.to_play, reverse=True):
+        lighter = 0 if loads[0] <= loads[1] else 1
+        parts[lighter].add(run_id)
+        loads[lighter] += group.to_play(run_id) + 1
+    return ([r for r in run_ids if r in parts[0]], [r for r in run_ids if r in parts[1]])
 
 
-def _play_round(sims: dict[str, Any], recorded: RoundTrace, report: _Reporter) -> None:
-    """Play a round in every run, the runs it ends split with a forked child. If the
-    child dies, this process still holds its runs as they were, and plays them."""
-    theirs = _forkable_half(sims, report)
-    if theirs:
-        child = fork(lambda: _play(sims, theirs, recorded, report))
-    _play(sims, [run_id for run_id in sims if run_id not in theirs], recorded, report)
-    if theirs:
-        _, status = os.waitpid(child, 0)
-        if status != 0:  # the sweep keeps the first outcome it got for a run
-            _play(sims, theirs, recorded, report)
+def _split(group: _Group, run_ids: list[str], report: _Reporter) -> None:
+    """Play ``run_ids`` through every round received, half of the work in a forked child:
+    called once the learning run is over, whose core is idle. The child reports its own
+    runs, those the trace ended short of as errors. If it dies, this process still holds
+    its runs as they were when it forked, and plays them."""
+    ours, theirs = _halves(group, run_ids)
+
+    def in_child() -> None:
+        _play_all(group, theirs, report)
+        _report_unfinished(group, [r for r in theirs if r in group.sims], report)
+
+    child = fork(in_child)
+    _play_all(group, ours, report)
+    _, status = os.waitpid(child, 0)
+    if status != 0:  # the sweep keeps the first outcome it got for a run
+        _play_all(group, theirs, report)
+    else:
         for run_id in theirs:
-            sims.pop(run_id, None)
+            del group.sims[run_id]
 
 
-def _read_ahead(conn: Connection, queued: collections.deque) -> None:
-    """Take every message the sweep has already sent into ``queued``."""
-    while not (queued and queued[-1][0] == "stop") and conn.poll(0):
-        queued.append(_next(conn))
+def _play_on(group: _Group, report: _Reporter) -> None:
+    """One step of work: once the learning run is over, everything left, split with a
+    forked child; before, the next round of the run furthest behind (round by round, so
+    every run is one round from done when the last arrives)."""
+    behind = group.behind()
+    if group.learning_over() and len(behind) >= 2 and report.can_fork:
+        _split(group, behind, report)
+    else:
+        _play_next(group, min(behind, key=lambda r: group.sims[r].rounds_played), report)
 
 
-def _backlog(queued: collections.deque) -> list[RoundTrace] | None:
-    """The rounds queued behind the one at hand, if the group's ``end`` follows them:
-    the learning run is over and its core idle, so the helper can split its runs."""
-    rounds = []
-    for message in queued:
-        if message[0] != "round":
-            return rounds if message[0] == "end" else None
-        rounds.append(message[1])
+def _report_unfinished(group: _Group, run_ids: list[str], report: _Reporter) -> None:
+    """The trace ended before these runs' last round."""
+    for run_id in run_ids:
+        played, rounds = group.sims[run_id].rounds_played, group.sims[run_id].scenario.rounds
+        report(run_id, None, RuntimeError(f"the learning trace ended after {played} of "
+                                          f"{rounds} rounds"))
+        del group.sims[run_id]
+
+
+def _poll(conn: Connection, wait: bool) -> tuple | None:
+    """The sweep's next message; None if there is none yet and not ``wait``. Checked
+    between any two rounds played, so ``end`` is seen the moment it is sent."""
+    if wait or conn.poll(0):
+        return _next(conn)
     return None
 
 
-def _split_backlog(sims: dict[str, Any], rounds: list[RoundTrace],
-                   report: _Reporter) -> None:
-    """Play ``rounds`` in every run, half of the runs in a forked child: a sweep with
-    more points than the helper keeps up with leaves rounds queued when its learning
-    run ends. Runs the rounds do not finish stay in ``sims`` (the parent's) for ``end``;
-    the child reports its own. If the child dies, this process plays its half too."""
-    ids = list(sims)
-    theirs = ids[len(ids) // 2:]
+def _begin(message: tuple, folders: contextlib.ExitStack, report: _Reporter) -> _Group:
+    from ecofed_sim.resimulate import Resimulation
+    from ecofed_sim.scenario import Scenario
+    from ecofed_sim.sweep import job_folder
 
-    def in_child() -> None:
-        mine = {run_id: sims[run_id] for run_id in theirs}
-        _play_rounds(mine, rounds, report)
-        _report_unfinished(mine, report)
-
-    child = fork(in_child)
-    ours = {run_id: sims[run_id] for run_id in ids if run_id not in theirs}
-    _play_rounds(ours, rounds, report)
-    _, status = os.waitpid(child, 0)
-    # the sweep keeps the first outcome it got for a run
-    left = {run_id: sims[run_id] for run_id in theirs} if status != 0 else {}
-    _play_rounds(left, rounds, report)
-    sims.clear()
-    sims.update(ours)
-    sims.update(left)
-
-
-def _report_unfinished(sims: dict[str, Any], report: _Reporter) -> None:
-    """The trace ended before these runs' last round."""
-    for run_id, sim in sims.items():
-        report(run_id, None, RuntimeError(f"the learning trace ended after "
-                                          f"{sim.rounds_played} of {sim.scenario.rounds} rounds"))
-    sims.clear()
+    _, report.group, jobs, key, report.write_to = message
+    group = _Group()
+    for job in jobs:
+        try:
+            folder = folders.enter_context(job_folder(job))
+            group.sims[job.run_id] = Resimulation(Scenario.model_validate(job.scenario), key,
+                                                  base_dir=folder)
+        except Exception as err:  # noqa: BLE001 (reported as the run's outcome)
+            report(job.run_id, None, err)
+    return group
 
 
 def _serve(conn: Connection) -> None:
     """Helper side: begin a group's re-simulations, play each round sent, and send each
     run's results the moment its last round is played (or the error that stopped it)."""
-    from ecofed_sim.resimulate import Resimulation
-    from ecofed_sim.scenario import Scenario
-    from ecofed_sim.sweep import job_folder
-
-    report = _Reporter(conn)
-    sims: dict[str, Any] = {}
+    report, group = _Reporter(conn), _Group()
     folders = contextlib.ExitStack()
-    queued: collections.deque = collections.deque()
     try:
-        while (message := queued.popleft() if queued else _next(conn))[0] != "stop":
+        while True:
+            if group.ended and group.sims and not group.behind():
+                _report_unfinished(group, list(group.sims), report)  # cut short
+            message = _poll(conn, wait=not group.behind())
+            if message is None:
+                _play_on(group, report)
+                continue
+            if message[0] == "stop":
+                break
             if message[0] in ("begin", "abandon"):
                 folders.close()
-                sims.clear()
+                group = _Group()
             if message[0] == "begin":
-                _, report.group, jobs, key, report.write_to = message
-                for job in jobs:
-                    try:
-                        folder = folders.enter_context(job_folder(job))
-                        sims[job.run_id] = Resimulation(
-                            Scenario.model_validate(job.scenario), key, base_dir=folder)
-                    except Exception as err:  # noqa: BLE001 (reported as the run's outcome)
-                        report(job.run_id, None, err)
+                group = _begin(message, folders, report)
             elif message[0] == "round":
-                _read_ahead(conn, queued)
-                backlog = _backlog(queued)
-                if backlog and len(sims) >= 2 and report.can_fork:
-                    for _ in backlog:
-                        queued.popleft()
-                    _split_backlog(sims, [message[1], *backlog], report)
-                else:
-                    _play_round(sims, message[1], report)
-            elif message[0] == "end":  # the trace ended before these runs' last round
-                _report_unfinished(sims, report)
+                group.received.append(message[1])
+            elif message[0] == "end":
+                group.ended = True
     except _SweepGone:
         pass
     finally:

@@ -26,9 +26,10 @@ from ecofed_sim.sweep import Job, run_sweep
 from ecofed_sim.sweep_files import absolutize
 from ecofed_sim.sweep_stream import (
     StreamedResims,
-    _play_round,
+    _Group,
+    _halves,
+    _play_on,
     _Reporter,
-    _split_backlog,
 )
 
 LINK = "population.devices[0].link.uplink_mbps"
@@ -205,23 +206,15 @@ class _Run:
         return {"rounds_played": self.rounds_played}
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="forks on Linux only")
-def test_a_last_round_is_split_with_a_child_and_survives_its_death(tmp_path):
-    """Two runs end this round: the second is played in a forked child, which dies. The
-    helper still holds that run as the round found it, plays it itself, and reports it:
-    both results arrive, no error."""
+def _group(sims: dict, rounds_received: int, ended: bool = False) -> _Group:
+    group = _Group()
+    group.sims, group.received, group.ended = sims, [None] * rounds_received, ended
+    return group
+
+
+def _pair() -> tuple[Connection, Connection]:
     ours, theirs = socket.socketpair()
-    sweep_end, helper_end = Connection(ours.detach()), Connection(theirs.detach())
-    sims = {"kept": _Run(), "forked": _Run(tmp_path / "child", dies=True)}
-    _play_round(sims, None, _Reporter(helper_end))
-    got = []
-    for _ in range(2):
-        assert sweep_end.poll(30), f"only {got} reported"
-        got.append(sweep_end.recv())
-    assert sims == {} and not sweep_end.poll(0.2)
-    assert got == [("result", 0, "kept", {"rounds_played": 1}, None),
-                   ("result", 0, "forked", {"rounds_played": 1}, None)]
-    assert int((tmp_path / "child").read_text()) != os.getpid()  # it was forked
+    return Connection(ours.detach()), Connection(theirs.detach())
 
 
 def _reported(conn: Connection, count: int) -> list[tuple]:
@@ -234,25 +227,70 @@ def _reported(conn: Connection, count: int) -> list[tuple]:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="forks on Linux only")
+def test_a_last_round_is_split_with_a_child_and_survives_its_death(tmp_path):
+    """Two runs end this round: the second is played in a forked child, which dies. The
+    helper still holds that run as the round found it, plays it itself, and reports it:
+    both results arrive, no error."""
+    sweep_end, helper_end = _pair()
+    group = _group({"kept": _Run(), "forked": _Run(tmp_path / "child", dies=True)}, 1)
+    _play_on(group, _Reporter(helper_end))
+    assert group.sims == {}
+    assert _reported(sweep_end, 2) == [("result", 0, "kept", {"rounds_played": 1}, None),
+                                       ("result", 0, "forked", {"rounds_played": 1}, None)]
+    assert int((tmp_path / "child").read_text()) != os.getpid()  # it was forked
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="forks on Linux only")
 @pytest.mark.parametrize("dies", [False, True])
-def test_rounds_queued_when_learning_ended_are_split_with_a_child(tmp_path, dies):
-    """Two rounds queued: "a" and "b" end with them, "c" needs a third. The child plays
-    the second half ("b", "c") and reports "c" as cut short; if it dies, the parent
-    plays that half itself and leaves "c" for the ``end`` that follows."""
-    ours, theirs = socket.socketpair()
-    sweep_end, helper_end = Connection(ours.detach()), Connection(theirs.detach())
-    sims = {"a": _Run(rounds=2), "b": _Run(tmp_path / "child", dies, rounds=2),
-            "c": _Run(rounds=3)}
-    _split_backlog(sims, [None, None], _Reporter(helper_end))
+def test_what_is_left_when_learning_ended_is_split_with_a_child(tmp_path, dies):
+    """Two rounds received and ``end``: "a" and "b" end with them, "c" needs a third.
+    The child plays its half ("c") and reports it as cut short; if it dies, the parent
+    plays that half itself and leaves "c" for its own report of runs cut short."""
+    sweep_end, helper_end = _pair()
+    group = _group({"a": _Run(rounds=2), "c": _Run(tmp_path / "child", dies, rounds=3),
+                    "b": _Run(rounds=2)}, 2, ended=True)
+    _play_on(group, _Reporter(helper_end))
     assert int((tmp_path / "child").read_text()) != os.getpid()  # it was forked
     got = sorted(_reported(sweep_end, 2 if dies else 3), key=lambda m: m[2])
     assert got[:2] == [("result", 0, "a", {"rounds_played": 2}, None),
                        ("result", 0, "b", {"rounds_played": 2}, None)]
     if dies:
-        assert list(sims) == ["c"] and sims["c"].rounds_played == 2
+        assert list(group.sims) == ["c"] and group.sims["c"].rounds_played == 2
     else:
-        assert sims == {} and got[2][:4] == ("result", 0, "c", None)
+        assert group.sims == {} and got[2][:4] == ("result", 0, "c", None)
         assert str(got[2][4]) == "the learning trace ended after 2 of 3 rounds"
+
+
+def test_while_learning_goes_on_the_run_furthest_behind_plays_one_round():
+    """The learning run still holds one core: no fork, one round of one run, the one
+    furthest behind (so every run is one round from done when the last arrives)."""
+    sweep_end, helper_end = _pair()
+    ahead, behind = _Run(rounds=5), _Run(rounds=5)
+    ahead.rounds_played = 2
+    group = _group({"ahead": ahead, "behind": behind}, 3)
+    _play_on(group, _Reporter(helper_end))
+    assert (ahead.rounds_played, behind.rounds_played) == (2, 1)
+    assert not group.learning_over() and not sweep_end.poll(0.1)
+
+
+def test_the_work_left_is_halved_by_rounds_to_play():
+    """Each run costs its rounds left plus one (its tables); the longest are placed
+    first, each on the lighter half; each half keeps the runs' order."""
+    runs = {name: _Run(rounds=rounds) for name, rounds in
+            [("a", 1), ("b", 4), ("c", 1), ("d", 2), ("e", 1)]}
+    group = _group(runs, 4)
+    ours, theirs = _halves(group, list(runs))
+    assert (ours, theirs) == (["b", "c"], ["a", "d", "e"])
+    assert _halves(group, ["a", "c"]) == (["a"], ["c"])
+
+
+def test_a_single_run_left_is_played_here_even_once_learning_ended():
+    """Nothing to halve: no fork, one round at a time as before."""
+    sweep_end, helper_end = _pair()
+    only = _Run(rounds=2)
+    group = _group({"only": only}, 2, ended=True)
+    _play_on(group, _Reporter(helper_end))
+    assert only.rounds_played == 1 and list(group.sims) == ["only"]
 
 
 def test_a_backlog_played_in_two_processes_makes_the_same_tables(tiny_dir):
