@@ -279,10 +279,15 @@ class TrainerPool:
         return self._pool.submit(_WORK[kind], global_state, round_index, clients)
 
     def close(self) -> None:
+        """Stop the workers. Inputs no worker took stay behind: a worker that died before
+        reading its copy (killed, or a script without its ``__main__`` guard) leaves it in
+        the queue's pipe, and the queue's thread would wait, at this process's exit, for a
+        reader that never comes."""
         for _ in range(self.workers):  # for any still waiting: the run ended without inputs
             self._inputs.put(None)
         self._pool.shutdown(cancel_futures=True)
         self._inputs.close()
+        self._inputs.cancel_join_thread()
 
 
 class DaskTrainerPool(TrainerPool):

@@ -253,6 +253,28 @@ def test_a_worker_that_dies_is_named_in_one_line_and_the_cli_writes_nothing(
     assert not out.exists()
 
 
+def test_a_script_without_its_main_guard_gets_the_reason_and_exits(tiny_dir):
+    """Workers import the caller's main module: a script that calls ``run(workers=2)``
+    outside ``if __name__ == "__main__":`` kills them as they start. The run ends with
+    the reason, and the process exits: the run's inputs, which no worker read, are left
+    in their queue's pipe, and its thread must not wait for a reader at exit (it did,
+    for ever). Two copies of these inputs (53 KB each) overfill a pipe's 64 KB."""
+    scenario = write_scenario(tiny_dir, tiny(**{"data.synthetic.train_samples": 4000}))
+    script = tiny_dir / "no_guard.py"
+    script.write_text(
+        "from pathlib import Path\n"
+        "from ecofed_sim.run import run\n"
+        "from ecofed_sim.scenario import load_scenario\n"
+        f"run(load_scenario(Path({str(scenario)!r})), base_dir=Path({str(tiny_dir)!r}), "
+        "workers=2)\n")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=120, cwd=tiny_dir)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1].startswith(
+        "ecofed_sim.errors.WorkerLost: a worker process ended abruptly")
+    assert "__main__" in done.stderr.strip().splitlines()[-1]
+
+
 @pytest.mark.parametrize("shipped, method", [
     ("hierarchy.yaml", {"name": "splitfed", "split": 2}),
     ("async_fedbuff.yaml", {"name": "ecofed", "split": 2})])
