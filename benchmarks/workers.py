@@ -8,6 +8,12 @@ The machine's own ceiling (N independent torch processes against one) is measure
 each pair of runs and after the last: on a shared machine it moves from run to run.
 
     python benchmarks/workers.py [--workers 2] [--repeats 3] [--scenario FILE] [--set K=V]
+    python benchmarks/workers.py --ceiling-only [--repeats 5]
+
+``--ceiling-only`` measures the ceiling alone, ``--repeats`` times, with the same probe
+in pure Python beside it (an interpreter loop, no torch): where two interpreter loops
+scale and two torch processes do not, the cores are there but the torch kernels share
+something (on a virtual machine, its vCPUs may be one physical core's two threads).
 """
 
 from __future__ import annotations
@@ -73,21 +79,45 @@ def _steps(count: int) -> float:
     return time.perf_counter() - start
 
 
-def ceiling(workers: int, steps: int = 400) -> float:
+def _loop(count: int) -> float:
+    """``count`` thousand turns of an interpreter loop: the pure-Python probe's unit."""
+    start, total = time.perf_counter(), 0
+    for i in range(count * 1000):
+        total += i * i
+    return time.perf_counter() - start
+
+
+def ceiling(workers: int, steps: int = 2000, work=_steps) -> float:
     """How much faster N independent processes do N times one process's torch work here:
-    the best any parallel run can do on this machine (cores, memory bandwidth, turbo)."""
+    the best any parallel run can do on this machine (cores, memory bandwidth, turbo).
+    One process's time is taken just before and just after the N processes' and
+    averaged: on a shared machine the speed drifts within seconds. ``steps`` of 400
+    (about a second), one process timed before only, gave 0.93x to 2.72x in three probes
+    in a row on a 2-core machine; 2,000 gave 1.33x to 1.50x, and later 0.97x to 2.83x."""
     from concurrent.futures import ProcessPoolExecutor
     from multiprocessing import get_context
 
+    def timed(count: int) -> float:
+        start = time.perf_counter()
+        list(pool.map(work, [steps] * count))
+        return time.perf_counter() - start
+
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-        list(pool.map(_steps, [5] * workers))  # start and warm every worker
-        start = time.perf_counter()
-        list(pool.map(_steps, [steps]))
-        one = time.perf_counter() - start
-        start = time.perf_counter()
-        list(pool.map(_steps, [steps] * workers))
-        many = time.perf_counter() - start
-    return workers * one / many
+        list(pool.map(work, [5] * workers))  # start and warm every worker
+        before, many, after = timed(1), timed(workers), timed(1)
+    return workers * (before + after) / 2 / many
+
+
+def ceiling_only(workers: int, repeats: int) -> None:
+    """The ceiling ``repeats`` times, torch and pure Python taking turns."""
+    torch_x, python_x = [], []
+    for _ in range(repeats):
+        torch_x.append(ceiling(workers))
+        python_x.append(ceiling(workers, steps=15_000, work=_loop))
+    for name, got in (("torch (SGD steps of a small CNN, 1 thread each)", torch_x),
+                      ("pure Python (an interpreter loop)", python_x)):
+        print(f"{workers} independent processes against one, {name}: median "
+              f"{statistics.median(got):.2f}x ({', '.join(f'{x:.2f}' for x in got)})")
 
 
 def same_tables(a: Path, b: Path) -> bool:
@@ -106,9 +136,14 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--scenario", default=str(ROOT / "scenarios" / "bench_cross_device.yaml"))
     p.add_argument("--set", dest="overrides", action="append", default=[])
+    p.add_argument("--ceiling-only", action="store_true",
+                   help="measure only the machine's ceiling, torch and pure Python")
     p.add_argument("--variant", type=int, help=argparse.SUPPRESS)
     p.add_argument("--out", help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.ceiling_only:
+        ceiling_only(args.workers, args.repeats)
+        return
     if args.variant is not None:
         print(json.dumps(one_variant(args.scenario, args.overrides, args.variant, args.out)))
         return
