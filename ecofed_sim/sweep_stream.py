@@ -24,7 +24,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -157,15 +157,20 @@ def _split(group: _Group, run_ids: list[str], report: _Reporter) -> None:
             del group.sims[run_id]
 
 
-def _play_on(group: _Group, report: _Reporter) -> None:
+def _play_on(group: _Group, report: _Reporter, news: Callable[[], bool]) -> None:
     """One step of work: once the learning run is over, everything left, split with a
-    forked child; before, the next round of the run furthest behind (round by round, so
-    every run is one round from done when the last arrives)."""
+    forked child; before, the next round of the runs furthest behind (round by round, so
+    every run is one round from done when the last arrives), run after run until
+    ``news`` says a message waits (the learning run's end is seen between any two)."""
     behind = group.behind()
     if group.learning_over() and len(behind) >= 2 and report.can_fork:
         _split(group, behind, report)
-    else:
-        _play_next(group, min(behind, key=lambda r: group.sims[r].rounds_played), report)
+        return
+    furthest = min(group.sims[r].rounds_played for r in behind)
+    for run_id in [r for r in behind if group.sims[r].rounds_played == furthest]:
+        _play_next(group, run_id, report)
+        if news():
+            return
 
 
 def _report_unfinished(group: _Group, run_ids: list[str], report: _Reporter) -> None:
@@ -213,7 +218,7 @@ def _serve(conn: Connection) -> None:
                 _report_unfinished(group, list(group.sims), report)  # cut short
             message = _poll(conn, wait=not group.behind())
             if message is None:
-                _play_on(group, report)
+                _play_on(group, report, lambda: conn.poll(0))
                 continue
             if message[0] == "stop":
                 break

@@ -233,7 +233,7 @@ def test_a_last_round_is_split_with_a_child_and_survives_its_death(tmp_path):
     both results arrive, no error."""
     sweep_end, helper_end = _pair()
     group = _group({"kept": _Run(), "forked": _Run(tmp_path / "child", dies=True)}, 1)
-    _play_on(group, _Reporter(helper_end))
+    _play_on(group, _Reporter(helper_end), lambda: False)
     assert group.sims == {}
     assert _reported(sweep_end, 2) == [("result", 0, "kept", {"rounds_played": 1}, None),
                                        ("result", 0, "forked", {"rounds_played": 1}, None)]
@@ -249,7 +249,7 @@ def test_what_is_left_when_learning_ended_is_split_with_a_child(tmp_path, dies):
     sweep_end, helper_end = _pair()
     group = _group({"a": _Run(rounds=2), "c": _Run(tmp_path / "child", dies, rounds=3),
                     "b": _Run(rounds=2)}, 2, ended=True)
-    _play_on(group, _Reporter(helper_end))
+    _play_on(group, _Reporter(helper_end), lambda: False)
     assert int((tmp_path / "child").read_text()) != os.getpid()  # it was forked
     got = sorted(_reported(sweep_end, 2 if dies else 3), key=lambda m: m[2])
     assert got[:2] == [("result", 0, "a", {"rounds_played": 2}, None),
@@ -261,15 +261,19 @@ def test_what_is_left_when_learning_ended_is_split_with_a_child(tmp_path, dies):
         assert str(got[2][4]) == "the learning trace ended after 2 of 3 rounds"
 
 
-def test_while_learning_goes_on_the_run_furthest_behind_plays_one_round():
-    """The learning run still holds one core: no fork, one round of one run, the one
-    furthest behind (so every run is one round from done when the last arrives)."""
+def test_while_learning_goes_on_the_runs_furthest_behind_play_one_round():
+    """The learning run still holds one core: no fork, one round of each run furthest
+    behind (so every run is one round from done when the last arrives), and none after
+    a message is waiting."""
     sweep_end, helper_end = _pair()
-    ahead, behind = _Run(rounds=5), _Run(rounds=5)
-    ahead.rounds_played = 2
-    group = _group({"ahead": ahead, "behind": behind}, 3)
-    _play_on(group, _Reporter(helper_end))
-    assert (ahead.rounds_played, behind.rounds_played) == (2, 1)
+    runs = {name: _Run(rounds=5) for name in ("ahead", "behind", "too", "last")}
+    runs["ahead"].rounds_played = 2
+    group = _group(runs, 3)
+    _play_on(group, _Reporter(helper_end), lambda: False)
+    assert [r.rounds_played for r in runs.values()] == [2, 1, 1, 1]
+    checks = []
+    _play_on(group, _Reporter(helper_end), lambda: checks.append(1) or len(checks) == 2)
+    assert [r.rounds_played for r in runs.values()] == [2, 2, 2, 1]
     assert not group.learning_over() and not sweep_end.poll(0.1)
 
 
@@ -289,7 +293,7 @@ def test_a_single_run_left_is_played_here_even_once_learning_ended():
     sweep_end, helper_end = _pair()
     only = _Run(rounds=2)
     group = _group({"only": only}, 2, ended=True)
-    _play_on(group, _Reporter(helper_end))
+    _play_on(group, _Reporter(helper_end), lambda: False)
     assert only.rounds_played == 1 and list(group.sims) == ["only"]
 
 
