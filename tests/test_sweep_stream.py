@@ -289,7 +289,7 @@ def test_the_work_left_is_halved_by_rounds_to_play():
 
 
 def test_a_single_run_left_is_played_here_even_once_learning_ended():
-    """Nothing to halve: no fork, one round at a time as before."""
+    """Nothing to halve: no fork, one round at a time."""
     sweep_end, helper_end = _pair()
     only = _Run(rounds=2)
     group = _group({"only": only}, 2, ended=True)
