@@ -76,9 +76,9 @@ def child(kind: str, sweep: Path, out: Path) -> dict:
         results = run(first.scenario, base_dir=ROOT / "scenarios", progress=False,
                       tables_dir=tmp)
         learn_s = results.manifest["wall_clock_s"]
-        written_s = time.perf_counter() - start
+        writing = time.perf_counter()
         write_results(results, out, tmp=tmp)
-        written_s = time.perf_counter() - start - written_s
+        written_s = time.perf_counter() - writing
     else:
         tally = run_sweep(sweep, out, reuse=kind != "no_reuse", progress=False,
                           log=lambda m: None, stream=kind == "reuse")

@@ -157,12 +157,13 @@ def _split(group: _Group, run_ids: list[str], report: _Reporter) -> None:
             del group.sims[run_id]
 
 
-def _play_on(group: _Group, report: _Reporter, news: Callable[[], bool]) -> None:
-    """One step of work: once the learning run is over, everything left, split with a
-    forked child; before, the next round of the runs furthest behind (round by round, so
-    every run is one round from done when the last arrives), run after run until
-    ``news`` says a message waits (the learning run's end is seen between any two)."""
-    behind = group.behind()
+def _play_on(group: _Group, behind: list[str], report: _Reporter,
+             news: Callable[[], bool]) -> None:
+    """One step of work on the runs ``behind`` (``_Group.behind``): once the learning
+    run is over, everything left, split with a forked child; before, the next round of
+    the runs furthest behind (round by round, so every run is one round from done when
+    the last arrives), run after run until ``news`` says a message waits (the learning
+    run's end is seen between any two)."""
     if group.learning_over() and len(behind) >= 2 and report.can_fork:
         _split(group, behind, report)
         return
@@ -214,11 +215,12 @@ def _serve(conn: Connection) -> None:
     folders = contextlib.ExitStack()
     try:
         while True:
-            if group.ended and group.sims and not group.behind():
+            behind = group.behind()
+            if group.ended and group.sims and not behind:
                 _report_unfinished(group, list(group.sims), report)  # cut short
-            message = _poll(conn, wait=not group.behind())
+            message = _poll(conn, wait=not behind)
             if message is None:
-                _play_on(group, report, lambda: conn.poll(0))
+                _play_on(group, behind, report, lambda: conn.poll(0))
                 continue
             if message[0] == "stop":
                 break

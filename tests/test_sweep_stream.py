@@ -233,7 +233,7 @@ def test_a_last_round_is_split_with_a_child_and_survives_its_death(tmp_path):
     both results arrive, no error."""
     sweep_end, helper_end = _pair()
     group = _group({"kept": _Run(), "forked": _Run(tmp_path / "child", dies=True)}, 1)
-    _play_on(group, _Reporter(helper_end), lambda: False)
+    _play_on(group, group.behind(), _Reporter(helper_end), lambda: False)
     assert group.sims == {}
     assert _reported(sweep_end, 2) == [("result", 0, "kept", {"rounds_played": 1}, None),
                                        ("result", 0, "forked", {"rounds_played": 1}, None)]
@@ -249,7 +249,7 @@ def test_what_is_left_when_learning_ended_is_split_with_a_child(tmp_path, dies):
     sweep_end, helper_end = _pair()
     group = _group({"a": _Run(rounds=2), "c": _Run(tmp_path / "child", dies, rounds=3),
                     "b": _Run(rounds=2)}, 2, ended=True)
-    _play_on(group, _Reporter(helper_end), lambda: False)
+    _play_on(group, group.behind(), _Reporter(helper_end), lambda: False)
     assert int((tmp_path / "child").read_text()) != os.getpid()  # it was forked
     got = sorted(_reported(sweep_end, 2 if dies else 3), key=lambda m: m[2])
     assert got[:2] == [("result", 0, "a", {"rounds_played": 2}, None),
@@ -269,10 +269,11 @@ def test_while_learning_goes_on_the_runs_furthest_behind_play_one_round():
     runs = {name: _Run(rounds=5) for name in ("ahead", "behind", "too", "last")}
     runs["ahead"].rounds_played = 2
     group = _group(runs, 3)
-    _play_on(group, _Reporter(helper_end), lambda: False)
+    _play_on(group, group.behind(), _Reporter(helper_end), lambda: False)
     assert [r.rounds_played for r in runs.values()] == [2, 1, 1, 1]
     checks = []
-    _play_on(group, _Reporter(helper_end), lambda: checks.append(1) or len(checks) == 2)
+    _play_on(group, group.behind(), _Reporter(helper_end),
+             lambda: checks.append(1) or len(checks) == 2)
     assert [r.rounds_played for r in runs.values()] == [2, 2, 2, 1]
     assert not group.learning_over() and not sweep_end.poll(0.1)
 
@@ -293,7 +294,7 @@ def test_a_single_run_left_is_played_here_even_once_learning_ended():
     sweep_end, helper_end = _pair()
     only = _Run(rounds=2)
     group = _group({"only": only}, 2, ended=True)
-    _play_on(group, _Reporter(helper_end), lambda: False)
+    _play_on(group, group.behind(), _Reporter(helper_end), lambda: False)
     assert only.rounds_played == 1 and list(group.sims) == ["only"]
 
 
