@@ -257,12 +257,41 @@ def summary(rows: list[dict]) -> str:
     if missed:
         lines.append(f"beyond 10% under tcp ({len(missed)}):")
     for r in missed:
+        runs = r.get("measured_runs_s", [])
         lines.append(f"  {r['rate_mbps']:>4g} Mb/s {r['rtt_ms']:>4g} ms {r['bytes']:>10,} B "
                      f"{r['pattern']:<8} gap {r['gap_s']:<4g} measured "
                      f"{r['measured_s'] * 1e3:8.1f} ms (min {r['measured_min_s'] * 1e3:.1f})"
                      f"  tcp {r['tcp_s'] * 1e3:8.1f} ms ({r['tcp_ratio']:.2f}x)"
-                     f"{'  DISTURBED' if r['disturbed'] else ''}")
+                     + (f"  repeats {'/'.join(f'{x * 1e3:.0f}' for x in runs)} ms, nearest "
+                        f"{nearest_ratio(r['tcp_s'], runs):.2f}x" if runs else "")
+                     + ("  TWO OUTCOMES" if two_outcomes(runs) else "")
+                     + ("  DISTURBED" if r["disturbed"] else ""))
+    beyond = [r for r in missed if abs(r["tcp_ratio"] - 1) > 0.25]
+    split = [r for r in beyond if two_outcomes(r.get("measured_runs_s", []))]
+    near = [r for r in split if abs(nearest_ratio(r["tcp_s"], r["measured_runs_s"]) - 1) <= 0.10]
+    if missed:
+        lines.append(f"beyond 25% under tcp: {len(beyond)}; of them, real TCP's repeats "
+                     f"differ by more than {SPAN_NO_TIME_FITS:.2f}x (no time is within 25% "
+                     f"of all) in {len(split)}, and tcp is within 10% of one of their "
+                     f"repeats in {len(near)}")
     return "\n".join(lines)
+
+
+# A time within 25% of both a and b > a needs b * 0.75 <= t <= a * 1.25: none once b / a
+# passes 1.25 / 0.75.
+SPAN_NO_TIME_FITS = 1.25 / 0.75
+
+
+def two_outcomes(runs: list[float]) -> bool:
+    """Whether a case's repeats spread so far that no single time is within 25% of each:
+    real TCP landed on both sides of a threshold (a lost last segment or not, an RTO
+    crossed or not), and the median of a few repeats is whichever side came up more."""
+    return len(runs) > 1 and max(runs) / min(runs) > SPAN_NO_TIME_FITS
+
+
+def nearest_ratio(model_s: float, runs: list[float]) -> float:
+    """The model's time over the repeat nearest it (by ratio)."""
+    return min((model_s / x for x in runs), key=lambda ratio: abs(math.log(ratio)))
 
 
 def by_exchange(rows: list[dict]) -> str:

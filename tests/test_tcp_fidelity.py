@@ -90,6 +90,28 @@ def test_the_summary_lists_what_the_tcp_model_misses():
     assert "beyond" not in tf.summary([near])
 
 
+def test_the_summary_tells_a_case_with_two_real_outcomes_from_a_model_that_is_off():
+    """A case beyond 25% whose repeats spread past 1.25 / 0.75 (no time within 25% of
+    all) is marked, with the model's ratio to its nearest repeat; one whose repeats
+    agree is not."""
+    tf = _load("tcp_fidelity")
+    base = dict(rate_mbps=100, rtt_ms=100, bytes=100_000, pattern="exchange", gap_s=0.1,
+                tcp_s=0.1167, flow_s=0.1, flow_ratio=0.5, disturbed=False)
+    split = {**base, "measured_runs_s": [0.212, 0.117, 0.212], "measured_s": 0.212,
+             "measured_min_s": 0.117, "tcp_ratio": 0.1167 / 0.212}
+    off = {**base, "gap_s": 0.5, "measured_runs_s": [0.2, 0.21, 0.19], "measured_s": 0.2,
+           "measured_min_s": 0.19, "tcp_ratio": 0.1167 / 0.2}
+    lines = tf.summary([split, off]).splitlines()
+    (marked,) = [x for x in lines if "TWO OUTCOMES" in x]  # the 0.1 s case
+    assert "gap 0.1" in marked and "repeats 212/117/212 ms, nearest 1.00x" in marked
+    (plain,) = [x for x in lines if "gap 0.5" in x and "measured" in x]
+    assert "nearest 0.61x" in plain and "TWO OUTCOMES" not in plain
+    assert lines[-1] == ("beyond 25% under tcp: 2; of them, real TCP's repeats differ by "
+                         "more than 1.67x (no time is within 25% of all) in 1, and tcp is "
+                         "within 10% of one of their repeats in 1")
+    assert not tf.two_outcomes([0.143, 0.231]) and tf.two_outcomes([0.117, 0.196])
+
+
 def test_the_grid_can_be_cut_to_some_patterns():
     """``--patterns``: the full grid on one path has 4 sizes x (fresh, warm and exchanges
     after 0, 0.1 and 0.5 s), less the 10 MB exchanges below 20 Mbit/s; cut to fresh and
