@@ -226,9 +226,7 @@ def _serve(conn: Connection) -> None:
                 break
             if message[0] in ("begin", "abandon"):
                 folders.close()
-                group = _Group()
-            if message[0] == "begin":
-                group = _begin(message, folders, report)
+                group = _begin(message, folders, report) if message[0] == "begin" else _Group()
             elif message[0] == "round":
                 group.received.append(message[1])
             elif message[0] == "end":
